@@ -1,0 +1,102 @@
+//! The layer every vendor request passes through: latency, injected faults, the
+//! request log and the read/write counters.
+
+use crate::state::{Api, FaultKind, LoggedRequest, Shared, lock};
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::{Duration, Instant};
+
+pub async fn layer(State((shared, api)): State<(Shared, Api)>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let (fault, delay, seq) = {
+        let mut s = lock(&shared);
+        let seq = s.next_seq();
+        let latency = s.latency.get(&api).copied().unwrap_or_default();
+        let jitter = match latency.jitter_ms {
+            0 => 0,
+            j => seq.wrapping_mul(2_654_435_761) % (j + 1),
+        };
+        (s.take_fault(api, &method, &path), latency.fixed_ms + jitter, seq)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let (response, fault_note) = match fault {
+        None => (next.run(req).await, None),
+        Some(f) => {
+            let note = format!("{:?}", f.kind);
+            let applied = if f.after_apply { Some(next.run(req).await) } else { None };
+            (inject(api, &f.kind, applied).await, Some(note))
+        }
+    };
+    let status = response.status().as_u16();
+    let mut s = lock(&shared);
+    let counts = match api {
+        Api::Sophos => &mut s.counters.sophos,
+        Api::Connectwise => &mut s.counters.connectwise,
+    };
+    if method == "GET" { counts.reads += 1 } else { counts.writes += 1 }
+    s.log.push(LoggedRequest {
+        seq,
+        api,
+        method,
+        path,
+        query,
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        fault: fault_note,
+    });
+    response
+}
+
+/// Builds the faulty response. `applied` is the real response when the request was
+/// carried out first (`afterApply`).
+async fn inject(api: Api, kind: &FaultKind, applied: Option<Response>) -> Response {
+    match kind {
+        FaultKind::Status { status } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error_response(api, status, "Injected fault")
+        }
+        FaultKind::RateLimit { retry_after } => {
+            let mut r = error_response(api, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        FaultKind::Hang { ms } => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            error_response(api, StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
+        }
+        FaultKind::Truncate => {
+            let full = match applied {
+                Some(r) => r,
+                None => error_response(api, StatusCode::OK, "truncated"),
+            };
+            truncate(full).await
+        }
+    }
+}
+
+async fn truncate(full: Response) -> Response {
+    let (mut parts, body) = full.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let half = bytes.slice(0..bytes.len() / 2);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(half))
+}
+
+/// An error in the vendor's own shape.
+pub fn error_response(api: Api, status: StatusCode, message: &str) -> Response {
+    let body = match api {
+        Api::Sophos => crate::sophos::error_body(status, message),
+        Api::Connectwise => crate::connectwise::error_body(status, message),
+    };
+    (status, axum::Json(body)).into_response()
+}

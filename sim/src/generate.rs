@@ -1,0 +1,1 @@
+//! Generator of large scenarios for benchmarks (filled in separately).

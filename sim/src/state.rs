@@ -1,0 +1,231 @@
+//! The simulators' mutable state: vendor data, issued tokens, the request log,
+//! counters, latency and fault settings. One `Mutex`, never held across an await.
+
+use crate::scenario::Scenario;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Which simulated API a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Sophos,
+    Connectwise,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedRequest {
+    pub seq: u64,
+    pub api: Api,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub duration_ms: u64,
+    /// What the fault injector did to this request, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ApiCounts {
+    pub reads: u64,
+    pub writes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub sophos: ApiCounts,
+    pub connectwise: ApiCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    pub fixed_ms: u64,
+    pub jitter_ms: u64,
+}
+
+/// What an injected fault does to the request it hits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum FaultKind {
+    /// Answer this status with the vendor's error body.
+    Status { status: u16 },
+    /// 429 with a `Retry-After` header (seconds).
+    RateLimit { retry_after: u64 },
+    /// Hold the response this long (past the client's timeout).
+    Hang { ms: u64 },
+    /// Send only the first half of the real body.
+    Truncate,
+}
+
+/// Fails the `nth` request (1-based, counted from when the fault was set) that
+/// matches `api`, `method` and `path_contains`, then the following `times - 1` too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub api: Api,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path_contains: Option<String>,
+    #[serde(default = "one")]
+    pub nth: u64,
+    #[serde(default = "one")]
+    pub times: u64,
+    /// Perform the request first (the write happens), then fail the response:
+    /// what a client sees when the connection drops after a write.
+    #[serde(default)]
+    pub after_apply: bool,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// Requests matched so far (state, not configuration).
+    #[serde(default)]
+    pub seen: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Fault {
+    fn matches(&self, api: Api, method: &str, path: &str) -> bool {
+        self.api == api
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
+    }
+}
+
+/// ConnectWise collections, by name (`companies`, `agreements`, `agreementTypes`,
+/// `additions`, `catalog`, `productTypes`, `categories`, `subcategories`,
+/// `unitOfMeasures`).
+pub type Collections = BTreeMap<String, Vec<Value>>;
+
+pub struct SimState {
+    pub scenario: Scenario,
+    pub collections: Collections,
+    pub next_id: i64,
+    /// Issued Sophos access tokens and when they expire.
+    pub tokens: HashMap<String, DateTime<Utc>>,
+    /// Shifts the simulators' clock (token expiry) without sleeping.
+    pub clock_offset: Duration,
+    pub log: Vec<LoggedRequest>,
+    pub counters: Counters,
+    pub latency: HashMap<Api, Latency>,
+    pub faults: Vec<Fault>,
+    seq: u64,
+}
+
+impl SimState {
+    pub fn new(scenario: Scenario) -> Self {
+        let mut state = SimState {
+            scenario: Scenario::default(),
+            collections: Collections::new(),
+            next_id: 1,
+            tokens: HashMap::new(),
+            clock_offset: Duration::zero(),
+            log: Vec::new(),
+            counters: Counters::default(),
+            latency: HashMap::new(),
+            faults: Vec::new(),
+            seq: 0,
+        };
+        state.load(scenario);
+        state
+    }
+
+    /// Replaces all vendor data; keeps nothing of the previous scenario.
+    pub fn load(&mut self, scenario: Scenario) {
+        let cw = &scenario.connectwise;
+        let mut collections = Collections::new();
+        for (name, items) in [
+            ("companies", &cw.companies),
+            ("agreements", &cw.agreements),
+            ("agreementTypes", &cw.agreement_types),
+            ("additions", &cw.additions),
+            ("catalog", &cw.catalog),
+            ("productTypes", &cw.product_types),
+            ("categories", &cw.categories),
+            ("subcategories", &cw.subcategories),
+            ("unitOfMeasures", &cw.unit_of_measures),
+        ] {
+            collections.insert(name.to_owned(), items.clone());
+        }
+        let max_id = collections
+            .values()
+            .flatten()
+            .filter_map(|v| v.get("id").and_then(Value::as_i64))
+            .max()
+            .unwrap_or(0);
+        self.collections = collections;
+        self.next_id = max_id + 1;
+        self.scenario = scenario;
+        self.tokens.clear();
+        self.clock_offset = Duration::zero();
+        self.log.clear();
+        self.counters = Counters::default();
+        self.faults.clear();
+        self.latency.clear();
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
+    pub fn allocate_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn collection(&self, name: &str) -> &[Value] {
+        self.collections.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn collection_mut(&mut self, name: &str) -> &mut Vec<Value> {
+        self.collections.entry(name.to_owned()).or_default()
+    }
+
+    /// Finds the fault, if any, that this request triggers, and advances counts.
+    pub fn take_fault(&mut self, api: Api, method: &str, path: &str) -> Option<Fault> {
+        let mut hit = None;
+        for fault in self.faults.iter_mut().filter(|f| f.matches(api, method, path)) {
+            fault.seen += 1;
+            let in_window = fault.seen >= fault.nth && fault.seen < fault.nth + fault.times;
+            if in_window && hit.is_none() {
+                hit = Some(fault.clone());
+            }
+        }
+        hit
+    }
+
+    /// The state as JSON: vendor data now, for assertions and `GET /_sim/state`.
+    pub fn dump(&self) -> Value {
+        serde_json::json!({
+            "connectwise": self.collections,
+            "sophos": {
+                "partnerId": self.scenario.sophos.partner_id,
+                "tenants": self.scenario.sophos.tenants,
+                "usage": self.scenario.sophos.usage,
+            },
+            "counters": self.counters,
+        })
+    }
+}
+
+pub type Shared = Arc<Mutex<SimState>>;
+
+/// Locks the state; a poisoned lock (a panicking handler) still yields the data.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,5 @@
+//! Typed configuration: environment, secrets and settings.
+
+pub mod settings;
+
+pub use settings::*;

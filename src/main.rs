@@ -1,0 +1,3 @@
+fn main() {
+    println!("sophos-cw-sync: engine not built yet");
+}

@@ -1,0 +1,727 @@
+//! The DynamoDB store (the Lambda default): ONE table, single-table design.
+//!
+//! The table has a string partition key `pk` and a string sort key `sk`, billing
+//! mode PAY_PER_REQUEST, and TTL enabled on the numeric attribute `ttl`. Every item
+//! carries `body` (S): the record as JSON (`records.rs`, camelCase); the other
+//! attributes are keys or are needed by conditions and filters.
+//!
+//! | record          | `pk`       | `sk`                                  | other attributes                         |
+//! |-----------------|------------|---------------------------------------|------------------------------------------|
+//! | settings        | `SETTINGS` | `SETTINGS`                            | `body`                                   |
+//! | mapping         | `MAPPING`  | tenantId                              | `body`                                   |
+//! | catalog item    | `CATALOG`  | identifier                            | `body`                                   |
+//! | addition        | `ADDITION` | `{tenantId}#{identifier}`             | `body`                                   |
+//! | customer status | `CUSTOMER` | tenantId                              | `body`                                   |
+//! | run             | `RUN`      | runId                                 | `body`, `ttl` (N, epoch s, if `expiresAt`)|
+//! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`                          |
+//! | lease           | `LEASE`    | `LEASE`                               | `body`, `runId`, `expiresAt` (N, epoch ms)|
+//! | claim           | `CLAIM`    | the de-duplication key                | `body`, `runId`, `expiresAt` (N, epoch ms), `ttl` (N, epoch s) |
+//!
+//! (1) `at` is RFC 3339 in UTC with milliseconds (`2024-05-01T06:00:00.123Z`), fixed
+//! width, so the sort key orders entries by time.
+//!
+//! Access patterns: every list is a `Query` on one partition, following
+//! `LastEvaluatedKey` until done. Run ids sort by start time, so runs are listed with
+//! `ScanIndexForward=false` (latest first) and paged with `sk < :before`. Audit
+//! entries of one run are found with a `FilterExpression` on `runId`.
+//!
+//! The lease is one item written with a conditional `PutItem`
+//! (`attribute_not_exists(pk) OR expiresAt < :now OR runId = :run`): only one cycle
+//! can hold it. Renew and release are conditional on `runId = :run`. `claim_once` is
+//! a conditional put of a `CLAIM` item (`attribute_not_exists(pk) OR expiresAt < :now`).
+//!
+//! IAM: the function needs `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `DeleteItem`
+//! and `Query` on the table (plus `CreateTable`, `DescribeTable`,
+//! `UpdateTimeToLive` and `DescribeTimeToLive` only for [`DynamoStore::create_table_if_missing`]
+//! and [`DynamoStore::enable_ttl`]).
+
+use super::{
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
+    RunRecord, Store, StoreError, StoreResult,
+};
+use crate::config::Settings;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::time::Duration;
+
+type Item = HashMap<String, AttributeValue>;
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const BODY: &str = "body";
+const TTL: &str = "ttl";
+const RUN_ID: &str = "runId";
+const EXPIRES_AT: &str = "expiresAt";
+
+const SETTINGS: &str = "SETTINGS";
+const MAPPING: &str = "MAPPING";
+const CATALOG: &str = "CATALOG";
+const ADDITION: &str = "ADDITION";
+const CUSTOMER: &str = "CUSTOMER";
+const RUN: &str = "RUN";
+const AUDIT: &str = "AUDIT";
+const LEASE: &str = "LEASE";
+const CLAIM: &str = "CLAIM";
+
+/// How many times a conditional write is retried when the item that made it fail
+/// disappeared before it could be read (released or expired in between).
+const CONDITIONAL_ATTEMPTS: usize = 5;
+
+/// The DynamoDB adapter of [`Store`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table this store uses.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table (PAY_PER_REQUEST, `pk` S hash + `sk` S range) unless it
+    /// exists, then waits (bounded) until it is ACTIVE. For tests and local setup;
+    /// production tables come from the deployment template.
+    pub async fn create_table_if_missing(&self) -> StoreResult<()> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Config(format!("cannot describe table {}: {e}", self.table))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PK).map_err(build)?)
+            .attribute_definitions(attr(SK).map_err(build)?)
+            .key_schema(key(PK, KeyType::Hash).map_err(build)?)
+            .key_schema(key(SK, KeyType::Range).map_err(build)?)
+            .send()
+            .await;
+        if let Err(e) = created {
+            let in_use = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception());
+            if !in_use {
+                return Err(self.sdk_err("CreateTable", e));
+            }
+        }
+
+        // Typically ACTIVE within seconds; give up after about a minute.
+        for _ in 0..240 {
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await;
+            match out {
+                Ok(out) => {
+                    if out
+                        .table()
+                        .and_then(|t| t.table_status())
+                        .is_some_and(|s| *s == TableStatus::Active)
+                    {
+                        return Ok(());
+                    }
+                }
+                // Right after CreateTable the table may not be visible yet.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(self.sdk_err("DescribeTable", e)),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB table {} did not become ACTIVE within a minute; check it in the console",
+            self.table
+        )))
+    }
+
+    /// Enables TTL on the attribute `ttl` (tolerates it being enabled already).
+    pub async fn enable_ttl(&self) -> StoreResult<()> {
+        let current = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| self.sdk_err("DescribeTimeToLive", e))?;
+        if let Some(desc) = current.time_to_live_description() {
+            let on = matches!(
+                desc.time_to_live_status(),
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            );
+            match desc.attribute_name() {
+                Some(TTL) if on => return Ok(()),
+                Some(other) if on => {
+                    return Err(StoreError::Config(format!(
+                        "DynamoDB table {} has TTL enabled on attribute {other:?}; this \
+                         store needs it on {TTL:?}: disable it and enable it on {TTL:?}",
+                        self.table
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(TTL)
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot describe TTL: {e}")))?;
+        match self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.code() == Some("ValidationException")
+                    && e.message()
+                        .is_some_and(|m| m.to_ascii_lowercase().contains("already enabled")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.sdk_err("UpdateTimeToLive", e)),
+        }
+    }
+
+    // ----- helpers -----
+
+    /// Maps an SDK error to a store error naming the table and the operation.
+    fn sdk_err<E, R>(&self, op: &str, e: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let table = &self.table;
+        match e.code() {
+            Some("ResourceNotFoundException") => StoreError::Config(format!(
+                "DynamoDB table {table} does not exist; create it (see README) or set SYNC_STORE"
+            )),
+            Some(
+                code @ ("AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "MissingAuthenticationTokenException"),
+            ) => StoreError::Config(format!(
+                "DynamoDB refused {op} on table {table} ({code}: {}); check the AWS \
+                 credentials and that the IAM policy allows {op} on the table",
+                e.message().unwrap_or("no message")
+            )),
+            Some(code @ "ValidationException") => StoreError::Config(format!(
+                "DynamoDB rejected {op} on table {table} ({code}: {}); check that the \
+                 table has the key schema pk (S) + sk (S)",
+                e.message().unwrap_or("no message")
+            )),
+            _ => StoreError::Unavailable(format!(
+                "DynamoDB {op} on table {table} failed: {}",
+                DisplayErrorContext(&e)
+            )),
+        }
+    }
+
+    fn key(pk: &str, sk: impl Into<String>) -> Item {
+        HashMap::from([
+            (PK.to_owned(), s(pk)),
+            (SK.to_owned(), AttributeValue::S(sk.into())),
+        ])
+    }
+
+    fn item<T: Serialize>(pk: &str, sk: impl Into<String>, record: &T) -> StoreResult<Item> {
+        let mut item = Self::key(pk, sk);
+        item.insert(BODY.to_owned(), AttributeValue::S(to_json(record)?));
+        Ok(item)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: &str, item: &Item) -> StoreResult<T> {
+        let sk = item.get(SK).and_then(|v| v.as_s().ok()).map_or("?", |s| s);
+        let body = item.get(BODY).and_then(|v| v.as_s().ok()).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{what} {sk:?} in DynamoDB table {} has no string attribute `body`",
+                self.table
+            ))
+        })?;
+        serde_json::from_str(body).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "{what} {sk:?} in DynamoDB table {} is not valid JSON for its type ({e})",
+                self.table
+            ))
+        })
+    }
+
+    async fn put(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.sdk_err("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_item(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.sdk_err("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, what: &str, pk: &str, sk: &str) -> StoreResult<Option<T>> {
+        self.get_item(pk, sk)
+            .await?
+            .map(|item| self.decode(what, &item))
+            .transpose()
+    }
+
+    /// Deletes one item; returns whether it existed.
+    async fn delete(&self, pk: &str, sk: &str) -> StoreResult<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.sdk_err("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    /// Every record of one partition, in sort-key order, following every page.
+    async fn query_all<T: DeserializeOwned>(&self, what: &str, pk: &str) -> StoreResult<Vec<T>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                out.push(self.decode(what, item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Latest-first records of one partition, up to `limit`, optionally with
+    /// `sk < before` and a `runId = run_id` filter; follows pages until done.
+    async fn query_latest<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        pk: &str,
+        limit: usize,
+        before: Option<&str>,
+        run_id: Option<&str>,
+    ) -> StoreResult<Vec<T>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            q = match before {
+                Some(b) => q
+                    .key_condition_expression("#pk = :pk AND #sk < :before")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":before", s(b)),
+                None => q.key_condition_expression("#pk = :pk"),
+            };
+            q = match run_id {
+                // `Limit` counts items before the filter: let pages be full (1 MB).
+                Some(r) => q
+                    .filter_expression("#run = :run")
+                    .expression_attribute_names("#run", RUN_ID)
+                    .expression_attribute_values(":run", s(r)),
+                None => q.limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX)),
+            };
+            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                out.push(self.decode(what, item)?);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// A conditional put; `Ok(None)` when written, `Ok(Some(existing))` when the
+    /// condition failed and the item that made it fail still exists, and a retry
+    /// (bounded) when it vanished in between.
+    async fn put_unless_held(
+        &self,
+        item: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> StoreResult<Option<Item>> {
+        let pk = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression(condition)
+                .expression_attribute_names("#pk", PK)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            if condition.contains("#exp") {
+                put = put.expression_attribute_names("#exp", EXPIRES_AT);
+            }
+            if condition.contains("#run") {
+                put = put.expression_attribute_names("#run", RUN_ID);
+            }
+            for (name, value) in values {
+                put = put.expression_attribute_values(*name, value.clone());
+            }
+            match put.send().await {
+                Ok(_) => return Ok(None),
+                Err(e) => {
+                    let old = match e.as_service_error() {
+                        Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                        _ => return Err(self.sdk_err("PutItem", e)),
+                    };
+                    let old = match old.filter(|i| !i.is_empty()) {
+                        Some(i) => Some(i),
+                        // Not every endpoint returns the old item: read it.
+                        None => self.get_item(&pk, &sk).await?,
+                    };
+                    if let Some(old) = old {
+                        return Ok(Some(old));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB table {}: the {pk} item {sk:?} kept changing while being written; retry",
+            self.table
+        )))
+    }
+
+    fn lease_from(&self, item: &Item) -> StoreResult<Lease> {
+        let run_id = item.get(RUN_ID).and_then(|v| v.as_s().ok()).cloned();
+        let expires = item
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok());
+        match (run_id, expires) {
+            (Some(run_id), Some(ms)) => Ok(Lease {
+                run_id,
+                expires_at: from_millis(ms),
+            }),
+            _ => Err(StoreError::Corrupt(format!(
+                "the lease item in DynamoDB table {} lacks `runId` (S) or `expiresAt` (N)",
+                self.table
+            ))),
+        }
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn to_json<T: Serialize>(record: &T) -> StoreResult<String> {
+    serde_json::to_string(record)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode a record as JSON: {e}")))
+}
+
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimBody<'a> {
+    key: &'a str,
+    run_id: &'a str,
+    expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get_settings(&self) -> StoreResult<Option<Settings>> {
+        self.get("settings", SETTINGS, SETTINGS).await
+    }
+
+    async fn put_settings(&self, settings: &Settings) -> StoreResult<()> {
+        self.put(Self::item(SETTINGS, SETTINGS, settings)?).await
+    }
+
+    async fn get_mapping(&self, tenant_id: &str) -> StoreResult<Option<Mapping>> {
+        self.get("mapping", MAPPING, tenant_id).await
+    }
+
+    async fn list_mappings(&self) -> StoreResult<Vec<Mapping>> {
+        self.query_all("mapping", MAPPING).await
+    }
+
+    async fn put_mapping(&self, mapping: &Mapping) -> StoreResult<()> {
+        self.put(Self::item(MAPPING, &mapping.tenant_id, mapping)?)
+            .await
+    }
+
+    async fn delete_mapping(&self, tenant_id: &str) -> StoreResult<bool> {
+        self.delete(MAPPING, tenant_id).await
+    }
+
+    async fn list_catalog_items(&self) -> StoreResult<Vec<CatalogRecord>> {
+        self.query_all("catalog item", CATALOG).await
+    }
+
+    async fn put_catalog_item(&self, record: &CatalogRecord) -> StoreResult<()> {
+        self.put(Self::item(CATALOG, &record.identifier, record)?)
+            .await
+    }
+
+    async fn list_additions(&self) -> StoreResult<Vec<AdditionRecord>> {
+        self.query_all("addition", ADDITION).await
+    }
+
+    async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {
+        let sk = format!("{}#{}", record.tenant_id, record.identifier);
+        self.put(Self::item(ADDITION, sk, record)?).await
+    }
+
+    async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()> {
+        self.delete(ADDITION, &format!("{tenant_id}#{identifier}"))
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_customer_status(&self, status: &CustomerStatus) -> StoreResult<()> {
+        self.put(Self::item(CUSTOMER, &status.tenant_id, status)?)
+            .await
+    }
+
+    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>> {
+        self.query_all("customer status", CUSTOMER).await
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> StoreResult<()> {
+        let mut item = Self::item(RUN, &run.run_id, run)?;
+        if let Some(expires) = run.expires_at {
+            item.insert(TTL.to_owned(), n(expires.timestamp()));
+        }
+        self.put(item).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+        self.get("run", RUN, run_id).await
+    }
+
+    async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>> {
+        self.query_latest("run", RUN, limit, before, None).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let mut item = Self::item(AUDIT, super::sqlite::audit_sort_key(entry), entry)?;
+        item.insert(RUN_ID.to_owned(), s(&entry.run_id));
+        self.put(item).await
+    }
+
+    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
+        self.query_latest("audit entry", AUDIT, limit, None, run_id)
+            .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<LeaseOutcome> {
+        let lease = Lease {
+            run_id: run_id.to_owned(),
+            expires_at: expiry(now, ttl),
+        };
+        let mut item = Self::item(LEASE, LEASE, &lease)?;
+        item.insert(RUN_ID.to_owned(), s(run_id));
+        item.insert(EXPIRES_AT.to_owned(), n(lease.expires_at.timestamp_millis()));
+        let held = self
+            .put_unless_held(
+                item,
+                "attribute_not_exists(#pk) OR #exp < :now OR #run = :run",
+                &[(":now", n(now.timestamp_millis())), (":run", s(run_id))],
+            )
+            .await?;
+        match held {
+            None => Ok(LeaseOutcome::Acquired),
+            Some(old) => Ok(LeaseOutcome::HeldBy(self.lease_from(&old)?)),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let lease = Lease {
+            run_id: run_id.to_owned(),
+            expires_at: expiry(now, ttl),
+        };
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(LEASE, LEASE)))
+            .update_expression("SET #exp = :exp, #body = :body")
+            .condition_expression("#run = :run")
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_names("#body", BODY)
+            .expression_attribute_names("#run", RUN_ID)
+            .expression_attribute_values(":exp", n(lease.expires_at.timestamp_millis()))
+            .expression_attribute_values(":body", AttributeValue::S(to_json(&lease)?))
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.sdk_err("UpdateItem", e)),
+        }
+    }
+
+    async fn release_lease(&self, run_id: &str) -> StoreResult<()> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(LEASE, LEASE)))
+            .condition_expression("#run = :run")
+            .expression_attribute_names("#run", RUN_ID)
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.sdk_err("DeleteItem", e)),
+        }
+    }
+
+    async fn claim_once(
+        &self,
+        key: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>> {
+        let expires_at = expiry(now, ttl);
+        let body = ClaimBody {
+            key,
+            run_id,
+            expires_at,
+        };
+        let mut item = Self::item(CLAIM, key, &body)?;
+        item.insert(RUN_ID.to_owned(), s(run_id));
+        item.insert(EXPIRES_AT.to_owned(), n(expires_at.timestamp_millis()));
+        item.insert(TTL.to_owned(), n(expires_at.timestamp()));
+        let held = self
+            .put_unless_held(
+                item,
+                "attribute_not_exists(#pk) OR #exp < :now",
+                &[(":now", n(now.timestamp_millis()))],
+            )
+            .await?;
+        match held {
+            None => Ok(None),
+            Some(old) => match old.get(RUN_ID).and_then(|v| v.as_s().ok()) {
+                Some(holder) => Ok(Some(holder.clone())),
+                None => Err(StoreError::Corrupt(format!(
+                    "the claim {key:?} in DynamoDB table {} lacks `runId` (S)",
+                    self.table
+                ))),
+            },
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The `Store` port: everything the service remembers between cycles.
+//!
+//! Two adapters implement it: [`sqlite::SqliteStore`] (one local file, the default
+//! for the CLI) and [`dynamodb::DynamoStore`] (one table, for the Lambda). Both pass
+//! the same conformance suite (`tests/store_conformance.rs`). Records are plain serde
+//! structs ([`records`]) so the adapters stay thin: they store keys plus a JSON body.
+
+pub mod dynamodb;
+pub mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+pub use records::*;
+
+/// Why a store call failed. `Unavailable` is worth retrying; the others are not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store holds a record it cannot read ({0}); fix or delete that record")]
+    Corrupt(String),
+    #[error("the store is misconfigured: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    // --- settings (one document) ---
+    async fn get_settings(&self) -> StoreResult<Option<crate::config::Settings>>;
+    async fn put_settings(&self, settings: &crate::config::Settings) -> StoreResult<()>;
+
+    // --- tenant -> company/agreement mappings (manual, discovered, ignored) ---
+    async fn get_mapping(&self, tenant_id: &str) -> StoreResult<Option<Mapping>>;
+    async fn list_mappings(&self) -> StoreResult<Vec<Mapping>>;
+    async fn put_mapping(&self, mapping: &Mapping) -> StoreResult<()>;
+    /// Returns whether a mapping existed.
+    async fn delete_mapping(&self, tenant_id: &str) -> StoreResult<bool>;
+
+    // --- remembered ConnectWise ids ---
+    async fn list_catalog_items(&self) -> StoreResult<Vec<CatalogRecord>>;
+    async fn put_catalog_item(&self, record: &CatalogRecord) -> StoreResult<()>;
+    async fn list_additions(&self) -> StoreResult<Vec<AdditionRecord>>;
+    /// Keyed by (tenant_id, identifier); a put replaces the previous record.
+    async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()>;
+    async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()>;
+
+    // --- per-customer status of the latest (non-dry) run, keyed by tenant_id ---
+    async fn put_customer_status(&self, status: &CustomerStatus) -> StoreResult<()>;
+    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>>;
+
+    // --- runs: run ids sort by start time, so "latest first" is "id descending" ---
+    async fn put_run(&self, run: &RunRecord) -> StoreResult<()>;
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>>;
+    /// Latest first; `before` is an exclusive run-id cursor for the next page.
+    async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>>;
+
+    // --- audit trail: append only ---
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Latest first; with `run_id`, only that run's entries.
+    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>>;
+
+    // --- the one-cycle-at-a-time lease (conditional write) ---
+    /// Takes the lease for `run_id` when it is free or expired at `now`.
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<LeaseOutcome>;
+    /// Extends the lease if `run_id` still holds it; false if it lost it.
+    async fn renew_lease(&self, run_id: &str, now: DateTime<Utc>, ttl: Duration)
+    -> StoreResult<bool>;
+    /// Releases the lease only if `run_id` holds it.
+    async fn release_lease(&self, run_id: &str) -> StoreResult<()>;
+
+    // --- de-duplication of deliveries (e.g. the same scheduled event twice) ---
+    /// Records `key` -> `run_id` unless `key` is already recorded (and not expired);
+    /// returns the run id already recorded in that case.
+    async fn claim_once(
+        &self,
+        key: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>>;
+}

@@ -1,0 +1,129 @@
+//! The records the store keeps. Adapters persist them as JSON next to their keys.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How a Sophos tenant is tied to ConnectWise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MappingKind {
+    /// Set by the operator (`map <tenant> --company`): always wins.
+    Manual,
+    /// Found by the exact-name rule and remembered so renames do not break it.
+    Discovered,
+    /// The operator told us to leave this tenant alone.
+    Ignored,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mapping {
+    pub tenant_id: String,
+    pub kind: MappingKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_id: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A ConnectWise catalog item we created or found for a Sophos identifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogRecord {
+    pub identifier: String,
+    pub catalog_item_id: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An agreement addition we manage, keyed by (tenant_id, identifier).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionRecord {
+    pub tenant_id: String,
+    pub identifier: String,
+    pub agreement_id: i64,
+    pub addition_id: i64,
+    pub product_id: i64,
+    pub quantity: f64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The latest sync result of one customer, as partners see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerStatus {
+    pub tenant_id: String,
+    pub run_id: String,
+    pub updated_at: DateTime<Utc>,
+    /// The customer's entry of the run report (`sync::report::CustomerReport` as JSON).
+    pub report: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Partial,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub month: String,
+    pub dry_run: bool,
+    /// What started it: "cli", "schedule", "webhook", ...
+    pub trigger: String,
+    /// The full run report (`sync::report::RunReport` as JSON), once finished.
+    #[serde(default)]
+    pub report: serde_json::Value,
+    /// When the record may be dropped (DynamoDB TTL); None keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One ConnectWise write, kept forever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub run_id: String,
+    /// Orders entries of one run (and of one instant).
+    pub seq: u32,
+    pub at: DateTime<Utc>,
+    /// Who wrote: e.g. "cli:alice@host" or "lambda:schedule".
+    pub actor: String,
+    /// "createCatalogItem", "createAddition", "updateAddition", "cancelAddition", "adoptAddition".
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_id: Option<i64>,
+    pub identifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_quantity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_quantity: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    pub run_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseOutcome {
+    Acquired,
+    HeldBy(Lease),
+}

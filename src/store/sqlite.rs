@@ -1,0 +1,650 @@
+//! The embedded store: one SQLite file (the CLI default).
+//!
+//! Every record is kept as its key columns plus a JSON `body` column, one table per
+//! record kind. The file is opened in WAL mode with a busy timeout, so two processes
+//! (e.g. two CLI cycles started at once) can share it; the lease and `claim_once` are
+//! single conditional upserts inside `BEGIN IMMEDIATE` transactions, so only one
+//! process can win them.
+//!
+//! rusqlite is synchronous: every call runs on tokio's blocking pool against one
+//! connection behind a mutex.
+//!
+//! Schema (`PRAGMA user_version` = [`SCHEMA_VERSION`]):
+//!
+//! | table               | key columns                  | other columns                 |
+//! |---------------------|------------------------------|-------------------------------|
+//! | `settings`          | `id` (always 1)              | `body`                        |
+//! | `mappings`          | `tenant_id`                  | `body`                        |
+//! | `catalog_items`     | `identifier`                 | `body`                        |
+//! | `additions`         | `tenant_id`, `identifier`    | `body`                        |
+//! | `customer_statuses` | `tenant_id`                  | `body`                        |
+//! | `runs`              | `run_id`                     | `expires_at` (epoch s), `body`|
+//! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `body`        |
+//! | `lease`             | `id` (always 1)              | `run_id`, `expires_at` (epoch ms) |
+//! | `claims`            | `key`                        | `run_id`, `expires_at` (epoch ms) |
+//!
+//! Run records are not dropped when `expires_at` passes (DynamoDB TTL does that);
+//! the column is kept for a future prune.
+
+use super::{
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
+    RunRecord, Store, StoreError, StoreResult,
+};
+use crate::config::Settings;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The schema this build writes; stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a call waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mappings (
+    tenant_id TEXT PRIMARY KEY,
+    body      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalog_items (
+    identifier TEXT PRIMARY KEY,
+    body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS additions (
+    tenant_id  TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, identifier)
+);
+CREATE TABLE IF NOT EXISTS customer_statuses (
+    tenant_id TEXT PRIMARY KEY,
+    body      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,
+    expires_at INTEGER,
+    body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    sort_key TEXT PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id, sort_key);
+CREATE TABLE IF NOT EXISTS lease (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    run_id     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key        TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+";
+
+/// The SQLite adapter of [`Store`]. Cheap to clone (one shared connection).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// The file path (or `:memory:`), for error messages.
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a closure on the connection can fail with; turned into a [`StoreError`]
+/// with the file location by [`SqliteStore::call`].
+enum Fail {
+    Sql(rusqlite::Error),
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+type FResult<T> = Result<T, Fail>;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file at `path` and its schema.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let location: Arc<str> = path.display().to_string().into();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(StoreError::Config(format!(
+                "cannot create the SQLite store {location}: the directory {} does not exist; \
+                 create it or choose another store path",
+                parent.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(StoreError::Config(format!(
+                "the SQLite store path {location} is a directory; give a file path instead"
+            )));
+        }
+        let conn = Connection::open(path).map_err(|e| map_sql(&location, e))?;
+        Self::init(conn, location, true)
+    }
+
+    /// A private, empty store that lives as long as this value (tests, dry runs).
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let location: Arc<str> = ":memory:".into();
+        let conn = Connection::open_in_memory().map_err(|e| map_sql(&location, e))?;
+        Self::init(conn, location, false)
+    }
+
+    /// The file path (or `:memory:`) this store uses.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn init(mut conn: Connection, location: Arc<str>, file: bool) -> StoreResult<Self> {
+        let setup = |conn: &mut Connection| -> FResult<()> {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            if file {
+                // Returns the resulting mode; WAL lets readers and one writer overlap.
+                let _mode: String =
+                    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Err(Fail::Corrupt(format!(
+                    "schema version {version} is newer than this build understands \
+                     ({SCHEMA_VERSION}); upgrade sophos-cw-sync"
+                )));
+            }
+            tx.execute_batch(SCHEMA)?;
+            if version < SCHEMA_VERSION {
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        setup(&mut conn).map_err(|f| match f {
+            Fail::Sql(e) => map_sql(&location, e),
+            Fail::Corrupt(m) => StoreError::Config(format!("the SQLite store {location}: {m}")),
+        })?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            location,
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> FResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let location = Arc::clone(&self.location);
+        let loc = Arc::clone(&location);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic in an earlier call cannot leave the connection half-written
+            // (transactions roll back on drop), so a poisoned lock is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!("the SQLite store {loc}: worker task failed: {e}"))
+        })?;
+        joined.map_err(|f| match f {
+            Fail::Sql(e) => map_sql(&location, e),
+            Fail::Corrupt(m) => StoreError::Corrupt(format!("{m} in the SQLite store {location}")),
+        })
+    }
+
+    async fn put_body<T: Serialize>(&self, sql: &'static str, keys: Vec<String>, record: &T) -> StoreResult<()> {
+        let body = to_json(record)?;
+        self.call(move |c| {
+            let mut args: Vec<&dyn rusqlite::ToSql> = keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
+            args.push(&body);
+            c.execute(sql, args.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads `(key, body)` rows and decodes each body.
+    async fn list_bodies<T>(&self, what: &'static str, sql: &'static str) -> StoreResult<Vec<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.call(move |c| {
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row?;
+                out.push(decode(what, &key, &body)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn to_json<T: Serialize>(record: &T) -> StoreResult<String> {
+    serde_json::to_string(record)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode a record as JSON: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, key: &str, body: &str) -> FResult<T> {
+    serde_json::from_str(body)
+        .map_err(|e| Fail::Corrupt(format!("{what} {key:?} is not valid JSON for its type ({e})")))
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn expiry_millis(now: DateTime<Utc>, ttl: Duration) -> i64 {
+    let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    millis(now).saturating_add(ttl)
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The audit ordering key, the same one the DynamoDB adapter uses as its sort key:
+/// fixed-width UTC time with millis, then run id, then zero-padded sequence.
+pub(crate) fn audit_sort_key(entry: &AuditEntry) -> String {
+    format!(
+        "{}#{}#{:06}",
+        entry.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        entry.run_id,
+        entry.seq
+    )
+}
+
+/// Maps a rusqlite error to a store error that says what went wrong and how to fix it.
+fn map_sql(location: &str, e: rusqlite::Error) -> StoreError {
+    let code = e.sqlite_error_code();
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(format!(
+            "the SQLite store {location} is locked by another process or connection ({e}); \
+             retry when the other sync cycle has finished"
+        )),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            StoreError::Unavailable(format!(
+                "cannot open or write the SQLite store {location} ({e}); check the file \
+                 permissions of the file, its directory and its -wal/-shm companions"
+            ))
+        }
+        Some(ErrorCode::DiskFull) => StoreError::Unavailable(format!(
+            "the disk holding the SQLite store {location} is full ({e}); free some space"
+        )),
+        Some(ErrorCode::SystemIoFailure) => StoreError::Unavailable(format!(
+            "I/O error on the SQLite store {location} ({e}); check the disk and the file \
+             permissions"
+        )),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
+            "{location} is not a usable SQLite database ({e}); move it aside and let the \
+             store be recreated, or point the store at another file"
+        )),
+        _ => StoreError::Unavailable(format!("the SQLite store {location} failed: {e}")),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_settings(&self) -> StoreResult<Option<Settings>> {
+        self.call(|c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM settings WHERE id = 1", [], |r| r.get(0))
+                .optional()?;
+            body.map(|b| decode("settings", "settings", &b)).transpose()
+        })
+        .await
+    }
+
+    async fn put_settings(&self, settings: &Settings) -> StoreResult<()> {
+        self.put_body(
+            "INSERT INTO settings (id, body) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            vec![],
+            settings,
+        )
+        .await
+    }
+
+    async fn get_mapping(&self, tenant_id: &str) -> StoreResult<Option<Mapping>> {
+        let tenant_id = tenant_id.to_owned();
+        self.call(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM mappings WHERE tenant_id = ?1",
+                    [&tenant_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| decode("mapping", &tenant_id, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_mappings(&self) -> StoreResult<Vec<Mapping>> {
+        self.list_bodies(
+            "mapping",
+            "SELECT tenant_id, body FROM mappings ORDER BY tenant_id",
+        )
+        .await
+    }
+
+    async fn put_mapping(&self, mapping: &Mapping) -> StoreResult<()> {
+        self.put_body(
+            "INSERT INTO mappings (tenant_id, body) VALUES (?1, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+            vec![mapping.tenant_id.clone()],
+            mapping,
+        )
+        .await
+    }
+
+    async fn delete_mapping(&self, tenant_id: &str) -> StoreResult<bool> {
+        let tenant_id = tenant_id.to_owned();
+        self.call(move |c| {
+            let n = c.execute("DELETE FROM mappings WHERE tenant_id = ?1", [&tenant_id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_catalog_items(&self) -> StoreResult<Vec<CatalogRecord>> {
+        self.list_bodies(
+            "catalog item",
+            "SELECT identifier, body FROM catalog_items ORDER BY identifier",
+        )
+        .await
+    }
+
+    async fn put_catalog_item(&self, record: &CatalogRecord) -> StoreResult<()> {
+        self.put_body(
+            "INSERT INTO catalog_items (identifier, body) VALUES (?1, ?2)
+             ON CONFLICT (identifier) DO UPDATE SET body = excluded.body",
+            vec![record.identifier.clone()],
+            record,
+        )
+        .await
+    }
+
+    async fn list_additions(&self) -> StoreResult<Vec<AdditionRecord>> {
+        self.list_bodies(
+            "addition",
+            "SELECT tenant_id || '#' || identifier, body FROM additions
+             ORDER BY tenant_id, identifier",
+        )
+        .await
+    }
+
+    async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {
+        self.put_body(
+            "INSERT INTO additions (tenant_id, identifier, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, identifier) DO UPDATE SET body = excluded.body",
+            vec![record.tenant_id.clone(), record.identifier.clone()],
+            record,
+        )
+        .await
+    }
+
+    async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()> {
+        let (tenant_id, identifier) = (tenant_id.to_owned(), identifier.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM additions WHERE tenant_id = ?1 AND identifier = ?2",
+                [&tenant_id, &identifier],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_customer_status(&self, status: &CustomerStatus) -> StoreResult<()> {
+        self.put_body(
+            "INSERT INTO customer_statuses (tenant_id, body) VALUES (?1, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+            vec![status.tenant_id.clone()],
+            status,
+        )
+        .await
+    }
+
+    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>> {
+        self.list_bodies(
+            "customer status",
+            "SELECT tenant_id, body FROM customer_statuses ORDER BY tenant_id",
+        )
+        .await
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> StoreResult<()> {
+        let body = to_json(run)?;
+        let run_id = run.run_id.clone();
+        let expires_at = run.expires_at.map(|t| t.timestamp());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO runs (run_id, expires_at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run_id) DO UPDATE
+                 SET expires_at = excluded.expires_at, body = excluded.body",
+                params![run_id, expires_at, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+        let run_id = run_id.to_owned();
+        self.call(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM runs WHERE run_id = ?1", [&run_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            body.map(|b| decode("run", &run_id, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>> {
+        let before = before.map(str::to_owned);
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT run_id, body FROM runs WHERE ?1 IS NULL OR run_id < ?1
+                 ORDER BY run_id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before, sql_limit(limit)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row?;
+                out.push(decode("run", &key, &body)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let body = to_json(entry)?;
+        let sort_key = audit_sort_key(entry);
+        let run_id = entry.run_id.clone();
+        self.call(move |c| {
+            // Same key, same entry: a repeated append replaces (as a DynamoDB put does).
+            c.execute(
+                "INSERT INTO audit (sort_key, run_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id, body = excluded.body",
+                params![sort_key, run_id, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
+        let run_id = run_id.map(str::to_owned);
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT sort_key, body FROM audit WHERE ?1 IS NULL OR run_id = ?1
+                 ORDER BY sort_key DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![run_id, sql_limit(limit)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row?;
+                out.push(decode("audit entry", &key, &body)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<LeaseOutcome> {
+        let run_id = run_id.to_owned();
+        let now_ms = millis(now);
+        let expires = expiry_millis(now, ttl);
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "INSERT INTO lease (id, run_id, expires_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE
+                 SET run_id = excluded.run_id, expires_at = excluded.expires_at
+                 WHERE lease.expires_at < ?3 OR lease.run_id = ?1",
+                params![run_id, expires, now_ms],
+            )?;
+            let outcome = if changed == 1 {
+                LeaseOutcome::Acquired
+            } else {
+                let (holder, until): (String, i64) = tx.query_row(
+                    "SELECT run_id, expires_at FROM lease WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                LeaseOutcome::HeldBy(Lease {
+                    run_id: holder,
+                    expires_at: from_millis(until),
+                })
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let run_id = run_id.to_owned();
+        let expires = expiry_millis(now, ttl);
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE lease SET expires_at = ?2 WHERE id = 1 AND run_id = ?1",
+                params![run_id, expires],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, run_id: &str) -> StoreResult<()> {
+        let run_id = run_id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM lease WHERE id = 1 AND run_id = ?1", [&run_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_once(
+        &self,
+        key: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>> {
+        let (key, run_id) = (key.to_owned(), run_id.to_owned());
+        let now_ms = millis(now);
+        let expires = expiry_millis(now, ttl);
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "INSERT INTO claims (key, run_id, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE
+                 SET run_id = excluded.run_id, expires_at = excluded.expires_at
+                 WHERE claims.expires_at < ?4",
+                params![key, run_id, expires, now_ms],
+            )?;
+            let existing = if changed == 1 {
+                None
+            } else {
+                Some(tx.query_row("SELECT run_id FROM claims WHERE key = ?1", [&key], |r| {
+                    r.get::<_, String>(0)
+                })?)
+            };
+            tx.commit()?;
+            Ok(existing)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_sort_key_is_fixed_width() {
+        let entry = AuditEntry {
+            run_id: "r1".into(),
+            seq: 7,
+            at: Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap(),
+            actor: "cli".into(),
+            action: "createAddition".into(),
+            tenant_id: None,
+            agreement_id: None,
+            identifier: "X".into(),
+            entity_id: None,
+            old_quantity: None,
+            new_quantity: None,
+        };
+        assert_eq!(audit_sort_key(&entry), "2024-01-02T03:04:05.000Z#r1#000007");
+    }
+}
