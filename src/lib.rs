@@ -2,4 +2,9 @@
 //! Central Partner usage.
 
 pub mod config;
+pub mod domain;
+pub mod sync;
 pub mod store;
+pub mod http;
+pub mod sophos;
+pub mod connectwise;

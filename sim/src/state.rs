@@ -5,7 +5,7 @@ use crate::scenario::Scenario;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Which simulated API a request went to.
@@ -112,6 +112,8 @@ pub struct SimState {
     pub next_id: i64,
     /// Issued Sophos access tokens and when they expire.
     pub tokens: HashMap<String, DateTime<Utc>>,
+    /// Issued Sophos refresh tokens (grant_type=refresh_token, apis.md A.1).
+    pub refresh_tokens: HashSet<String>,
     /// Shifts the simulators' clock (token expiry) without sleeping.
     pub clock_offset: Duration,
     pub log: Vec<LoggedRequest>,
@@ -128,6 +130,7 @@ impl SimState {
             collections: Collections::new(),
             next_id: 1,
             tokens: HashMap::new(),
+            refresh_tokens: HashSet::new(),
             clock_offset: Duration::zero(),
             log: Vec::new(),
             counters: Counters::default(),
@@ -166,6 +169,7 @@ impl SimState {
         self.next_id = max_id + 1;
         self.scenario = scenario;
         self.tokens.clear();
+        self.refresh_tokens.clear();
         self.clock_offset = Duration::zero();
         self.log.clear();
         self.counters = Counters::default();

@@ -157,3 +157,14 @@ pub struct PatchOp {
     pub path: &'static str,
     pub value: serde_json::Value,
 }
+
+impl PatchOp {
+    /// `{"op":"replace","path":<path>,"value":<value>}`, e.g. `replace("quantity", 45)`.
+    pub fn replace(path: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        Self {
+            op: "replace",
+            path,
+            value: value.into(),
+        }
+    }
+}

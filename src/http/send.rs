@@ -249,6 +249,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn raw(body: &str) -> RawResponse {
         RawResponse {
@@ -302,5 +303,97 @@ mod tests {
         }
         let err = parse_json::<T>(&call(), &raw(body), false).unwrap_err();
         assert!(!err.to_string().contains("SECRET-TOKEN-123"));
+    }
+
+    /// A loopback server answering each connection with the next canned reply
+    /// (`None`: accept, read, then hang). Returns its base URL and a hit counter.
+    async fn server(replies: Vec<Option<&'static str>>) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            for reply in replies.into_iter().cycle() {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    match reply {
+                        Some(text) => {
+                            let _ = sock.write_all(text.as_bytes()).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(5)).await,
+                    }
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    fn fast_policy() -> HttpPolicy {
+        HttpPolicy {
+            timeout: Duration::from_millis(300),
+            max_retries: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retry_after: Duration::from_millis(5),
+        }
+    }
+
+    const E500: &str = "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
+    const CUT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n[1,2";
+
+    async fn run(method: Method, idempotent: bool, base: &str) -> Result<RawResponse, ApiError> {
+        let http = reqwest::Client::new();
+        let url = format!("{base}/x");
+        let counter = AtomicU64::new(0);
+        let call = Call { method: method.clone(), idempotent, counter: &counter, ..call() };
+        send(&fast_policy(), &call, || http.request(method.clone(), &url)).await
+    }
+
+    #[tokio::test]
+    async fn get_retries_5xx_then_succeeds() {
+        let (base, hits) = server(vec![Some(E500), Some(OK)]).await;
+        let raw = run(Method::GET, true, &base).await.unwrap();
+        assert_eq!(raw.status, 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn post_is_not_retried_on_500() {
+        let (base, hits) = server(vec![Some(E500)]).await;
+        let raw = run(Method::POST, false, &base).await.unwrap();
+        assert_eq!(raw.status, 500);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn hanging_server_is_a_timeout_and_post_is_not_repeated() {
+        let (base, hits) = server(vec![None]).await;
+        let err = run(Method::POST, false, &base).await.unwrap_err();
+        assert_eq!(err.kind, ApiErrorKind::Timeout);
+        assert!(err.message.contains("not repeated"), "{}", err.message);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn cut_short_body_is_bad_response() {
+        let (base, hits) = server(vec![Some(CUT)]).await;
+        let err = run(Method::GET, true, &base).await.unwrap_err();
+        assert_eq!(err.kind, ApiErrorKind::BadResponse, "{err}");
+        assert!(!err.to_string().contains("127.0.0.1"), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let err = run(Method::POST, false, &base).await.unwrap_err();
+        assert_eq!(err.kind, ApiErrorKind::Unavailable, "{err}");
     }
 }

@@ -44,7 +44,11 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
         return Err("unknown op; expected add, replace, remove or test".to_string());
     }
     let segments = parse_path(&op.path)?;
-    let value = || op.value.as_ref().ok_or(format!("'{kind}' requires a value"));
+    let value = || {
+        op.value
+            .as_ref()
+            .ok_or(format!("'{kind}' requires a value"))
+    };
     match kind.as_str() {
         "add" | "replace" => set(doc, &segments, value()?.clone()),
         "remove" => remove(doc, &segments),
@@ -91,9 +95,9 @@ fn set(doc: &mut Value, segments: &[String], value: Value) -> Result<(), String>
         if cur.is_null() {
             *cur = Value::Object(Map::new());
         }
-        let map = cur
-            .as_object_mut()
-            .ok_or(format!("cannot descend into '{seg}': its parent is not an object"))?;
+        let map = cur.as_object_mut().ok_or(format!(
+            "cannot descend into '{seg}': its parent is not an object"
+        ))?;
         let key = actual_key(map, seg);
         cur = map.entry(key).or_insert(Value::Null);
     }
@@ -130,7 +134,9 @@ fn test(doc: &Value, segments: &[String], expected: &Value) -> Result<(), String
     match actual {
         Some(v) if v == expected => Ok(()),
         Some(v) => Err(format!("test failed: the value is {v}, not {expected}")),
-        None => Err(format!("test failed: the path does not exist, expected {expected}")),
+        None => Err(format!(
+            "test failed: the path does not exist, expected {expected}"
+        )),
     }
 }
 
@@ -197,10 +203,11 @@ mod tests {
         ]));
         assert_eq!(out["serialNumber"], "ABC");
         assert!(out.get("cancelledDate").is_none());
-        assert!(patch_error(json!([{"op": "test", "path": "quantity", "value": 11}]))
-            .contains("test failed"));
-        assert!(patch_error(json!([{"op": "remove", "path": "nope"}]))
-            .contains("does not exist"));
+        assert!(
+            patch_error(json!([{"op": "test", "path": "quantity", "value": 11}]))
+                .contains("test failed")
+        );
+        assert!(patch_error(json!([{"op": "remove", "path": "nope"}])).contains("does not exist"));
     }
 
     #[test]
@@ -209,20 +216,33 @@ mod tests {
             patch_error(json!({"op": "replace"})),
             "The patch body must be a JSON array of operations."
         );
-        assert!(patch_error(json!([{"op": "move", "path": "quantity", "from": "x"}]))
-            .contains("unknown op"));
-        assert!(patch_error(json!([{"op": "replace", "path": "quantity"}]))
-            .contains("requires a value"));
-        assert!(patch_error(json!([{"op": "add", "path": "quantity"}])).contains("requires a value"));
-        assert!(patch_error(json!([{"op": "replace", "path": "id", "value": 1}]))
-            .contains("read-only"));
-        assert!(patch_error(json!([{"op": "replace", "path": "/_info/lastUpdated", "value": "x"}]))
-            .contains("read-only"));
-        assert!(patch_error(json!([{"op": "replace", "value": 1}])).contains("missing field `path`"));
+        assert!(
+            patch_error(json!([{"op": "move", "path": "quantity", "from": "x"}]))
+                .contains("unknown op")
+        );
+        assert!(
+            patch_error(json!([{"op": "replace", "path": "quantity"}]))
+                .contains("requires a value")
+        );
+        assert!(
+            patch_error(json!([{"op": "add", "path": "quantity"}])).contains("requires a value")
+        );
+        assert!(
+            patch_error(json!([{"op": "replace", "path": "id", "value": 1}])).contains("read-only")
+        );
+        assert!(
+            patch_error(json!([{"op": "replace", "path": "/_info/lastUpdated", "value": "x"}]))
+                .contains("read-only")
+        );
+        assert!(
+            patch_error(json!([{"op": "replace", "value": 1}])).contains("missing field `path`")
+        );
         assert!(patch_error(json!(["replace"])).contains("Patch operation 0 is invalid"));
         assert!(patch_error(json!([{"op": "replace", "path": "", "value": 1}])).contains("empty"));
-        assert!(patch_error(json!([{"op": "replace", "path": "quantity/x", "value": 1}]))
-            .contains("not an object"));
+        assert!(
+            patch_error(json!([{"op": "replace", "path": "quantity/x", "value": 1}]))
+                .contains("not an object")
+        );
     }
 
     #[test]
@@ -233,13 +253,17 @@ mod tests {
             {"op": "bogus", "path": "quantity", "value": 1}
         ]);
         let error = apply_patch(&target, &ops).unwrap_err();
-        assert!(error.starts_with("Patch operation 1 (bogus 'quantity')"), "{error}");
+        assert!(
+            error.starts_with("Patch operation 1 (bogus 'quantity')"),
+            "{error}"
+        );
         assert_eq!(target, addition());
     }
 
     #[test]
     fn deserializes_explicit_null_value() {
-        let op: PatchOp = serde_json::from_value(json!({"op": "replace", "path": "x", "value": null})).unwrap();
+        let op: PatchOp =
+            serde_json::from_value(json!({"op": "replace", "path": "x", "value": null})).unwrap();
         assert_eq!(op.value, Some(Value::Null));
         let op: PatchOp = serde_json::from_value(json!({"op": "remove", "path": "x"})).unwrap();
         assert_eq!(op.value, None);

@@ -330,14 +330,18 @@ impl Parser {
         let Some(token) = self.next() else {
             return match self.prev() {
                 p if p.is_empty() => err(format!("Expected a condition at position {pos}")),
-                p => err(format!("Expected a condition after '{p}' at position {pos}")),
+                p => err(format!(
+                    "Expected a condition after '{p}' at position {pos}"
+                )),
             };
         };
         match token.tok {
             Tok::LParen => {
                 let inner = self.parse_or()?;
                 match self.next() {
-                    Some(Token { tok: Tok::RParen, .. }) => Ok(inner),
+                    Some(Token {
+                        tok: Tok::RParen, ..
+                    }) => Ok(inner),
                     _ => err(format!(
                         "Expected ')' to close '(' at position {} (found end or another token at position {})",
                         token.pos,
@@ -361,7 +365,11 @@ impl Parser {
         let tok = token.as_ref().map(|t| &t.tok);
         if let Some(Tok::Op(op)) = tok {
             let value = self.parse_value()?;
-            return Ok(Expr::Compare { path, op: *op, value });
+            return Ok(Expr::Compare {
+                path,
+                op: *op,
+                value,
+            });
         }
         let negated = tok.is_some_and(|t| is_keyword(t, "not"));
         let keyword_tok = if negated { self.next() } else { token };
@@ -370,10 +378,24 @@ impl Parser {
             _ => String::new(),
         };
         match keyword.as_str() {
-            "like" => Ok(Expr::Like { pattern: self.parse_string()?, path, negated }),
-            "contains" => Ok(Expr::Contains { needle: self.parse_string()?, path, negated }),
-            "in" => Ok(Expr::In { values: self.parse_list()?, path, negated }),
-            _ => err(format!("Expected an operator after '{path}' at position {pos}")),
+            "like" => Ok(Expr::Like {
+                pattern: self.parse_string()?,
+                path,
+                negated,
+            }),
+            "contains" => Ok(Expr::Contains {
+                needle: self.parse_string()?,
+                path,
+                negated,
+            }),
+            "in" => Ok(Expr::In {
+                values: self.parse_list()?,
+                path,
+                negated,
+            }),
+            _ => err(format!(
+                "Expected an operator after '{path}' at position {pos}"
+            )),
         }
     }
 
@@ -387,7 +409,11 @@ impl Parser {
                 "true" => Literal::Bool(true),
                 "false" => Literal::Bool(false),
                 "null" => Literal::Null,
-                _ => return err(format!("Expected a value after '{prev}' at position {pos}; strings must be quoted")),
+                _ => {
+                    return err(format!(
+                        "Expected a value after '{prev}' at position {pos}; strings must be quoted"
+                    ));
+                }
             },
             _ => return err(format!("Expected a value after '{prev}' at position {pos}")),
         };
@@ -398,7 +424,9 @@ impl Parser {
         let (pos, prev) = (self.pos(), self.prev());
         match self.next().map(|t| t.tok) {
             Some(Tok::Str(s)) => Ok(s),
-            _ => err(format!("Expected a quoted string after '{prev}' at position {pos}")),
+            _ => err(format!(
+                "Expected a quoted string after '{prev}' at position {pos}"
+            )),
         }
     }
 
@@ -451,17 +479,33 @@ pub fn matches(expr: &Expr, item: &Value) -> bool {
         Expr::And(a, b) => matches(a, item) && matches(b, item),
         Expr::Or(a, b) => matches(a, item) || matches(b, item),
         Expr::Compare { path, op, value } => compare(get_path(item, path), *op, value),
-        Expr::Like { path, pattern, negated } => text_test(item, path, *negated, |text| {
+        Expr::Like {
+            path,
+            pattern,
+            negated,
+        } => text_test(item, path, *negated, |text| {
             glob_match(&pattern.to_lowercase(), text)
         }),
-        Expr::Contains { path, needle, negated } => text_test(item, path, *negated, |text| {
+        Expr::Contains {
+            path,
+            needle,
+            negated,
+        } => text_test(item, path, *negated, |text| {
             text.contains(&needle.to_lowercase())
         }),
-        Expr::In { path, values, negated } => {
+        Expr::In {
+            path,
+            values,
+            negated,
+        } => {
             let field = get_path(item, path);
             let any = values.iter().any(|v| compare(field, CmpOp::Eq, v));
             // SQL: NULL NOT IN (...) is unknown, hence false.
-            if *negated { present(field).is_some() && !any } else { any }
+            if *negated {
+                present(field).is_some() && !any
+            } else {
+                any
+            }
         }
     }
 }
@@ -540,7 +584,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 pub fn get_path<'a>(item: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .try_fold(item, |cur, seg| get_key(cur.as_object()?, seg).map(|(_, v)| v))
+        .try_fold(item, |cur, seg| {
+            get_key(cur.as_object()?, seg).map(|(_, v)| v)
+        })
 }
 
 fn get_key<'a>(map: &'a Map<String, Value>, key: &str) -> Option<(&'a String, &'a Value)> {
@@ -586,11 +632,16 @@ fn parse_order_key(part: &str) -> Result<(String, bool), QueryError> {
         None | Some("asc") => false,
         Some("desc") => true,
         Some(other) => {
-            return err(format!("Expected 'asc' or 'desc' after '{path}' in orderBy, found '{other}'"));
+            return err(format!(
+                "Expected 'asc' or 'desc' after '{path}' in orderBy, found '{other}'"
+            ));
         }
     };
     if let Some(extra) = words.next() {
-        return err(format!("Unexpected '{extra}' in orderBy key '{}'", part.trim()));
+        return err(format!(
+            "Unexpected '{extra}' in orderBy key '{}'",
+            part.trim()
+        ));
     }
     Ok((path.to_string(), descending))
 }
@@ -662,6 +713,10 @@ pub fn project_fields(item: &Value, fields: &str) -> Value {
 /// Copies `path` from `src` into `dst`, creating parent objects and keeping
 /// the source's spelling of each key.
 fn copy_path(src: &Value, dst: &mut Value, path: &str) {
+    // Resolve first so an unknown leaf doesn't leave an empty parent behind.
+    if get_path(src, path).is_none() {
+        return;
+    }
     let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();
     let (mut src, mut dst) = (src, dst);
     while let Some(seg) = segments.next() {
@@ -874,7 +929,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_position() {
-        assert_eq!(parse_error("name "), "Expected an operator after 'name' at position 5");
+        assert_eq!(
+            parse_error("name "),
+            "Expected an operator after 'name' at position 5"
+        );
         assert_eq!(
             parse_error("name foo \"x\""),
             "Expected an operator after 'name' at position 5"
@@ -890,7 +948,10 @@ mod tests {
         assert!(parse_error("(id = 5").starts_with("Expected ')' to close '(' at position 0"));
         assert_eq!(parse_error("id = 5)"), "Unbalanced ')' at position 6");
         assert_eq!(parse_error("id ! 5"), "Unknown operator '!' at position 3");
-        assert_eq!(parse_error("id = 5 id = 6"), "Unexpected 'id' at position 7");
+        assert_eq!(
+            parse_error("id = 5 id = 6"),
+            "Unexpected 'id' at position 7"
+        );
         assert!(parse_error("name = abc").contains("strings must be quoted"));
         assert!(parse_error("id in 1,2").starts_with("Expected '(' after 'in'"));
         assert!(parse_error("id in (1,2").starts_with("Expected ',' or ')'"));
@@ -961,7 +1022,13 @@ mod tests {
             json!({"company": {"id": 3, "identifier": "Acme", "name": "Acme Ltd"}})
         );
         assert_eq!(project_fields(&item, ""), item);
-        assert_eq!(project_fields(&item, "Name"), json!({"name": "Acme Sophos"}));
-        assert_eq!(project_fields(&item, "parentAgreement"), json!({"parentAgreement": null}));
+        assert_eq!(
+            project_fields(&item, "Name"),
+            json!({"name": "Acme Sophos"})
+        );
+        assert_eq!(
+            project_fields(&item, "parentAgreement"),
+            json!({"parentAgreement": null})
+        );
     }
 }

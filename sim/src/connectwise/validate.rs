@@ -92,7 +92,11 @@ pub fn validate_body(schema_name: &str, body: &Value, for_update: bool) -> Vec<F
 /// as " Required On Updates;" (e.g. `Agreement.billTime`).
 fn required_fields(entity: &'static Value, for_update: bool) -> Vec<&'static str> {
     let listed = entity.get("required").and_then(Value::as_array);
-    let mut names: Vec<&str> = listed.into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut names: Vec<&str> = listed
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     if for_update {
         let on_update = properties(entity)
             .into_iter()
@@ -112,7 +116,9 @@ fn properties(schema: &Value) -> Option<&Map<String, Value>> {
 }
 
 fn description(prop: &Value) -> &str {
-    prop.get("description").and_then(Value::as_str).unwrap_or("")
+    prop.get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn is_read_only(name: &str) -> bool {
@@ -185,12 +191,22 @@ fn check_value(
 /// get the scalar checks. Placeholder schemas have no properties: anything goes.
 fn check_reference(target: &Value, value: &Value, field: &str, resource: &str) -> Vec<FieldError> {
     let Some(obj) = value.as_object() else {
-        return vec![FieldError::invalid(format!("{field} must be an object."), resource, field)];
+        return vec![FieldError::invalid(
+            format!("{field} must be an object."),
+            resource,
+            field,
+        )];
     };
     let mut errors = Vec::new();
     for (name, prop) in properties(target).into_iter().flatten() {
         if let Some(v) = obj.get(name).filter(|_| name != "_info") {
-            errors.extend(check_value(prop, v, &format!("{field}/{name}"), resource, false));
+            errors.extend(check_value(
+                prop,
+                v,
+                &format!("{field}/{name}"),
+                resource,
+                false,
+            ));
         }
     }
     errors
@@ -209,11 +225,15 @@ fn type_problem(prop: &Value, value: &Value, field: &str) -> Option<String> {
         _ => true,
     };
     if !ok {
-        let article = if ty == "integer" || ty == "array" || ty == "object" { "an" } else { "a" };
+        let article = if ty == "integer" || ty == "array" || ty == "object" {
+            "an"
+        } else {
+            "a"
+        };
         return Some(format!("{field} must be {article} {ty}."));
     }
-    let bad_date = format == Some("date-time")
-        && value.as_str().is_some_and(|s| parse_datetime(s).is_none());
+    let bad_date =
+        format == Some("date-time") && value.as_str().is_some_and(|s| parse_datetime(s).is_none());
     bad_date.then(|| format!("{field} must be a date-time such as 2025-01-01T00:00:00Z."))
 }
 
@@ -344,7 +364,10 @@ mod tests {
         let errors = validate_body("Addition", &body, false);
         assert_eq!(
             codes_and_fields(&errors),
-            vec![("MissingRequiredField", "product"), ("MissingRequiredField", "billCustomer")]
+            vec![
+                ("MissingRequiredField", "product"),
+                ("MissingRequiredField", "billCustomer")
+            ]
         );
         assert_eq!(errors[1].message, "The billCustomer field is required.");
     }
@@ -353,7 +376,10 @@ mod tests {
     fn required_reference_needs_id_or_identifier() {
         let body = with(addition(), "product", json!({"serializedFlag": true}));
         let errors = validate_body("Addition", &body, false);
-        assert_eq!(codes_and_fields(&errors), vec![("MissingRequiredField", "product")]);
+        assert_eq!(
+            codes_and_fields(&errors),
+            vec![("MissingRequiredField", "product")]
+        );
         let body = with(addition(), "product", json!({"id": 9}));
         assert_eq!(validate_body("Addition", &body, false), vec![]);
         let body = with(addition(), "product", json!({"identifier": "  "}));
@@ -362,10 +388,19 @@ mod tests {
 
     #[test]
     fn catalog_item_missing_each_required_field() {
-        let required = ["identifier", "description", "subcategory", "type", "customerDescription"];
+        let required = [
+            "identifier",
+            "description",
+            "subcategory",
+            "type",
+            "customerDescription",
+        ];
         for field in required {
             let errors = validate_body("CatalogItem", &without(catalog_item(), field), false);
-            assert_eq!(codes_and_fields(&errors), vec![("MissingRequiredField", field)]);
+            assert_eq!(
+                codes_and_fields(&errors),
+                vec![("MissingRequiredField", field)]
+            );
             assert_eq!(errors[0].resource, "catalogItem");
         }
         let errors = validate_body("CatalogItem", &json!({}), false);
@@ -382,8 +417,15 @@ mod tests {
     fn bad_enum_value() {
         let body = with(addition(), "billCustomer", json!("Sometimes"));
         let errors = validate_body("Addition", &body, false);
-        assert_eq!(codes_and_fields(&errors), vec![("InvalidField", "billCustomer")]);
-        assert!(errors[0].message.contains("Billable, DoNotBill, NoCharge"), "{}", errors[0].message);
+        assert_eq!(
+            codes_and_fields(&errors),
+            vec![("InvalidField", "billCustomer")]
+        );
+        assert!(
+            errors[0].message.contains("Billable, DoNotBill, NoCharge"),
+            "{}",
+            errors[0].message
+        );
         // Exact match: a simulator should catch a misspelt case.
         let body = with(addition(), "billCustomer", json!("billable"));
         assert_eq!(validate_body("Addition", &body, false).len(), 1);
@@ -394,13 +436,22 @@ mod tests {
         // CatalogItem.description is " Max length: 60;", identifier is 75.
         let body = with(catalog_item(), "description", json!("x".repeat(61)));
         let errors = validate_body("CatalogItem", &body, false);
-        assert_eq!(codes_and_fields(&errors), vec![("InvalidField", "description")]);
-        assert_eq!(errors[0].message, "description cannot be longer than 60 characters.");
+        assert_eq!(
+            codes_and_fields(&errors),
+            vec![("InvalidField", "description")]
+        );
+        assert_eq!(
+            errors[0].message,
+            "description cannot be longer than 60 characters."
+        );
         let body = with(catalog_item(), "description", json!("é".repeat(60)));
         assert_eq!(validate_body("CatalogItem", &body, false), vec![]);
         let body = with(catalog_item(), "identifier", json!("x".repeat(76)));
         let errors = validate_body("CatalogItem", &body, true);
-        assert_eq!(errors[0].message, "identifier cannot be longer than 75 characters.");
+        assert_eq!(
+            errors[0].message,
+            "identifier cannot be longer than 75 characters."
+        );
         let body = with(addition(), "serialNumber", json!("x".repeat(51)));
         assert_eq!(validate_body("Addition", &body, false).len(), 1);
     }
@@ -410,15 +461,31 @@ mod tests {
         let cases = [
             ("quantity", json!("12"), "quantity must be a number."),
             ("agreementId", json!(1.5), "agreementId must be an integer."),
-            ("agreementId", json!(4_000_000_000_i64), "agreementId must be an integer."),
-            ("taxableFlag", json!("yes"), "taxableFlag must be a boolean."),
+            (
+                "agreementId",
+                json!(4_000_000_000_i64),
+                "agreementId must be an integer.",
+            ),
+            (
+                "taxableFlag",
+                json!("yes"),
+                "taxableFlag must be a boolean.",
+            ),
             ("description", json!(42), "description must be a string."),
             ("product", json!(5), "product must be an object."),
-            ("effectiveDate", json!("tomorrow"), "effectiveDate must be a date-time such as 2025-01-01T00:00:00Z."),
+            (
+                "effectiveDate",
+                json!("tomorrow"),
+                "effectiveDate must be a date-time such as 2025-01-01T00:00:00Z.",
+            ),
         ];
         for (field, value, message) in cases {
             let errors = validate_body("Addition", &with(addition(), field, value), false);
-            assert_eq!(codes_and_fields(&errors), vec![("InvalidField", field)], "{field}");
+            assert_eq!(
+                codes_and_fields(&errors),
+                vec![("InvalidField", field)],
+                "{field}"
+            );
             assert_eq!(errors[0].message, message);
         }
         let ok = with(addition(), "agreementId", json!(7.0));
@@ -429,9 +496,16 @@ mod tests {
     fn reference_properties_checked_one_level() {
         let body = with(addition(), "product", json!({"id": "nine"}));
         let errors = validate_body("Addition", &body, false);
-        assert_eq!(codes_and_fields(&errors), vec![("InvalidField", "product/id")]);
+        assert_eq!(
+            codes_and_fields(&errors),
+            vec![("InvalidField", "product/id")]
+        );
         // A placeholder reference schema accepts anything.
-        let body = with(addition(), "opportunity", json!({"id": "x", "deep": {"a": 1}}));
+        let body = with(
+            addition(),
+            "opportunity",
+            json!({"id": "x", "deep": {"a": 1}}),
+        );
         assert_eq!(validate_body("Addition", &body, false), vec![]);
     }
 
@@ -459,7 +533,13 @@ mod tests {
         fields.sort();
         assert_eq!(
             fields,
-            ["billExpenses", "billProducts", "billTime", "employeeCompRate", "invoicingCycle"]
+            [
+                "billExpenses",
+                "billProducts",
+                "billTime",
+                "employeeCompRate",
+                "invoicingCycle"
+            ]
         );
     }
 }

@@ -1,0 +1,210 @@
+//! Where things are: the store, the secrets and the vendor URLs, from the
+//! environment (the same variables serve the CLI and the Lambda).
+
+use secrecy::SecretString;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Bad configuration or credentials: the command stops before writing anything.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreSpec {
+    Sqlite(PathBuf),
+    Dynamo(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretsSpec {
+    File(PathBuf),
+    SecretsManager(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub store: StoreSpec,
+    pub secrets: SecretsSpec,
+    pub sophos_id_url: String,
+    pub sophos_api_url: String,
+    pub settings_file: Option<PathBuf>,
+}
+
+impl Environment {
+    /// Reads `SYNC_STORE`, `SYNC_SECRETS`, `SOPHOS_ID_URL`, `SOPHOS_API_URL`,
+    /// `SYNC_SETTINGS` through `var` (so tests need not touch the process env).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            store: parse_store(&get("SYNC_STORE").unwrap_or_else(|| "sqlite:./sophos-cw-sync.db".into()))?,
+            secrets: parse_secrets(&get("SYNC_SECRETS").unwrap_or_else(|| "file:./secrets.json".into()))?,
+            sophos_id_url: get("SOPHOS_ID_URL").unwrap_or_else(|| "https://id.sophos.com".into()),
+            sophos_api_url: get("SOPHOS_API_URL").unwrap_or_else(|| "https://api.central.sophos.com".into()),
+            settings_file: get("SYNC_SETTINGS").map(PathBuf::from),
+        })
+    }
+
+    pub fn from_process() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+}
+
+fn parse_store(value: &str) -> Result<StoreSpec, ConfigError> {
+    match value.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(path))),
+        Some(("dynamodb", table)) if !table.is_empty() => Ok(StoreSpec::Dynamo(table.to_owned())),
+        _ => Err(ConfigError(format!(
+            "SYNC_STORE={value:?} is not understood: use sqlite:<path> (e.g. sqlite:./sophos-cw-sync.db) or dynamodb:<table>"
+        ))),
+    }
+}
+
+fn parse_secrets(value: &str) -> Result<SecretsSpec, ConfigError> {
+    match value.split_once(':') {
+        Some(("file", path)) if !path.is_empty() => Ok(SecretsSpec::File(PathBuf::from(path))),
+        Some(("secretsmanager", id)) if !id.is_empty() => Ok(SecretsSpec::SecretsManager(id.to_owned())),
+        _ => Err(ConfigError(format!(
+            "SYNC_SECRETS={value:?} is not understood: use file:<path> (e.g. file:./secrets.json) or secretsmanager:<name-or-arn>"
+        ))),
+    }
+}
+
+/// The credentials. `Debug` prints no secret.
+pub struct Secrets {
+    pub sophos_client_id: String,
+    pub sophos_client_secret: SecretString,
+    pub cw_site: String,
+    pub cw_company_id: String,
+    pub cw_public_key: SecretString,
+    pub cw_private_key: SecretString,
+    pub cw_client_id: String,
+    pub cw_codebase: Option<String>,
+    pub webhook_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("sophos_client_id", &self.sophos_client_id)
+            .field("cw_site", &self.cw_site)
+            .field("cw_company_id", &self.cw_company_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// Parses the secret JSON. Errors name the missing or wrong field and where it
+    /// came from, never a value (serde's messages may quote values, so they are not
+    /// passed on).
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "the secret from {source} is not valid JSON (line {}, column {}); it must look like {SHAPE}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let field = |path: &str, required: bool| -> Result<Option<String>, ConfigError> {
+            let mut v = &doc;
+            for part in path.split('.') {
+                v = match v.get(part) {
+                    Some(next) => next,
+                    None if required => return Err(missing(path, source)),
+                    None => return Ok(None),
+                };
+            }
+            match v.as_str().map(str::trim) {
+                Some(s) if !s.is_empty() => Ok(Some(s.to_owned())),
+                _ if required => Err(missing(path, source)),
+                _ => Ok(None),
+            }
+        };
+        let req = |p: &str| field(p, true).map(|v| v.unwrap_or_default());
+        Ok(Self {
+            sophos_client_id: req("sophos.clientId")?,
+            sophos_client_secret: SecretString::from(req("sophos.clientSecret")?),
+            cw_site: req("connectwise.site")?,
+            cw_company_id: req("connectwise.companyId")?,
+            cw_public_key: SecretString::from(req("connectwise.publicKey")?),
+            cw_private_key: SecretString::from(req("connectwise.privateKey")?),
+            cw_client_id: req("connectwise.clientId")?,
+            cw_codebase: field("connectwise.codebase", false)?,
+            webhook_token: field("webhookToken", false)?.map(SecretString::from),
+        })
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the secrets file {} ({e}); create it with {SHAPE} or set SYNC_SECRETS",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+}
+
+const SHAPE: &str = r#"{"sophos":{"clientId":"","clientSecret":""},"connectwise":{"site":"api-na.myconnectwise.net","companyId":"","publicKey":"","privateKey":"","clientId":""},"webhookToken":""}"#;
+
+fn missing(path: &str, source: &str) -> ConfigError {
+    ConfigError(format!(
+        "the secret from {source} has no value for {path}; it must look like {SHAPE}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let env = Environment::from_vars(vars(&[])).unwrap();
+        assert_eq!(env.store, StoreSpec::Sqlite("./sophos-cw-sync.db".into()));
+        assert_eq!(env.secrets, SecretsSpec::File("./secrets.json".into()));
+        assert_eq!(env.sophos_id_url, "https://id.sophos.com");
+        let env = Environment::from_vars(vars(&[
+            ("SYNC_STORE", "dynamodb:tbl"),
+            ("SYNC_SECRETS", "secretsmanager:arn:aws:secretsmanager:x"),
+        ]))
+        .unwrap();
+        assert_eq!(env.store, StoreSpec::Dynamo("tbl".into()));
+        assert_eq!(env.secrets, SecretsSpec::SecretsManager("arn:aws:secretsmanager:x".into()));
+    }
+
+    #[test]
+    fn bad_store_and_secrets_say_how_to_fix() {
+        let e = Environment::from_vars(vars(&[("SYNC_STORE", "postgres:x")])).unwrap_err();
+        assert!(e.0.contains("sqlite:<path>"), "{e}");
+        let e = Environment::from_vars(vars(&[("SYNC_SECRETS", "vault:x")])).unwrap_err();
+        assert!(e.0.contains("secretsmanager:<name-or-arn>"), "{e}");
+    }
+
+    #[test]
+    fn secret_parses_and_never_shows_values() {
+        let text = r#"{"sophos":{"clientId":"cid","clientSecret":"TOPSECRET1"},
+          "connectwise":{"site":"http://127.0.0.1:1","companyId":"co","publicKey":"TOPSECRET2",
+          "privateKey":"TOPSECRET3","clientId":"x"},"webhookToken":"TOPSECRET4"}"#;
+        let s = Secrets::parse(text, "test").unwrap();
+        assert_eq!(s.sophos_client_secret.expose_secret(), "TOPSECRET1");
+        assert!(!format!("{s:?}").contains("TOPSECRET"));
+        assert!(s.cw_codebase.is_none());
+    }
+
+    #[test]
+    fn secret_errors_name_the_field_not_the_value() {
+        let text = r#"{"sophos":{"clientId":"cid","clientSecret":"TOPSECRET1"},"connectwise":{"site":"s"}}"#;
+        let e = Secrets::parse(text, "test").unwrap_err().0;
+        assert!(e.contains("connectwise.companyId"), "{e}");
+        assert!(!e.contains("TOPSECRET"));
+        let e = Secrets::parse(r#"{"sophos":{"clientSecret": TOPSECRET1}}"#, "f").unwrap_err().0;
+        assert!(e.contains("not valid JSON") && !e.contains("TOPSECRET"), "{e}");
+    }
+}

@@ -1,0 +1,707 @@
+//! One sync cycle: take the lease, read both vendors, plan (pure), carry out the
+//! plan towards ConnectWise with bounded concurrency, record results and release.
+//!
+//! Crash safety comes from reading ConnectWise before every decision: catalog items
+//! are found by identifier and additions by product on the agreement, so a write
+//! whose result was lost (crash, timeout) is found and adopted on the next run,
+//! never repeated. POSTs are not retried after they may have reached the server.
+
+use crate::config::{ConfigError, Settings};
+use crate::connectwise::client::{ConnectWiseClient, NamedKind};
+use crate::connectwise::model::{Addition, Agreement, CatalogItem, NewAddition, NewCatalogItem, PatchOp, Reference};
+use crate::domain::{month::Month, products};
+use crate::http::{ApiCounters, ApiError, ApiErrorKind};
+use crate::sophos::client::SophosClient;
+use crate::store::*;
+use crate::sync::plan::{self, AdditionOp, AdditionRules, CatalogState, ProductPlan, Resolution, TenantUsage};
+use crate::sync::report::*;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How a cycle ended badly (per-customer problems are in the report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    /// Bad settings or credentials: nothing was written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    /// A test failpoint: the process "died" after this many ConnectWise writes.
+    #[error("crash injected after {0} ConnectWise writes")]
+    Crashed(u64),
+}
+
+pub struct RunOptions {
+    pub run_id: String,
+    pub month: Month,
+    pub dry_run: bool,
+    /// What started the run ("cli", "schedule", "webhook").
+    pub trigger: String,
+    /// Who is written into the audit trail.
+    pub actor: String,
+    /// ConnectWise requests in flight at once.
+    pub concurrency: usize,
+    pub lease_ttl: Duration,
+    /// How long run records are kept (DynamoDB TTL).
+    pub run_retention: Duration,
+    /// Test failpoint: stop dead after this many ConnectWise writes.
+    pub crash_after_writes: Option<u64>,
+    /// Shifts "now" for the lease (tests of expired leases, without sleeping).
+    pub clock_offset: chrono::Duration,
+}
+
+impl RunOptions {
+    pub fn new(month: Month, dry_run: bool, trigger: &str) -> Self {
+        Self {
+            run_id: new_run_id(),
+            month,
+            dry_run,
+            trigger: trigger.to_owned(),
+            actor: format!("{trigger}:{}", whoami()),
+            concurrency: 4,
+            lease_ttl: Duration::from_secs(15 * 60),
+            run_retention: Duration::from_secs(90 * 24 * 3600),
+            crash_after_writes: None,
+            clock_offset: chrono::Duration::zero(),
+        }
+    }
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+}
+
+/// Run ids sort by start time: `r20261129T005012Z-1a2b3c4d`.
+pub fn new_run_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("r{}-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"), &id[..8])
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "sophos-cw-sync".into())
+}
+
+pub struct Engine<'a> {
+    pub store: &'a dyn Store,
+    pub sophos: &'a SophosClient,
+    pub cw: &'a ConnectWiseClient,
+    pub counters: Arc<ApiCounters>,
+    pub settings: &'a Settings,
+}
+
+/// State shared by the per-customer tasks of one run.
+struct Ctx<'a> {
+    engine: &'a Engine<'a>,
+    opts: &'a RunOptions,
+    audit_seq: AtomicU32,
+    writes: AtomicU64,
+}
+
+impl Engine<'_> {
+    pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, CycleError> {
+        let agreement_type = self.settings.agreement_type.clone().ok_or_else(|| {
+            ConfigError("the agreementType setting is empty: set it to the name of the ConnectWise agreement type that receives Sophos additions (e.g. {\"agreementType\":\"Sophos MSP\"})".into())
+        })?;
+        let mut report = empty_report(opts);
+        if !opts.dry_run {
+            if let LeaseOutcome::HeldBy(lease) = self.store.acquire_lease(&opts.run_id, opts.now(), opts.lease_ttl).await? {
+                report.status = RunStatus::Skipped;
+                report.held_by = Some(lease.run_id);
+                report.finished_at = Some(Utc::now());
+                return Ok(report);
+            }
+            self.store.put_run(&run_record(&report, opts)).await?;
+        }
+        let ctx = Ctx { engine: self, opts, audit_seq: AtomicU32::new(0), writes: AtomicU64::new(0) };
+        let outcome = ctx.cycle(&agreement_type, &mut report).await;
+        let snapshot = self.counters.snapshot();
+        report.api_calls = ApiCalls { sophos: snapshot.sophos_calls, connectwise: snapshot.connectwise_calls };
+        report.writes = ctx.writes.load(Ordering::SeqCst);
+        report.finished_at = Some(Utc::now());
+        report.status = match &outcome {
+            Err(CycleError::Crashed(_)) => return outcome.map(|_| report),
+            Err(CycleError::Config(e)) if !opts.dry_run => {
+                self.finish(opts, &mut report, RunStatus::Failed).await?;
+                return Err(CycleError::Config(ConfigError(e.0.clone())));
+            }
+            Err(_) => RunStatus::Failed,
+            Ok(()) if !report.errors.is_empty() => RunStatus::Failed,
+            Ok(()) if has_customer_errors(&report) => RunStatus::Partial,
+            Ok(()) => RunStatus::Succeeded,
+        };
+        if let Err(e) = outcome {
+            if let CycleError::Config(c) = e {
+                return Err(CycleError::Config(c));
+            }
+            return Err(e);
+        }
+        if !opts.dry_run {
+            let status = report.status;
+            self.finish(opts, &mut report, status).await?;
+        }
+        Ok(report)
+    }
+
+    async fn finish(&self, opts: &RunOptions, report: &mut RunReport, status: RunStatus) -> StoreResult<()> {
+        report.status = status;
+        self.store.put_run(&run_record(report, opts)).await?;
+        self.store.release_lease(&opts.run_id).await
+    }
+}
+
+fn has_customer_errors(report: &RunReport) -> bool {
+    report.customers.iter().any(|c| !c.errors.is_empty())
+}
+
+fn empty_report(opts: &RunOptions) -> RunReport {
+    RunReport {
+        run_id: opts.run_id.clone(),
+        status: RunStatus::Running,
+        month: opts.month.to_string(),
+        dry_run: opts.dry_run,
+        started_at: Utc::now(),
+        finished_at: None,
+        held_by: None,
+        errors: Vec::new(),
+        usage_available: false,
+        catalog: Vec::new(),
+        customers: Vec::new(),
+        unassigned_usage: Vec::new(),
+        api_calls: ApiCalls::default(),
+        writes: 0,
+    }
+}
+
+fn run_record(report: &RunReport, opts: &RunOptions) -> RunRecord {
+    let retention = chrono::Duration::from_std(opts.run_retention).unwrap_or_else(|_| chrono::Duration::days(90));
+    RunRecord {
+        run_id: report.run_id.clone(),
+        status: report.status,
+        started_at: report.started_at,
+        finished_at: report.finished_at,
+        month: report.month.clone(),
+        dry_run: report.dry_run,
+        trigger: opts.trigger.clone(),
+        report: serde_json::to_value(report).unwrap_or_default(),
+        expires_at: Some(report.started_at + retention),
+    }
+}
+
+/// A vendor failure that stops the whole cycle, as a report error.
+fn upstream_error(e: &ApiError) -> Result<ErrorReport, CycleError> {
+    let code = match e.kind {
+        ApiErrorKind::Unauthorized | ApiErrorKind::Config => return Err(CycleError::Config(ConfigError(e.to_string()))),
+        ApiErrorKind::Forbidden => ErrorCode::CwPermission,
+        ApiErrorKind::Validation => ErrorCode::CwValidation,
+        _ => ErrorCode::UpstreamUnavailable,
+    };
+    Ok(ErrorReport::new(code, e.to_string()))
+}
+
+/// A ConnectWise failure on one customer's write.
+fn write_error(e: &ApiError) -> ErrorReport {
+    let code = match e.kind {
+        ApiErrorKind::Unauthorized | ApiErrorKind::Forbidden => ErrorCode::CwPermission,
+        ApiErrorKind::Validation | ApiErrorKind::NotFound => ErrorCode::CwValidation,
+        _ => ErrorCode::UpstreamUnavailable,
+    };
+    ErrorReport::new(code, e.to_string())
+}
+
+/// What the cycle read before planning.
+struct Reads {
+    tenants: Vec<crate::sophos::model::Tenant>,
+    usage: Option<plan::UsageSummary>,
+    mappings: BTreeMap<String, Mapping>,
+    records: Vec<AdditionRecord>,
+}
+
+impl Ctx<'_> {
+    async fn cycle(&self, agreement_type: &str, report: &mut RunReport) -> Result<(), CycleError> {
+        let Some(reads) = self.read_sophos(report).await? else { return Ok(()) };
+        let selected = &self.engine.settings.products;
+        let companies_agreements = self.read_connectwise(agreement_type, &reads, report).await?;
+        let Some((companies, agreements, found_catalog)) = companies_agreements else { return Ok(()) };
+        let resolutions = plan::resolve_all(&reads.tenants, &reads.mappings, &companies, &agreements, agreement_type);
+        let catalog = self.ensure_catalog(selected, &found_catalog, report).await?;
+        let rules = AdditionRules {
+            selected,
+            catalog: &catalog,
+            zero_usage: self.engine.settings.zero_usage,
+            month: self.opts.month,
+        };
+        let jobs = reads.tenants.iter().zip(resolutions);
+        let customers: Vec<Result<CustomerReport, CycleError>> = stream::iter(jobs)
+            .map(|(tenant, resolution)| self.sync_customer(tenant, resolution, &reads, &rules))
+            .buffered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        for c in customers {
+            report.customers.push(c?);
+        }
+        if !self.opts.dry_run {
+            self.save_statuses(report).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_sophos(&self, report: &mut RunReport) -> Result<Option<Reads>, CycleError> {
+        let sophos = self.engine.sophos;
+        let month = self.opts.month;
+        let fetched = async {
+            let me = sophos.whoami().await?;
+            let tenants = sophos.tenants(&me.id).await?;
+            let usage = sophos.usage(&me.id, month.year(), month.month()).await?;
+            Ok::<_, ApiError>((tenants, usage))
+        }
+        .await;
+        let (tenants, usage) = match fetched {
+            Ok(v) => v,
+            Err(e) => {
+                report.errors.push(upstream_error(&e)?);
+                return Ok(None);
+            }
+        };
+        let settings = self.engine.settings;
+        let codes = products::code_table(&settings.product_codes);
+        let usage = usage.map(|lines| plan::aggregate_usage(&lines, &codes, settings.quantity_field));
+        report.usage_available = usage.is_some();
+        if let Some(u) = &usage {
+            report.unassigned_usage = u.unassigned.clone();
+        }
+        let mappings = self.engine.store.list_mappings().await?.into_iter().map(|m| (m.tenant_id.clone(), m)).collect();
+        let records = self.engine.store.list_additions().await?;
+        Ok(Some(Reads { tenants, usage, mappings, records }))
+    }
+
+    async fn read_connectwise(
+        &self,
+        agreement_type: &str,
+        reads: &Reads,
+        report: &mut RunReport,
+    ) -> Result<Option<(Vec<crate::connectwise::model::Company>, Vec<Agreement>, Vec<CatalogItem>)>, CycleError> {
+        let cw = self.engine.cw;
+        let selected: Vec<String> = self.engine.settings.products.iter().cloned().collect();
+        let pinned: Vec<i64> = reads.mappings.values().filter_map(|m| m.agreement_id).collect();
+        let fetched = async {
+            let companies = cw.all_companies().await?;
+            let mut agreements = cw.agreements_of_type(agreement_type).await?;
+            let missing: Vec<i64> = pinned.iter().copied().filter(|id| !agreements.iter().any(|a| a.id == *id)).collect();
+            if !missing.is_empty() {
+                agreements.extend(cw.agreements_by_ids(&missing).await?);
+            }
+            let catalog = if selected.is_empty() { Vec::new() } else { cw.catalog_items_by_identifiers(&selected).await? };
+            Ok::<_, ApiError>((companies, agreements, catalog))
+        }
+        .await;
+        match fetched {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                report.errors.push(upstream_error(&e)?);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Finds or creates the catalog item of each selected product.
+    async fn ensure_catalog(
+        &self,
+        selected: &BTreeSet<String>,
+        found: &[CatalogItem],
+        report: &mut RunReport,
+    ) -> Result<BTreeMap<String, CatalogState>, CycleError> {
+        let mut states = plan::plan_catalog(selected, found);
+        let missing: Vec<String> = states.iter().filter(|(_, s)| **s == CatalogState::Missing).map(|(i, _)| i.clone()).collect();
+        let refs = if missing.is_empty() || self.opts.dry_run { Ok(None) } else { self.catalog_refs().await.map(Some) };
+        for (identifier, state) in states.iter_mut() {
+            let entry = match state {
+                CatalogState::Existing(id) => {
+                    self.remember_catalog(identifier, *id).await?;
+                    CatalogReport { identifier: identifier.clone(), catalog_item_id: Some(*id), action: CatalogAction::Existing }
+                }
+                CatalogState::Ambiguous(ids) => {
+                    report.errors.push(ErrorReport::new(
+                        ErrorCode::CatalogAmbiguous,
+                        format!("catalog identifier {identifier} is used by items {ids:?}"),
+                    ));
+                    CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Ambiguous }
+                }
+                CatalogState::Missing if self.opts.dry_run => {
+                    CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Create }
+                }
+                CatalogState::Missing => match &refs {
+                    Ok(Some(r)) => match self.create_catalog_item(identifier, r).await? {
+                        Ok(id) => {
+                            *state = CatalogState::Existing(id);
+                            CatalogReport { identifier: identifier.clone(), catalog_item_id: Some(id), action: CatalogAction::Create }
+                        }
+                        Err(e) => {
+                            report.errors.push(e);
+                            *state = CatalogState::Ambiguous(Vec::new());
+                            CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Failed }
+                        }
+                    },
+                    Ok(None) => unreachable_missing(),
+                    Err(e) => {
+                        report.errors.push(e.clone());
+                        *state = CatalogState::Ambiguous(Vec::new());
+                        CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Failed }
+                    }
+                },
+            };
+            report.catalog.push(entry);
+        }
+        Ok(states)
+    }
+
+    async fn remember_catalog(&self, identifier: &str, id: i64) -> StoreResult<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let record = CatalogRecord { identifier: identifier.to_owned(), catalog_item_id: id, updated_at: Utc::now() };
+        self.engine.store.put_catalog_item(&record).await
+    }
+
+    /// Looks up the reference records a new catalog item needs, by name.
+    async fn catalog_refs(&self) -> Result<CatalogRefs, ErrorReport> {
+        let c = &self.engine.settings.catalog;
+        Ok(CatalogRefs {
+            product_type: self.named(NamedKind::ProductType, "type", &c.product_type).await?,
+            category: self.named(NamedKind::Category, "category", &c.category).await?,
+            subcategory: self.named(NamedKind::Subcategory, "subcategory", &c.subcategory).await?,
+            unit_of_measure: self.named(NamedKind::UnitOfMeasure, "unitOfMeasure", &c.unit_of_measure).await?,
+            product_class: format!("{:?}", c.product_class),
+        })
+    }
+
+    async fn named(&self, kind: NamedKind, setting: &str, name: &str) -> Result<i64, ErrorReport> {
+        if name.trim().is_empty() {
+            return Err(ErrorReport::new(ErrorCode::CatalogSetup, format!("the catalog.{setting} setting is empty")));
+        }
+        let found = self.engine.cw.find_named(kind, name).await.map_err(|e| write_error(&e))?;
+        let active: Vec<_> = found.iter().filter(|r| r.inactive_flag != Some(true)).collect();
+        match active.as_slice() {
+            [one] => Ok(one.id),
+            [] => Err(ErrorReport::new(
+                ErrorCode::CatalogSetup,
+                format!("ConnectWise has no active {setting} named {name:?} (setting catalog.{setting})"),
+            )),
+            many => Err(ErrorReport::new(
+                ErrorCode::CatalogSetup,
+                format!("ConnectWise has {} records of {setting} named {name:?}; rename one", many.len()),
+            )),
+        }
+    }
+
+    async fn create_catalog_item(&self, identifier: &str, refs: &CatalogRefs) -> Result<Result<i64, ErrorReport>, CycleError> {
+        let item = NewCatalogItem {
+            identifier: identifier.to_owned(),
+            description: products::catalog_description(identifier),
+            customer_description: products::description(identifier).unwrap_or(identifier).to_owned(),
+            product_type: Reference::id(refs.product_type),
+            category: Reference::id(refs.category),
+            subcategory: Reference::id(refs.subcategory),
+            unit_of_measure: Reference::id(refs.unit_of_measure),
+            product_class: refs.product_class.clone(),
+            taxable_flag: false,
+        };
+        let created = self.engine.cw.create_catalog_item(&item).await;
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(write_error(&e))),
+        };
+        self.wrote()?;
+        self.remember_catalog(identifier, created.id).await?;
+        self.audit(AuditDraft { action: "createCatalogItem", tenant_id: None, agreement_id: None, identifier, entity_id: Some(created.id), old: None, new: None }).await?;
+        Ok(Ok(created.id))
+    }
+
+    /// Counts a ConnectWise write and honours the crash failpoint.
+    fn wrote(&self) -> Result<(), CycleError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.opts.crash_after_writes {
+            Some(limit) if n >= limit => Err(CycleError::Crashed(n)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn audit(&self, d: AuditDraft<'_>) -> StoreResult<()> {
+        let entry = AuditEntry {
+            run_id: self.opts.run_id.clone(),
+            seq: self.audit_seq.fetch_add(1, Ordering::SeqCst),
+            at: Utc::now(),
+            actor: self.opts.actor.clone(),
+            action: d.action.to_owned(),
+            tenant_id: d.tenant_id.map(str::to_owned),
+            agreement_id: d.agreement_id,
+            identifier: d.identifier.to_owned(),
+            entity_id: d.entity_id,
+            old_quantity: d.old,
+            new_quantity: d.new,
+        };
+        self.engine.store.append_audit(&entry).await
+    }
+
+    async fn sync_customer(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        resolution: Resolution,
+        reads: &Reads,
+        rules: &AdditionRules<'_>,
+    ) -> Result<CustomerReport, CycleError> {
+        let mut c = CustomerReport {
+            tenant_id: tenant.id.clone(),
+            tenant_name: tenant.name.clone(),
+            status: CustomerState::Synced,
+            reason: None,
+            company_id: None,
+            company_identifier: None,
+            agreement_id: None,
+            agreement_name: None,
+            agreement_type: None,
+            products: Vec::new(),
+            errors: Vec::new(),
+        };
+        let (company, agreement, newly_discovered) = match resolution {
+            Resolution::Ignored(reason) => {
+                c.status = CustomerState::Ignored;
+                c.reason = Some(reason);
+                return Ok(c);
+            }
+            Resolution::Unmapped(e) => {
+                c.status = CustomerState::Unmapped;
+                c.reason = Some(e.message.clone());
+                c.errors.push(e);
+                return Ok(c);
+            }
+            Resolution::AgreementProblem(company, e) => {
+                c.company_id = Some(company.id);
+                c.company_identifier = Some(company.identifier);
+                c.status = CustomerState::Unmapped;
+                c.reason = Some(e.message.clone());
+                c.errors.push(e);
+                return Ok(c);
+            }
+            Resolution::Mapped { company, agreement, newly_discovered } => (company, agreement, newly_discovered),
+        };
+        c.company_id = Some(company.id);
+        c.company_identifier = Some(company.identifier.clone());
+        c.agreement_id = Some(agreement.id);
+        c.agreement_name = Some(agreement.name.clone());
+        c.agreement_type = agreement.agreement_type.as_ref().and_then(|t| t.name.clone());
+        if newly_discovered && !self.opts.dry_run {
+            let kind = reads.mappings.get(&tenant.id).map(|m| m.kind).unwrap_or(MappingKind::Discovered);
+            let mapping = Mapping { tenant_id: tenant.id.clone(), kind, company_id: Some(company.id), agreement_id: Some(agreement.id), updated_at: Utc::now() };
+            self.engine.store.put_mapping(&mapping).await?;
+        }
+        let usage: Option<&TenantUsage> = reads.usage.as_ref().and_then(|u| u.tenants.get(&tenant.id));
+        if let Some(u) = usage {
+            for code in &u.unmapped_codes {
+                c.errors.push(ErrorReport::new(ErrorCode::ProductUnmapped, format!("billing product code {code} has no catalog identifier")));
+            }
+        }
+        // A month without usage data (404) changes nothing: unknown is not zero.
+        if reads.usage.is_some() && !rules.selected.is_empty() {
+            self.sync_additions(tenant, &agreement, usage, reads, rules, &mut c).await?;
+        }
+        if !c.errors.is_empty() {
+            c.status = CustomerState::Error;
+        }
+        Ok(c)
+    }
+
+    async fn sync_additions(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        agreement: &Agreement,
+        usage: Option<&TenantUsage>,
+        reads: &Reads,
+        rules: &AdditionRules<'_>,
+        c: &mut CustomerReport,
+    ) -> Result<(), CycleError> {
+        let additions = match self.engine.cw.additions(agreement.id).await {
+            Ok(a) => a,
+            Err(e) => {
+                c.errors.push(write_error(&e));
+                return Ok(());
+            }
+        };
+        let records: Vec<AdditionRecord> = reads.records.iter().filter(|r| r.tenant_id == tenant.id).cloned().collect();
+        let plans = plan::plan_additions(usage, &additions, &records, rules);
+        for p in plans {
+            let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
+            c.products.push(product);
+        }
+        Ok(())
+    }
+
+    async fn carry_out(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        agreement: &Agreement,
+        additions: &[Addition],
+        p: &ProductPlan,
+        c: &mut CustomerReport,
+    ) -> Result<ProductReport, CycleError> {
+        let mut out = ProductReport {
+            identifier: p.identifier.clone(),
+            sophos_quantity: p.sophos_quantity,
+            previous_quantity: None,
+            new_quantity: None,
+            addition_id: None,
+            action: ProductAction::Skip,
+        };
+        let dry = self.opts.dry_run;
+        let draft = |action, entity_id, old, new| AuditDraft { action, tenant_id: Some(&tenant.id), agreement_id: Some(agreement.id), identifier: &p.identifier, entity_id, old, new };
+        match &p.op {
+            AdditionOp::Create { product_id, quantity, effective_date } => {
+                out.new_quantity = Some(*quantity);
+                out.action = ProductAction::Create;
+                let Some(product_id) = product_id.filter(|_| !dry) else { return Ok(out) };
+                let new = NewAddition {
+                    product: Reference::id(product_id),
+                    quantity: *quantity,
+                    bill_customer: "Billable".into(),
+                    effective_date: effective_date.clone(),
+                    invoice_description: products::description(&p.identifier).map(str::to_owned),
+                };
+                match self.engine.cw.create_addition(agreement.id, &new).await {
+                    Ok(created) => {
+                        self.wrote()?;
+                        out.addition_id = Some(created.id);
+                        self.remember_addition(tenant, agreement, &p.identifier, created.id, product_id, *quantity).await?;
+                        self.audit(draft("createAddition", Some(created.id), None, Some(*quantity))).await?;
+                    }
+                    Err(e) => self.failed(&mut out, c, &e),
+                }
+            }
+            AdditionOp::Update { addition_id, old, new } => {
+                out.previous_quantity = Some(*old);
+                out.new_quantity = Some(*new);
+                out.addition_id = Some(*addition_id);
+                out.action = if *new == 0.0 { ProductAction::Zero } else { ProductAction::Update };
+                if dry { return Ok(out) }
+                let ops = [PatchOp { op: "replace", path: "quantity", value: serde_json::json!(new) }];
+                match self.engine.cw.patch_addition(agreement.id, *addition_id, &ops).await {
+                    Ok(_) => {
+                        self.wrote()?;
+                        let product_id = product_of(additions, *addition_id);
+                        self.remember_addition(tenant, agreement, &p.identifier, *addition_id, product_id, *new).await?;
+                        let action = if *new == 0.0 { "zeroAddition" } else { "updateAddition" };
+                        self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new))).await?;
+                    }
+                    Err(e) => self.failed(&mut out, c, &e),
+                }
+            }
+            AdditionOp::Cancel { addition_id, old, cancelled_date } => {
+                out.previous_quantity = Some(*old);
+                out.new_quantity = Some(*old);
+                out.addition_id = Some(*addition_id);
+                out.action = ProductAction::Cancel;
+                if dry { return Ok(out) }
+                let ops = [PatchOp { op: "replace", path: "cancelledDate", value: serde_json::json!(cancelled_date) }];
+                match self.engine.cw.patch_addition(agreement.id, *addition_id, &ops).await {
+                    Ok(_) => {
+                        self.wrote()?;
+                        self.engine.store.delete_addition(&tenant.id, &p.identifier).await?;
+                        self.audit(draft("cancelAddition", Some(*addition_id), Some(*old), None)).await?;
+                    }
+                    Err(e) => self.failed(&mut out, c, &e),
+                }
+            }
+            AdditionOp::Unchanged { addition_id, quantity } => {
+                out.previous_quantity = Some(*quantity);
+                out.new_quantity = Some(*quantity);
+                out.addition_id = Some(*addition_id);
+                out.action = if p.adopted { ProductAction::Adopt } else { ProductAction::Unchanged };
+                if p.adopted && !dry {
+                    let product_id = product_of(additions, *addition_id);
+                    self.remember_addition(tenant, agreement, &p.identifier, *addition_id, product_id, *quantity).await?;
+                    self.audit(draft("adoptAddition", Some(*addition_id), Some(*quantity), Some(*quantity))).await?;
+                }
+            }
+            AdditionOp::Ambiguous { addition_ids } => {
+                c.errors.push(ErrorReport::new(
+                    ErrorCode::AdditionAmbiguous,
+                    format!("agreement {} has {} active additions of {} (ids {:?}); none was changed", agreement.id, addition_ids.len(), p.identifier, addition_ids),
+                ));
+            }
+            AdditionOp::CatalogUnavailable => {
+                c.errors.push(ErrorReport::new(
+                    ErrorCode::CatalogSetup,
+                    format!("no usable catalog item for {}; see the run's catalog errors", p.identifier),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn failed(&self, out: &mut ProductReport, c: &mut CustomerReport, e: &ApiError) {
+        out.action = ProductAction::Skip;
+        c.errors.push(write_error(e));
+    }
+
+    async fn remember_addition(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        agreement: &Agreement,
+        identifier: &str,
+        addition_id: i64,
+        product_id: i64,
+        quantity: f64,
+    ) -> StoreResult<()> {
+        let record = AdditionRecord {
+            tenant_id: tenant.id.clone(),
+            identifier: identifier.to_owned(),
+            agreement_id: agreement.id,
+            addition_id,
+            product_id,
+            quantity,
+            updated_at: Utc::now(),
+        };
+        self.engine.store.put_addition(&record).await
+    }
+
+    async fn save_statuses(&self, report: &RunReport) -> StoreResult<()> {
+        for c in &report.customers {
+            let status = CustomerStatus {
+                tenant_id: c.tenant_id.clone(),
+                run_id: report.run_id.clone(),
+                updated_at: Utc::now(),
+                report: serde_json::to_value(c).unwrap_or_default(),
+            };
+            self.engine.store.put_customer_status(&status).await?;
+        }
+        Ok(())
+    }
+}
+
+fn product_of(additions: &[Addition], addition_id: i64) -> i64 {
+    additions.iter().find(|a| a.id == addition_id).and_then(Addition::product_id).unwrap_or_default()
+}
+
+fn unreachable_missing() -> CatalogReport {
+    // `refs` is only None when nothing is missing or in a dry run, both handled above.
+    CatalogReport { identifier: String::new(), catalog_item_id: None, action: CatalogAction::Failed }
+}
+
+struct CatalogRefs {
+    product_type: i64,
+    category: i64,
+    subcategory: i64,
+    unit_of_measure: i64,
+    product_class: String,
+}
+
+struct AuditDraft<'a> {
+    action: &'static str,
+    tenant_id: Option<&'a str>,
+    agreement_id: Option<i64>,
+    identifier: &'a str,
+    entity_id: Option<i64>,
+    old: Option<f64>,
+    new: Option<f64>,
+}

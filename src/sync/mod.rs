@@ -1,0 +1,5 @@
+//! One sync cycle: read, plan (pure), write, report.
+
+pub mod engine;
+pub mod plan;
+pub mod report;

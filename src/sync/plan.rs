@@ -1,0 +1,460 @@
+//! The planning of a cycle: pure functions of the data read, no I/O. The engine
+//! reads, calls these, then carries out what they decide.
+
+use crate::config::{QuantityField, ZeroUsage};
+use crate::connectwise::model::{Addition, Agreement, CatalogItem, Company};
+use crate::domain::month::Month;
+use crate::sophos::model::{Tenant, UsageLine};
+use crate::store::{AdditionRecord, Mapping, MappingKind};
+use crate::sync::report::{ErrorCode, ErrorReport, UnassignedUsage};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Quantities are whole licences in practice; compare with a tolerance anyway.
+fn same_quantity(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+// ---------------------------------------------------------------- usage
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantUsage {
+    /// identifier -> summed quantity over all order lines
+    pub by_product: BTreeMap<String, f64>,
+    /// billing product codes with no catalog identifier
+    pub unmapped_codes: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageSummary {
+    pub tenants: BTreeMap<String, TenantUsage>,
+    pub unassigned: Vec<UnassignedUsage>,
+}
+
+/// Sums usage lines by (tenant, identifier). Lines without a tenant are set aside,
+/// never attributed by guess.
+pub fn aggregate_usage(
+    lines: &[UsageLine],
+    codes: &BTreeMap<String, String>,
+    field: QuantityField,
+) -> UsageSummary {
+    let mut summary = UsageSummary::default();
+    for line in lines {
+        let quantity = match field {
+            QuantityField::BillableQuantity => line.billable_quantity,
+            QuantityField::ActualQuantity => line.actual_quantity,
+        }
+        .unwrap_or(0.0);
+        let code = line.product_code.clone().or_else(|| line.sku.clone());
+        let Some(tenant) = line.account_id.as_deref().filter(|t| !t.is_empty()) else {
+            summary.unassigned.push(UnassignedUsage {
+                product_code: code,
+                product_description: line.product_description.clone(),
+                quantity,
+            });
+            continue;
+        };
+        let usage = summary.tenants.entry(tenant.to_owned()).or_default();
+        match code.as_deref().and_then(|c| codes.get(c)) {
+            Some(identifier) => *usage.by_product.entry(identifier.clone()).or_default() += quantity,
+            None => {
+                usage.unmapped_codes.insert(code.unwrap_or_else(|| "(no product code)".into()));
+            }
+        }
+    }
+    summary
+}
+
+// ---------------------------------------------------------------- catalog
+
+/// Where each selected identifier stands in the ConnectWise catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogState {
+    Existing(i64),
+    /// To be created (its id is known only after the write).
+    Missing,
+    Ambiguous(Vec<i64>),
+}
+
+/// Matches selected identifiers against catalog items by `identifier` only (never
+/// by description: partners edit descriptions).
+pub fn plan_catalog(
+    selected: &BTreeSet<String>,
+    found: &[CatalogItem],
+) -> BTreeMap<String, CatalogState> {
+    selected
+        .iter()
+        .map(|identifier| {
+            let ids: Vec<i64> = found
+                .iter()
+                .filter(|c| c.identifier.eq_ignore_ascii_case(identifier))
+                .filter(|c| c.inactive_flag != Some(true))
+                .map(|c| c.id)
+                .collect();
+            let state = match ids.as_slice() {
+                [] => CatalogState::Missing,
+                [id] => CatalogState::Existing(*id),
+                _ => CatalogState::Ambiguous(ids),
+            };
+            (identifier.clone(), state)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- mapping
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Ignored(String),
+    /// No company could be determined.
+    Unmapped(ErrorReport),
+    /// A company, but no usable agreement.
+    AgreementProblem(Company, ErrorReport),
+    Mapped {
+        company: Company,
+        agreement: Agreement,
+        /// Found by the name rule now: remember it as a discovered mapping.
+        newly_discovered: bool,
+    },
+}
+
+/// Why a tenant is not synced at all, if it is not.
+pub fn ignore_reason(tenant: &Tenant, mapping: Option<&Mapping>) -> Option<String> {
+    if mapping.is_some_and(|m| m.kind == MappingKind::Ignored) {
+        return Some("ignored by the operator (map --ignore)".into());
+    }
+    match tenant.billing_type.as_deref() {
+        Some("usage") => {}
+        Some("trial") => return Some("trial customer: trials are not billed".into()),
+        Some("term") => {
+            return Some("term-licensed customer: billed by term licence, not by monthly usage".into());
+        }
+        Some(other) => return Some(format!("billing type {other:?} is not usage billing")),
+        None => return Some("Sophos did not say how this customer is billed".into()),
+    }
+    if tenant.api_host.as_deref().is_none_or(str::is_empty) {
+        return Some("the customer's Sophos Central account is not activated yet".into());
+    }
+    None
+}
+
+fn normalise(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+fn live(company: &Company) -> bool {
+    company.deleted_flag != Some(true)
+}
+
+fn company_by_name<'a>(tenant: &Tenant, companies: &'a [Company]) -> Result<&'a Company, ErrorReport> {
+    let wanted = normalise(&tenant.name);
+    let hits: Vec<&Company> = companies
+        .iter()
+        .filter(|c| live(c) && normalise(&c.name) == wanted)
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ErrorReport::new(
+            ErrorCode::CompanyNotFound,
+            format!("no ConnectWise company is named {:?}", tenant.name.trim()),
+        )),
+        many => Err(ErrorReport::new(
+            ErrorCode::CompanyAmbiguous,
+            format!(
+                "{} ConnectWise companies are named {:?} (ids {})",
+                many.len(),
+                tenant.name.trim(),
+                join_ids(many.iter().map(|c| c.id))
+            ),
+        )),
+    }
+}
+
+fn join_ids(ids: impl Iterator<Item = i64>) -> String {
+    ids.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn resolve_company<'a>(
+    tenant: &Tenant,
+    mapping: Option<&Mapping>,
+    companies: &'a [Company],
+) -> Result<(&'a Company, bool), ErrorReport> {
+    let by_id = |id: i64| companies.iter().find(|c| c.id == id && live(c));
+    match mapping {
+        Some(m) if m.kind == MappingKind::Manual => {
+            let id = m.company_id.unwrap_or_default();
+            by_id(id).map(|c| (c, false)).ok_or_else(|| {
+                ErrorReport::new(
+                    ErrorCode::CompanyNotFound,
+                    format!("the manually mapped ConnectWise company {id} does not exist or is deleted"),
+                )
+            })
+        }
+        Some(m) => match m.company_id.and_then(by_id) {
+            Some(c) => Ok((c, false)),
+            None => company_by_name(tenant, companies).map(|c| (c, true)),
+        },
+        None => company_by_name(tenant, companies).map(|c| (c, true)),
+    }
+}
+
+fn eligible(agreement: &Agreement, company_id: i64, agreement_type: &str) -> bool {
+    let of_company = agreement.company.as_ref().and_then(|c| c.id) == Some(company_id);
+    let of_type = agreement
+        .agreement_type
+        .as_ref()
+        .and_then(|t| t.name.as_deref())
+        .is_some_and(|n| n.trim().eq_ignore_ascii_case(agreement_type.trim()));
+    of_company && of_type && usable(agreement)
+}
+
+/// Active and not cancelled (expired or inactive agreements do not bill).
+fn usable(agreement: &Agreement) -> bool {
+    agreement.cancelled_flag != Some(true)
+        && agreement
+            .agreement_status
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("Active"))
+}
+
+fn resolve_agreement<'a>(
+    company: &Company,
+    mapping: Option<&Mapping>,
+    agreements: &'a [Agreement],
+    agreement_type: &str,
+) -> Result<&'a Agreement, ErrorReport> {
+    let pinned = mapping.and_then(|m| m.agreement_id.map(|id| (m.kind, id)));
+    if let Some((kind, id)) = pinned {
+        let found = agreements.iter().find(|a| a.id == id);
+        let belongs = |a: &&Agreement| a.company.as_ref().and_then(|c| c.id) == Some(company.id);
+        match (kind, found.filter(belongs).filter(|a| usable(a))) {
+            (_, Some(a)) if kind == MappingKind::Manual || eligible(a, company.id, agreement_type) => {
+                return Ok(a);
+            }
+            (MappingKind::Manual, _) => {
+                return Err(ErrorReport::new(
+                    ErrorCode::AgreementNotFound,
+                    format!(
+                        "the manually mapped agreement {id} does not exist, is not active, or does not belong to company {}",
+                        company.id
+                    ),
+                ));
+            }
+            _ => {} // a discovered agreement that is no longer eligible: look again
+        }
+    }
+    let hits: Vec<&Agreement> = agreements
+        .iter()
+        .filter(|a| eligible(a, company.id, agreement_type))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ErrorReport::new(
+            ErrorCode::AgreementNotFound,
+            format!(
+                "company {} ({}) has no active agreement of type {agreement_type:?}",
+                company.id, company.identifier
+            ),
+        )),
+        many => Err(ErrorReport::new(
+            ErrorCode::AgreementAmbiguous,
+            format!(
+                "company {} has {} active agreements of type {agreement_type:?} (ids {})",
+                company.id,
+                many.len(),
+                join_ids(many.iter().map(|a| a.id))
+            ),
+        )),
+    }
+}
+
+/// Resolves every tenant, then refuses agreements claimed by more than one tenant
+/// (a manual mapping keeps its agreement against discovered ones).
+pub fn resolve_all(
+    tenants: &[Tenant],
+    mappings: &BTreeMap<String, Mapping>,
+    companies: &[Company],
+    agreements: &[Agreement],
+    agreement_type: &str,
+) -> Vec<Resolution> {
+    let mut resolutions: Vec<Resolution> = tenants
+        .iter()
+        .map(|t| resolve_one(t, mappings.get(&t.id), companies, agreements, agreement_type))
+        .collect();
+    refuse_shared_agreements(tenants, mappings, &mut resolutions);
+    resolutions
+}
+
+pub fn resolve_one(
+    tenant: &Tenant,
+    mapping: Option<&Mapping>,
+    companies: &[Company],
+    agreements: &[Agreement],
+    agreement_type: &str,
+) -> Resolution {
+    if let Some(reason) = ignore_reason(tenant, mapping) {
+        return Resolution::Ignored(reason);
+    }
+    let (company, by_name) = match resolve_company(tenant, mapping, companies) {
+        Ok(found) => found,
+        Err(e) => return Resolution::Unmapped(e),
+    };
+    match resolve_agreement(company, mapping, agreements, agreement_type) {
+        Ok(agreement) => Resolution::Mapped {
+            company: company.clone(),
+            agreement: agreement.clone(),
+            newly_discovered: by_name
+                || mapping.is_some_and(|m| {
+                    m.kind == MappingKind::Discovered && m.agreement_id != Some(agreement.id)
+                }),
+        },
+        Err(e) => Resolution::AgreementProblem(company.clone(), e),
+    }
+}
+
+fn refuse_shared_agreements(
+    tenants: &[Tenant],
+    mappings: &BTreeMap<String, Mapping>,
+    resolutions: &mut [Resolution],
+) {
+    let mut users: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in resolutions.iter().enumerate() {
+        if let Resolution::Mapped { agreement, .. } = r {
+            users.entry(agreement.id).or_default().push(i);
+        }
+    }
+    let manual = |i: &usize| {
+        mappings
+            .get(&tenants[*i].id)
+            .is_some_and(|m| m.kind == MappingKind::Manual && m.agreement_id.is_some())
+    };
+    for (agreement_id, idx) in users.into_iter().filter(|(_, v)| v.len() > 1) {
+        let keeper = match idx.iter().filter(|i| manual(i)).collect::<Vec<_>>().as_slice() {
+            [one] => Some(**one),
+            _ => None,
+        };
+        let names: Vec<String> = idx.iter().map(|i| tenants[*i].name.clone()).collect();
+        for i in idx.into_iter().filter(|i| Some(*i) != keeper) {
+            let Resolution::Mapped { company, .. } = &resolutions[i] else { continue };
+            let error = ErrorReport::new(
+                ErrorCode::AgreementShared,
+                format!("agreement {agreement_id} would serve several customers: {}", names.join(", ")),
+            );
+            resolutions[i] = Resolution::AgreementProblem(company.clone(), error);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- additions
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdditionOp {
+    /// `product_id` is None in a dry run whose catalog item does not exist yet.
+    Create { product_id: Option<i64>, quantity: f64, effective_date: String },
+    Update { addition_id: i64, old: f64, new: f64 },
+    Cancel { addition_id: i64, old: f64, cancelled_date: String },
+    Unchanged { addition_id: i64, quantity: f64 },
+    Ambiguous { addition_ids: Vec<i64> },
+    /// The product's catalog item is ambiguous: nothing can be done safely.
+    CatalogUnavailable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductPlan {
+    pub identifier: String,
+    pub sophos_quantity: f64,
+    pub op: AdditionOp,
+    /// The addition exists in ConnectWise but the store did not know it.
+    pub adopted: bool,
+}
+
+pub struct AdditionRules<'a> {
+    pub selected: &'a BTreeSet<String>,
+    pub catalog: &'a BTreeMap<String, CatalogState>,
+    pub zero_usage: ZeroUsage,
+    pub month: Month,
+}
+
+/// Decides, for one mapped agreement, what happens to each selected product.
+/// `records` are the store's remembered additions of this tenant.
+pub fn plan_additions(
+    usage: Option<&TenantUsage>,
+    additions: &[Addition],
+    records: &[AdditionRecord],
+    rules: &AdditionRules,
+) -> Vec<ProductPlan> {
+    rules
+        .selected
+        .iter()
+        .filter_map(|identifier| {
+            let quantity = usage.and_then(|u| u.by_product.get(identifier)).copied();
+            let state = rules.catalog.get(identifier)?;
+            plan_product(identifier, quantity, state, additions, records, rules)
+        })
+        .collect()
+}
+
+fn plan_product(
+    identifier: &str,
+    quantity: Option<f64>,
+    state: &CatalogState,
+    additions: &[Addition],
+    records: &[AdditionRecord],
+    rules: &AdditionRules,
+) -> Option<ProductPlan> {
+    let plan = |op, adopted| {
+        Some(ProductPlan {
+            identifier: identifier.to_owned(),
+            sophos_quantity: quantity.unwrap_or(0.0),
+            op,
+            adopted,
+        })
+    };
+    let product_id = match state {
+        CatalogState::Ambiguous(_) if quantity.is_some() => return plan(AdditionOp::CatalogUnavailable, false),
+        CatalogState::Ambiguous(_) => return None,
+        CatalogState::Missing => None,
+        CatalogState::Existing(id) => Some(*id),
+    };
+    let existing: Vec<&Addition> = additions
+        .iter()
+        .filter(|a| a.is_active() && product_id.is_some() && a.product_id() == product_id)
+        .collect();
+    let used = quantity.filter(|q| *q > 0.0);
+    match (existing.as_slice(), used) {
+        ([], None) => None,
+        ([], Some(q)) => plan(
+            AdditionOp::Create {
+                product_id,
+                quantity: q,
+                effective_date: Month::cw_datetime(rules.month.first_day()),
+            },
+            false,
+        ),
+        ([one], _) => {
+            let adopted = !records.iter().any(|r| r.identifier == identifier && r.addition_id == one.id);
+            plan(existing_op(one, used, rules), adopted)
+        }
+        (many, _) => plan(
+            AdditionOp::Ambiguous { addition_ids: many.iter().map(|a| a.id).collect() },
+            false,
+        ),
+    }
+}
+
+fn existing_op(addition: &Addition, used: Option<f64>, rules: &AdditionRules) -> AdditionOp {
+    let old = addition.quantity.unwrap_or(0.0);
+    let unchanged = AdditionOp::Unchanged { addition_id: addition.id, quantity: old };
+    match (used, rules.zero_usage) {
+        (Some(q), _) if same_quantity(q, old) => unchanged,
+        (Some(q), _) => AdditionOp::Update { addition_id: addition.id, old, new: q },
+        (None, ZeroUsage::Keep) => unchanged,
+        (None, ZeroUsage::Zero) if same_quantity(old, 0.0) => unchanged,
+        (None, ZeroUsage::Zero) => AdditionOp::Update { addition_id: addition.id, old, new: 0.0 },
+        (None, ZeroUsage::Cancel) => AdditionOp::Cancel {
+            addition_id: addition.id,
+            old,
+            cancelled_date: Month::cw_datetime(rules.month.last_day()),
+        },
+    }
+}
+#[cfg(test)] #[path = "plan_tests.rs"] mod tests;

@@ -1,0 +1,920 @@
+//! One conformance suite for every `Store` adapter.
+//!
+//! Each check is a plain async function over a [`Fixture`]; the `conformance!` macro
+//! instantiates every check for every adapter (SQLite file, SQLite in memory,
+//! DynamoDB on moto with a fresh table per test), so a new check covers them all.
+//! Adapter-specific tests (raw item layout, corrupt records, setup errors) follow.
+
+mod support;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, TimeZone, Utc};
+use sophos_cw_sync::config::Settings;
+use sophos_cw_sync::store::dynamodb::DynamoStore;
+use sophos_cw_sync::store::sqlite::SqliteStore;
+use sophos_cw_sync::store::{
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
+    MappingKind, RunRecord, RunStatus, Store, StoreError,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use support::moto;
+
+// ---------------------------------------------------------------- fixtures
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    /// A second, independent handle on the same storage (another process's view):
+    /// a second `SqliteStore::open` of the same file, or a second DynamoDB client.
+    other: Option<Arc<dyn Store>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
+async fn fixture_sqlite_file() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).expect("open sqlite file");
+    let other = SqliteStore::open(&path).expect("open sqlite file twice");
+    Fixture {
+        store: Arc::new(store),
+        other: Some(Arc::new(other)),
+        _dir: Some(dir),
+    }
+}
+
+async fn fixture_sqlite_memory() -> Fixture {
+    Fixture {
+        store: Arc::new(SqliteStore::open_in_memory().expect("open sqlite in memory")),
+        other: None,
+        _dir: None,
+    }
+}
+
+async fn new_dynamo_table() -> (aws_config::SdkConfig, DynamoStore) {
+    let conf = moto::aws_config().await;
+    let store = DynamoStore::new(Client::new(&conf), moto::unique_name("conformance-"));
+    store.create_table_if_missing().await.expect("create table");
+    store.enable_ttl().await.expect("enable ttl");
+    (conf, store)
+}
+
+async fn fixture_dynamodb() -> Fixture {
+    let (conf, store) = new_dynamo_table().await;
+    let other = DynamoStore::new(Client::new(&conf), store.table_name());
+    Fixture {
+        store: Arc::new(store),
+        other: Some(Arc::new(other)),
+        _dir: None,
+    }
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(&super::fixture_sqlite_file().await).await;
+                }
+            )*
+        }
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(&super::fixture_sqlite_memory().await).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(&super::fixture_dynamodb().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    settings_round_trip,
+    mappings_put_get_list_delete,
+    catalog_items_put_replace_list,
+    additions_put_replace_list_delete,
+    customer_statuses_replace_per_tenant,
+    runs_put_get_replace,
+    runs_list_latest_first_with_paging,
+    audit_append_and_list_latest_first,
+    audit_many_entries,
+    lists_span_several_pages,
+    lease_lifecycle,
+    lease_expired_can_be_taken_over,
+    lease_race_has_one_winner,
+    claim_once_dedups_until_expiry,
+    claim_once_race_has_one_winner,
+);
+
+// ---------------------------------------------------------------- data
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 6, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn mapping(tenant: &str, kind: MappingKind, company: Option<i64>) -> Mapping {
+    Mapping {
+        tenant_id: tenant.to_owned(),
+        kind,
+        company_id: company,
+        agreement_id: company.map(|c| c * 10),
+        updated_at: t0(),
+    }
+}
+
+fn addition(tenant: &str, identifier: &str, quantity: f64) -> AdditionRecord {
+    AdditionRecord {
+        tenant_id: tenant.to_owned(),
+        identifier: identifier.to_owned(),
+        agreement_id: 7,
+        addition_id: 100,
+        product_id: 200,
+        quantity,
+        updated_at: t0(),
+    }
+}
+
+fn run(run_id: &str, status: RunStatus) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_owned(),
+        status,
+        started_at: t0(),
+        finished_at: None,
+        month: "2024-05".to_owned(),
+        dry_run: false,
+        trigger: "cli".to_owned(),
+        report: serde_json::Value::Null,
+        expires_at: None,
+    }
+}
+
+fn audit(run_id: &str, seq: u32, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        run_id: run_id.to_owned(),
+        seq,
+        at,
+        actor: "cli:test@host".to_owned(),
+        action: "createAddition".to_owned(),
+        tenant_id: Some("tenant-a".to_owned()),
+        agreement_id: Some(7),
+        identifier: "CIXA".to_owned(),
+        entity_id: Some(42),
+        old_quantity: None,
+        new_quantity: Some(3.0),
+    }
+}
+
+/// A JSON value of roughly `bytes` bytes (DynamoDB items are at most 400 KB).
+fn big_value(bytes: usize) -> serde_json::Value {
+    serde_json::json!({ "padding": "x".repeat(bytes) })
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
+    items.iter().map(|i| id(i).to_owned()).collect()
+}
+
+// ---------------------------------------------------------------- checks
+
+async fn settings_round_trip(f: &Fixture) {
+    let s = f.store();
+    assert_eq!(s.get_settings().await.unwrap(), None);
+
+    let mut settings = Settings {
+        products: ["CIXA".to_owned(), "CIXE".to_owned()].into(),
+        agreement_type: Some("Managed Security".to_owned()),
+        month: "previous".to_owned(),
+        ..Settings::default()
+    };
+    settings
+        .product_codes
+        .insert("CIXAXXXX".to_owned(), "CIXA".to_owned());
+    s.put_settings(&settings).await.unwrap();
+    assert_eq!(s.get_settings().await.unwrap(), Some(settings.clone()));
+
+    settings.products.clear();
+    s.put_settings(&settings).await.unwrap();
+    assert_eq!(s.get_settings().await.unwrap(), Some(settings));
+}
+
+async fn mappings_put_get_list_delete(f: &Fixture) {
+    let s = f.store();
+    assert_eq!(s.get_mapping("t1").await.unwrap(), None);
+    assert!(s.list_mappings().await.unwrap().is_empty());
+
+    let manual = mapping("t1", MappingKind::Manual, Some(11));
+    let discovered = mapping("t2", MappingKind::Discovered, Some(22));
+    let ignored = mapping("t3", MappingKind::Ignored, None);
+    for m in [&manual, &discovered, &ignored] {
+        s.put_mapping(m).await.unwrap();
+    }
+    assert_eq!(s.get_mapping("t1").await.unwrap(), Some(manual.clone()));
+    assert_eq!(s.get_mapping("t3").await.unwrap(), Some(ignored.clone()));
+
+    let mut all = s.list_mappings().await.unwrap();
+    all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    assert_eq!(all, vec![manual.clone(), discovered.clone(), ignored.clone()]);
+
+    // A put replaces.
+    let remapped = Mapping {
+        kind: MappingKind::Manual,
+        company_id: Some(99),
+        agreement_id: Some(990),
+        updated_at: t0() + secs(5),
+        ..discovered.clone()
+    };
+    s.put_mapping(&remapped).await.unwrap();
+    assert_eq!(s.get_mapping("t2").await.unwrap(), Some(remapped));
+    assert_eq!(s.list_mappings().await.unwrap().len(), 3);
+
+    assert!(s.delete_mapping("t1").await.unwrap());
+    assert!(!s.delete_mapping("t1").await.unwrap());
+    assert!(!s.delete_mapping("never-there").await.unwrap());
+    assert_eq!(s.get_mapping("t1").await.unwrap(), None);
+    let left = ids(&s.list_mappings().await.unwrap(), |m| &m.tenant_id);
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&"t1".to_owned()));
+}
+
+async fn catalog_items_put_replace_list(f: &Fixture) {
+    let s = f.store();
+    assert!(s.list_catalog_items().await.unwrap().is_empty());
+    let a = CatalogRecord {
+        identifier: "CIXA".to_owned(),
+        catalog_item_id: 1,
+        updated_at: t0(),
+    };
+    let b = CatalogRecord {
+        identifier: "CIXE".to_owned(),
+        catalog_item_id: 2,
+        updated_at: t0(),
+    };
+    s.put_catalog_item(&a).await.unwrap();
+    s.put_catalog_item(&b).await.unwrap();
+    let a2 = CatalogRecord {
+        catalog_item_id: 10,
+        updated_at: t0() + secs(1),
+        ..a
+    };
+    s.put_catalog_item(&a2).await.unwrap();
+
+    let mut all = s.list_catalog_items().await.unwrap();
+    all.sort_by(|x, y| x.identifier.cmp(&y.identifier));
+    assert_eq!(all, vec![a2, b]);
+}
+
+async fn additions_put_replace_list_delete(f: &Fixture) {
+    let s = f.store();
+    assert!(s.list_additions().await.unwrap().is_empty());
+    let a = addition("t1", "CIXA", 5.0);
+    let b = addition("t1", "CIXE", 2.5);
+    let c = addition("t2", "CIXA", 1.0);
+    for r in [&a, &b, &c] {
+        s.put_addition(r).await.unwrap();
+    }
+    // Keyed by (tenant, identifier): replaces only that one.
+    let a2 = AdditionRecord {
+        quantity: 8.0,
+        addition_id: 101,
+        ..a.clone()
+    };
+    s.put_addition(&a2).await.unwrap();
+
+    let sorted = |mut v: Vec<AdditionRecord>| {
+        v.sort_by(|x, y| (&x.tenant_id, &x.identifier).cmp(&(&y.tenant_id, &y.identifier)));
+        v
+    };
+    assert_eq!(
+        sorted(s.list_additions().await.unwrap()),
+        vec![a2.clone(), b.clone(), c.clone()]
+    );
+
+    s.delete_addition("t1", "CIXE").await.unwrap();
+    // Deleting what is not there is fine.
+    s.delete_addition("t1", "CIXE").await.unwrap();
+    s.delete_addition("t9", "CIXA").await.unwrap();
+    assert_eq!(sorted(s.list_additions().await.unwrap()), vec![a2, c]);
+}
+
+async fn customer_statuses_replace_per_tenant(f: &Fixture) {
+    let s = f.store();
+    assert!(s.list_customer_statuses().await.unwrap().is_empty());
+    let status = |tenant: &str, run_id: &str, n: i64| CustomerStatus {
+        tenant_id: tenant.to_owned(),
+        run_id: run_id.to_owned(),
+        updated_at: t0() + secs(n),
+        report: serde_json::json!({ "tenant": tenant, "changes": n }),
+    };
+    s.put_customer_status(&status("t1", "r1", 1)).await.unwrap();
+    s.put_customer_status(&status("t2", "r1", 2)).await.unwrap();
+    s.put_customer_status(&status("t1", "r2", 3)).await.unwrap();
+
+    let mut all = s.list_customer_statuses().await.unwrap();
+    all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    assert_eq!(all, vec![status("t1", "r2", 3), status("t2", "r1", 2)]);
+}
+
+async fn runs_put_get_replace(f: &Fixture) {
+    let s = f.store();
+    assert_eq!(s.get_run("r1").await.unwrap(), None);
+    let started = run("r1", RunStatus::Running);
+    s.put_run(&started).await.unwrap();
+    assert_eq!(s.get_run("r1").await.unwrap(), Some(started.clone()));
+
+    let finished = RunRecord {
+        status: RunStatus::Partial,
+        finished_at: Some(t0() + secs(90)),
+        report: serde_json::json!({ "customers": [{ "tenantId": "t1", "errors": 1 }] }),
+        expires_at: Some(t0() + chrono::Duration::days(90)),
+        ..started
+    };
+    s.put_run(&finished).await.unwrap();
+    assert_eq!(s.get_run("r1").await.unwrap(), Some(finished));
+    assert_eq!(s.list_runs(10, None).await.unwrap().len(), 1);
+}
+
+async fn runs_list_latest_first_with_paging(f: &Fixture) {
+    let s = f.store();
+    assert!(s.list_runs(3, None).await.unwrap().is_empty());
+    // Insert out of order: listing must not depend on insertion order.
+    for i in [3, 1, 7, 5, 2, 6, 4] {
+        let mut r = run(&format!("20240501T06000{i}Z-run"), RunStatus::Succeeded);
+        r.started_at = t0() + secs(i);
+        s.put_run(&r).await.unwrap();
+    }
+    let id = |i: i64| format!("20240501T06000{i}Z-run");
+    let page = |runs: Vec<RunRecord>| ids(&runs, |r| &r.run_id);
+
+    let p1 = page(s.list_runs(3, None).await.unwrap());
+    assert_eq!(p1, vec![id(7), id(6), id(5)]);
+    let p2 = page(s.list_runs(3, Some(&p1[2])).await.unwrap());
+    assert_eq!(p2, vec![id(4), id(3), id(2)]);
+    let p3 = page(s.list_runs(3, Some(&p2[2])).await.unwrap());
+    assert_eq!(p3, vec![id(1)]);
+    assert!(s.list_runs(3, Some(&p3[0])).await.unwrap().is_empty());
+
+    assert_eq!(s.list_runs(100, None).await.unwrap().len(), 7);
+    assert!(s.list_runs(0, None).await.unwrap().is_empty());
+    // The cursor is exclusive and need not be an existing id.
+    let p = page(s.list_runs(2, Some("20240501T060004Z-zzz")).await.unwrap());
+    assert_eq!(p, vec![id(4), id(3)]);
+}
+
+async fn audit_append_and_list_latest_first(f: &Fixture) {
+    let s = f.store();
+    assert!(s.list_audit(10, None).await.unwrap().is_empty());
+    let entries = vec![
+        audit("r1", 1, t0() + secs(1)),
+        audit("r1", 2, t0() + secs(2)),
+        // Same instant: ordered by run then seq.
+        audit("r1", 3, t0() + secs(2)),
+        audit("r2", 1, t0() + secs(10)),
+        audit("r2", 2, t0() + secs(11)),
+    ];
+    // Append out of order.
+    for i in [2, 0, 4, 1, 3] {
+        s.append_audit(&entries[i]).await.unwrap();
+    }
+    let key = |e: &AuditEntry| (e.run_id.clone(), e.seq);
+    let keys = |v: Vec<AuditEntry>| v.iter().map(key).collect::<Vec<_>>();
+
+    let all = s.list_audit(10, None).await.unwrap();
+    assert_eq!(all[0], entries[4]);
+    assert_eq!(
+        keys(all),
+        vec![
+            ("r2".to_owned(), 2),
+            ("r2".to_owned(), 1),
+            ("r1".to_owned(), 3),
+            ("r1".to_owned(), 2),
+            ("r1".to_owned(), 1),
+        ]
+    );
+    assert_eq!(
+        keys(s.list_audit(2, None).await.unwrap()),
+        vec![("r2".to_owned(), 2), ("r2".to_owned(), 1)]
+    );
+    assert_eq!(
+        keys(s.list_audit(10, Some("r1")).await.unwrap()),
+        vec![("r1".to_owned(), 3), ("r1".to_owned(), 2), ("r1".to_owned(), 1)]
+    );
+    assert_eq!(
+        keys(s.list_audit(1, Some("r1")).await.unwrap()),
+        vec![("r1".to_owned(), 3)]
+    );
+    assert!(s.list_audit(10, Some("r9")).await.unwrap().is_empty());
+    assert!(s.list_audit(0, None).await.unwrap().is_empty());
+}
+
+async fn audit_many_entries(f: &Fixture) {
+    let s = f.store();
+    for i in 0..120u32 {
+        let run_id = if i % 3 == 0 { "ra" } else { "rb" };
+        s.append_audit(&audit(run_id, i, t0() + chrono::Duration::milliseconds(i64::from(i))))
+            .await
+            .unwrap();
+    }
+    let all = s.list_audit(200, None).await.unwrap();
+    assert_eq!(all.len(), 120);
+    let seqs: Vec<u32> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..120).rev().collect::<Vec<_>>());
+
+    assert_eq!(s.list_audit(50, None).await.unwrap().len(), 50);
+    let ra = s.list_audit(200, Some("ra")).await.unwrap();
+    assert_eq!(ra.len(), 40);
+    assert!(ra.iter().all(|e| e.run_id == "ra"));
+    let ra_top = s.list_audit(15, Some("ra")).await.unwrap();
+    assert_eq!(ra_top.first().map(|e| e.seq), Some(117));
+    assert_eq!(ra_top.len(), 15);
+}
+
+/// Enough data that a DynamoDB query needs several 1 MB pages.
+async fn lists_span_several_pages(f: &Fixture) {
+    let s = f.store();
+    let n = 14;
+    for i in 0..n {
+        s.put_customer_status(&CustomerStatus {
+            tenant_id: format!("t{i:02}"),
+            run_id: "r1".to_owned(),
+            updated_at: t0(),
+            report: big_value(150_000),
+        })
+        .await
+        .unwrap();
+        let mut r = run(&format!("run-{i:02}"), RunStatus::Succeeded);
+        r.report = big_value(150_000);
+        s.put_run(&r).await.unwrap();
+        let mut big = audit("big", i, t0() + secs(i64::from(i)));
+        big.actor = "y".repeat(150_000);
+        s.append_audit(&big).await.unwrap();
+        s.append_audit(&audit("small", i, t0() + secs(i64::from(i))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.list_customer_statuses().await.unwrap().len(), n as usize);
+
+    let runs = s.list_runs(100, None).await.unwrap();
+    let expected: Vec<String> = (0..n).rev().map(|i| format!("run-{i:02}")).collect();
+    assert_eq!(ids(&runs, |r| &r.run_id), expected);
+    let older = s.list_runs(9, Some("run-12")).await.unwrap();
+    assert_eq!(ids(&older, |r| &r.run_id), expected[2..11].to_vec());
+
+    let small = s.list_audit(100, Some("small")).await.unwrap();
+    assert_eq!(small.len(), n as usize);
+    assert!(small.iter().all(|e| e.run_id == "small"));
+    assert_eq!(s.list_audit(100, Some("big")).await.unwrap().len(), n as usize);
+    assert_eq!(s.list_audit(100, None).await.unwrap().len(), 2 * n as usize);
+}
+
+async fn lease_lifecycle(f: &Fixture) {
+    let s = f.store();
+    let t = t0();
+    assert_eq!(
+        s.acquire_lease("run-a", t, MINUTE).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    // Another run is told who holds it and until when.
+    assert_eq!(
+        s.acquire_lease("run-b", t + secs(1), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(Lease {
+            run_id: "run-a".to_owned(),
+            expires_at: t + secs(60),
+        })
+    );
+    // The holder may acquire again (and so extends it).
+    assert_eq!(
+        s.acquire_lease("run-a", t + secs(2), MINUTE).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    // Renew: holder yes, others no.
+    assert!(s.renew_lease("run-a", t + secs(3), MINUTE).await.unwrap());
+    assert!(!s.renew_lease("run-b", t + secs(3), MINUTE).await.unwrap());
+    assert_eq!(
+        s.acquire_lease("run-b", t + secs(4), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(Lease {
+            run_id: "run-a".to_owned(),
+            expires_at: t + secs(63),
+        })
+    );
+    // Still held at 62 s thanks to the renewal (the first grant ended at 60 s).
+    assert!(matches!(
+        s.acquire_lease("run-b", t + secs(62), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(Lease { ref run_id, .. }) if run_id == "run-a"
+    ));
+    // Release by a non-holder does nothing.
+    s.release_lease("run-b").await.unwrap();
+    assert!(matches!(
+        s.acquire_lease("run-b", t + secs(5), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(Lease { ref run_id, .. }) if run_id == "run-a"
+    ));
+    // Release by the holder frees it.
+    s.release_lease("run-a").await.unwrap();
+    assert!(!s.renew_lease("run-a", t + secs(6), MINUTE).await.unwrap());
+    assert_eq!(
+        s.acquire_lease("run-b", t + secs(6), MINUTE).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    // Releasing twice is harmless.
+    s.release_lease("run-a").await.unwrap();
+    assert!(s.renew_lease("run-b", t + secs(7), MINUTE).await.unwrap());
+}
+
+async fn lease_expired_can_be_taken_over(f: &Fixture) {
+    let s = f.store();
+    let t = t0();
+    assert_eq!(
+        s.acquire_lease("crashed", t, MINUTE).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    assert!(matches!(
+        s.acquire_lease("next", t + secs(59), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(_)
+    ));
+    // Later than its expiry: the lease can be taken over.
+    assert_eq!(
+        s.acquire_lease("next", t + secs(61), MINUTE).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    // The old holder has lost it.
+    assert!(!s.renew_lease("crashed", t + secs(62), MINUTE).await.unwrap());
+    s.release_lease("crashed").await.unwrap();
+    assert_eq!(
+        s.acquire_lease("third", t + secs(62), MINUTE).await.unwrap(),
+        LeaseOutcome::HeldBy(Lease {
+            run_id: "next".to_owned(),
+            expires_at: t + secs(121),
+        })
+    );
+}
+
+/// Handles to race with: the fixture's store, alternating with the second handle.
+fn racers(f: &Fixture, n: usize) -> Vec<Arc<dyn Store>> {
+    (0..n)
+        .map(|i| match (&f.other, i % 2) {
+            (Some(other), 1) => Arc::clone(other),
+            _ => Arc::clone(&f.store),
+        })
+        .collect()
+}
+
+async fn lease_race_has_one_winner(f: &Fixture) {
+    let n = 8;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = racers(f, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let run_id = format!("racer-{i}");
+                barrier.wait().await;
+                let outcome = store.acquire_lease(&run_id, t0(), MINUTE).await.unwrap();
+                (run_id, outcome)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, o)| *o == LeaseOutcome::Acquired)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
+    let winner = winners[0].clone();
+    for (id, outcome) in &results {
+        if *id != winner {
+            assert_eq!(
+                *outcome,
+                LeaseOutcome::HeldBy(Lease {
+                    run_id: winner.clone(),
+                    expires_at: t0() + secs(60),
+                })
+            );
+        }
+    }
+}
+
+async fn claim_once_dedups_until_expiry(f: &Fixture) {
+    let s = f.store();
+    let t = t0();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(s.claim_once("evt-1", "r1", t, hour).await.unwrap(), None);
+    assert_eq!(
+        s.claim_once("evt-1", "r2", t + secs(60), hour).await.unwrap(),
+        Some("r1".to_owned())
+    );
+    // Another key is independent.
+    assert_eq!(s.claim_once("evt-2", "r2", t, hour).await.unwrap(), None);
+    // After expiry the key can be claimed again.
+    assert_eq!(
+        s.claim_once("evt-1", "r3", t + secs(3601), hour).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.claim_once("evt-1", "r4", t + secs(3700), hour).await.unwrap(),
+        Some("r3".to_owned())
+    );
+}
+
+async fn claim_once_race_has_one_winner(f: &Fixture) {
+    let n = 8;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = racers(f, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let run_id = format!("racer-{i}");
+                barrier.wait().await;
+                let got = store
+                    .claim_once("schedule:2024-05-01T06:00", &run_id, t0(), MINUTE)
+                    .await
+                    .unwrap();
+                (run_id, got)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, got)| got.is_none())
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
+    for (id, got) in &results {
+        if id != winners[0] {
+            assert_eq!(got.as_deref(), Some(winners[0].as_str()));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SQLite only
+
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn corrupt_record_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .put_mapping(&mapping("t1", MappingKind::Manual, Some(1)))
+            .await
+            .unwrap();
+        store.put_run(&run("r1", RunStatus::Running)).await.unwrap();
+
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "UPDATE mappings SET body = '{not json' WHERE tenant_id = 't1'",
+            [],
+        )
+        .unwrap();
+        raw.execute(
+            "UPDATE runs SET body = '{\"runId\":\"r1\"}' WHERE run_id = 'r1'",
+            [],
+        )
+        .unwrap();
+
+        for err in [
+            store.get_mapping("t1").await.unwrap_err(),
+            store.list_mappings().await.unwrap_err(),
+            store.get_run("r1").await.unwrap_err(),
+            store.list_runs(5, None).await.unwrap_err(),
+        ] {
+            match &err {
+                StoreError::Corrupt(msg) => {
+                    assert!(msg.contains(&path.display().to_string()), "{msg}")
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+            assert!(!err.is_retryable());
+        }
+        // Other records are unaffected.
+        assert_eq!(store.get_mapping("t2").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn missing_directory_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("store.db");
+        match SqliteStore::open(&path) {
+            Err(StoreError::Config(msg)) => {
+                assert!(msg.contains(&path.display().to_string()), "{msg}")
+            }
+            other => panic!("expected Config, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn not_a_database_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(!err.is_retryable(), "{err:?}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_schema_is_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let m = mapping("t1", MappingKind::Discovered, Some(5));
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.put_mapping(&m).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.get_mapping("t1").await.unwrap(), Some(m));
+
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, sophos_cw_sync::store::sqlite::SCHEMA_VERSION);
+        let mode: String = raw
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
+
+// ---------------------------------------------------------------- DynamoDB only
+
+mod dynamodb_only {
+    use super::*;
+
+    async fn raw_item(
+        client: &Client,
+        table: &str,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    #[tokio::test]
+    async fn run_items_carry_a_ttl_attribute() {
+        let (conf, store) = new_dynamo_table().await;
+        let client = Client::new(&conf);
+        let expires = t0() + chrono::Duration::days(30);
+        let mut r = run("r-ttl", RunStatus::Succeeded);
+        r.expires_at = Some(expires);
+        store.put_run(&r).await.unwrap();
+        store.put_run(&run("r-keep", RunStatus::Running)).await.unwrap();
+
+        let item = raw_item(&client, store.table_name(), "RUN", "r-ttl")
+            .await
+            .unwrap();
+        assert_eq!(
+            item.get("ttl"),
+            Some(&AttributeValue::N(expires.timestamp().to_string()))
+        );
+        let body: RunRecord =
+            serde_json::from_str(item.get("body").unwrap().as_s().unwrap()).unwrap();
+        assert_eq!(body, r);
+
+        let keep = raw_item(&client, store.table_name(), "RUN", "r-keep")
+            .await
+            .unwrap();
+        assert!(!keep.contains_key("ttl"));
+
+        // Claims expire through TTL too.
+        store
+            .claim_once("evt", "r1", t0(), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let claim = raw_item(&client, store.table_name(), "CLAIM", "evt")
+            .await
+            .unwrap();
+        assert_eq!(
+            claim.get("ttl"),
+            Some(&AttributeValue::N((t0() + secs(3600)).timestamp().to_string()))
+        );
+        assert_eq!(claim.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+
+        let ttl = client
+            .describe_time_to_live()
+            .table_name(store.table_name())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            ttl.time_to_live_description()
+                .and_then(|d| d.attribute_name()),
+            Some("ttl")
+        );
+    }
+
+    #[tokio::test]
+    async fn item_layout_follows_the_single_table_design() {
+        let (conf, store) = new_dynamo_table().await;
+        let client = Client::new(&conf);
+        let table = store.table_name();
+        store.put_addition(&addition("t1", "CIXA", 1.0)).await.unwrap();
+        let e = audit("r1", 7, t0());
+        store.append_audit(&e).await.unwrap();
+        store.acquire_lease("r1", t0(), MINUTE).await.unwrap();
+
+        assert!(raw_item(&client, table, "ADDITION", "t1#CIXA").await.is_some());
+        let a = raw_item(&client, table, "AUDIT", "2024-05-01T06:00:00.000Z#r1#000007")
+            .await
+            .unwrap();
+        assert_eq!(a.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+        let lease = raw_item(&client, table, "LEASE", "LEASE").await.unwrap();
+        assert_eq!(lease.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+        assert_eq!(
+            lease.get("expiresAt"),
+            Some(&AttributeValue::N(
+                (t0() + secs(60)).timestamp_millis().to_string()
+            ))
+        );
+        assert!(lease.get("body").is_some_and(|b| b.is_s()));
+    }
+
+    #[tokio::test]
+    async fn corrupt_record_is_reported_as_corrupt() {
+        let (conf, store) = new_dynamo_table().await;
+        let client = Client::new(&conf);
+        client
+            .put_item()
+            .table_name(store.table_name())
+            .item("pk", AttributeValue::S("MAPPING".to_owned()))
+            .item("sk", AttributeValue::S("t1".to_owned()))
+            .item("body", AttributeValue::S("{not json".to_owned()))
+            .send()
+            .await
+            .unwrap();
+        for err in [
+            store.get_mapping("t1").await.unwrap_err(),
+            store.list_mappings().await.unwrap_err(),
+        ] {
+            match &err {
+                StoreError::Corrupt(msg) => assert!(msg.contains(store.table_name()), "{msg}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_table_is_a_config_error() {
+        let conf = moto::aws_config().await;
+        let table = moto::unique_name("missing-");
+        let store = DynamoStore::new(Client::new(&conf), &table);
+        match store.get_settings().await {
+            Err(StoreError::Config(msg)) => assert!(msg.contains(&table), "{msg}"),
+            other => panic!("expected Config, got {other:?}"),
+        }
+        match store.acquire_lease("r1", t0(), MINUTE).await {
+            Err(StoreError::Config(msg)) => assert!(msg.contains(&table), "{msg}"),
+            other => panic!("expected Config, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn setup_is_idempotent() {
+        let (_conf, store) = new_dynamo_table().await;
+        store.create_table_if_missing().await.unwrap();
+        store.enable_ttl().await.unwrap();
+        store.put_settings(&Settings::default()).await.unwrap();
+        assert_eq!(store.get_settings().await.unwrap(), Some(Settings::default()));
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by the integration tests (each test crate uses `mod support;`).
+
+pub mod moto;
