@@ -194,7 +194,10 @@ impl ConnectWiseClient {
         Ok(items)
     }
 
-    pub async fn create_catalog_item(&self, item: &NewCatalogItem) -> Result<CatalogItem, ApiError> {
+    pub async fn create_catalog_item(
+        &self,
+        item: &NewCatalogItem,
+    ) -> Result<CatalogItem, ApiError> {
         self.write(Method::POST, "/procurement/catalog", item).await
     }
 
@@ -354,7 +357,8 @@ impl ConnectWiseClient {
 
     async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> Result<RawResponse, ApiError> {
         let url = self.url(path, query)?;
-        self.execute(&self.call(Method::GET, path), &url, None).await
+        self.execute(&self.call(Method::GET, path), &url, None)
+            .await
     }
 
     /// Every item of a collection, following `Link: <…>; rel="next"` until none.
@@ -376,7 +380,10 @@ impl ConnectWiseClient {
             };
             url = self.follow(&call, &url, &next)?;
             if !seen.insert(url.to_string()) {
-                return Err(bad_paging(&call, "a rel=\"next\" link repeated an earlier page"));
+                return Err(bad_paging(
+                    &call,
+                    "a rel=\"next\" link repeated an earlier page",
+                ));
             }
         }
         Err(bad_paging(&call, "too many pages"))
@@ -389,7 +396,10 @@ impl ConnectWiseClient {
             .join(next)
             .map_err(|_| bad_paging(call, "the rel=\"next\" link is not a valid URL"))?;
         if url.origin() != current.origin() {
-            return Err(bad_paging(call, "the rel=\"next\" link points to another host"));
+            return Err(bad_paging(
+                call,
+                "the rel=\"next\" link points to another host",
+            ));
         }
         Ok(url)
     }
@@ -442,8 +452,10 @@ async fn discover_codebase(
         counter: &counters.connectwise_calls,
         write_counter: None,
     };
-    let raw = http::send(policy, &call, || http.get(url.clone()).header(ACCEPT, "application/json"))
-        .await?;
+    let raw = http::send(policy, &call, || {
+        http.get(url.clone()).header(ACCEPT, "application/json")
+    })
+    .await?;
     if raw.status == 404 {
         return Err(not_found());
     }
@@ -527,7 +539,10 @@ fn in_ids(field: &str, ids: &[i64]) -> String {
 }
 
 fn collection_query(conditions: String, fields: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut query = vec![("conditions", conditions), ("pageSize", PAGE_SIZE.to_string())];
+    let mut query = vec![
+        ("conditions", conditions),
+        ("pageSize", PAGE_SIZE.to_string()),
+    ];
     if let Some(fields) = fields {
         query.push(("fields", fields.to_string()));
     }
@@ -543,7 +558,9 @@ pub fn next_link(header: &str) -> Option<String> {
         let after = &rest[open + 1..];
         let close = after.find('>')?;
         let target = after[..close].trim();
-        let params_end = after[close + 1..].find('<').map_or(after.len(), |i| close + 1 + i);
+        let params_end = after[close + 1..]
+            .find('<')
+            .map_or(after.len(), |i| close + 1 + i);
         let params = &after[close + 1..params_end];
         if has_rel_next(params) && !target.is_empty() {
             return Some(target.to_string());
@@ -581,7 +598,13 @@ fn bad_paging(call: &Call<'_>, why: &str) -> ApiError {
         "unexpected response from ConnectWise {} {}: paging does not end ({why}); stopped",
         call.method, call.path
     );
-    ApiError::new(call.api, ApiErrorKind::BadResponse, call.method.as_str(), call.path, message)
+    ApiError::new(
+        call.api,
+        ApiErrorKind::BadResponse,
+        call.method.as_str(),
+        call.path,
+        message,
+    )
 }
 
 /// Maps a non-2xx ConnectWise response to an error with advice.
@@ -605,14 +628,19 @@ fn status_error(call: &Call<'_>, raw: &RawResponse) -> ApiError {
                 call.method, call.path
             ),
         ),
-        404 => (ApiErrorKind::NotFound, format!("ConnectWise found no such record (404: {said})")),
+        404 => (
+            ApiErrorKind::NotFound,
+            format!("ConnectWise found no such record (404: {said})"),
+        ),
         400 | 409 | 422 => (
             ApiErrorKind::Validation,
             format!("ConnectWise rejected the request (HTTP {s}: {said})"),
         ),
         429 => (
             ApiErrorKind::RateLimited,
-            format!("ConnectWise is throttling requests (429: {said}) and the retries ran out: run again later"),
+            format!(
+                "ConnectWise is throttling requests (429: {said}) and the retries ran out: run again later"
+            ),
         ),
         500..=599 => (
             ApiErrorKind::Unavailable,
@@ -620,7 +648,10 @@ fn status_error(call: &Call<'_>, raw: &RawResponse) -> ApiError {
         ),
         _ => (
             ApiErrorKind::BadResponse,
-            format!("unexpected response from ConnectWise {} {}: HTTP {s}: {said}", call.method, call.path),
+            format!(
+                "unexpected response from ConnectWise {} {}: HTTP {s}: {said}",
+                call.method, call.path
+            ),
         ),
     };
     if !call.idempotent && s >= 500 {
@@ -691,8 +722,14 @@ mod tests {
 
     #[test]
     fn next_link_tolerates_spacing_case_and_unquoted() {
-        assert_eq!(next_link("< /x?page=2 > ;  REL = \"Next\"").as_deref(), Some("/x?page=2"));
-        assert_eq!(next_link("</x?page=2>;rel=next").as_deref(), Some("/x?page=2"));
+        assert_eq!(
+            next_link("< /x?page=2 > ;  REL = \"Next\"").as_deref(),
+            Some("/x?page=2")
+        );
+        assert_eq!(
+            next_link("</x?page=2>;rel=next").as_deref(),
+            Some("/x?page=2")
+        );
         assert_eq!(
             next_link(r#"</x?p=2>; title="a, b"; rel="prev next""#).as_deref(),
             Some("/x?p=2")
@@ -729,14 +766,22 @@ mod tests {
         assert!(value.is_sensitive());
         let text = value.to_str().unwrap();
         let encoded = text.strip_prefix("Basic ").unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
         assert_eq!(decoded, b"acme+pubKEY123:privKEY456");
     }
 
     #[test]
     fn site_and_codebase_normalise() {
-        assert_eq!(site_base("api-na.myconnectwise.net"), "https://api-na.myconnectwise.net");
-        assert_eq!(site_base(" http://127.0.0.1:9001/ "), "http://127.0.0.1:9001");
+        assert_eq!(
+            site_base("api-na.myconnectwise.net"),
+            "https://api-na.myconnectwise.net"
+        );
+        assert_eq!(
+            site_base(" http://127.0.0.1:9001/ "),
+            "http://127.0.0.1:9001"
+        );
         let base = "https://h";
         let want = "https://h/v4_6_release/apis/3.0";
         assert_eq!(api_base(base, "v4_6_release/"), want);
@@ -762,7 +807,10 @@ mod tests {
         let c = ConnectWiseClient::connect(config(), HttpPolicy::default(), counters.clone())
             .await
             .unwrap();
-        assert_eq!(c.api_base(), "https://api-na.myconnectwise.net/v4_6_release/apis/3.0");
+        assert_eq!(
+            c.api_base(),
+            "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
+        );
         assert_eq!(counters.snapshot().connectwise_calls, 0);
     }
 
@@ -776,7 +824,10 @@ mod tests {
         assert_eq!(e.details.len(), 1);
         assert_eq!(e.details[0].field, "product");
         let text = e.to_string();
-        assert!(text.contains("InvalidObject: Addition object is invalid"), "{text}");
+        assert!(
+            text.contains("InvalidObject: Addition object is invalid"),
+            "{text}"
+        );
         assert!(text.contains("addition.product"), "{text}");
     }
 
@@ -786,14 +837,29 @@ mod tests {
         let get = c.call(Method::GET, "/finance/agreements");
         let e = status_error(&get, &raw(401, r#"{"code":"Unauthorized","message":"x"}"#));
         assert_eq!(e.kind, ApiErrorKind::Unauthorized);
-        assert!(e.message.starts_with("ConnectWise refused the API keys (401): check companyId"));
+        assert!(
+            e.message
+                .starts_with("ConnectWise refused the API keys (401): check companyId")
+        );
         let e = status_error(&get, &raw(403, ""));
         assert_eq!(e.kind, ApiErrorKind::Forbidden);
         assert!(e.message.contains("security role lacks a permission"));
-        assert_eq!(status_error(&get, &raw(404, "")).kind, ApiErrorKind::NotFound);
-        assert_eq!(status_error(&get, &raw(429, "")).kind, ApiErrorKind::RateLimited);
-        assert_eq!(status_error(&get, &raw(502, "")).kind, ApiErrorKind::Unavailable);
-        assert_eq!(status_error(&get, &raw(302, "")).kind, ApiErrorKind::BadResponse);
+        assert_eq!(
+            status_error(&get, &raw(404, "")).kind,
+            ApiErrorKind::NotFound
+        );
+        assert_eq!(
+            status_error(&get, &raw(429, "")).kind,
+            ApiErrorKind::RateLimited
+        );
+        assert_eq!(
+            status_error(&get, &raw(502, "")).kind,
+            ApiErrorKind::Unavailable
+        );
+        assert_eq!(
+            status_error(&get, &raw(302, "")).kind,
+            ApiErrorKind::BadResponse
+        );
         let post = c.call(Method::POST, "/finance/agreements/1/additions");
         let e = status_error(&post, &raw(500, ""));
         assert!(e.message.contains("not repeated"), "{}", e.message);
@@ -830,9 +896,17 @@ mod tests {
         assert_eq!(pairs[0], ("conditions".into(), r#"name in ("A&B")"#.into()));
         assert_eq!(pairs[1], ("pageSize".into(), "1000".into()));
         let call = c.call(Method::GET, "/company/companies");
-        let next = c.follow(&call, &url, "/v4_6_release/apis/3.0/company/companies?page=2").unwrap();
+        let next = c
+            .follow(
+                &call,
+                &url,
+                "/v4_6_release/apis/3.0/company/companies?page=2",
+            )
+            .unwrap();
         assert_eq!(next.host_str(), Some("api-na.myconnectwise.net"));
-        let e = c.follow(&call, &url, "https://evil.example/steal").unwrap_err();
+        let e = c
+            .follow(&call, &url, "https://evil.example/steal")
+            .unwrap_err();
         assert_eq!(e.kind, ApiErrorKind::BadResponse);
     }
 }

@@ -3,5 +3,7 @@
 pub mod client;
 pub mod model;
 
-pub use client::{ACCEPT_VERSION, ConnectWiseClient, ConnectWiseConfig, NamedKind, next_link, quote};
+pub use client::{
+    ACCEPT_VERSION, ConnectWiseClient, ConnectWiseConfig, NamedKind, next_link, quote,
+};
 pub use model::*;

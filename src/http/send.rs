@@ -4,9 +4,9 @@
 //! turn a vendor error body into an [`ApiError`] its own way; it only produces errors
 //! itself for transport failures (timeout, refused or broken connection).
 
+use super::HttpPolicy;
 use super::error::{ApiError, ApiErrorKind, body_snippet};
 use super::retry::{Outcome, next_delay, parse_retry_after, should_retry};
-use super::HttpPolicy;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -183,10 +183,16 @@ fn transport_error(
         let msg = format!("{vendor} did not answer within {secs}s{tries}");
         (ApiErrorKind::Timeout, msg)
     } else if e.is_body() || e.is_decode() {
-        let msg = format!("the response from {vendor} was cut short{tries}: {}", error_chain(e));
+        let msg = format!(
+            "the response from {vendor} was cut short{tries}: {}",
+            error_chain(e)
+        );
         (ApiErrorKind::BadResponse, msg)
     } else {
-        let msg = format!("the connection to {vendor} failed{tries}: {}", error_chain(e));
+        let msg = format!(
+            "the connection to {vendor} failed{tries}: {}",
+            error_chain(e)
+        );
         (ApiErrorKind::Unavailable, msg)
     };
     if !call.idempotent && !e.is_connect() {
@@ -342,7 +348,8 @@ mod tests {
         }
     }
 
-    const E500: &str = "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const E500: &str =
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
     const CUT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n[1,2";
 
@@ -350,7 +357,12 @@ mod tests {
         let http = reqwest::Client::new();
         let url = format!("{base}/x");
         let counter = AtomicU64::new(0);
-        let call = Call { method: method.clone(), idempotent, counter: &counter, ..call() };
+        let call = Call {
+            method: method.clone(),
+            idempotent,
+            counter: &counter,
+            ..call()
+        };
         send(&fast_policy(), &call, || http.request(method.clone(), &url)).await
     }
 

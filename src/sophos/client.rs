@@ -158,7 +158,13 @@ impl SophosClient {
                  Partner (Settings > API Credentials)",
                 who.id_type
             );
-            return Err(ApiError::new(API, ApiErrorKind::Config, "GET", path, message));
+            return Err(ApiError::new(
+                API,
+                ApiErrorKind::Config,
+                "GET",
+                path,
+                message,
+            ));
         }
         Ok(who)
     }
@@ -218,11 +224,17 @@ impl SophosClient {
             let raw = self.check(&self.call(Method::GET, &path), raw)?;
             let body: Paged<UsageLine> = parse_json(&self.call(Method::GET, &path), &raw, true)?;
             lines.extend(body.items.unwrap_or_default());
-            next_key = body.pages.and_then(|p| p.next_key).filter(|k| !k.is_empty());
+            next_key = body
+                .pages
+                .and_then(|p| p.next_key)
+                .filter(|k| !k.is_empty());
             match &next_key {
                 None => return Ok(Some(lines)),
                 Some(key) if !seen_keys.insert(key.clone()) => {
-                    return Err(endless_paging(&path, "pages.nextKey repeated an earlier key"));
+                    return Err(endless_paging(
+                        &path,
+                        "pages.nextKey repeated an earlier key",
+                    ));
                 }
                 Some(_) => {}
             }
@@ -378,7 +390,8 @@ fn token_refused(raw: &RawResponse) -> ApiError {
         "Sophos rejected the API credentials ({code}): check sophos.clientId and \
          sophos.clientSecret in the secret (Sophos Central Partner > Settings > API Credentials)"
     );
-    ApiError::new(API, ApiErrorKind::Unauthorized, "POST", TOKEN_PATH, message).with_status(raw.status)
+    ApiError::new(API, ApiErrorKind::Unauthorized, "POST", TOKEN_PATH, message)
+        .with_status(raw.status)
 }
 
 /// Maps a non-2xx Sophos response to an error with advice.
@@ -401,10 +414,15 @@ fn status_error(call: &Call<'_>, raw: &RawResponse) -> ApiError {
                  permission, or X-Partner-ID is not this partner's id"
             ),
         ),
-        404 => (ApiErrorKind::NotFound, format!("Sophos has no such resource (404: {said})")),
+        404 => (
+            ApiErrorKind::NotFound,
+            format!("Sophos has no such resource (404: {said})"),
+        ),
         429 => (
             ApiErrorKind::RateLimited,
-            format!("Sophos is rate-limiting requests (429: {said}) and the retries ran out: run again later"),
+            format!(
+                "Sophos is rate-limiting requests (429: {said}) and the retries ran out: run again later"
+            ),
         ),
         500..=599 => (
             ApiErrorKind::Unavailable,
@@ -416,7 +434,10 @@ fn status_error(call: &Call<'_>, raw: &RawResponse) -> ApiError {
         ),
         _ => (
             ApiErrorKind::BadResponse,
-            format!("unexpected response from Sophos {} {}: HTTP {s}: {said}", call.method, call.path),
+            format!(
+                "unexpected response from Sophos {} {}: HTTP {s}: {said}",
+                call.method, call.path
+            ),
         ),
     };
     ApiError::new(call.api, kind, call.method.as_str(), call.path, message).with_status(s)
@@ -475,8 +496,14 @@ mod tests {
             refresh_at: Instant::now() + Duration::from_secs(600),
         });
         let text = format!("{client:?}");
-        assert!(!text.contains(SECRET) && !text.contains("bearer-token-xyz"), "{text}");
-        assert_eq!(client.token().await.unwrap().expose_secret(), "bearer-token-xyz");
+        assert!(
+            !text.contains(SECRET) && !text.contains("bearer-token-xyz"),
+            "{text}"
+        );
+        assert_eq!(
+            client.token().await.unwrap().expose_secret(),
+            "bearer-token-xyz"
+        );
     }
 
     #[tokio::test]
@@ -512,7 +539,11 @@ mod tests {
         let body = r#"{"error":"forbidden","message":"Partner id mismatch","correlationId":"c"}"#;
         let e = status_error(&call, &raw(403, body));
         assert_eq!(e.kind, ApiErrorKind::Forbidden);
-        assert!(e.message.contains("forbidden: Partner id mismatch"), "{}", e.message);
+        assert!(
+            e.message.contains("forbidden: Partner id mismatch"),
+            "{}",
+            e.message
+        );
         let e = status_error(&call, &raw(503, "<html>down</html>"));
         assert_eq!(e.kind, ApiErrorKind::Unavailable);
         assert!(e.is_retryable());
@@ -548,7 +579,10 @@ mod tests {
             join_url("http://127.0.0.1:9000/", "/whoami/v1"),
             "http://127.0.0.1:9000/whoami/v1"
         );
-        assert_eq!(join_url(DEFAULT_ID_URL, TOKEN_PATH), "https://id.sophos.com/api/v2/oauth2/token");
+        assert_eq!(
+            join_url(DEFAULT_ID_URL, TOKEN_PATH),
+            "https://id.sophos.com/api/v2/oauth2/token"
+        );
     }
 
     #[test]

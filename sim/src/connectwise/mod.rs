@@ -1,7 +1,10 @@
 //! The ConnectWise PSA REST API simulator.
 
+mod listing;
 pub mod patch;
 pub mod query;
+mod resources;
+pub mod routes;
 pub mod validate;
 
 use crate::state::Shared;
@@ -9,8 +12,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+/// Every ConnectWise route the simulator serves; see [`routes`].
 pub fn router() -> Router<Shared> {
-    Router::new()
+    routes::router()
 }
 
 /// ConnectWise's error body (apis.md B.5).

@@ -1,0 +1,322 @@
+//! The `sophos-cw-sync` command line: thin wiring of environment, store, clients
+//! and engine, and the human-readable output.
+
+use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings, StoreSpec};
+use crate::connectwise::client::{ConnectWiseClient, ConnectWiseConfig};
+use crate::domain::month::Month;
+use crate::http::{ApiCounters, HttpPolicy};
+use crate::sophos::client::{SophosClient, SophosConfig};
+use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError, dynamodb::DynamoStore, sqlite::SqliteStore};
+use crate::sync::engine::{CycleError, Engine, RunOptions};
+use crate::sync::report::RunReport;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "sophos-cw-sync", version, about = "Keeps ConnectWise PSA agreement additions in step with Sophos Central Partner usage")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one sync cycle (or, with --dry-run, print the plan and write nothing).
+    Sync {
+        #[arg(long)]
+        dry_run: bool,
+        /// Billing month YYYY-MM (default: the `month` setting).
+        #[arg(long)]
+        month: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-customer result of the latest run.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Map a Sophos tenant by hand, ignore it, or clear its mapping.
+    Map {
+        tenant_id: String,
+        #[arg(long, conflicts_with_all = ["ignore", "clear"])]
+        company: Option<i64>,
+        #[arg(long, requires = "company")]
+        agreement: Option<i64>,
+        #[arg(long, conflicts_with = "clear")]
+        ignore: bool,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Show the settings in force.
+    Settings {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent runs, latest first.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail of ConnectWise writes, latest first.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes of the contract.
+const EXIT_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_SKIPPED: u8 = 3;
+
+pub async fn main(cli: Cli) -> ExitCode {
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+pub enum Failure {
+    Config(String),
+    Other(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e.0)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Config(m) => Failure::Config(m),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let env = Environment::from_process()?;
+    let store = open_store(&env.store).await?;
+    let settings = apply_settings_file(store.as_ref(), &env).await?;
+    let store = store.as_ref();
+    match cli.command {
+        Command::Sync { dry_run, month, json } => sync(store, &env, &settings, dry_run, month, json).await,
+        Command::Status { json } => status(store, json).await,
+        Command::Map { tenant_id, company, agreement, ignore, clear } => {
+            map(store, tenant_id, company, agreement, ignore, clear).await
+        }
+        Command::Settings { json } => {
+            let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
+            if json { println!("{text}") } else { print_settings(&settings) }
+            Ok(0)
+        }
+        Command::Runs { json } => runs(store, json).await,
+        Command::Audit { json } => audit(store, json).await,
+    }
+}
+
+pub async fn open_store(spec: &StoreSpec) -> Result<Box<dyn Store>, Failure> {
+    Ok(match spec {
+        StoreSpec::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        StoreSpec::Dynamo(table) => {
+            let config = aws_config::load_from_env().await;
+            Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone()))
+        }
+    })
+}
+
+/// `SYNC_SETTINGS` replaces the stored settings with the file's (a missing field
+/// takes its default); without it the stored settings are used.
+async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Settings, Failure> {
+    let Some(path) = &env.settings_file else {
+        return Ok(store.get_settings().await?.unwrap_or_default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read SYNC_SETTINGS file {} ({e})", path.display())))?;
+    let settings: Settings = serde_json::from_str(&text)
+        .map_err(|e| ConfigError(format!("settings file {} is not valid: {e}", path.display())))?;
+    validate_settings(&settings)?;
+    store.put_settings(&settings).await?;
+    Ok(settings)
+}
+
+pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
+    use crate::domain::products::is_known;
+    let unknown: Vec<&String> = s.products.iter().chain(s.product_codes.values()).filter(|p| !is_known(p)).collect();
+    if !unknown.is_empty() {
+        return Err(ConfigError(format!(
+            "unknown product identifiers {unknown:?}: use identifiers from the README's product table (e.g. Sophos_Intercept_X_Advanced)"
+        )));
+    }
+    Month::from_setting(&s.month).map_err(|e| ConfigError(format!("the month setting: {e} (or \"current\", \"previous\")")))?;
+    Ok(())
+}
+
+pub async fn load_secrets(spec: &SecretsSpec) -> Result<Secrets, ConfigError> {
+    match spec {
+        SecretsSpec::File(path) => Secrets::from_file(path),
+        SecretsSpec::SecretsManager(id) => {
+            let config = aws_config::load_from_env().await;
+            let client = aws_sdk_secretsmanager::Client::new(&config);
+            let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+                ConfigError(format!(
+                    "cannot read secret {id} from Secrets Manager ({}); check the name and the permission secretsmanager:GetSecretValue",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ))
+            })?;
+            let text = out.secret_string().ok_or_else(|| {
+                ConfigError(format!("secret {id} has no string value: store the JSON as the secret string"))
+            })?;
+            Secrets::parse(text, &format!("Secrets Manager secret {id}"))
+        }
+    }
+}
+
+pub async fn build_clients(env: &Environment, secrets: &Secrets, counters: Arc<ApiCounters>) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
+    let policy = HttpPolicy::default();
+    let sophos = SophosClient::new(
+        SophosConfig {
+            id_url: env.sophos_id_url.clone(),
+            api_url: env.sophos_api_url.clone(),
+            client_id: secrets.sophos_client_id.clone(),
+            client_secret: secrets.sophos_client_secret.clone(),
+        },
+        policy.clone(),
+        counters.clone(),
+    );
+    let cw = ConnectWiseClient::connect(
+        ConnectWiseConfig {
+            site: secrets.cw_site.clone(),
+            company_id: secrets.cw_company_id.clone(),
+            public_key: secrets.cw_public_key.clone(),
+            private_key: secrets.cw_private_key.clone(),
+            client_id: secrets.cw_client_id.clone(),
+            codebase: secrets.cw_codebase.clone(),
+        },
+        policy,
+        counters,
+    )
+    .await
+    .map_err(|e| ConfigError(format!("cannot reach ConnectWise: {e}")))?;
+    Ok((sophos, cw))
+}
+
+async fn sync(store: &dyn Store, env: &Environment, settings: &Settings, dry_run: bool, month: Option<String>, json: bool) -> Result<u8, Failure> {
+    let month = match month {
+        Some(m) => m.parse::<Month>().map_err(|e| ConfigError(format!("--month: {e}")))?,
+        None => Month::from_setting(&settings.month).map_err(ConfigError)?,
+    };
+    let secrets = load_secrets(&env.secrets).await?;
+    let counters = Arc::new(ApiCounters::default());
+    let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
+    let mut opts = RunOptions::new(month, dry_run, "cli");
+    opts.crash_after_writes = env_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
+    if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
+        opts.lease_ttl = std::time::Duration::from_secs(secs);
+    }
+    let engine = Engine { store, sophos: &sophos, cw: &cw, counters, settings };
+    let report = match engine.run(&opts).await {
+        Ok(r) => r,
+        Err(CycleError::Crashed(n)) => {
+            // The failpoint stands for a killed process: no cleanup at all.
+            eprintln!("crash injected after {n} writes");
+            std::process::exit(137);
+        }
+        Err(CycleError::Config(e)) => return Err(Failure::Config(e.0)),
+        Err(e) => return Err(Failure::Other(e.to_string())),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        crate::output::print_report(&report);
+    }
+    Ok(exit_code(&report))
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn exit_code(report: &RunReport) -> u8 {
+    match report.status {
+        RunStatus::Skipped => EXIT_SKIPPED,
+        RunStatus::Failed => EXIT_FAILED,
+        _ => 0,
+    }
+}
+
+async fn status(store: &dyn Store, json: bool) -> Result<u8, Failure> {
+    let mut statuses = store.list_customer_statuses().await?;
+    statuses.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    let reports: Vec<serde_json::Value> = statuses.into_iter().map(|s| s.report).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+    } else {
+        crate::output::print_status(&reports);
+    }
+    Ok(0)
+}
+
+async fn map(store: &dyn Store, tenant_id: String, company: Option<i64>, agreement: Option<i64>, ignore: bool, clear: bool) -> Result<u8, Failure> {
+    let tenant_id = tenant_id.trim().to_owned();
+    if tenant_id.is_empty() {
+        return Err(Failure::Config("the tenant id is empty: use the Sophos tenant id shown by `status`".into()));
+    }
+    if clear {
+        let existed = store.delete_mapping(&tenant_id).await?;
+        println!("{}", if existed { format!("mapping of {tenant_id} cleared") } else { format!("{tenant_id} had no mapping") });
+        return Ok(0);
+    }
+    let kind = if ignore { MappingKind::Ignored } else { MappingKind::Manual };
+    if !ignore && company.is_none() {
+        return Err(Failure::Config("say what to map to: --company <id> [--agreement <id>], --ignore or --clear".into()));
+    }
+    let mapping = Mapping { tenant_id: tenant_id.clone(), kind, company_id: company, agreement_id: agreement, updated_at: chrono::Utc::now() };
+    store.put_mapping(&mapping).await?;
+    match kind {
+        MappingKind::Ignored => println!("{tenant_id} will be ignored by the sync"),
+        _ => println!("{tenant_id} mapped to company {}{}", company.unwrap_or_default(), agreement.map(|a| format!(", agreement {a}")).unwrap_or_default()),
+    }
+    Ok(0)
+}
+
+async fn runs(store: &dyn Store, json: bool) -> Result<u8, Failure> {
+    let runs = store.list_runs(20, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+    } else {
+        crate::output::print_runs(&runs);
+    }
+    Ok(0)
+}
+
+async fn audit(store: &dyn Store, json: bool) -> Result<u8, Failure> {
+    let entries = store.list_audit(200, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
+    } else {
+        crate::output::print_audit(&entries);
+    }
+    Ok(0)
+}
+
+fn print_settings(s: &Settings) {
+    println!("products:        {}", if s.products.is_empty() { "(none selected: nothing is written)".into() } else { s.products.iter().cloned().collect::<Vec<_>>().join(", ") });
+    println!("agreementType:   {}", s.agreement_type.as_deref().unwrap_or("(not set)"));
+    println!("catalog:         type={:?} category={:?} subcategory={:?} unitOfMeasure={:?} productClass={:?}", s.catalog.product_type, s.catalog.category, s.catalog.subcategory, s.catalog.unit_of_measure, s.catalog.product_class);
+    println!("quantityField:   {:?}", s.quantity_field);
+    println!("zeroUsage:       {:?}", s.zero_usage);
+    println!("month:           {}", s.month);
+    println!("productCodes:    {} extra", s.product_codes.len());
+}
