@@ -1,0 +1,149 @@
+//! Spawns the simulators and wires the engine to them, in-process or as the real
+//! `sophos-cw-sync` binary, each test with its own temp dir and SQLite store.
+
+use serde_json::{Value, json};
+use sophos_cw_sim::{Scenario, Sim};
+use sophos_cw_sync::cli::build_clients;
+use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
+use sophos_cw_sync::domain::month::Month;
+use sophos_cw_sync::http::ApiCounters;
+use sophos_cw_sync::store::Store;
+use sophos_cw_sync::store::sqlite::SqliteStore;
+use sophos_cw_sync::sync::engine::{CycleError, Engine, RunOptions};
+use sophos_cw_sync::sync::report::RunReport;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const MONTH: &str = "2026-11";
+
+pub struct Harness {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub store: Arc<SqliteStore>,
+    pub secrets_path: PathBuf,
+    pub db_path: PathBuf,
+}
+
+/// The demo settings: Intercept X Advanced and its XDR variant, agreement type "Sophos MSP".
+pub fn demo_settings() -> Settings {
+    serde_json::from_value(json!({
+        "products": ["Sophos_Intercept_X_Advanced", "Sophos_Intercept_X_Advanced_XDR"],
+        "agreementType": "Sophos MSP",
+        "catalog": {"type": "Software", "category": "Security", "subcategory": "Endpoint",
+                    "unitOfMeasure": "Each", "productClass": "Agreement"},
+        "quantityField": "billableQuantity",
+        "zeroUsage": "zero",
+        "month": MONTH
+    }))
+    .expect("valid settings")
+}
+
+pub fn settings_with(zero_usage: ZeroUsage) -> Settings {
+    Settings { zero_usage, ..demo_settings() }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with_scenario(Scenario::demo()).await
+    }
+
+    pub async fn with_scenario(scenario: Scenario) -> Self {
+        let sim = Sim::start(scenario.clone()).await.expect("simulators start");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("sync.db");
+        let store = Arc::new(SqliteStore::open(&db_path).expect("sqlite store"));
+        let secrets_path = dir.path().join("secrets.json");
+        let secret = json!({
+            "sophos": {"clientId": scenario.sophos.client_id, "clientSecret": scenario.sophos.client_secret},
+            "connectwise": {"site": sim.cw_url(), "companyId": scenario.connectwise.company_id,
+                "publicKey": scenario.connectwise.public_key, "privateKey": scenario.connectwise.private_key,
+                "clientId": scenario.connectwise.client_id},
+            "webhookToken": "webhook-token-secret-value"
+        });
+        std::fs::write(&secrets_path, secret.to_string()).expect("write secrets");
+        Harness { sim, dir, store, secrets_path, db_path }
+    }
+
+    pub fn env(&self) -> Environment {
+        Environment {
+            store: StoreSpec::Sqlite(self.db_path.clone()),
+            secrets: SecretsSpec::File(self.secrets_path.clone()),
+            sophos_id_url: self.sim.sophos_url(),
+            sophos_api_url: self.sim.sophos_url(),
+            settings_file: None,
+        }
+    }
+
+    pub fn options(&self, dry_run: bool) -> RunOptions {
+        RunOptions::new(MONTH.parse::<Month>().unwrap(), dry_run, "test")
+    }
+
+    /// One cycle in-process with `settings`.
+    pub async fn run(&self, settings: &Settings) -> RunReport {
+        self.run_with(settings, self.options(false)).await.expect("cycle runs")
+    }
+
+    pub async fn run_with(&self, settings: &Settings, opts: RunOptions) -> Result<RunReport, CycleError> {
+        let secrets = Secrets::from_file(&self.secrets_path).expect("secrets");
+        let counters = Arc::new(ApiCounters::default());
+        let (sophos, cw) = build_clients(&self.env(), &secrets, counters.clone()).await.expect("clients");
+        let store: &dyn Store = self.store.as_ref();
+        let engine = Engine { store, sophos: &sophos, cw: &cw, counters, settings };
+        engine.run(&opts).await
+    }
+
+    /// Runs the real binary with the environment pointing at the simulators.
+    pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+        let settings_path = self.dir.path().join("settings.json");
+        if !settings_path.exists() {
+            std::fs::write(&settings_path, serde_json::to_string(&demo_settings()).unwrap()).unwrap();
+        }
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sophos-cw-sync"));
+        cmd.args(args)
+            .env("SYNC_STORE", format!("sqlite:{}", self.db_path.display()))
+            .env("SYNC_SECRETS", format!("file:{}", self.secrets_path.display()))
+            .env("SYNC_SETTINGS", &settings_path)
+            .env("SOPHOS_ID_URL", self.sim.sophos_url())
+            .env("SOPHOS_API_URL", self.sim.sophos_url())
+            .env_remove("RUST_LOG");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("binary runs")
+    }
+
+    pub fn additions(&self) -> Vec<Value> {
+        self.sim.collection("additions")
+    }
+
+    pub fn additions_of(&self, agreement_id: i64) -> Vec<Value> {
+        self.additions()
+            .into_iter()
+            .filter(|a| a["agreementId"].as_i64() == Some(agreement_id))
+            .collect()
+    }
+
+    pub fn catalog(&self) -> Vec<Value> {
+        self.sim.collection("catalog")
+    }
+
+    /// ConnectWise requests other than GET since the last clear.
+    pub fn cw_writes(&self) -> u64 {
+        self.sim.counters().connectwise.writes
+    }
+}
+
+/// The customer entry of `tenant_id` in a report, as JSON.
+pub fn customer(report: &RunReport, tenant_id: &str) -> Value {
+    let c = report
+        .customers
+        .iter()
+        .find(|c| c.tenant_id == tenant_id)
+        .unwrap_or_else(|| panic!("tenant {tenant_id} in report"));
+    serde_json::to_value(c).unwrap()
+}
+
+/// Demo tenant ids.
+pub fn tenant(n: u32) -> String {
+    format!("a0000000-0000-4000-8000-{n:012}")
+}

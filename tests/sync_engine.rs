@@ -1,0 +1,262 @@
+//! The sync cycle against the simulators: mapping, catalog, additions, errors,
+//! idempotency. Assertions are on the simulator's final state and request log.
+
+mod support;
+
+use serde_json::Value;
+use sophos_cw_sync::config::ZeroUsage;
+use sophos_cw_sync::store::{MappingKind, RunStatus, Store};
+use sophos_cw_sync::sync::report::{CustomerState, ErrorCode, ProductAction};
+use support::app::{Harness, customer, demo_settings, settings_with, tenant};
+
+fn qty(v: &Value) -> f64 {
+    v["quantity"].as_f64().unwrap()
+}
+
+fn active(additions: Vec<Value>) -> Vec<Value> {
+    additions
+        .into_iter()
+        .filter(|a| a["cancelledDate"].as_str().is_none_or(str::is_empty))
+        .collect()
+}
+
+fn codes(c: &Value) -> Vec<String> {
+    c["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
+    let h = Harness::start().await;
+    let report = h.run(&demo_settings()).await;
+    assert_eq!(report.status, RunStatus::Partial, "{report:#?}");
+
+    // Catalog: the existing item is found by identifier, the missing one created once.
+    let catalog = h.catalog();
+    let xdr: Vec<_> = catalog.iter().filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced_XDR").collect();
+    assert_eq!(xdr.len(), 1);
+    assert_eq!(catalog.iter().filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced").count(), 1);
+    assert_eq!(catalog.len(), 2, "only selected products are created");
+    let ixa = catalog.iter().find(|c| c["identifier"] == "Sophos_Intercept_X_Advanced").unwrap();
+    assert_eq!(ixa["customerDescription"], "Endpoint protection (edited by the partner)");
+    assert_eq!(ixa["price"], 4.5);
+
+    // Acme: exact name; 30 + 12 aggregated across order lines; XDR created too.
+    let acme = active(h.additions_of(201));
+    assert_eq!(acme.len(), 2);
+    let acme_ixa = acme.iter().find(|a| a["product"]["id"] == 901).unwrap();
+    assert_eq!(qty(acme_ixa), 42.0);
+    assert_eq!(acme_ixa["billCustomer"], "Billable");
+    assert_eq!(acme_ixa["effectiveDate"], "2026-11-01T00:00:00Z");
+    let acme_xdr = acme.iter().find(|a| a["product"]["id"] == xdr[0]["id"]).unwrap();
+    assert_eq!(qty(acme_xdr), 5.0);
+    assert!(h.additions_of(209).is_empty(), "other agreement types untouched");
+    let c = customer(&report, &tenant(1));
+    assert_eq!(c["status"], "synced");
+    assert_eq!(c["companyId"], 101);
+    assert_eq!(c["agreementId"], 201);
+    assert_eq!(c["agreementType"], "Sophos MSP");
+
+    // Beta: trimmed, case-insensitive name; existing addition updated 5 -> 8; unknown code reported.
+    let beta = h.additions_of(202);
+    assert_eq!(beta.len(), 1);
+    assert_eq!(qty(&beta[0]), 8.0);
+    assert!(h.additions_of(203).is_empty(), "cancelled agreement untouched");
+    let c = customer(&report, &tenant(2));
+    assert_eq!(c["status"], "error");
+    assert_eq!(codes(&c), ["PRODUCT_UNMAPPED"]);
+    let p = &c["products"][0];
+    assert_eq!((p["previousQuantity"].as_f64(), p["newQuantity"].as_f64()), (Some(5.0), Some(8.0)));
+    assert_eq!(p["action"], "update");
+
+    // Mapping problems: unmapped with the code and advice; nothing written for them.
+    for (n, code) in [
+        (3, "COMPANY_NOT_FOUND"),
+        (4, "COMPANY_AMBIGUOUS"),
+        (5, "AGREEMENT_NOT_FOUND"),
+        (6, "AGREEMENT_AMBIGUOUS"),
+        (10, "COMPANY_NOT_FOUND"),
+    ] {
+        let c = customer(&report, &tenant(n));
+        assert_eq!(c["status"], "unmapped", "tenant {n}");
+        assert_eq!(codes(&c), [code], "tenant {n}");
+        assert!(c["errors"][0]["advice"].as_str().unwrap().len() > 40);
+    }
+    assert!(h.additions_of(205).is_empty() && h.additions_of(206).is_empty() && h.additions_of(207).is_empty());
+
+    // Ignored with reasons.
+    for (n, word) in [(7, "trial"), (8, "term"), (9, "not activated")] {
+        let c = customer(&report, &tenant(n));
+        assert_eq!(c["status"], "ignored");
+        assert!(c["reason"].as_str().unwrap().contains(word), "{c}");
+    }
+
+    // Lambda: two additions of one product: reported, neither touched.
+    let lambda = h.additions_of(211);
+    assert_eq!(lambda.iter().map(qty).collect::<Vec<_>>(), [7.0, 7.0]);
+    assert_eq!(codes(&customer(&report, &tenant(11))), ["ADDITION_AMBIGUOUS"]);
+
+    // Mu: no usage this month -> zeroed (zeroUsage = zero).
+    assert_eq!(qty(&h.additions_of(212)[0]), 0.0);
+    assert_eq!(customer(&report, &tenant(12))["products"][0]["action"], "zero");
+
+    // The firewall line without a customer is reported, not guessed.
+    assert_eq!(report.unassigned_usage.len(), 1);
+    assert_eq!(report.unassigned_usage[0].product_code.as_deref(), Some("XGS-FW-MSP"));
+
+    // Writes: 1 catalog item, 3 new additions (Acme x2, Nu), 2 PATCHes (Beta, Mu).
+    assert_eq!(report.writes, 6);
+    assert_eq!(h.cw_writes(), 6);
+    assert!(report.api_calls.sophos >= 4 && report.api_calls.connectwise >= 6);
+
+    // Audit trail: one entry per write, with old and new quantities.
+    let audit = h.store.list_audit(100, Some(&report.run_id)).await.unwrap();
+    assert_eq!(audit.len(), 6);
+    let beta_update = audit.iter().find(|a| a.action == "updateAddition" && a.agreement_id == Some(202)).unwrap();
+    assert_eq!((beta_update.old_quantity, beta_update.new_quantity), (Some(5.0), Some(8.0)));
+
+    // Second run: nothing to do, zero ConnectWise writes.
+    h.sim.clear_requests();
+    let again = h.run(&demo_settings()).await;
+    assert_eq!(again.writes, 0);
+    assert_eq!(h.cw_writes(), 0, "{:?}", h.sim.requests());
+    assert_eq!(customer(&again, &tenant(2))["products"][0]["action"], "unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_mapping_wins_and_an_agreement_serves_one_tenant() {
+    let h = Harness::start().await;
+    let cli = h.cli(&["map", &tenant(10), "--company", "110"], &[]).await;
+    assert!(cli.status.success(), "{cli:?}");
+    let report = h.run(&demo_settings()).await;
+    let kappa = customer(&report, &tenant(10));
+    assert_eq!(kappa["status"], "synced");
+    assert_eq!(kappa["agreementId"], 210);
+    assert_eq!(qty(&h.additions_of(210)[0]), 15.0);
+
+    // Pin Kappa onto Nu's agreement: the manual mapping keeps it, Nu is refused.
+    let h = Harness::start().await;
+    h.cli(&["map", &tenant(10), "--company", "113", "--agreement", "213"], &[]).await;
+    let report = h.run(&demo_settings()).await;
+    assert_eq!(codes(&customer(&report, &tenant(13))), ["AGREEMENT_SHARED"]);
+    assert_eq!(customer(&report, &tenant(10))["status"], "synced");
+    let on_213 = h.additions_of(213);
+    assert_eq!(on_213.len(), 1);
+    assert_eq!(qty(&on_213[0]), 15.0, "Kappa's usage, not Nu's");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_ignored_tenant_is_left_alone() {
+    let h = Harness::start().await;
+    assert!(h.cli(&["map", &tenant(1), "--ignore"], &[]).await.status.success());
+    let m = h.store.get_mapping(&tenant(1)).await.unwrap().unwrap();
+    assert_eq!(m.kind, MappingKind::Ignored);
+    let report = h.run(&demo_settings()).await;
+    let acme = customer(&report, &tenant(1));
+    assert_eq!(acme["status"], "ignored");
+    assert!(acme["reason"].as_str().unwrap().contains("operator"));
+    assert!(h.additions_of(201).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_usage_keep_and_cancel() {
+    let h = Harness::start().await;
+    h.run(&settings_with(ZeroUsage::Keep)).await;
+    assert_eq!(qty(&h.additions_of(212)[0]), 7.0);
+
+    let h = Harness::start().await;
+    let report = h.run(&settings_with(ZeroUsage::Cancel)).await;
+    let mu = &h.additions_of(212)[0];
+    assert_eq!(mu["cancelledDate"], "2026-11-30T00:00:00Z");
+    assert_eq!(qty(mu), 7.0);
+    assert_eq!(customer(&report, &tenant(12))["products"][0]["action"], "cancel");
+    h.sim.clear_requests();
+    h.run(&settings_with(ZeroUsage::Cancel)).await;
+    assert_eq!(h.cw_writes(), 0, "a cancelled addition is not cancelled again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forgotten_addition_is_adopted_and_lost_one_recreated_once() {
+    let h = Harness::start().await;
+    h.run(&demo_settings()).await;
+    // The store forgets everything it remembered about additions.
+    for r in h.store.list_additions().await.unwrap() {
+        h.store.delete_addition(&r.tenant_id, &r.identifier).await.unwrap();
+    }
+    h.sim.clear_requests();
+    let report = h.run(&demo_settings()).await;
+    assert_eq!(h.cw_writes(), 0, "adopted, not duplicated");
+    assert_eq!(customer(&report, &tenant(1))["products"][0]["action"], "adopt");
+    assert_eq!(active(h.additions_of(201)).len(), 2);
+    assert_eq!(h.store.list_additions().await.unwrap().iter().filter(|r| r.tenant_id == tenant(1)).count(), 2);
+
+    // ConnectWise loses Acme's Intercept X addition: it is created again, once.
+    h.sim.with_state(|s| s.collection_mut("additions").retain(|a| !(a["agreementId"] == 201 && a["product"]["id"] == 901)));
+    h.run(&demo_settings()).await;
+    h.run(&demo_settings()).await;
+    let ixa: Vec<_> = active(h.additions_of(201)).into_iter().filter(|a| a["product"]["id"] == 901).collect();
+    assert_eq!(ixa.len(), 1);
+    assert_eq!(qty(&ixa[0]), 42.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_month_without_usage_data_changes_nothing() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    settings.month = "2026-12".into();
+    let mut opts = h.options(false);
+    opts.month = "2026-12".parse().unwrap();
+    let report = h.run_with(&settings, opts).await.unwrap();
+    assert!(!report.usage_available);
+    assert_eq!(h.cw_writes(), 1, "only the missing catalog item: {:?}", h.sim.requests());
+    assert_eq!(qty(&h.additions_of(212)[0]), 7.0, "unknown usage is not zero usage");
+    assert_eq!(qty(&h.additions_of(202)[0]), 5.0);
+    let usage_404 = h.sim.requests().iter().any(|r| r.path.contains("/billing/usage/2026/12") && r.status == 404);
+    assert!(usage_404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_selected_writes_nothing() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    settings.products.clear();
+    let report = h.run(&settings).await;
+    assert_eq!(h.cw_writes(), 0);
+    assert!(report.catalog.is_empty());
+    assert_eq!(customer(&report, &tenant(1))["status"], "synced");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_prints_the_plan_and_writes_nothing_anywhere() {
+    let h = Harness::start().await;
+    let report = h.run_with(&demo_settings(), h.options(true)).await.unwrap();
+    assert!(report.dry_run);
+    assert_eq!(h.cw_writes(), 0);
+    assert_eq!(report.writes, 0);
+    let acme = customer(&report, &tenant(1));
+    let actions: Vec<_> = acme["products"].as_array().unwrap().iter().map(|p| (p["action"].clone(), p["newQuantity"].clone())).collect();
+    assert_eq!(actions, [("create".into(), 42.0.into()), ("create".into(), 5.0.into())]);
+    let beta = customer(&report, &tenant(2));
+    assert_eq!((beta["products"][0]["previousQuantity"].as_f64(), beta["products"][0]["newQuantity"].as_f64()), (Some(5.0), Some(8.0)));
+    assert!(report.catalog.iter().any(|c| c.identifier == "Sophos_Intercept_X_Advanced_XDR" && format!("{:?}", c.action) == "Create"));
+    // Nothing in the store either.
+    assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
+    assert!(h.store.list_audit(10, None).await.unwrap().is_empty());
+    assert!(h.store.list_mappings().await.unwrap().is_empty());
+    assert!(h.store.list_customer_statuses().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_are_reported_for_the_error_codes() {
+    let h = Harness::start().await;
+    let report = h.run(&demo_settings()).await;
+    let states: Vec<CustomerState> = report.customers.iter().map(|c| c.status).collect();
+    assert!(states.contains(&CustomerState::Synced) && states.contains(&CustomerState::Error));
+    for c in &report.customers {
+        for e in &c.errors {
+            assert_eq!(e.advice, e.code.advice());
+        }
+    }
+    let stored = h.store.list_customer_statuses().await.unwrap();
+    assert_eq!(stored.len(), report.customers.len());
+    let _ = (ErrorCode::CwPermission, ProductAction::Skip);
+}
