@@ -6,7 +6,9 @@ use crate::connectwise::client::{ConnectWiseClient, ConnectWiseConfig};
 use crate::domain::month::Month;
 use crate::http::{ApiCounters, HttpPolicy};
 use crate::sophos::client::{SophosClient, SophosConfig};
-use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError, dynamodb::DynamoStore, sqlite::SqliteStore};
+use crate::store::{
+    Mapping, MappingKind, RunStatus, Store, StoreError, dynamodb::DynamoStore, sqlite::SqliteStore,
+};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
 use crate::sync::report::RunReport;
 use clap::{Parser, Subcommand};
@@ -14,7 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "sophos-cw-sync", version, about = "Keeps ConnectWise PSA agreement additions in step with Sophos Central Partner usage")]
+#[command(
+    name = "sophos-cw-sync",
+    version,
+    about = "Keeps ConnectWise PSA agreement additions in step with Sophos Central Partner usage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -111,14 +117,26 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let settings = apply_settings_file(store.as_ref(), &env).await?;
     let store = store.as_ref();
     match cli.command {
-        Command::Sync { dry_run, month, json } => sync(store, &env, &settings, dry_run, month, json).await,
+        Command::Sync {
+            dry_run,
+            month,
+            json,
+        } => sync(store, &env, &settings, dry_run, month, json).await,
         Command::Status { json } => status(store, json).await,
-        Command::Map { tenant_id, company, agreement, ignore, clear } => {
-            map(store, tenant_id, company, agreement, ignore, clear).await
-        }
+        Command::Map {
+            tenant_id,
+            company,
+            agreement,
+            ignore,
+            clear,
+        } => map(store, tenant_id, company, agreement, ignore, clear).await,
         Command::Settings { json } => {
             let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
-            if json { println!("{text}") } else { print_settings(&settings) }
+            if json {
+                println!("{text}")
+            } else {
+                print_settings(&settings)
+            }
             Ok(0)
         }
         Command::Runs { json } => runs(store, json).await,
@@ -131,7 +149,10 @@ pub async fn open_store(spec: &StoreSpec) -> Result<Box<dyn Store>, Failure> {
         StoreSpec::Sqlite(path) => Box::new(SqliteStore::open(path)?),
         StoreSpec::Dynamo(table) => {
             let config = aws_config::load_from_env().await;
-            Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone()))
+            Box::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table.clone(),
+            ))
         }
     })
 }
@@ -142,10 +163,18 @@ async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Set
     let Some(path) = &env.settings_file else {
         return Ok(store.get_settings().await?.unwrap_or_default());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read SYNC_SETTINGS file {} ({e})", path.display())))?;
-    let settings: Settings = serde_json::from_str(&text)
-        .map_err(|e| ConfigError(format!("settings file {} is not valid: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read SYNC_SETTINGS file {} ({e})",
+            path.display()
+        ))
+    })?;
+    let settings: Settings = serde_json::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "settings file {} is not valid: {e}",
+            path.display()
+        ))
+    })?;
     validate_settings(&settings)?;
     store.put_settings(&settings).await?;
     Ok(settings)
@@ -153,13 +182,22 @@ async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Set
 
 pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
     use crate::domain::products::is_known;
-    let unknown: Vec<&String> = s.products.iter().chain(s.product_codes.values()).filter(|p| !is_known(p)).collect();
+    let unknown: Vec<&String> = s
+        .products
+        .iter()
+        .chain(s.product_codes.values())
+        .filter(|p| !is_known(p))
+        .collect();
     if !unknown.is_empty() {
         return Err(ConfigError(format!(
             "unknown product identifiers {unknown:?}: use identifiers from the README's product table (e.g. Sophos_Intercept_X_Advanced)"
         )));
     }
-    Month::from_setting(&s.month).map_err(|e| ConfigError(format!("the month setting: {e} (or \"current\", \"previous\")")))?;
+    Month::from_setting(&s.month).map_err(|e| {
+        ConfigError(format!(
+            "the month setting: {e} (or \"current\", \"previous\")"
+        ))
+    })?;
     Ok(())
 }
 
@@ -176,14 +214,20 @@ pub async fn load_secrets(spec: &SecretsSpec) -> Result<Secrets, ConfigError> {
                 ))
             })?;
             let text = out.secret_string().ok_or_else(|| {
-                ConfigError(format!("secret {id} has no string value: store the JSON as the secret string"))
+                ConfigError(format!(
+                    "secret {id} has no string value: store the JSON as the secret string"
+                ))
             })?;
             Secrets::parse(text, &format!("Secrets Manager secret {id}"))
         }
     }
 }
 
-pub async fn build_clients(env: &Environment, secrets: &Secrets, counters: Arc<ApiCounters>) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
+pub async fn build_clients(
+    env: &Environment,
+    secrets: &Secrets,
+    counters: Arc<ApiCounters>,
+) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
     let policy = HttpPolicy::default();
     let sophos = SophosClient::new(
         SophosConfig {
@@ -212,9 +256,18 @@ pub async fn build_clients(env: &Environment, secrets: &Secrets, counters: Arc<A
     Ok((sophos, cw))
 }
 
-async fn sync(store: &dyn Store, env: &Environment, settings: &Settings, dry_run: bool, month: Option<String>, json: bool) -> Result<u8, Failure> {
+async fn sync(
+    store: &dyn Store,
+    env: &Environment,
+    settings: &Settings,
+    dry_run: bool,
+    month: Option<String>,
+    json: bool,
+) -> Result<u8, Failure> {
     let month = match month {
-        Some(m) => m.parse::<Month>().map_err(|e| ConfigError(format!("--month: {e}")))?,
+        Some(m) => m
+            .parse::<Month>()
+            .map_err(|e| ConfigError(format!("--month: {e}")))?,
         None => Month::from_setting(&settings.month).map_err(ConfigError)?,
     };
     let secrets = load_secrets(&env.secrets).await?;
@@ -225,7 +278,13 @@ async fn sync(store: &dyn Store, env: &Environment, settings: &Settings, dry_run
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
         opts.lease_ttl = std::time::Duration::from_secs(secs);
     }
-    let engine = Engine { store, sophos: &sophos, cw: &cw, counters, settings };
+    let engine = Engine {
+        store,
+        sophos: &sophos,
+        cw: &cw,
+        counters,
+        settings,
+    };
     let report = match engine.run(&opts).await {
         Ok(r) => r,
         Err(CycleError::Crashed(n)) => {
@@ -237,7 +296,10 @@ async fn sync(store: &dyn Store, env: &Environment, settings: &Settings, dry_run
         Err(e) => return Err(Failure::Other(e.to_string())),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         crate::output::print_report(&report);
     }
@@ -261,32 +323,69 @@ async fn status(store: &dyn Store, json: bool) -> Result<u8, Failure> {
     statuses.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
     let reports: Vec<serde_json::Value> = statuses.into_iter().map(|s| s.report).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
     } else {
         crate::output::print_status(&reports);
     }
     Ok(0)
 }
 
-async fn map(store: &dyn Store, tenant_id: String, company: Option<i64>, agreement: Option<i64>, ignore: bool, clear: bool) -> Result<u8, Failure> {
+async fn map(
+    store: &dyn Store,
+    tenant_id: String,
+    company: Option<i64>,
+    agreement: Option<i64>,
+    ignore: bool,
+    clear: bool,
+) -> Result<u8, Failure> {
     let tenant_id = tenant_id.trim().to_owned();
     if tenant_id.is_empty() {
-        return Err(Failure::Config("the tenant id is empty: use the Sophos tenant id shown by `status`".into()));
+        return Err(Failure::Config(
+            "the tenant id is empty: use the Sophos tenant id shown by `status`".into(),
+        ));
     }
     if clear {
         let existed = store.delete_mapping(&tenant_id).await?;
-        println!("{}", if existed { format!("mapping of {tenant_id} cleared") } else { format!("{tenant_id} had no mapping") });
+        println!(
+            "{}",
+            if existed {
+                format!("mapping of {tenant_id} cleared")
+            } else {
+                format!("{tenant_id} had no mapping")
+            }
+        );
         return Ok(0);
     }
-    let kind = if ignore { MappingKind::Ignored } else { MappingKind::Manual };
+    let kind = if ignore {
+        MappingKind::Ignored
+    } else {
+        MappingKind::Manual
+    };
     if !ignore && company.is_none() {
-        return Err(Failure::Config("say what to map to: --company <id> [--agreement <id>], --ignore or --clear".into()));
+        return Err(Failure::Config(
+            "say what to map to: --company <id> [--agreement <id>], --ignore or --clear".into(),
+        ));
     }
-    let mapping = Mapping { tenant_id: tenant_id.clone(), kind, company_id: company, agreement_id: agreement, updated_at: chrono::Utc::now() };
+    let mapping = Mapping {
+        tenant_id: tenant_id.clone(),
+        kind,
+        company_id: company,
+        agreement_id: agreement,
+        updated_at: chrono::Utc::now(),
+    };
     store.put_mapping(&mapping).await?;
     match kind {
         MappingKind::Ignored => println!("{tenant_id} will be ignored by the sync"),
-        _ => println!("{tenant_id} mapped to company {}{}", company.unwrap_or_default(), agreement.map(|a| format!(", agreement {a}")).unwrap_or_default()),
+        _ => println!(
+            "{tenant_id} mapped to company {}{}",
+            company.unwrap_or_default(),
+            agreement
+                .map(|a| format!(", agreement {a}"))
+                .unwrap_or_default()
+        ),
     }
     Ok(0)
 }
@@ -294,7 +393,10 @@ async fn map(store: &dyn Store, tenant_id: String, company: Option<i64>, agreeme
 async fn runs(store: &dyn Store, json: bool) -> Result<u8, Failure> {
     let runs = store.list_runs(20, None).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
     } else {
         crate::output::print_runs(&runs);
     }
@@ -304,7 +406,10 @@ async fn runs(store: &dyn Store, json: bool) -> Result<u8, Failure> {
 async fn audit(store: &dyn Store, json: bool) -> Result<u8, Failure> {
     let entries = store.list_audit(200, None).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).unwrap_or_default()
+        );
     } else {
         crate::output::print_audit(&entries);
     }
@@ -312,9 +417,26 @@ async fn audit(store: &dyn Store, json: bool) -> Result<u8, Failure> {
 }
 
 fn print_settings(s: &Settings) {
-    println!("products:        {}", if s.products.is_empty() { "(none selected: nothing is written)".into() } else { s.products.iter().cloned().collect::<Vec<_>>().join(", ") });
-    println!("agreementType:   {}", s.agreement_type.as_deref().unwrap_or("(not set)"));
-    println!("catalog:         type={:?} category={:?} subcategory={:?} unitOfMeasure={:?} productClass={:?}", s.catalog.product_type, s.catalog.category, s.catalog.subcategory, s.catalog.unit_of_measure, s.catalog.product_class);
+    println!(
+        "products:        {}",
+        if s.products.is_empty() {
+            "(none selected: nothing is written)".into()
+        } else {
+            s.products.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    );
+    println!(
+        "agreementType:   {}",
+        s.agreement_type.as_deref().unwrap_or("(not set)")
+    );
+    println!(
+        "catalog:         type={:?} category={:?} subcategory={:?} unitOfMeasure={:?} productClass={:?}",
+        s.catalog.product_type,
+        s.catalog.category,
+        s.catalog.subcategory,
+        s.catalog.unit_of_measure,
+        s.catalog.product_class
+    );
     println!("quantityField:   {:?}", s.quantity_field);
     println!("zeroUsage:       {:?}", s.zero_usage);
     println!("month:           {}", s.month);

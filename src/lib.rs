@@ -3,11 +3,11 @@
 
 pub mod cli;
 pub mod config;
-pub mod output;
-pub mod telemetry;
-pub mod domain;
-pub mod sync;
-pub mod store;
-pub mod http;
-pub mod sophos;
 pub mod connectwise;
+pub mod domain;
+pub mod http;
+pub mod output;
+pub mod sophos;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

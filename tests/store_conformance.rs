@@ -234,7 +234,10 @@ async fn mappings_put_get_list_delete(f: &Fixture) {
 
     let mut all = s.list_mappings().await.unwrap();
     all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    assert_eq!(all, vec![manual.clone(), discovered.clone(), ignored.clone()]);
+    assert_eq!(
+        all,
+        vec![manual.clone(), discovered.clone(), ignored.clone()]
+    );
 
     // A put replaces.
     let remapped = Mapping {
@@ -417,7 +420,11 @@ async fn audit_append_and_list_latest_first(f: &Fixture) {
     );
     assert_eq!(
         keys(s.list_audit(10, Some("r1")).await.unwrap()),
-        vec![("r1".to_owned(), 3), ("r1".to_owned(), 2), ("r1".to_owned(), 1)]
+        vec![
+            ("r1".to_owned(), 3),
+            ("r1".to_owned(), 2),
+            ("r1".to_owned(), 1)
+        ]
     );
     assert_eq!(
         keys(s.list_audit(1, Some("r1")).await.unwrap()),
@@ -431,9 +438,13 @@ async fn audit_many_entries(f: &Fixture) {
     let s = f.store();
     for i in 0..120u32 {
         let run_id = if i % 3 == 0 { "ra" } else { "rb" };
-        s.append_audit(&audit(run_id, i, t0() + chrono::Duration::milliseconds(i64::from(i))))
-            .await
-            .unwrap();
+        s.append_audit(&audit(
+            run_id,
+            i,
+            t0() + chrono::Duration::milliseconds(i64::from(i)),
+        ))
+        .await
+        .unwrap();
     }
     let all = s.list_audit(200, None).await.unwrap();
     assert_eq!(all.len(), 120);
@@ -483,7 +494,10 @@ async fn lists_span_several_pages(f: &Fixture) {
     let small = s.list_audit(100, Some("small")).await.unwrap();
     assert_eq!(small.len(), n as usize);
     assert!(small.iter().all(|e| e.run_id == "small"));
-    assert_eq!(s.list_audit(100, Some("big")).await.unwrap().len(), n as usize);
+    assert_eq!(
+        s.list_audit(100, Some("big")).await.unwrap().len(),
+        n as usize
+    );
     assert_eq!(s.list_audit(100, None).await.unwrap().len(), 2 * n as usize);
 }
 
@@ -557,10 +571,16 @@ async fn lease_expired_can_be_taken_over(f: &Fixture) {
         LeaseOutcome::Acquired
     );
     // The old holder has lost it.
-    assert!(!s.renew_lease("crashed", t + secs(62), MINUTE).await.unwrap());
+    assert!(
+        !s.renew_lease("crashed", t + secs(62), MINUTE)
+            .await
+            .unwrap()
+    );
     s.release_lease("crashed").await.unwrap();
     assert_eq!(
-        s.acquire_lease("third", t + secs(62), MINUTE).await.unwrap(),
+        s.acquire_lease("third", t + secs(62), MINUTE)
+            .await
+            .unwrap(),
         LeaseOutcome::HeldBy(Lease {
             run_id: "next".to_owned(),
             expires_at: t + secs(121),
@@ -624,18 +644,24 @@ async fn claim_once_dedups_until_expiry(f: &Fixture) {
     let hour = Duration::from_secs(3600);
     assert_eq!(s.claim_once("evt-1", "r1", t, hour).await.unwrap(), None);
     assert_eq!(
-        s.claim_once("evt-1", "r2", t + secs(60), hour).await.unwrap(),
+        s.claim_once("evt-1", "r2", t + secs(60), hour)
+            .await
+            .unwrap(),
         Some("r1".to_owned())
     );
     // Another key is independent.
     assert_eq!(s.claim_once("evt-2", "r2", t, hour).await.unwrap(), None);
     // After expiry the key can be claimed again.
     assert_eq!(
-        s.claim_once("evt-1", "r3", t + secs(3601), hour).await.unwrap(),
+        s.claim_once("evt-1", "r3", t + secs(3601), hour)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        s.claim_once("evt-1", "r4", t + secs(3700), hour).await.unwrap(),
+        s.claim_once("evt-1", "r4", t + secs(3700), hour)
+            .await
+            .unwrap(),
         Some("r3".to_owned())
     );
 }
@@ -741,7 +767,10 @@ mod sqlite_only {
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
         let err = SqliteStore::open(&path).unwrap_err();
         assert!(!err.is_retryable(), "{err:?}");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -799,7 +828,10 @@ mod dynamodb_only {
         let mut r = run("r-ttl", RunStatus::Succeeded);
         r.expires_at = Some(expires);
         store.put_run(&r).await.unwrap();
-        store.put_run(&run("r-keep", RunStatus::Running)).await.unwrap();
+        store
+            .put_run(&run("r-keep", RunStatus::Running))
+            .await
+            .unwrap();
 
         let item = raw_item(&client, store.table_name(), "RUN", "r-ttl")
             .await
@@ -827,9 +859,14 @@ mod dynamodb_only {
             .unwrap();
         assert_eq!(
             claim.get("ttl"),
-            Some(&AttributeValue::N((t0() + secs(3600)).timestamp().to_string()))
+            Some(&AttributeValue::N(
+                (t0() + secs(3600)).timestamp().to_string()
+            ))
         );
-        assert_eq!(claim.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+        assert_eq!(
+            claim.get("runId"),
+            Some(&AttributeValue::S("r1".to_owned()))
+        );
 
         let ttl = client
             .describe_time_to_live()
@@ -849,18 +886,33 @@ mod dynamodb_only {
         let (conf, store) = new_dynamo_table().await;
         let client = Client::new(&conf);
         let table = store.table_name();
-        store.put_addition(&addition("t1", "CIXA", 1.0)).await.unwrap();
+        store
+            .put_addition(&addition("t1", "CIXA", 1.0))
+            .await
+            .unwrap();
         let e = audit("r1", 7, t0());
         store.append_audit(&e).await.unwrap();
         store.acquire_lease("r1", t0(), MINUTE).await.unwrap();
 
-        assert!(raw_item(&client, table, "ADDITION", "t1#CIXA").await.is_some());
-        let a = raw_item(&client, table, "AUDIT", "2024-05-01T06:00:00.000Z#r1#000007")
-            .await
-            .unwrap();
+        assert!(
+            raw_item(&client, table, "ADDITION", "t1#CIXA")
+                .await
+                .is_some()
+        );
+        let a = raw_item(
+            &client,
+            table,
+            "AUDIT",
+            "2024-05-01T06:00:00.000Z#r1#000007",
+        )
+        .await
+        .unwrap();
         assert_eq!(a.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
         let lease = raw_item(&client, table, "LEASE", "LEASE").await.unwrap();
-        assert_eq!(lease.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+        assert_eq!(
+            lease.get("runId"),
+            Some(&AttributeValue::S("r1".to_owned()))
+        );
         assert_eq!(
             lease.get("expiresAt"),
             Some(&AttributeValue::N(
@@ -915,6 +967,9 @@ mod dynamodb_only {
         store.create_table_if_missing().await.unwrap();
         store.enable_ttl().await.unwrap();
         store.put_settings(&Settings::default()).await.unwrap();
-        assert_eq!(store.get_settings().await.unwrap(), Some(Settings::default()));
+        assert_eq!(
+            store.get_settings().await.unwrap(),
+            Some(Settings::default())
+        );
     }
 }

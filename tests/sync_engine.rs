@@ -21,7 +21,12 @@ fn active(additions: Vec<Value>) -> Vec<Value> {
 }
 
 fn codes(c: &Value) -> Vec<String> {
-    c["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap().to_owned()).collect()
+    c["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,12 +37,27 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
 
     // Catalog: the existing item is found by identifier, the missing one created once.
     let catalog = h.catalog();
-    let xdr: Vec<_> = catalog.iter().filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced_XDR").collect();
+    let xdr: Vec<_> = catalog
+        .iter()
+        .filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced_XDR")
+        .collect();
     assert_eq!(xdr.len(), 1);
-    assert_eq!(catalog.iter().filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced").count(), 1);
+    assert_eq!(
+        catalog
+            .iter()
+            .filter(|c| c["identifier"] == "Sophos_Intercept_X_Advanced")
+            .count(),
+        1
+    );
     assert_eq!(catalog.len(), 2, "only selected products are created");
-    let ixa = catalog.iter().find(|c| c["identifier"] == "Sophos_Intercept_X_Advanced").unwrap();
-    assert_eq!(ixa["customerDescription"], "Endpoint protection (edited by the partner)");
+    let ixa = catalog
+        .iter()
+        .find(|c| c["identifier"] == "Sophos_Intercept_X_Advanced")
+        .unwrap();
+    assert_eq!(
+        ixa["customerDescription"],
+        "Endpoint protection (edited by the partner)"
+    );
     assert_eq!(ixa["price"], 4.5);
 
     // Acme: exact name; 30 + 12 aggregated across order lines; XDR created too.
@@ -47,9 +67,15 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     assert_eq!(qty(acme_ixa), 42.0);
     assert_eq!(acme_ixa["billCustomer"], "Billable");
     assert_eq!(acme_ixa["effectiveDate"], "2026-11-01T00:00:00Z");
-    let acme_xdr = acme.iter().find(|a| a["product"]["id"] == xdr[0]["id"]).unwrap();
+    let acme_xdr = acme
+        .iter()
+        .find(|a| a["product"]["id"] == xdr[0]["id"])
+        .unwrap();
     assert_eq!(qty(acme_xdr), 5.0);
-    assert!(h.additions_of(209).is_empty(), "other agreement types untouched");
+    assert!(
+        h.additions_of(209).is_empty(),
+        "other agreement types untouched"
+    );
     let c = customer(&report, &tenant(1));
     assert_eq!(c["status"], "synced");
     assert_eq!(c["companyId"], 101);
@@ -60,12 +86,18 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     let beta = h.additions_of(202);
     assert_eq!(beta.len(), 1);
     assert_eq!(qty(&beta[0]), 8.0);
-    assert!(h.additions_of(203).is_empty(), "cancelled agreement untouched");
+    assert!(
+        h.additions_of(203).is_empty(),
+        "cancelled agreement untouched"
+    );
     let c = customer(&report, &tenant(2));
     assert_eq!(c["status"], "error");
     assert_eq!(codes(&c), ["PRODUCT_UNMAPPED"]);
     let p = &c["products"][0];
-    assert_eq!((p["previousQuantity"].as_f64(), p["newQuantity"].as_f64()), (Some(5.0), Some(8.0)));
+    assert_eq!(
+        (p["previousQuantity"].as_f64(), p["newQuantity"].as_f64()),
+        (Some(5.0), Some(8.0))
+    );
     assert_eq!(p["action"], "update");
 
     // Mapping problems: unmapped with the code and advice; nothing written for them.
@@ -81,7 +113,11 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
         assert_eq!(codes(&c), [code], "tenant {n}");
         assert!(c["errors"][0]["advice"].as_str().unwrap().len() > 40);
     }
-    assert!(h.additions_of(205).is_empty() && h.additions_of(206).is_empty() && h.additions_of(207).is_empty());
+    assert!(
+        h.additions_of(205).is_empty()
+            && h.additions_of(206).is_empty()
+            && h.additions_of(207).is_empty()
+    );
 
     // Ignored with reasons.
     for (n, word) in [(7, "trial"), (8, "term"), (9, "not activated")] {
@@ -93,15 +129,24 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     // Lambda: two additions of one product: reported, neither touched.
     let lambda = h.additions_of(211);
     assert_eq!(lambda.iter().map(qty).collect::<Vec<_>>(), [7.0, 7.0]);
-    assert_eq!(codes(&customer(&report, &tenant(11))), ["ADDITION_AMBIGUOUS"]);
+    assert_eq!(
+        codes(&customer(&report, &tenant(11))),
+        ["ADDITION_AMBIGUOUS"]
+    );
 
     // Mu: no usage this month -> zeroed (zeroUsage = zero).
     assert_eq!(qty(&h.additions_of(212)[0]), 0.0);
-    assert_eq!(customer(&report, &tenant(12))["products"][0]["action"], "zero");
+    assert_eq!(
+        customer(&report, &tenant(12))["products"][0]["action"],
+        "zero"
+    );
 
     // The firewall line without a customer is reported, not guessed.
     assert_eq!(report.unassigned_usage.len(), 1);
-    assert_eq!(report.unassigned_usage[0].product_code.as_deref(), Some("XGS-FW-MSP"));
+    assert_eq!(
+        report.unassigned_usage[0].product_code.as_deref(),
+        Some("XGS-FW-MSP")
+    );
 
     // Writes: 1 catalog item, 3 new additions (Acme x2, Nu), 2 PATCHes (Beta, Mu).
     assert_eq!(report.writes, 6);
@@ -111,15 +156,24 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     // Audit trail: one entry per write, with old and new quantities.
     let audit = h.store.list_audit(100, Some(&report.run_id)).await.unwrap();
     assert_eq!(audit.len(), 6);
-    let beta_update = audit.iter().find(|a| a.action == "updateAddition" && a.agreement_id == Some(202)).unwrap();
-    assert_eq!((beta_update.old_quantity, beta_update.new_quantity), (Some(5.0), Some(8.0)));
+    let beta_update = audit
+        .iter()
+        .find(|a| a.action == "updateAddition" && a.agreement_id == Some(202))
+        .unwrap();
+    assert_eq!(
+        (beta_update.old_quantity, beta_update.new_quantity),
+        (Some(5.0), Some(8.0))
+    );
 
     // Second run: nothing to do, zero ConnectWise writes.
     h.sim.clear_requests();
     let again = h.run(&demo_settings()).await;
     assert_eq!(again.writes, 0);
     assert_eq!(h.cw_writes(), 0, "{:?}", h.sim.requests());
-    assert_eq!(customer(&again, &tenant(2))["products"][0]["action"], "unchanged");
+    assert_eq!(
+        customer(&again, &tenant(2))["products"][0]["action"],
+        "unchanged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,7 +189,11 @@ async fn manual_mapping_wins_and_an_agreement_serves_one_tenant() {
 
     // Pin Kappa onto Nu's agreement: the manual mapping keeps it, Nu is refused.
     let h = Harness::start().await;
-    h.cli(&["map", &tenant(10), "--company", "113", "--agreement", "213"], &[]).await;
+    h.cli(
+        &["map", &tenant(10), "--company", "113", "--agreement", "213"],
+        &[],
+    )
+    .await;
     let report = h.run(&demo_settings()).await;
     assert_eq!(codes(&customer(&report, &tenant(13))), ["AGREEMENT_SHARED"]);
     assert_eq!(customer(&report, &tenant(10))["status"], "synced");
@@ -147,7 +205,12 @@ async fn manual_mapping_wins_and_an_agreement_serves_one_tenant() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_ignored_tenant_is_left_alone() {
     let h = Harness::start().await;
-    assert!(h.cli(&["map", &tenant(1), "--ignore"], &[]).await.status.success());
+    assert!(
+        h.cli(&["map", &tenant(1), "--ignore"], &[])
+            .await
+            .status
+            .success()
+    );
     let m = h.store.get_mapping(&tenant(1)).await.unwrap().unwrap();
     assert_eq!(m.kind, MappingKind::Ignored);
     let report = h.run(&demo_settings()).await;
@@ -168,10 +231,17 @@ async fn zero_usage_keep_and_cancel() {
     let mu = &h.additions_of(212)[0];
     assert_eq!(mu["cancelledDate"], "2026-11-30T00:00:00Z");
     assert_eq!(qty(mu), 7.0);
-    assert_eq!(customer(&report, &tenant(12))["products"][0]["action"], "cancel");
+    assert_eq!(
+        customer(&report, &tenant(12))["products"][0]["action"],
+        "cancel"
+    );
     h.sim.clear_requests();
     h.run(&settings_with(ZeroUsage::Cancel)).await;
-    assert_eq!(h.cw_writes(), 0, "a cancelled addition is not cancelled again");
+    assert_eq!(
+        h.cw_writes(),
+        0,
+        "a cancelled addition is not cancelled again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,20 +250,41 @@ async fn forgotten_addition_is_adopted_and_lost_one_recreated_once() {
     h.run(&demo_settings()).await;
     // The store forgets everything it remembered about additions.
     for r in h.store.list_additions().await.unwrap() {
-        h.store.delete_addition(&r.tenant_id, &r.identifier).await.unwrap();
+        h.store
+            .delete_addition(&r.tenant_id, &r.identifier)
+            .await
+            .unwrap();
     }
     h.sim.clear_requests();
     let report = h.run(&demo_settings()).await;
     assert_eq!(h.cw_writes(), 0, "adopted, not duplicated");
-    assert_eq!(customer(&report, &tenant(1))["products"][0]["action"], "adopt");
+    assert_eq!(
+        customer(&report, &tenant(1))["products"][0]["action"],
+        "adopt"
+    );
     assert_eq!(active(h.additions_of(201)).len(), 2);
-    assert_eq!(h.store.list_additions().await.unwrap().iter().filter(|r| r.tenant_id == tenant(1)).count(), 2);
+    assert_eq!(
+        h.store
+            .list_additions()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.tenant_id == tenant(1))
+            .count(),
+        2
+    );
 
     // ConnectWise loses Acme's Intercept X addition: it is created again, once.
-    h.sim.with_state(|s| s.collection_mut("additions").retain(|a| !(a["agreementId"] == 201 && a["product"]["id"] == 901)));
+    h.sim.with_state(|s| {
+        s.collection_mut("additions")
+            .retain(|a| !(a["agreementId"] == 201 && a["product"]["id"] == 901))
+    });
     h.run(&demo_settings()).await;
     h.run(&demo_settings()).await;
-    let ixa: Vec<_> = active(h.additions_of(201)).into_iter().filter(|a| a["product"]["id"] == 901).collect();
+    let ixa: Vec<_> = active(h.additions_of(201))
+        .into_iter()
+        .filter(|a| a["product"]["id"] == 901)
+        .collect();
     assert_eq!(ixa.len(), 1);
     assert_eq!(qty(&ixa[0]), 42.0);
 }
@@ -207,10 +298,23 @@ async fn a_month_without_usage_data_changes_nothing() {
     opts.month = "2026-12".parse().unwrap();
     let report = h.run_with(&settings, opts).await.unwrap();
     assert!(!report.usage_available);
-    assert_eq!(h.cw_writes(), 1, "only the missing catalog item: {:?}", h.sim.requests());
-    assert_eq!(qty(&h.additions_of(212)[0]), 7.0, "unknown usage is not zero usage");
+    assert_eq!(
+        h.cw_writes(),
+        1,
+        "only the missing catalog item: {:?}",
+        h.sim.requests()
+    );
+    assert_eq!(
+        qty(&h.additions_of(212)[0]),
+        7.0,
+        "unknown usage is not zero usage"
+    );
     assert_eq!(qty(&h.additions_of(202)[0]), 5.0);
-    let usage_404 = h.sim.requests().iter().any(|r| r.path.contains("/billing/usage/2026/12") && r.status == 404);
+    let usage_404 = h
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/billing/usage/2026/12") && r.status == 404);
     assert!(usage_404);
 }
 
@@ -233,11 +337,34 @@ async fn dry_run_prints_the_plan_and_writes_nothing_anywhere() {
     assert_eq!(h.cw_writes(), 0);
     assert_eq!(report.writes, 0);
     let acme = customer(&report, &tenant(1));
-    let actions: Vec<_> = acme["products"].as_array().unwrap().iter().map(|p| (p["action"].clone(), p["newQuantity"].clone())).collect();
-    assert_eq!(actions, [("create".into(), 42.0.into()), ("create".into(), 5.0.into())]);
+    let actions: Vec<_> = acme["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["action"].clone(), p["newQuantity"].clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("create".into(), 42.0.into()),
+            ("create".into(), 5.0.into())
+        ]
+    );
     let beta = customer(&report, &tenant(2));
-    assert_eq!((beta["products"][0]["previousQuantity"].as_f64(), beta["products"][0]["newQuantity"].as_f64()), (Some(5.0), Some(8.0)));
-    assert!(report.catalog.iter().any(|c| c.identifier == "Sophos_Intercept_X_Advanced_XDR" && format!("{:?}", c.action) == "Create"));
+    assert_eq!(
+        (
+            beta["products"][0]["previousQuantity"].as_f64(),
+            beta["products"][0]["newQuantity"].as_f64()
+        ),
+        (Some(5.0), Some(8.0))
+    );
+    assert!(
+        report
+            .catalog
+            .iter()
+            .any(|c| c.identifier == "Sophos_Intercept_X_Advanced_XDR"
+                && format!("{:?}", c.action) == "Create")
+    );
     // Nothing in the store either.
     assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
     assert!(h.store.list_audit(10, None).await.unwrap().is_empty());

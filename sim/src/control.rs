@@ -32,7 +32,10 @@ pub fn router() -> Router<Shared> {
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/counters", get(counters))
         .route("/_sim/latency", put(set_latency))
-        .route("/_sim/faults", get(faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/_sim/faults",
+            get(faults).post(add_fault).delete(clear_faults),
+        )
         .route("/_sim/clock", post(advance_clock))
         .route("/_sim/usage/{month}", put(put_usage).delete(delete_usage))
 }

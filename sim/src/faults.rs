@@ -9,7 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::{Duration, Instant};
 
-pub async fn layer(State((shared, api)): State<(Shared, Api)>, req: Request, next: Next) -> Response {
+pub async fn layer(
+    State((shared, api)): State<(Shared, Api)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -22,7 +26,11 @@ pub async fn layer(State((shared, api)): State<(Shared, Api)>, req: Request, nex
             0 => 0,
             j => seq.wrapping_mul(2_654_435_761) % (j + 1),
         };
-        (s.take_fault(api, &method, &path), latency.fixed_ms + jitter, seq)
+        (
+            s.take_fault(api, &method, &path),
+            latency.fixed_ms + jitter,
+            seq,
+        )
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -31,7 +39,11 @@ pub async fn layer(State((shared, api)): State<(Shared, Api)>, req: Request, nex
         None => (next.run(req).await, None),
         Some(f) => {
             let note = format!("{:?}", f.kind);
-            let applied = if f.after_apply { Some(next.run(req).await) } else { None };
+            let applied = if f.after_apply {
+                Some(next.run(req).await)
+            } else {
+                None
+            };
             (inject(api, &f.kind, applied).await, Some(note))
         }
     };
@@ -41,7 +53,11 @@ pub async fn layer(State((shared, api)): State<(Shared, Api)>, req: Request, nex
         Api::Sophos => &mut s.counters.sophos,
         Api::Connectwise => &mut s.counters.connectwise,
     };
-    if method == "GET" { counts.reads += 1 } else { counts.writes += 1 }
+    if method == "GET" {
+        counts.reads += 1
+    } else {
+        counts.writes += 1
+    }
     s.log.push(LoggedRequest {
         seq,
         api,

@@ -20,10 +20,22 @@ pub const USAGE_MONTH: &str = "2026-11";
 pub const PRODUCTS: [(&str, &str); 8] = [
     ("CIXA-MSP", "Intercept X Advanced - MSP Monthly"),
     ("CIXAXDR-MSP", "Intercept X Advanced with XDR - MSP Monthly"),
-    ("CIXASRV-MSP", "Intercept X Advanced for Server - MSP Monthly"),
-    ("CIXASRVXDR-MSP", "Intercept X Advanced for Server with XDR - MSP Monthly"),
-    ("MDRE-MSP", "Managed Detection and Response Essentials - MSP Monthly"),
-    ("MDRC-MSP", "Managed Detection and Response Complete - MSP Monthly"),
+    (
+        "CIXASRV-MSP",
+        "Intercept X Advanced for Server - MSP Monthly",
+    ),
+    (
+        "CIXASRVXDR-MSP",
+        "Intercept X Advanced for Server with XDR - MSP Monthly",
+    ),
+    (
+        "MDRE-MSP",
+        "Managed Detection and Response Essentials - MSP Monthly",
+    ),
+    (
+        "MDRC-MSP",
+        "Managed Detection and Response Complete - MSP Monthly",
+    ),
     ("CMSA-MSP", "Mobile Advanced - MSP Monthly"),
     ("CDE-MSP", "Device Encryption - MSP Monthly"),
 ];
@@ -32,11 +44,23 @@ pub const PRODUCTS: [(&str, &str); 8] = [
 const NO_COMPANY_EVERY: usize = 50;
 
 const ADJECTIVES: [&str; 16] = [
-    "Acme", "Blue", "Cedar", "Delta", "Eagle", "Falcon", "Granite", "Harbor", "Iron", "Juniper", "Keystone",
-    "Lakeside", "Maple", "Northern", "Pioneer", "Summit",
+    "Acme", "Blue", "Cedar", "Delta", "Eagle", "Falcon", "Granite", "Harbor", "Iron", "Juniper",
+    "Keystone", "Lakeside", "Maple", "Northern", "Pioneer", "Summit",
 ];
-const NOUNS: [&str; 12] =
-    ["Dental", "Logistics", "Legal", "Motors", "Bakery", "Clinic", "Farms", "Software", "Builders", "Realty", "Foods", "Energy"];
+const NOUNS: [&str; 12] = [
+    "Dental",
+    "Logistics",
+    "Legal",
+    "Motors",
+    "Bakery",
+    "Clinic",
+    "Farms",
+    "Software",
+    "Builders",
+    "Realty",
+    "Foods",
+    "Energy",
+];
 const SUFFIXES: [&str; 6] = ["Ltd", "LLC", "Inc", "GmbH", "Corp", "Group"];
 
 // Fixed ids of the reference data, so tests and benchmarks can name them.
@@ -61,7 +85,10 @@ pub fn generate(tenants: usize, products: usize, seed: u64) -> Scenario {
     }
     let lines = std::mem::take(&mut g.lines);
     g.sophos.usage = BTreeMap::from([(USAGE_MONTH.to_owned(), lines)]);
-    Scenario { sophos: g.sophos, connectwise: g.cw }
+    Scenario {
+        sophos: g.sophos,
+        connectwise: g.cw,
+    }
 }
 
 struct Generator {
@@ -88,7 +115,9 @@ impl Generator {
     fn uuid(&mut self) -> String {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes[..]);
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
     }
 
     fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
@@ -151,7 +180,11 @@ impl Generator {
     fn usage_lines(&mut self, i: usize, tenant: &str, external_id: &str, product: (&str, &str)) {
         let total: u32 = self.rng.random_range(1..=250);
         let split = total > 1 && self.rng.random_range(0..10) == 0;
-        let first = if split { self.rng.random_range(1..total) } else { total };
+        let first = if split {
+            self.rng.random_range(1..total)
+        } else {
+            total
+        };
         for quantity in [first, total - first].into_iter().filter(|q| *q > 0) {
             let line = self.lines.len() + 1;
             self.lines.push(json!({
@@ -185,11 +218,23 @@ mod tests {
         assert_eq!(s.sophos.tenants.len(), 120);
         assert_eq!(s.connectwise.companies.len(), 118);
         assert_eq!(s.connectwise.agreements.len(), 118);
-        let companies: HashSet<&str> = s.connectwise.companies.iter().map(|c| c["name"].as_str().unwrap()).collect();
-        let unmapped: Vec<&Value> =
-            s.sophos.tenants.iter().filter(|t| !companies.contains(t["name"].as_str().unwrap())).collect();
+        let companies: HashSet<&str> = s
+            .connectwise
+            .companies
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        let unmapped: Vec<&Value> = s
+            .sophos
+            .tenants
+            .iter()
+            .filter(|t| !companies.contains(t["name"].as_str().unwrap()))
+            .collect();
         assert_eq!(unmapped.len(), 2);
-        assert_eq!(unmapped[0]["name"].as_str().unwrap().split(' ').nth(2), Some("00050"));
+        assert_eq!(
+            unmapped[0]["name"].as_str().unwrap().split(' ').nth(2),
+            Some("00050")
+        );
     }
 
     #[test]
@@ -199,7 +244,10 @@ mod tests {
         for line in &s.sophos.usage[USAGE_MONTH] {
             let code = line["productCode"].as_str().unwrap();
             assert!(PRODUCTS.iter().any(|(c, _)| *c == code), "{code}");
-            per_tenant.entry(line["accountId"].as_str().unwrap()).or_default().insert(code);
+            per_tenant
+                .entry(line["accountId"].as_str().unwrap())
+                .or_default()
+                .insert(code);
         }
         assert_eq!(per_tenant.len(), 200);
         assert!(per_tenant.values().all(|codes| codes.len() == 3));

@@ -38,7 +38,11 @@ impl Sim {
     }
 
     /// Starts the Sophos simulator on `sophos_bind` and ConnectWise on `cw_bind`.
-    pub async fn start_on(sophos_bind: &str, cw_bind: &str, scenario: Scenario) -> std::io::Result<Sim> {
+    pub async fn start_on(
+        sophos_bind: &str,
+        cw_bind: &str,
+        scenario: Scenario,
+    ) -> std::io::Result<Sim> {
         let shared: Shared = Arc::new(Mutex::new(SimState::new(scenario)));
         let sophos_listener = TcpListener::bind(sophos_bind).await?;
         let cw_listener = TcpListener::bind(cw_bind).await?;
@@ -46,8 +50,16 @@ impl Sim {
         let cw_addr = cw_listener.local_addr()?;
         let sophos_app = app(Api::Sophos, sophos::router(), &shared);
         let cw_app = app(Api::Connectwise, connectwise::router(), &shared);
-        let tasks = vec![serve(sophos_listener, sophos_app), serve(cw_listener, cw_app)];
-        Ok(Sim { shared, sophos_addr, cw_addr, tasks })
+        let tasks = vec![
+            serve(sophos_listener, sophos_app),
+            serve(cw_listener, cw_app),
+        ];
+        Ok(Sim {
+            shared,
+            sophos_addr,
+            cw_addr,
+            tasks,
+        })
     }
 
     /// Base URL of the Sophos side: both the identity service (token) and the API.

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sophos-cw-sim", about = "Sophos Central Partner API and ConnectWise PSA simulators")]
+#[command(
+    name = "sophos-cw-sim",
+    about = "Sophos Central Partner API and ConnectWise PSA simulators"
+)]
 struct Args {
     /// Scenario JSON file [default: the built-in demo scenario]
     #[arg(long, value_name = "FILE", conflicts_with = "generate")]
@@ -30,9 +33,17 @@ struct Args {
 
 fn parse_size(text: &str) -> Result<(usize, usize), String> {
     let max = generate::PRODUCTS.len();
-    let (t, p) = text.split_once(['x', 'X']).ok_or("expected <tenants>x<products>, e.g. 2000x3")?;
-    let tenants = t.trim().parse().map_err(|_| format!("{t:?} is not a number of tenants"))?;
-    let products: usize = p.trim().parse().map_err(|_| format!("{p:?} is not a number of products"))?;
+    let (t, p) = text
+        .split_once(['x', 'X'])
+        .ok_or("expected <tenants>x<products>, e.g. 2000x3")?;
+    let tenants = t
+        .trim()
+        .parse()
+        .map_err(|_| format!("{t:?} is not a number of tenants"))?;
+    let products: usize = p
+        .trim()
+        .parse()
+        .map_err(|_| format!("{p:?} is not a number of products"))?;
     if !(1..=max).contains(&products) {
         return Err(format!("products must be between 1 and {max}"));
     }
@@ -43,7 +54,9 @@ fn parse_size(text: &str) -> Result<(usize, usize), String> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let scenario = match load(&args) {
         Ok(scenario) => scenario,
@@ -56,7 +69,13 @@ async fn main() -> ExitCode {
             Err(e) => fail(&format!("cannot write {}: {e}", path.display()), 1),
         };
     }
-    let sim = match Sim::start_on(&args.sophos_addr.to_string(), &args.cw_addr.to_string(), scenario.clone()).await {
+    let sim = match Sim::start_on(
+        &args.sophos_addr.to_string(),
+        &args.cw_addr.to_string(),
+        scenario.clone(),
+    )
+    .await
+    {
         Ok(sim) => sim,
         Err(e) => return fail(&format!("cannot listen: {e}"), 1),
     };
@@ -84,11 +103,23 @@ fn fail(msg: &str, code: u8) -> ExitCode {
 fn banner(sim: &Sim, scenario: &Scenario) -> String {
     let (s, cw) = (&scenario.sophos, &scenario.connectwise);
     let (sophos, cw_url) = (sim.sophos_url(), sim.cw_url());
-    let month = s.usage.keys().next_back().cloned().unwrap_or_else(|| "2026-11".into());
+    let month = s
+        .usage
+        .keys()
+        .next_back()
+        .cloned()
+        .unwrap_or_else(|| "2026-11".into());
     let (year, month) = month.split_once('-').unwrap_or(("2026", "11"));
     let api = format!("{cw_url}/{}apis/3.0", cw.codebase);
-    let agreement = cw.agreements.first().and_then(|a| a["id"].as_i64()).unwrap_or(202);
-    let auth = format!("-u '{}+{}:{}' -H 'clientId: {}'", cw.company_id, cw.public_key, cw.private_key, cw.client_id);
+    // An agreement that has additions, if the scenario has one.
+    let agreement = cw.additions.first().and_then(|a| a["agreementId"].as_i64());
+    let agreement = agreement
+        .or_else(|| cw.agreements.first().and_then(|a| a["id"].as_i64()))
+        .unwrap_or(1);
+    let auth = format!(
+        "-u '{}+{}:{}' -H 'clientId: {}'",
+        cw.company_id, cw.public_key, cw.private_key, cw.client_id
+    );
     format!(
         "Sophos Central (identity + partner API): {sophos}
   client_id={} client_secret={} partner id={}

@@ -95,7 +95,10 @@ async fn read_token_request(req: Request) -> Result<Params, Response> {
             .map(|Json(map)| map.into_iter().map(|(k, v)| (k, plain(v))).collect())
             .map_err(|e| e.body_text())
     } else {
-        Form::<Params>::from_request(req, &()).await.map(|Form(map)| map).map_err(|e| e.body_text())
+        Form::<Params>::from_request(req, &())
+            .await
+            .map(|Form(map)| map)
+            .map_err(|e| e.body_text())
     };
     parsed.map_err(|msg| identity_error(StatusCode::BAD_REQUEST, "oauth.invalid_request", &msg))
 }
@@ -112,17 +115,33 @@ fn grant(st: &mut SimState, form: &Params) -> Result<Value, Response> {
     let grant_type = field("grant_type");
     if grant_type != "client_credentials" && grant_type != "refresh_token" {
         let msg = "grant_type must be client_credentials or refresh_token";
-        return Err(identity_error(StatusCode::BAD_REQUEST, "oauth.invalid_grant_type", msg));
+        return Err(identity_error(
+            StatusCode::BAD_REQUEST,
+            "oauth.invalid_grant_type",
+            msg,
+        ));
     }
     if !matches!(field("scope"), "" | "token") {
-        return Err(identity_error(StatusCode::BAD_REQUEST, "oauth.invalid_scope", "scope must be token"));
+        return Err(identity_error(
+            StatusCode::BAD_REQUEST,
+            "oauth.invalid_scope",
+            "scope must be token",
+        ));
     }
     let sophos = &st.scenario.sophos;
     if field("client_id") != sophos.client_id || field("client_secret") != sophos.client_secret {
-        return Err(identity_error(StatusCode::UNAUTHORIZED, "oauth.invalid_client_secret", "Unauthorized"));
+        return Err(identity_error(
+            StatusCode::UNAUTHORIZED,
+            "oauth.invalid_client_secret",
+            "Unauthorized",
+        ));
     }
     if grant_type == "refresh_token" && !st.refresh_tokens.contains(field("refresh_token")) {
-        return Err(identity_error(StatusCode::UNAUTHORIZED, "oauth.invalid_refresh_token", "Unauthorized"));
+        return Err(identity_error(
+            StatusCode::UNAUTHORIZED,
+            "oauth.invalid_refresh_token",
+            "Unauthorized",
+        ));
     }
     Ok(issue_token(st))
 }
@@ -147,7 +166,11 @@ fn issue_token(st: &mut SimState) -> Value {
 
 /// Random and opaque: clients must not parse it (the real one is a JWT).
 fn opaque_token() -> String {
-    let raw = [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat();
+    let raw = [
+        uuid::Uuid::new_v4().into_bytes(),
+        uuid::Uuid::new_v4().into_bytes(),
+    ]
+    .concat();
     URL_SAFE_NO_PAD.encode(raw)
 }
 
@@ -175,9 +198,21 @@ fn authorize_partner(st: &SimState, headers: &HeaderMap) -> Result<(), Response>
     authorize(st, headers)?;
     let given = headers.get("x-partner-id").and_then(|v| v.to_str().ok());
     match given {
-        Some(id) if id.trim().eq_ignore_ascii_case(&st.scenario.sophos.partner_id) => Ok(()),
-        Some(_) => Err(api_error(StatusCode::UNAUTHORIZED, "X-Partner-ID is not valid for this token")),
-        None => Err(api_error(StatusCode::UNAUTHORIZED, "X-Partner-ID header is missing")),
+        Some(id)
+            if id
+                .trim()
+                .eq_ignore_ascii_case(&st.scenario.sophos.partner_id) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "X-Partner-ID is not valid for this token",
+        )),
+        None => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "X-Partner-ID header is missing",
+        )),
     }
 }
 
@@ -188,7 +223,10 @@ async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(response) = authorize(&st, &headers) {
         return response;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     Json(json!({
         "id": st.scenario.sophos.partner_id,
         "idType": "partner",
@@ -199,14 +237,20 @@ async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
 
 // ------------------------------------------------------------------ tenants
 
-async fn tenants(State(shared): State<Shared>, headers: HeaderMap, Query(q): Query<Params>) -> Response {
+async fn tenants(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
     let st = lock(&shared);
     let page = authorize_partner(&st, &headers).and_then(|()| {
         let size = page_size(&q, TENANTS_MAX_PAGE_SIZE)?;
         Ok((positive(&q, "page", 1)?, size))
     });
     match page {
-        Ok((page, size)) => Json(tenant_page(&st.scenario.sophos.tenants, page, size, &q)).into_response(),
+        Ok((page, size)) => {
+            Json(tenant_page(&st.scenario.sophos.tenants, page, size, &q)).into_response()
+        }
         Err(response) => response,
     }
 }
@@ -222,12 +266,21 @@ fn tenant_page(all: &[Value], page: usize, size: usize, q: &Params) -> Value {
     json!({"items": items, "pages": pages})
 }
 
-async fn tenant(State(shared): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn tenant(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let st = lock(&shared);
     if let Err(response) = authorize_partner(&st, &headers) {
         return response;
     }
-    let found = st.scenario.sophos.tenants.iter().find(|t| t["id"].as_str() == Some(id.as_str()));
+    let found = st
+        .scenario
+        .sophos
+        .tenants
+        .iter()
+        .find(|t| t["id"].as_str() == Some(id.as_str()));
     match found {
         Some(t) => Json(t.clone()).into_response(),
         None => api_error(StatusCode::NOT_FOUND, &format!("tenant {id} not found")),
@@ -259,15 +312,24 @@ fn month_key(year: &str, month: &str) -> Result<String, Response> {
             .then(|| s.parse::<u32>().ok())
             .flatten()
     };
-    match (digits(year, 4).filter(|_| year.len() == 4), digits(month, 2)) {
+    match (
+        digits(year, 4).filter(|_| year.len() == 4),
+        digits(month, 2),
+    ) {
         (Some(y), Some(m)) if (1..=12).contains(&m) => Ok(format!("{y:04}-{m:02}")),
-        _ => Err(api_error(StatusCode::BAD_REQUEST, &format!("invalid year or month: {year}/{month}"))),
+        _ => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid year or month: {year}/{month}"),
+        )),
     }
 }
 
 fn usage_page(st: &SimState, key: &str, q: &Params) -> Result<Value, Response> {
     let Some(all) = st.scenario.sophos.usage.get(key) else {
-        return Err(api_error(StatusCode::NOT_FOUND, "no data for requested year or month"));
+        return Err(api_error(
+            StatusCode::NOT_FOUND,
+            "no data for requested year or month",
+        ));
     };
     let size = page_size(q, USAGE_MAX_PAGE_SIZE)?;
     let account = q.get("accountId").map(String::as_str);
@@ -278,7 +340,10 @@ fn usage_page(st: &SimState, key: &str, q: &Params) -> Result<Value, Response> {
     let offset = match q.get("pageFromKey") {
         None => 0,
         Some(k) => decode_key(k).filter(|o| *o <= items.len()).ok_or_else(|| {
-            api_error(StatusCode::BAD_REQUEST, "pageFromKey is not a key this report issued")
+            api_error(
+                StatusCode::BAD_REQUEST,
+                "pageFromKey is not a key this report issued",
+            )
         })?,
     };
     Ok(key_page(&items, offset, size, page_total(q)))
@@ -286,7 +351,8 @@ fn usage_page(st: &SimState, key: &str, q: &Params) -> Result<Value, Response> {
 
 fn key_page(items: &[&Value], offset: usize, size: usize, with_total: bool) -> Value {
     let page: Vec<&Value> = items.iter().skip(offset).take(size).copied().collect();
-    let mut pages = json!({"fromKey": encode_key(offset), "size": size, "maxSize": USAGE_MAX_PAGE_SIZE});
+    let mut pages =
+        json!({"fromKey": encode_key(offset), "size": size, "maxSize": USAGE_MAX_PAGE_SIZE});
     if offset + size < items.len() {
         pages["nextKey"] = json!(encode_key(offset + size));
     }
@@ -304,7 +370,11 @@ fn encode_key(offset: usize) -> String {
 
 fn decode_key(key: &str) -> Option<usize> {
     let raw = URL_SAFE_NO_PAD.decode(key.trim()).ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("sim-usage:")?.parse().ok()
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("sim-usage:")?
+        .parse()
+        .ok()
 }
 
 // ------------------------------------------------------------------ params
@@ -322,12 +392,21 @@ fn page_size(q: &Params, max: usize) -> Result<usize, Response> {
 fn positive(q: &Params, name: &str, default: usize) -> Result<usize, Response> {
     match q.get(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            api_error(StatusCode::BAD_REQUEST, &format!("{name} must be a positive integer"))
-        }),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{name} must be a positive integer"),
+                )
+            }),
     }
 }
 
 fn page_total(q: &Params) -> bool {
-    q.get("pageTotal").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    q.get("pageTotal")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }

@@ -50,9 +50,13 @@ pub struct Latency {
     pub jitter_ms: u64,
 }
 
-/// What an injected fault does to the request it hits.
+/// What an injected fault does to the request it hits. JSON: `{"kind":"rateLimit","retryAfter":7}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum FaultKind {
     /// Answer this status with the vendor's error body.
     Status { status: u16 },
@@ -96,8 +100,14 @@ fn one() -> u64 {
 impl Fault {
     fn matches(&self, api: Api, method: &str, path: &str) -> bool {
         self.api == api
-            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
     }
 }
 
@@ -203,7 +213,11 @@ impl SimState {
     /// Finds the fault, if any, that this request triggers, and advances counts.
     pub fn take_fault(&mut self, api: Api, method: &str, path: &str) -> Option<Fault> {
         let mut hit = None;
-        for fault in self.faults.iter_mut().filter(|f| f.matches(api, method, path)) {
+        for fault in self
+            .faults
+            .iter_mut()
+            .filter(|f| f.matches(api, method, path))
+        {
             fault.seen += 1;
             let in_window = fault.seen >= fault.nth && fault.seen < fault.nth + fault.times;
             if in_window && hit.is_none() {

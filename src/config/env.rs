@@ -37,10 +37,15 @@ impl Environment {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         Ok(Self {
-            store: parse_store(&get("SYNC_STORE").unwrap_or_else(|| "sqlite:./sophos-cw-sync.db".into()))?,
-            secrets: parse_secrets(&get("SYNC_SECRETS").unwrap_or_else(|| "file:./secrets.json".into()))?,
+            store: parse_store(
+                &get("SYNC_STORE").unwrap_or_else(|| "sqlite:./sophos-cw-sync.db".into()),
+            )?,
+            secrets: parse_secrets(
+                &get("SYNC_SECRETS").unwrap_or_else(|| "file:./secrets.json".into()),
+            )?,
             sophos_id_url: get("SOPHOS_ID_URL").unwrap_or_else(|| "https://id.sophos.com".into()),
-            sophos_api_url: get("SOPHOS_API_URL").unwrap_or_else(|| "https://api.central.sophos.com".into()),
+            sophos_api_url: get("SOPHOS_API_URL")
+                .unwrap_or_else(|| "https://api.central.sophos.com".into()),
             settings_file: get("SYNC_SETTINGS").map(PathBuf::from),
         })
     }
@@ -63,7 +68,9 @@ fn parse_store(value: &str) -> Result<StoreSpec, ConfigError> {
 fn parse_secrets(value: &str) -> Result<SecretsSpec, ConfigError> {
     match value.split_once(':') {
         Some(("file", path)) if !path.is_empty() => Ok(SecretsSpec::File(PathBuf::from(path))),
-        Some(("secretsmanager", id)) if !id.is_empty() => Ok(SecretsSpec::SecretsManager(id.to_owned())),
+        Some(("secretsmanager", id)) if !id.is_empty() => {
+            Ok(SecretsSpec::SecretsManager(id.to_owned()))
+        }
         _ => Err(ConfigError(format!(
             "SYNC_SECRETS={value:?} is not understood: use file:<path> (e.g. file:./secrets.json) or secretsmanager:<name-or-arn>"
         ))),
@@ -159,8 +166,10 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -176,7 +185,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(env.store, StoreSpec::Dynamo("tbl".into()));
-        assert_eq!(env.secrets, SecretsSpec::SecretsManager("arn:aws:secretsmanager:x".into()));
+        assert_eq!(
+            env.secrets,
+            SecretsSpec::SecretsManager("arn:aws:secretsmanager:x".into())
+        );
     }
 
     #[test]
@@ -204,7 +216,12 @@ mod tests {
         let e = Secrets::parse(text, "test").unwrap_err().0;
         assert!(e.contains("connectwise.companyId"), "{e}");
         assert!(!e.contains("TOPSECRET"));
-        let e = Secrets::parse(r#"{"sophos":{"clientSecret": TOPSECRET1}}"#, "f").unwrap_err().0;
-        assert!(e.contains("not valid JSON") && !e.contains("TOPSECRET"), "{e}");
+        let e = Secrets::parse(r#"{"sophos":{"clientSecret": TOPSECRET1}}"#, "f")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("not valid JSON") && !e.contains("TOPSECRET"),
+            "{e}"
+        );
     }
 }

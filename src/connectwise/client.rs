@@ -121,12 +121,6 @@ struct CompanyInfo {
     codebase: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct IdOnly {
-    #[allow(dead_code)]
-    id: i64,
-}
-
 impl ConnectWiseClient {
     /// Resolves the codebase (from config or `/login/companyinfo/{companyId}`) and
     /// prepares the auth headers.
@@ -269,7 +263,8 @@ impl ConnectWiseClient {
 
     pub async fn agreement_type_exists(&self, name: &str) -> Result<bool, ApiError> {
         let query = collection_query(format!("name={}", quote(name)), Some("id"));
-        let found: Vec<IdOnly> = self.get_all("/finance/agreements/types", &query).await?;
+        let found: Vec<serde::de::IgnoredAny> =
+            self.get_all("/finance/agreements/types", &query).await?;
         Ok(!found.is_empty())
     }
 

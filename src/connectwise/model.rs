@@ -17,7 +17,10 @@ pub struct Reference {
 
 impl Reference {
     pub fn id(id: i64) -> Self {
-        Self { id: Some(id), ..Self::default() }
+        Self {
+            id: Some(id),
+            ..Self::default()
+        }
     }
 }
 
@@ -86,7 +89,10 @@ pub struct Addition {
 impl Addition {
     /// Active means: not cancelled (no cancelledDate) and not marked otherwise.
     pub fn is_active(&self) -> bool {
-        let cancelled = self.cancelled_date.as_deref().is_some_and(|d| !d.is_empty());
+        let cancelled = self
+            .cancelled_date
+            .as_deref()
+            .is_some_and(|d| !d.is_empty());
         let status_ok = self
             .addition_status
             .as_deref()

@@ -22,12 +22,21 @@ impl Month {
     }
     pub fn current() -> Self {
         let today = Utc::now().date_naive();
-        Self { year: today.year(), month: today.month() }
+        Self {
+            year: today.year(),
+            month: today.month(),
+        }
     }
     pub fn previous(&self) -> Self {
         match self.month {
-            1 => Self { year: self.year - 1, month: 12 },
-            m => Self { year: self.year, month: m - 1 },
+            1 => Self {
+                year: self.year - 1,
+                month: 12,
+            },
+            m => Self {
+                year: self.year,
+                month: m - 1,
+            },
         }
     }
     pub fn first_day(&self) -> NaiveDate {
@@ -85,13 +94,18 @@ mod tests {
         assert_eq!(m.to_string(), "2026-02");
         assert_eq!(m.last_day().to_string(), "2026-02-28");
         assert_eq!(m.previous().to_string(), "2026-01");
-        assert_eq!("2026-01".parse::<Month>().unwrap().previous().to_string(), "2025-12");
+        assert_eq!(
+            "2026-01".parse::<Month>().unwrap().previous().to_string(),
+            "2025-12"
+        );
         assert_eq!(Month::cw_datetime(m.first_day()), "2026-02-01T00:00:00Z");
     }
 
     #[test]
     fn rejects_bad_months_with_advice() {
-        for bad in ["2026-13", "2026-1", "26-01", "2026/01", "", "abcd-ef", "2026-00"] {
+        for bad in [
+            "2026-13", "2026-1", "26-01", "2026/01", "", "abcd-ef", "2026-00",
+        ] {
             let err = bad.parse::<Month>().unwrap_err();
             assert!(err.contains("YYYY-MM"), "{bad}: {err}");
         }

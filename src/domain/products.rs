@@ -5,40 +5,112 @@ use std::collections::BTreeMap;
 
 /// (identifier, description) as in Sophos' "initial synchronization" page.
 pub const PRODUCTS: [(&str, &str); 35] = [
-    ("Sophos_Endpoint_Protection", "Sophos Central Endpoint Protection"),
+    (
+        "Sophos_Endpoint_Protection",
+        "Sophos Central Endpoint Protection",
+    ),
     ("Sophos_Intercept_X", "Sophos Central Intercept X"),
-    ("Sophos_Intercept_X_Advanced", "Sophos Central Intercept X Advanced"),
-    ("Sophos_Intercept_X_Advanced_XDR", "Sophos Central Intercept X Advanced with XDR"),
-    ("Sophos_MTR_Standard", "Intercept X Advanced with XDR and MTR Standard"),
-    ("Sophos_MTR_Advanced", "Intercept X Advanced with XDR and MTR Advanced"),
-    ("Sophos_Mobile_Standard", "Sophos Central Mobile Control Standard"),
-    ("Sophos_Mobile_Advanced", "Sophos Central Mobile Control Advanced"),
-    ("Sophos_Email_Portal_Encryption", "Sophos Central Portal Encryption Add-on for Email Advanced"),
+    (
+        "Sophos_Intercept_X_Advanced",
+        "Sophos Central Intercept X Advanced",
+    ),
+    (
+        "Sophos_Intercept_X_Advanced_XDR",
+        "Sophos Central Intercept X Advanced with XDR",
+    ),
+    (
+        "Sophos_MTR_Standard",
+        "Intercept X Advanced with XDR and MTR Standard",
+    ),
+    (
+        "Sophos_MTR_Advanced",
+        "Intercept X Advanced with XDR and MTR Advanced",
+    ),
+    (
+        "Sophos_Mobile_Standard",
+        "Sophos Central Mobile Control Standard",
+    ),
+    (
+        "Sophos_Mobile_Advanced",
+        "Sophos Central Mobile Control Advanced",
+    ),
+    (
+        "Sophos_Email_Portal_Encryption",
+        "Sophos Central Portal Encryption Add-on for Email Advanced",
+    ),
     ("Sophos_Mobile_Security", "Sophos Central Mobile Security"),
     ("Sophos_Srv_Protection", "Sophos Central Server Protection"),
-    ("Sophos_Intercept_X_Adv_Srv", "Sophos Central Server Intercept X Advanced for Server"),
-    ("Sophos_Intercept_X_Adv_Srv_XDR", "Sophos Central Intercept X Advanced for Server with XDR"),
-    ("Sophos_MTR_Standard_Srv", "Intercept X Advanced for Server with XDR and MTR Standard"),
-    ("Sophos_MTR_Advanced_Srv", "Intercept X Advanced for Server with XDR and MTR Advanced"),
-    ("Sophos_Device_Encryption", "Sophos Central Device Encryption"),
+    (
+        "Sophos_Intercept_X_Adv_Srv",
+        "Sophos Central Server Intercept X Advanced for Server",
+    ),
+    (
+        "Sophos_Intercept_X_Adv_Srv_XDR",
+        "Sophos Central Intercept X Advanced for Server with XDR",
+    ),
+    (
+        "Sophos_MTR_Standard_Srv",
+        "Intercept X Advanced for Server with XDR and MTR Standard",
+    ),
+    (
+        "Sophos_MTR_Advanced_Srv",
+        "Intercept X Advanced for Server with XDR and MTR Advanced",
+    ),
+    (
+        "Sophos_Device_Encryption",
+        "Sophos Central Device Encryption",
+    ),
     ("Sophos_Central_Phish_Threat", "Sophos Central Phish Threat"),
-    ("Sophos_Wireless_Perf_Standard", "Sophos Wireless Performance Standard"),
-    ("Sophos_Wireless_Entry_Standard", "Sophos Wireless Entry Standard"),
+    (
+        "Sophos_Wireless_Perf_Standard",
+        "Sophos Wireless Performance Standard",
+    ),
+    (
+        "Sophos_Wireless_Entry_Standard",
+        "Sophos Wireless Entry Standard",
+    ),
     ("Sophos_Wireless_Standard", "Sophos Wireless Standard"),
     ("Sophos_XDR_30", "Sophos Central XDR"),
     ("Sophos_Email_Advanced", "Sophos Email Advanced"),
     ("Sophos_Cloud_Optix", "Sophos Cloud Optix"),
-    ("Sophos_Intercept_X_Ess", "Sophos Central Intercept X Essentials"),
-    ("Sophos_Intercept_X_Ess_Srv", "Sophos Central Intercept X Essentials for Server"),
-    ("Sophos_Central_Firewall_Adv", "Sophos Central Firewall Advanced"),
-    ("extsup_win7", "Extended Support for Windows 7, Server 2008 R2 and SBS 2011"),
-    ("Central_Zero_Trust_Network_Acc", "Sophos Zero Trust Network Access"),
-    ("Network_Detection_And_Response", "Central Network Detection and Response"),
-    ("Central_Public_Cloud_Addon", "Central Public Cloud Integration Pack"),
+    (
+        "Sophos_Intercept_X_Ess",
+        "Sophos Central Intercept X Essentials",
+    ),
+    (
+        "Sophos_Intercept_X_Ess_Srv",
+        "Sophos Central Intercept X Essentials for Server",
+    ),
+    (
+        "Sophos_Central_Firewall_Adv",
+        "Sophos Central Firewall Advanced",
+    ),
+    (
+        "extsup_win7",
+        "Extended Support for Windows 7, Server 2008 R2 and SBS 2011",
+    ),
+    (
+        "Central_Zero_Trust_Network_Acc",
+        "Sophos Zero Trust Network Access",
+    ),
+    (
+        "Network_Detection_And_Response",
+        "Central Network Detection and Response",
+    ),
+    (
+        "Central_Public_Cloud_Addon",
+        "Central Public Cloud Integration Pack",
+    ),
     ("Central_Email_Addon", "Central Email Integration Pack"),
-    ("Central_Identity_Addon", "Central Identity Integration Pack"),
+    (
+        "Central_Identity_Addon",
+        "Central Identity Integration Pack",
+    ),
     ("Central_Network_Addon", "Central Network Integration Pack"),
-    ("Central_Firewall_Addon", "Central Firewall Integration Pack"),
+    (
+        "Central_Firewall_Addon",
+        "Central Firewall Integration Pack",
+    ),
     ("Sophos_XDR_365", "Central Data Storage – 1 yr Pack"),
 ];
 
@@ -61,7 +133,10 @@ pub const DEFAULT_PRODUCT_CODES: [(&str, &str); 12] = [
 ];
 
 pub fn description(identifier: &str) -> Option<&'static str> {
-    PRODUCTS.iter().find(|(id, _)| *id == identifier).map(|(_, d)| *d)
+    PRODUCTS
+        .iter()
+        .find(|(id, _)| *id == identifier)
+        .map(|(_, d)| *d)
 }
 
 /// ConnectWise limits a catalog item's `description` to 50 characters; the full text
@@ -100,7 +175,11 @@ mod tests {
         assert_eq!(ids.len(), 35);
         // ConnectWise: identifier ≤ 60, description ≤ 50 characters.
         assert!(PRODUCTS.iter().all(|(i, _)| i.len() <= 60));
-        assert!(PRODUCTS.iter().all(|(i, _)| catalog_description(i).chars().count() <= 50));
+        assert!(
+            PRODUCTS
+                .iter()
+                .all(|(i, _)| catalog_description(i).chars().count() <= 50)
+        );
         assert_eq!(catalog_description("Sophos_XDR_30"), "Sophos Central XDR");
     }
 

@@ -18,6 +18,8 @@ pub enum Outcome {
     TimedOut,
     /// The connection broke after the request was sent (reset, body cut short).
     BrokenAfterSend,
+    /// The request could not even be built: repeating it cannot help.
+    NotSent,
 }
 
 /// Whether an attempt that ended with `outcome` may be tried again.
@@ -43,6 +45,7 @@ pub fn should_retry(idempotent: bool, outcome: Outcome) -> bool {
         } => true,
         Outcome::Status { code, .. } => idempotent && matches!(code, 500 | 502 | 503 | 504),
         Outcome::TimedOut | Outcome::BrokenAfterSend => idempotent,
+        Outcome::NotSent => false,
     }
 }
 
@@ -135,6 +138,8 @@ mod tests {
         assert!(!should_retry(false, status(504, false)));
         assert!(!should_retry(false, Outcome::TimedOut));
         assert!(!should_retry(false, Outcome::BrokenAfterSend));
+        assert!(!should_retry(false, Outcome::NotSent));
+        assert!(!should_retry(true, Outcome::NotSent));
     }
 
     #[test]

@@ -32,11 +32,20 @@ pub(crate) struct Call<'a> {
 }
 
 /// A complete HTTP response (body fully read).
-#[derive(Debug)]
 pub(crate) struct RawResponse {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+}
+
+/// The body is left out: a token response carries the bearer token.
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RawResponse {
@@ -113,6 +122,8 @@ fn classify(result: &Result<RawResponse, reqwest::Error>) -> (Outcome, Option<Du
         // A connect failure means the request never left: safe to repeat any method.
         Err(e) if e.is_connect() => (Outcome::ConnectFailed, None),
         Err(e) if e.is_timeout() => (Outcome::TimedOut, None),
+        // Our own request could not be built (e.g. a header value with a newline).
+        Err(e) if e.is_builder() => (Outcome::NotSent, None),
         Err(_) => (Outcome::BrokenAfterSend, None),
     }
 }
@@ -147,7 +158,9 @@ fn log_attempt(
 }
 
 fn failure_label(e: &reqwest::Error) -> &'static str {
-    if e.is_connect() {
+    if e.is_builder() {
+        "builder"
+    } else if e.is_connect() {
         "connect"
     } else if e.is_timeout() {
         "timeout"
@@ -172,7 +185,13 @@ fn transport_error(
     } else {
         format!(" ({attempts} attempts)")
     };
-    let (kind, mut message) = if e.is_connect() {
+    let (kind, mut message) = if e.is_builder() {
+        let msg = format!(
+            "could not build the request to {vendor}: {}",
+            error_chain(e)
+        );
+        (ApiErrorKind::Config, msg)
+    } else if e.is_connect() {
         let msg = format!(
             "could not connect to {vendor}{tries}: {}; check the configured URL/site and the network",
             error_chain(e)
@@ -195,7 +214,7 @@ fn transport_error(
         );
         (ApiErrorKind::Unavailable, msg)
     };
-    if !call.idempotent && !e.is_connect() {
+    if !call.idempotent && !e.is_connect() && !e.is_builder() {
         message.push_str(
             "; the request was not repeated because the server may already have processed it \
              (a repeat could create a duplicate): the next run checks before creating",
@@ -407,5 +426,23 @@ mod tests {
         drop(listener);
         let err = run(Method::POST, false, &base).await.unwrap_err();
         assert_eq!(err.kind, ApiErrorKind::Unavailable, "{err}");
+    }
+
+    #[tokio::test]
+    async fn unbuildable_request_is_a_config_error_without_retries() {
+        let http = reqwest::Client::new();
+        let counter = AtomicU64::new(0);
+        let call = Call {
+            counter: &counter,
+            ..call()
+        };
+        let err = send(&fast_policy(), &call, || {
+            http.get("http://127.0.0.1:9/x")
+                .header("X-Partner-ID", "bad\nvalue")
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ApiErrorKind::Config, "{err}");
+        assert_eq!(counter.load(Ordering::SeqCst), 1);
     }
 }

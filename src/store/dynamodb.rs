@@ -308,7 +308,12 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    async fn get<T: DeserializeOwned>(&self, what: &str, pk: &str, sk: &str) -> StoreResult<Option<T>> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        pk: &str,
+        sk: &str,
+    ) -> StoreResult<Option<T>> {
         self.get_item(pk, sk)
             .await?
             .map(|item| self.decode(what, &item))
@@ -419,8 +424,16 @@ impl DynamoStore {
         condition: &str,
         values: &[(&str, AttributeValue)],
     ) -> StoreResult<Option<Item>> {
-        let pk = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let pk = item
+            .get(PK)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let sk = item
+            .get(SK)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
         for _ in 0..CONDITIONAL_ATTEMPTS {
             let mut put = self
                 .client
@@ -429,7 +442,9 @@ impl DynamoStore {
                 .set_item(Some(item.clone()))
                 .condition_expression(condition)
                 .expression_attribute_names("#pk", PK)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
             if condition.contains("#exp") {
                 put = put.expression_attribute_names("#exp", EXPIRES_AT);
             }
@@ -615,7 +630,10 @@ impl Store for DynamoStore {
         };
         let mut item = Self::item(LEASE, LEASE, &lease)?;
         item.insert(RUN_ID.to_owned(), s(run_id));
-        item.insert(EXPIRES_AT.to_owned(), n(lease.expires_at.timestamp_millis()));
+        item.insert(
+            EXPIRES_AT.to_owned(),
+            n(lease.expires_at.timestamp_millis()),
+        );
         let held = self
             .put_unless_held(
                 item,

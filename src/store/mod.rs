@@ -79,8 +79,12 @@ pub trait Store: Send + Sync {
         ttl: Duration,
     ) -> StoreResult<LeaseOutcome>;
     /// Extends the lease if `run_id` still holds it; false if it lost it.
-    async fn renew_lease(&self, run_id: &str, now: DateTime<Utc>, ttl: Duration)
-    -> StoreResult<bool>;
+    async fn renew_lease(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
     /// Releases the lease only if `run_id` holds it.
     async fn release_lease(&self, run_id: &str) -> StoreResult<()>;
 

@@ -216,10 +216,16 @@ impl SqliteStore {
         })
     }
 
-    async fn put_body<T: Serialize>(&self, sql: &'static str, keys: Vec<String>, record: &T) -> StoreResult<()> {
+    async fn put_body<T: Serialize>(
+        &self,
+        sql: &'static str,
+        keys: Vec<String>,
+        record: &T,
+    ) -> StoreResult<()> {
         let body = to_json(record)?;
         self.call(move |c| {
-            let mut args: Vec<&dyn rusqlite::ToSql> = keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
+            let mut args: Vec<&dyn rusqlite::ToSql> =
+                keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
             args.push(&body);
             c.execute(sql, args.as_slice())?;
             Ok(())
@@ -234,7 +240,8 @@ impl SqliteStore {
     {
         self.call(move |c| {
             let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (key, body) = row?;
@@ -252,8 +259,11 @@ fn to_json<T: Serialize>(record: &T) -> StoreResult<String> {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, key: &str, body: &str) -> FResult<T> {
-    serde_json::from_str(body)
-        .map_err(|e| Fail::Corrupt(format!("{what} {key:?} is not valid JSON for its type ({e})")))
+    serde_json::from_str(body).map_err(|e| {
+        Fail::Corrupt(format!(
+            "{what} {key:?} is not valid JSON for its type ({e})"
+        ))
+    })
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -266,7 +276,9 @@ fn expiry_millis(now: DateTime<Utc>, ttl: Duration) -> i64 {
 }
 
 fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn sql_limit(limit: usize) -> i64 {
@@ -288,10 +300,12 @@ pub(crate) fn audit_sort_key(entry: &AuditEntry) -> String {
 fn map_sql(location: &str, e: rusqlite::Error) -> StoreError {
     let code = e.sqlite_error_code();
     match code {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(format!(
-            "the SQLite store {location} is locked by another process or connection ({e}); \
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!(
+                "the SQLite store {location} is locked by another process or connection ({e}); \
              retry when the other sync cycle has finished"
-        )),
+            ))
+        }
         Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
             StoreError::Unavailable(format!(
                 "cannot open or write the SQLite store {location} ({e}); check the file \
@@ -615,9 +629,11 @@ impl Store for SqliteStore {
             let existing = if changed == 1 {
                 None
             } else {
-                Some(tx.query_row("SELECT run_id FROM claims WHERE key = ?1", [&key], |r| {
-                    r.get::<_, String>(0)
-                })?)
+                Some(
+                    tx.query_row("SELECT run_id FROM claims WHERE key = ?1", [&key], |r| {
+                        r.get::<_, String>(0)
+                    })?,
+                )
             };
             tx.commit()?;
             Ok(existing)

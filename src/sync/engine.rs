@@ -8,12 +8,16 @@
 
 use crate::config::{ConfigError, Settings};
 use crate::connectwise::client::{ConnectWiseClient, NamedKind};
-use crate::connectwise::model::{Addition, Agreement, CatalogItem, NewAddition, NewCatalogItem, PatchOp, Reference};
+use crate::connectwise::model::{
+    Addition, Agreement, CatalogItem, NewAddition, NewCatalogItem, PatchOp, Reference,
+};
 use crate::domain::{month::Month, products};
 use crate::http::{ApiCounters, ApiError, ApiErrorKind};
 use crate::sophos::client::SophosClient;
 use crate::store::*;
-use crate::sync::plan::{self, AdditionOp, AdditionRules, CatalogState, ProductPlan, Resolution, TenantUsage};
+use crate::sync::plan::{
+    self, AdditionOp, AdditionRules, CatalogState, ProductPlan, Resolution, TenantUsage,
+};
 use crate::sync::report::*;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -107,7 +111,11 @@ impl Engine<'_> {
         })?;
         let mut report = empty_report(opts);
         if !opts.dry_run {
-            if let LeaseOutcome::HeldBy(lease) = self.store.acquire_lease(&opts.run_id, opts.now(), opts.lease_ttl).await? {
+            if let LeaseOutcome::HeldBy(lease) = self
+                .store
+                .acquire_lease(&opts.run_id, opts.now(), opts.lease_ttl)
+                .await?
+            {
                 report.status = RunStatus::Skipped;
                 report.held_by = Some(lease.run_id);
                 report.finished_at = Some(Utc::now());
@@ -115,10 +123,18 @@ impl Engine<'_> {
             }
             self.store.put_run(&run_record(&report, opts)).await?;
         }
-        let ctx = Ctx { engine: self, opts, audit_seq: AtomicU32::new(0), writes: AtomicU64::new(0) };
+        let ctx = Ctx {
+            engine: self,
+            opts,
+            audit_seq: AtomicU32::new(0),
+            writes: AtomicU64::new(0),
+        };
         let outcome = ctx.cycle(&agreement_type, &mut report).await;
         let snapshot = self.counters.snapshot();
-        report.api_calls = ApiCalls { sophos: snapshot.sophos_calls, connectwise: snapshot.connectwise_calls };
+        report.api_calls = ApiCalls {
+            sophos: snapshot.sophos_calls,
+            connectwise: snapshot.connectwise_calls,
+        };
         report.writes = ctx.writes.load(Ordering::SeqCst);
         report.finished_at = Some(Utc::now());
         report.status = match &outcome {
@@ -145,7 +161,12 @@ impl Engine<'_> {
         Ok(report)
     }
 
-    async fn finish(&self, opts: &RunOptions, report: &mut RunReport, status: RunStatus) -> StoreResult<()> {
+    async fn finish(
+        &self,
+        opts: &RunOptions,
+        report: &mut RunReport,
+        status: RunStatus,
+    ) -> StoreResult<()> {
         report.status = status;
         self.store.put_run(&run_record(report, opts)).await?;
         self.store.release_lease(&opts.run_id).await
@@ -176,7 +197,8 @@ fn empty_report(opts: &RunOptions) -> RunReport {
 }
 
 fn run_record(report: &RunReport, opts: &RunOptions) -> RunRecord {
-    let retention = chrono::Duration::from_std(opts.run_retention).unwrap_or_else(|_| chrono::Duration::days(90));
+    let retention = chrono::Duration::from_std(opts.run_retention)
+        .unwrap_or_else(|_| chrono::Duration::days(90));
     RunRecord {
         run_id: report.run_id.clone(),
         status: report.status,
@@ -193,7 +215,9 @@ fn run_record(report: &RunReport, opts: &RunOptions) -> RunRecord {
 /// A vendor failure that stops the whole cycle, as a report error.
 fn upstream_error(e: &ApiError) -> Result<ErrorReport, CycleError> {
     let code = match e.kind {
-        ApiErrorKind::Unauthorized | ApiErrorKind::Config => return Err(CycleError::Config(ConfigError(e.to_string()))),
+        ApiErrorKind::Unauthorized | ApiErrorKind::Config => {
+            return Err(CycleError::Config(ConfigError(e.to_string())));
+        }
         ApiErrorKind::Forbidden => ErrorCode::CwPermission,
         ApiErrorKind::Validation => ErrorCode::CwValidation,
         _ => ErrorCode::UpstreamUnavailable,
@@ -221,12 +245,26 @@ struct Reads {
 
 impl Ctx<'_> {
     async fn cycle(&self, agreement_type: &str, report: &mut RunReport) -> Result<(), CycleError> {
-        let Some(reads) = self.read_sophos(report).await? else { return Ok(()) };
+        let Some(reads) = self.read_sophos(report).await? else {
+            return Ok(());
+        };
         let selected = &self.engine.settings.products;
-        let companies_agreements = self.read_connectwise(agreement_type, &reads, report).await?;
-        let Some((companies, agreements, found_catalog)) = companies_agreements else { return Ok(()) };
-        let resolutions = plan::resolve_all(&reads.tenants, &reads.mappings, &companies, &agreements, agreement_type);
-        let catalog = self.ensure_catalog(selected, &found_catalog, report).await?;
+        let companies_agreements = self
+            .read_connectwise(agreement_type, &reads, report)
+            .await?;
+        let Some((companies, agreements, found_catalog)) = companies_agreements else {
+            return Ok(());
+        };
+        let resolutions = plan::resolve_all(
+            &reads.tenants,
+            &reads.mappings,
+            &companies,
+            &agreements,
+            agreement_type,
+        );
+        let catalog = self
+            .ensure_catalog(selected, &found_catalog, report)
+            .await?;
         let rules = AdditionRules {
             selected,
             catalog: &catalog,
@@ -267,14 +305,27 @@ impl Ctx<'_> {
         };
         let settings = self.engine.settings;
         let codes = products::code_table(&settings.product_codes);
-        let usage = usage.map(|lines| plan::aggregate_usage(&lines, &codes, settings.quantity_field));
+        let usage =
+            usage.map(|lines| plan::aggregate_usage(&lines, &codes, settings.quantity_field));
         report.usage_available = usage.is_some();
         if let Some(u) = &usage {
             report.unassigned_usage = u.unassigned.clone();
         }
-        let mappings = self.engine.store.list_mappings().await?.into_iter().map(|m| (m.tenant_id.clone(), m)).collect();
+        let mappings = self
+            .engine
+            .store
+            .list_mappings()
+            .await?
+            .into_iter()
+            .map(|m| (m.tenant_id.clone(), m))
+            .collect();
         let records = self.engine.store.list_additions().await?;
-        Ok(Some(Reads { tenants, usage, mappings, records }))
+        Ok(Some(Reads {
+            tenants,
+            usage,
+            mappings,
+            records,
+        }))
     }
 
     async fn read_connectwise(
@@ -282,18 +333,37 @@ impl Ctx<'_> {
         agreement_type: &str,
         reads: &Reads,
         report: &mut RunReport,
-    ) -> Result<Option<(Vec<crate::connectwise::model::Company>, Vec<Agreement>, Vec<CatalogItem>)>, CycleError> {
+    ) -> Result<
+        Option<(
+            Vec<crate::connectwise::model::Company>,
+            Vec<Agreement>,
+            Vec<CatalogItem>,
+        )>,
+        CycleError,
+    > {
         let cw = self.engine.cw;
         let selected: Vec<String> = self.engine.settings.products.iter().cloned().collect();
-        let pinned: Vec<i64> = reads.mappings.values().filter_map(|m| m.agreement_id).collect();
+        let pinned: Vec<i64> = reads
+            .mappings
+            .values()
+            .filter_map(|m| m.agreement_id)
+            .collect();
         let fetched = async {
             let companies = cw.all_companies().await?;
             let mut agreements = cw.agreements_of_type(agreement_type).await?;
-            let missing: Vec<i64> = pinned.iter().copied().filter(|id| !agreements.iter().any(|a| a.id == *id)).collect();
+            let missing: Vec<i64> = pinned
+                .iter()
+                .copied()
+                .filter(|id| !agreements.iter().any(|a| a.id == *id))
+                .collect();
             if !missing.is_empty() {
                 agreements.extend(cw.agreements_by_ids(&missing).await?);
             }
-            let catalog = if selected.is_empty() { Vec::new() } else { cw.catalog_items_by_identifiers(&selected).await? };
+            let catalog = if selected.is_empty() {
+                Vec::new()
+            } else {
+                cw.catalog_items_by_identifiers(&selected).await?
+            };
             Ok::<_, ApiError>((companies, agreements, catalog))
         }
         .await;
@@ -314,41 +384,71 @@ impl Ctx<'_> {
         report: &mut RunReport,
     ) -> Result<BTreeMap<String, CatalogState>, CycleError> {
         let mut states = plan::plan_catalog(selected, found);
-        let missing: Vec<String> = states.iter().filter(|(_, s)| **s == CatalogState::Missing).map(|(i, _)| i.clone()).collect();
-        let refs = if missing.is_empty() || self.opts.dry_run { Ok(None) } else { self.catalog_refs().await.map(Some) };
+        let missing: Vec<String> = states
+            .iter()
+            .filter(|(_, s)| **s == CatalogState::Missing)
+            .map(|(i, _)| i.clone())
+            .collect();
+        let refs = if missing.is_empty() || self.opts.dry_run {
+            Ok(None)
+        } else {
+            self.catalog_refs().await.map(Some)
+        };
         for (identifier, state) in states.iter_mut() {
             let entry = match state {
                 CatalogState::Existing(id) => {
                     self.remember_catalog(identifier, *id).await?;
-                    CatalogReport { identifier: identifier.clone(), catalog_item_id: Some(*id), action: CatalogAction::Existing }
+                    CatalogReport {
+                        identifier: identifier.clone(),
+                        catalog_item_id: Some(*id),
+                        action: CatalogAction::Existing,
+                    }
                 }
                 CatalogState::Ambiguous(ids) => {
                     report.errors.push(ErrorReport::new(
                         ErrorCode::CatalogAmbiguous,
                         format!("catalog identifier {identifier} is used by items {ids:?}"),
                     ));
-                    CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Ambiguous }
+                    CatalogReport {
+                        identifier: identifier.clone(),
+                        catalog_item_id: None,
+                        action: CatalogAction::Ambiguous,
+                    }
                 }
-                CatalogState::Missing if self.opts.dry_run => {
-                    CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Create }
-                }
+                CatalogState::Missing if self.opts.dry_run => CatalogReport {
+                    identifier: identifier.clone(),
+                    catalog_item_id: None,
+                    action: CatalogAction::Create,
+                },
                 CatalogState::Missing => match &refs {
                     Ok(Some(r)) => match self.create_catalog_item(identifier, r).await? {
                         Ok(id) => {
                             *state = CatalogState::Existing(id);
-                            CatalogReport { identifier: identifier.clone(), catalog_item_id: Some(id), action: CatalogAction::Create }
+                            CatalogReport {
+                                identifier: identifier.clone(),
+                                catalog_item_id: Some(id),
+                                action: CatalogAction::Create,
+                            }
                         }
                         Err(e) => {
                             report.errors.push(e);
                             *state = CatalogState::Ambiguous(Vec::new());
-                            CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Failed }
+                            CatalogReport {
+                                identifier: identifier.clone(),
+                                catalog_item_id: None,
+                                action: CatalogAction::Failed,
+                            }
                         }
                     },
                     Ok(None) => unreachable_missing(),
                     Err(e) => {
                         report.errors.push(e.clone());
                         *state = CatalogState::Ambiguous(Vec::new());
-                        CatalogReport { identifier: identifier.clone(), catalog_item_id: None, action: CatalogAction::Failed }
+                        CatalogReport {
+                            identifier: identifier.clone(),
+                            catalog_item_id: None,
+                            action: CatalogAction::Failed,
+                        }
                     }
                 },
             };
@@ -361,7 +461,11 @@ impl Ctx<'_> {
         if self.opts.dry_run {
             return Ok(());
         }
-        let record = CatalogRecord { identifier: identifier.to_owned(), catalog_item_id: id, updated_at: Utc::now() };
+        let record = CatalogRecord {
+            identifier: identifier.to_owned(),
+            catalog_item_id: id,
+            updated_at: Utc::now(),
+        };
         self.engine.store.put_catalog_item(&record).await
     }
 
@@ -369,38 +473,72 @@ impl Ctx<'_> {
     async fn catalog_refs(&self) -> Result<CatalogRefs, ErrorReport> {
         let c = &self.engine.settings.catalog;
         Ok(CatalogRefs {
-            product_type: self.named(NamedKind::ProductType, "type", &c.product_type).await?,
-            category: self.named(NamedKind::Category, "category", &c.category).await?,
-            subcategory: self.named(NamedKind::Subcategory, "subcategory", &c.subcategory).await?,
-            unit_of_measure: self.named(NamedKind::UnitOfMeasure, "unitOfMeasure", &c.unit_of_measure).await?,
+            product_type: self
+                .named(NamedKind::ProductType, "type", &c.product_type)
+                .await?,
+            category: self
+                .named(NamedKind::Category, "category", &c.category)
+                .await?,
+            subcategory: self
+                .named(NamedKind::Subcategory, "subcategory", &c.subcategory)
+                .await?,
+            unit_of_measure: self
+                .named(
+                    NamedKind::UnitOfMeasure,
+                    "unitOfMeasure",
+                    &c.unit_of_measure,
+                )
+                .await?,
             product_class: format!("{:?}", c.product_class),
         })
     }
 
     async fn named(&self, kind: NamedKind, setting: &str, name: &str) -> Result<i64, ErrorReport> {
         if name.trim().is_empty() {
-            return Err(ErrorReport::new(ErrorCode::CatalogSetup, format!("the catalog.{setting} setting is empty")));
+            return Err(ErrorReport::new(
+                ErrorCode::CatalogSetup,
+                format!("the catalog.{setting} setting is empty"),
+            ));
         }
-        let found = self.engine.cw.find_named(kind, name).await.map_err(|e| write_error(&e))?;
-        let active: Vec<_> = found.iter().filter(|r| r.inactive_flag != Some(true)).collect();
+        let found = self
+            .engine
+            .cw
+            .find_named(kind, name)
+            .await
+            .map_err(|e| write_error(&e))?;
+        let active: Vec<_> = found
+            .iter()
+            .filter(|r| r.inactive_flag != Some(true))
+            .collect();
         match active.as_slice() {
             [one] => Ok(one.id),
             [] => Err(ErrorReport::new(
                 ErrorCode::CatalogSetup,
-                format!("ConnectWise has no active {setting} named {name:?} (setting catalog.{setting})"),
+                format!(
+                    "ConnectWise has no active {setting} named {name:?} (setting catalog.{setting})"
+                ),
             )),
             many => Err(ErrorReport::new(
                 ErrorCode::CatalogSetup,
-                format!("ConnectWise has {} records of {setting} named {name:?}; rename one", many.len()),
+                format!(
+                    "ConnectWise has {} records of {setting} named {name:?}; rename one",
+                    many.len()
+                ),
             )),
         }
     }
 
-    async fn create_catalog_item(&self, identifier: &str, refs: &CatalogRefs) -> Result<Result<i64, ErrorReport>, CycleError> {
+    async fn create_catalog_item(
+        &self,
+        identifier: &str,
+        refs: &CatalogRefs,
+    ) -> Result<Result<i64, ErrorReport>, CycleError> {
         let item = NewCatalogItem {
             identifier: identifier.to_owned(),
             description: products::catalog_description(identifier),
-            customer_description: products::description(identifier).unwrap_or(identifier).to_owned(),
+            customer_description: products::description(identifier)
+                .unwrap_or(identifier)
+                .to_owned(),
             product_type: Reference::id(refs.product_type),
             category: Reference::id(refs.category),
             subcategory: Reference::id(refs.subcategory),
@@ -415,7 +553,16 @@ impl Ctx<'_> {
         };
         self.wrote()?;
         self.remember_catalog(identifier, created.id).await?;
-        self.audit(AuditDraft { action: "createCatalogItem", tenant_id: None, agreement_id: None, identifier, entity_id: Some(created.id), old: None, new: None }).await?;
+        self.audit(AuditDraft {
+            action: "createCatalogItem",
+            tenant_id: None,
+            agreement_id: None,
+            identifier,
+            entity_id: Some(created.id),
+            old: None,
+            new: None,
+        })
+        .await?;
         Ok(Ok(created.id))
     }
 
@@ -485,27 +632,49 @@ impl Ctx<'_> {
                 c.errors.push(e);
                 return Ok(c);
             }
-            Resolution::Mapped { company, agreement, newly_discovered } => (company, agreement, newly_discovered),
+            Resolution::Mapped {
+                company,
+                agreement,
+                newly_discovered,
+            } => (company, agreement, newly_discovered),
         };
         c.company_id = Some(company.id);
         c.company_identifier = Some(company.identifier.clone());
         c.agreement_id = Some(agreement.id);
         c.agreement_name = Some(agreement.name.clone());
-        c.agreement_type = agreement.agreement_type.as_ref().and_then(|t| t.name.clone());
+        c.agreement_type = agreement
+            .agreement_type
+            .as_ref()
+            .and_then(|t| t.name.clone());
         if newly_discovered && !self.opts.dry_run {
-            let kind = reads.mappings.get(&tenant.id).map(|m| m.kind).unwrap_or(MappingKind::Discovered);
-            let mapping = Mapping { tenant_id: tenant.id.clone(), kind, company_id: Some(company.id), agreement_id: Some(agreement.id), updated_at: Utc::now() };
+            let kind = reads
+                .mappings
+                .get(&tenant.id)
+                .map(|m| m.kind)
+                .unwrap_or(MappingKind::Discovered);
+            let mapping = Mapping {
+                tenant_id: tenant.id.clone(),
+                kind,
+                company_id: Some(company.id),
+                agreement_id: Some(agreement.id),
+                updated_at: Utc::now(),
+            };
             self.engine.store.put_mapping(&mapping).await?;
         }
-        let usage: Option<&TenantUsage> = reads.usage.as_ref().and_then(|u| u.tenants.get(&tenant.id));
+        let usage: Option<&TenantUsage> =
+            reads.usage.as_ref().and_then(|u| u.tenants.get(&tenant.id));
         if let Some(u) = usage {
             for code in &u.unmapped_codes {
-                c.errors.push(ErrorReport::new(ErrorCode::ProductUnmapped, format!("billing product code {code} has no catalog identifier")));
+                c.errors.push(ErrorReport::new(
+                    ErrorCode::ProductUnmapped,
+                    format!("billing product code {code} has no catalog identifier"),
+                ));
             }
         }
         // A month without usage data (404) changes nothing: unknown is not zero.
         if reads.usage.is_some() && !rules.selected.is_empty() {
-            self.sync_additions(tenant, &agreement, usage, reads, rules, &mut c).await?;
+            self.sync_additions(tenant, &agreement, usage, reads, rules, &mut c)
+                .await?;
         }
         if !c.errors.is_empty() {
             c.status = CustomerState::Error;
@@ -529,7 +698,12 @@ impl Ctx<'_> {
                 return Ok(());
             }
         };
-        let records: Vec<AdditionRecord> = reads.records.iter().filter(|r| r.tenant_id == tenant.id).cloned().collect();
+        let records: Vec<AdditionRecord> = reads
+            .records
+            .iter()
+            .filter(|r| r.tenant_id == tenant.id)
+            .cloned()
+            .collect();
         let plans = plan::plan_additions(usage, &additions, &records, rules);
         for p in plans {
             let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
@@ -555,12 +729,26 @@ impl Ctx<'_> {
             action: ProductAction::Skip,
         };
         let dry = self.opts.dry_run;
-        let draft = |action, entity_id, old, new| AuditDraft { action, tenant_id: Some(&tenant.id), agreement_id: Some(agreement.id), identifier: &p.identifier, entity_id, old, new };
+        let draft = |action, entity_id, old, new| AuditDraft {
+            action,
+            tenant_id: Some(&tenant.id),
+            agreement_id: Some(agreement.id),
+            identifier: &p.identifier,
+            entity_id,
+            old,
+            new,
+        };
         match &p.op {
-            AdditionOp::Create { product_id, quantity, effective_date } => {
+            AdditionOp::Create {
+                product_id,
+                quantity,
+                effective_date,
+            } => {
                 out.new_quantity = Some(*quantity);
                 out.action = ProductAction::Create;
-                let Some(product_id) = product_id.filter(|_| !dry) else { return Ok(out) };
+                let Some(product_id) = product_id.filter(|_| !dry) else {
+                    return Ok(out);
+                };
                 let new = NewAddition {
                     product: Reference::id(product_id),
                     quantity: *quantity,
@@ -572,67 +760,167 @@ impl Ctx<'_> {
                     Ok(created) => {
                         self.wrote()?;
                         out.addition_id = Some(created.id);
-                        self.remember_addition(tenant, agreement, &p.identifier, created.id, product_id, *quantity).await?;
-                        self.audit(draft("createAddition", Some(created.id), None, Some(*quantity))).await?;
+                        self.remember_addition(
+                            tenant,
+                            agreement,
+                            &p.identifier,
+                            created.id,
+                            product_id,
+                            *quantity,
+                        )
+                        .await?;
+                        self.audit(draft(
+                            "createAddition",
+                            Some(created.id),
+                            None,
+                            Some(*quantity),
+                        ))
+                        .await?;
                     }
                     Err(e) => self.failed(&mut out, c, &e),
                 }
             }
-            AdditionOp::Update { addition_id, old, new } => {
+            AdditionOp::Update {
+                addition_id,
+                old,
+                new,
+            } => {
                 out.previous_quantity = Some(*old);
                 out.new_quantity = Some(*new);
                 out.addition_id = Some(*addition_id);
-                out.action = if *new == 0.0 { ProductAction::Zero } else { ProductAction::Update };
-                if dry { return Ok(out) }
-                let ops = [PatchOp { op: "replace", path: "quantity", value: serde_json::json!(new) }];
-                match self.engine.cw.patch_addition(agreement.id, *addition_id, &ops).await {
+                out.action = if *new == 0.0 {
+                    ProductAction::Zero
+                } else {
+                    ProductAction::Update
+                };
+                if dry {
+                    return Ok(out);
+                }
+                let ops = [PatchOp {
+                    op: "replace",
+                    path: "quantity",
+                    value: serde_json::json!(new),
+                }];
+                match self
+                    .engine
+                    .cw
+                    .patch_addition(agreement.id, *addition_id, &ops)
+                    .await
+                {
                     Ok(_) => {
                         self.wrote()?;
                         let product_id = product_of(additions, *addition_id);
-                        self.remember_addition(tenant, agreement, &p.identifier, *addition_id, product_id, *new).await?;
-                        let action = if *new == 0.0 { "zeroAddition" } else { "updateAddition" };
-                        self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new))).await?;
+                        self.remember_addition(
+                            tenant,
+                            agreement,
+                            &p.identifier,
+                            *addition_id,
+                            product_id,
+                            *new,
+                        )
+                        .await?;
+                        let action = if *new == 0.0 {
+                            "zeroAddition"
+                        } else {
+                            "updateAddition"
+                        };
+                        self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
+                            .await?;
                     }
                     Err(e) => self.failed(&mut out, c, &e),
                 }
             }
-            AdditionOp::Cancel { addition_id, old, cancelled_date } => {
+            AdditionOp::Cancel {
+                addition_id,
+                old,
+                cancelled_date,
+            } => {
                 out.previous_quantity = Some(*old);
                 out.new_quantity = Some(*old);
                 out.addition_id = Some(*addition_id);
                 out.action = ProductAction::Cancel;
-                if dry { return Ok(out) }
-                let ops = [PatchOp { op: "replace", path: "cancelledDate", value: serde_json::json!(cancelled_date) }];
-                match self.engine.cw.patch_addition(agreement.id, *addition_id, &ops).await {
+                if dry {
+                    return Ok(out);
+                }
+                let ops = [PatchOp {
+                    op: "replace",
+                    path: "cancelledDate",
+                    value: serde_json::json!(cancelled_date),
+                }];
+                match self
+                    .engine
+                    .cw
+                    .patch_addition(agreement.id, *addition_id, &ops)
+                    .await
+                {
                     Ok(_) => {
                         self.wrote()?;
-                        self.engine.store.delete_addition(&tenant.id, &p.identifier).await?;
-                        self.audit(draft("cancelAddition", Some(*addition_id), Some(*old), None)).await?;
+                        self.engine
+                            .store
+                            .delete_addition(&tenant.id, &p.identifier)
+                            .await?;
+                        self.audit(draft(
+                            "cancelAddition",
+                            Some(*addition_id),
+                            Some(*old),
+                            None,
+                        ))
+                        .await?;
                     }
                     Err(e) => self.failed(&mut out, c, &e),
                 }
             }
-            AdditionOp::Unchanged { addition_id, quantity } => {
+            AdditionOp::Unchanged {
+                addition_id,
+                quantity,
+            } => {
                 out.previous_quantity = Some(*quantity);
                 out.new_quantity = Some(*quantity);
                 out.addition_id = Some(*addition_id);
-                out.action = if p.adopted { ProductAction::Adopt } else { ProductAction::Unchanged };
+                out.action = if p.adopted {
+                    ProductAction::Adopt
+                } else {
+                    ProductAction::Unchanged
+                };
                 if p.adopted && !dry {
                     let product_id = product_of(additions, *addition_id);
-                    self.remember_addition(tenant, agreement, &p.identifier, *addition_id, product_id, *quantity).await?;
-                    self.audit(draft("adoptAddition", Some(*addition_id), Some(*quantity), Some(*quantity))).await?;
+                    self.remember_addition(
+                        tenant,
+                        agreement,
+                        &p.identifier,
+                        *addition_id,
+                        product_id,
+                        *quantity,
+                    )
+                    .await?;
+                    self.audit(draft(
+                        "adoptAddition",
+                        Some(*addition_id),
+                        Some(*quantity),
+                        Some(*quantity),
+                    ))
+                    .await?;
                 }
             }
             AdditionOp::Ambiguous { addition_ids } => {
                 c.errors.push(ErrorReport::new(
                     ErrorCode::AdditionAmbiguous,
-                    format!("agreement {} has {} active additions of {} (ids {:?}); none was changed", agreement.id, addition_ids.len(), p.identifier, addition_ids),
+                    format!(
+                        "agreement {} has {} active additions of {} (ids {:?}); none was changed",
+                        agreement.id,
+                        addition_ids.len(),
+                        p.identifier,
+                        addition_ids
+                    ),
                 ));
             }
             AdditionOp::CatalogUnavailable => {
                 c.errors.push(ErrorReport::new(
                     ErrorCode::CatalogSetup,
-                    format!("no usable catalog item for {}; see the run's catalog errors", p.identifier),
+                    format!(
+                        "no usable catalog item for {}; see the run's catalog errors",
+                        p.identifier
+                    ),
                 ));
             }
         }
@@ -680,12 +968,20 @@ impl Ctx<'_> {
 }
 
 fn product_of(additions: &[Addition], addition_id: i64) -> i64 {
-    additions.iter().find(|a| a.id == addition_id).and_then(Addition::product_id).unwrap_or_default()
+    additions
+        .iter()
+        .find(|a| a.id == addition_id)
+        .and_then(Addition::product_id)
+        .unwrap_or_default()
 }
 
 fn unreachable_missing() -> CatalogReport {
     // `refs` is only None when nothing is missing or in a dry run, both handled above.
-    CatalogReport { identifier: String::new(), catalog_item_id: None, action: CatalogAction::Failed }
+    CatalogReport {
+        identifier: String::new(),
+        catalog_item_id: None,
+        action: CatalogAction::Failed,
+    }
 }
 
 struct CatalogRefs {

@@ -55,9 +55,13 @@ pub fn aggregate_usage(
         };
         let usage = summary.tenants.entry(tenant.to_owned()).or_default();
         match code.as_deref().and_then(|c| codes.get(c)) {
-            Some(identifier) => *usage.by_product.entry(identifier.clone()).or_default() += quantity,
+            Some(identifier) => {
+                *usage.by_product.entry(identifier.clone()).or_default() += quantity
+            }
             None => {
-                usage.unmapped_codes.insert(code.unwrap_or_else(|| "(no product code)".into()));
+                usage
+                    .unmapped_codes
+                    .insert(code.unwrap_or_else(|| "(no product code)".into()));
             }
         }
     }
@@ -126,7 +130,9 @@ pub fn ignore_reason(tenant: &Tenant, mapping: Option<&Mapping>) -> Option<Strin
         Some("usage") => {}
         Some("trial") => return Some("trial customer: trials are not billed".into()),
         Some("term") => {
-            return Some("term-licensed customer: billed by term licence, not by monthly usage".into());
+            return Some(
+                "term-licensed customer: billed by term licence, not by monthly usage".into(),
+            );
         }
         Some(other) => return Some(format!("billing type {other:?} is not usage billing")),
         None => return Some("Sophos did not say how this customer is billed".into()),
@@ -145,7 +151,10 @@ fn live(company: &Company) -> bool {
     company.deleted_flag != Some(true)
 }
 
-fn company_by_name<'a>(tenant: &Tenant, companies: &'a [Company]) -> Result<&'a Company, ErrorReport> {
+fn company_by_name<'a>(
+    tenant: &Tenant,
+    companies: &'a [Company],
+) -> Result<&'a Company, ErrorReport> {
     let wanted = normalise(&tenant.name);
     let hits: Vec<&Company> = companies
         .iter()
@@ -185,7 +194,9 @@ fn resolve_company<'a>(
             by_id(id).map(|c| (c, false)).ok_or_else(|| {
                 ErrorReport::new(
                     ErrorCode::CompanyNotFound,
-                    format!("the manually mapped ConnectWise company {id} does not exist or is deleted"),
+                    format!(
+                        "the manually mapped ConnectWise company {id} does not exist or is deleted"
+                    ),
                 )
             })
         }
@@ -227,7 +238,9 @@ fn resolve_agreement<'a>(
         let found = agreements.iter().find(|a| a.id == id);
         let belongs = |a: &&Agreement| a.company.as_ref().and_then(|c| c.id) == Some(company.id);
         match (kind, found.filter(belongs).filter(|a| usable(a))) {
-            (_, Some(a)) if kind == MappingKind::Manual || eligible(a, company.id, agreement_type) => {
+            (_, Some(a))
+                if kind == MappingKind::Manual || eligible(a, company.id, agreement_type) =>
+            {
                 return Ok(a);
             }
             (MappingKind::Manual, _) => {
@@ -278,7 +291,15 @@ pub fn resolve_all(
 ) -> Vec<Resolution> {
     let mut resolutions: Vec<Resolution> = tenants
         .iter()
-        .map(|t| resolve_one(t, mappings.get(&t.id), companies, agreements, agreement_type))
+        .map(|t| {
+            resolve_one(
+                t,
+                mappings.get(&t.id),
+                companies,
+                agreements,
+                agreement_type,
+            )
+        })
         .collect();
     refuse_shared_agreements(tenants, mappings, &mut resolutions);
     resolutions
@@ -328,16 +349,26 @@ fn refuse_shared_agreements(
             .is_some_and(|m| m.kind == MappingKind::Manual && m.agreement_id.is_some())
     };
     for (agreement_id, idx) in users.into_iter().filter(|(_, v)| v.len() > 1) {
-        let keeper = match idx.iter().filter(|i| manual(i)).collect::<Vec<_>>().as_slice() {
+        let keeper = match idx
+            .iter()
+            .filter(|i| manual(i))
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             [one] => Some(**one),
             _ => None,
         };
         let names: Vec<String> = idx.iter().map(|i| tenants[*i].name.clone()).collect();
         for i in idx.into_iter().filter(|i| Some(*i) != keeper) {
-            let Resolution::Mapped { company, .. } = &resolutions[i] else { continue };
+            let Resolution::Mapped { company, .. } = &resolutions[i] else {
+                continue;
+            };
             let error = ErrorReport::new(
                 ErrorCode::AgreementShared,
-                format!("agreement {agreement_id} would serve several customers: {}", names.join(", ")),
+                format!(
+                    "agreement {agreement_id} would serve several customers: {}",
+                    names.join(", ")
+                ),
             );
             resolutions[i] = Resolution::AgreementProblem(company.clone(), error);
         }
@@ -349,11 +380,28 @@ fn refuse_shared_agreements(
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdditionOp {
     /// `product_id` is None in a dry run whose catalog item does not exist yet.
-    Create { product_id: Option<i64>, quantity: f64, effective_date: String },
-    Update { addition_id: i64, old: f64, new: f64 },
-    Cancel { addition_id: i64, old: f64, cancelled_date: String },
-    Unchanged { addition_id: i64, quantity: f64 },
-    Ambiguous { addition_ids: Vec<i64> },
+    Create {
+        product_id: Option<i64>,
+        quantity: f64,
+        effective_date: String,
+    },
+    Update {
+        addition_id: i64,
+        old: f64,
+        new: f64,
+    },
+    Cancel {
+        addition_id: i64,
+        old: f64,
+        cancelled_date: String,
+    },
+    Unchanged {
+        addition_id: i64,
+        quantity: f64,
+    },
+    Ambiguous {
+        addition_ids: Vec<i64>,
+    },
     /// The product's catalog item is ambiguous: nothing can be done safely.
     CatalogUnavailable,
 }
@@ -410,7 +458,9 @@ fn plan_product(
         })
     };
     let product_id = match state {
-        CatalogState::Ambiguous(_) if quantity.is_some() => return plan(AdditionOp::CatalogUnavailable, false),
+        CatalogState::Ambiguous(_) if quantity.is_some() => {
+            return plan(AdditionOp::CatalogUnavailable, false);
+        }
         CatalogState::Ambiguous(_) => return None,
         CatalogState::Missing => None,
         CatalogState::Existing(id) => Some(*id),
@@ -431,11 +481,15 @@ fn plan_product(
             false,
         ),
         ([one], _) => {
-            let adopted = !records.iter().any(|r| r.identifier == identifier && r.addition_id == one.id);
+            let adopted = !records
+                .iter()
+                .any(|r| r.identifier == identifier && r.addition_id == one.id);
             plan(existing_op(one, used, rules), adopted)
         }
         (many, _) => plan(
-            AdditionOp::Ambiguous { addition_ids: many.iter().map(|a| a.id).collect() },
+            AdditionOp::Ambiguous {
+                addition_ids: many.iter().map(|a| a.id).collect(),
+            },
             false,
         ),
     }
@@ -443,13 +497,24 @@ fn plan_product(
 
 fn existing_op(addition: &Addition, used: Option<f64>, rules: &AdditionRules) -> AdditionOp {
     let old = addition.quantity.unwrap_or(0.0);
-    let unchanged = AdditionOp::Unchanged { addition_id: addition.id, quantity: old };
+    let unchanged = AdditionOp::Unchanged {
+        addition_id: addition.id,
+        quantity: old,
+    };
     match (used, rules.zero_usage) {
         (Some(q), _) if same_quantity(q, old) => unchanged,
-        (Some(q), _) => AdditionOp::Update { addition_id: addition.id, old, new: q },
+        (Some(q), _) => AdditionOp::Update {
+            addition_id: addition.id,
+            old,
+            new: q,
+        },
         (None, ZeroUsage::Keep) => unchanged,
         (None, ZeroUsage::Zero) if same_quantity(old, 0.0) => unchanged,
-        (None, ZeroUsage::Zero) => AdditionOp::Update { addition_id: addition.id, old, new: 0.0 },
+        (None, ZeroUsage::Zero) => AdditionOp::Update {
+            addition_id: addition.id,
+            old,
+            new: 0.0,
+        },
         (None, ZeroUsage::Cancel) => AdditionOp::Cancel {
             addition_id: addition.id,
             old,
@@ -457,4 +522,6 @@ fn existing_op(addition: &Addition, used: Option<f64>, rules: &AdditionRules) ->
         },
     }
 }
-#[cfg(test)] #[path = "plan_tests.rs"] mod tests;
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -26,19 +26,45 @@ impl ErrorCode {
     pub fn advice(self) -> &'static str {
         use ErrorCode::*;
         match self {
-            CompanyNotFound => "No active ConnectWise company has exactly this customer's name. Rename the company (or the Sophos customer) so the names match, or map it by hand: `sophos-cw-sync map <tenantId> --company <companyId>`. To leave this customer out, use `map <tenantId> --ignore`.",
-            CompanyAmbiguous => "Several ConnectWise companies have this name, so none was picked. Merge or rename the duplicates (deleted companies in the recycle bin count too), or map the customer by hand with `map <tenantId> --company <companyId>`.",
-            AgreementNotFound => "The company has no active, non-cancelled agreement of the configured agreement type. Create one in ConnectWise (Finance > Agreements), check the `agreementType` setting, or map the agreement by hand with `map <tenantId> --company <id> --agreement <agreementId>`.",
-            AgreementAmbiguous => "The company has several active agreements of the configured type, so none was picked. Cancel the extra ones or choose one with `map <tenantId> --company <id> --agreement <agreementId>`.",
-            AgreementShared => "This agreement is already used by another Sophos customer; one agreement serves one customer only. Map one of the two customers to a different agreement with `map <tenantId> --agreement <agreementId>`.",
-            AdditionAmbiguous => "The agreement has several active additions for this product, so none was changed (a quantity could be billed twice). Cancel or delete the extra additions in ConnectWise, keeping one; the next sync adopts it.",
-            CatalogAmbiguous => "Several ConnectWise catalog items share this identifier. Deactivate or rename the duplicates in Procurement > Product Catalog so exactly one remains.",
-            ProductUnmapped => "This Sophos billing product code has no catalog identifier. Add it to the `productCodes` setting, e.g. {\"productCodes\":{\"CODE\":\"Sophos_Intercept_X_Advanced\"}}.",
-            CatalogSetup => "A catalog item could not be created because a reference it needs is missing. Check the `catalog` setting (type, category, subcategory, unit of measure) against the names in ConnectWise (Setup Tables).",
-            CwPermission => "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All.",
-            CwValidation => "ConnectWise rejected the data we sent. Read the message for the field; check the catalog item and agreement in ConnectWise, then run the sync again.",
-            UpstreamUnavailable => "The vendor API did not answer after several retries. Nothing was guessed; the next run picks up from here. If it persists, check the vendor's status page and the network path.",
-            UsageUnassigned => "These usage lines carry no customer (accountId), e.g. firewall subscriptions not assigned to a tenant. Assign them to a customer in Sophos Central Partner to bill them.",
+            CompanyNotFound => {
+                "No active ConnectWise company has exactly this customer's name. Rename the company (or the Sophos customer) so the names match, or map it by hand: `sophos-cw-sync map <tenantId> --company <companyId>`. To leave this customer out, use `map <tenantId> --ignore`."
+            }
+            CompanyAmbiguous => {
+                "Several ConnectWise companies have this name, so none was picked. Merge or rename the duplicates (deleted companies in the recycle bin count too), or map the customer by hand with `map <tenantId> --company <companyId>`."
+            }
+            AgreementNotFound => {
+                "The company has no active, non-cancelled agreement of the configured agreement type. Create one in ConnectWise (Finance > Agreements), check the `agreementType` setting, or map the agreement by hand with `map <tenantId> --company <id> --agreement <agreementId>`."
+            }
+            AgreementAmbiguous => {
+                "The company has several active agreements of the configured type, so none was picked. Cancel the extra ones or choose one with `map <tenantId> --company <id> --agreement <agreementId>`."
+            }
+            AgreementShared => {
+                "This agreement is already used by another Sophos customer; one agreement serves one customer only. Map one of the two customers to a different agreement with `map <tenantId> --agreement <agreementId>`."
+            }
+            AdditionAmbiguous => {
+                "The agreement has several active additions for this product, so none was changed (a quantity could be billed twice). Cancel or delete the extra additions in ConnectWise, keeping one; the next sync adopts it."
+            }
+            CatalogAmbiguous => {
+                "Several ConnectWise catalog items share this identifier. Deactivate or rename the duplicates in Procurement > Product Catalog so exactly one remains."
+            }
+            ProductUnmapped => {
+                "This Sophos billing product code has no catalog identifier. Add it to the `productCodes` setting, e.g. {\"productCodes\":{\"CODE\":\"Sophos_Intercept_X_Advanced\"}}."
+            }
+            CatalogSetup => {
+                "A catalog item could not be created because a reference it needs is missing. Check the `catalog` setting (type, category, subcategory, unit of measure) against the names in ConnectWise (Setup Tables)."
+            }
+            CwPermission => {
+                "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All."
+            }
+            CwValidation => {
+                "ConnectWise rejected the data we sent. Read the message for the field; check the catalog item and agreement in ConnectWise, then run the sync again."
+            }
+            UpstreamUnavailable => {
+                "The vendor API did not answer after several retries. Nothing was guessed; the next run picks up from here. If it persists, check the vendor's status page and the network path."
+            }
+            UsageUnassigned => {
+                "These usage lines carry no customer (accountId), e.g. firewall subscriptions not assigned to a tenant. Assign them to a customer in Sophos Central Partner to bill them."
+            }
         }
     }
 }
@@ -52,7 +78,11 @@ pub struct ErrorReport {
 
 impl ErrorReport {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), advice: code.advice().to_owned() }
+        Self {
+            code,
+            message: message.into(),
+            advice: code.advice().to_owned(),
+        }
     }
 }
 

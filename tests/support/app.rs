@@ -39,7 +39,10 @@ pub fn demo_settings() -> Settings {
 }
 
 pub fn settings_with(zero_usage: ZeroUsage) -> Settings {
-    Settings { zero_usage, ..demo_settings() }
+    Settings {
+        zero_usage,
+        ..demo_settings()
+    }
 }
 
 impl Harness {
@@ -48,7 +51,9 @@ impl Harness {
     }
 
     pub async fn with_scenario(scenario: Scenario) -> Self {
-        let sim = Sim::start(scenario.clone()).await.expect("simulators start");
+        let sim = Sim::start(scenario.clone())
+            .await
+            .expect("simulators start");
         let dir = tempfile::tempdir().expect("temp dir");
         let db_path = dir.path().join("sync.db");
         let store = Arc::new(SqliteStore::open(&db_path).expect("sqlite store"));
@@ -61,7 +66,13 @@ impl Harness {
             "webhookToken": "webhook-token-secret-value"
         });
         std::fs::write(&secrets_path, secret.to_string()).expect("write secrets");
-        Harness { sim, dir, store, secrets_path, db_path }
+        Harness {
+            sim,
+            dir,
+            store,
+            secrets_path,
+            db_path,
+        }
     }
 
     pub fn env(&self) -> Environment {
@@ -80,15 +91,29 @@ impl Harness {
 
     /// One cycle in-process with `settings`.
     pub async fn run(&self, settings: &Settings) -> RunReport {
-        self.run_with(settings, self.options(false)).await.expect("cycle runs")
+        self.run_with(settings, self.options(false))
+            .await
+            .expect("cycle runs")
     }
 
-    pub async fn run_with(&self, settings: &Settings, opts: RunOptions) -> Result<RunReport, CycleError> {
+    pub async fn run_with(
+        &self,
+        settings: &Settings,
+        opts: RunOptions,
+    ) -> Result<RunReport, CycleError> {
         let secrets = Secrets::from_file(&self.secrets_path).expect("secrets");
         let counters = Arc::new(ApiCounters::default());
-        let (sophos, cw) = build_clients(&self.env(), &secrets, counters.clone()).await.expect("clients");
+        let (sophos, cw) = build_clients(&self.env(), &secrets, counters.clone())
+            .await
+            .expect("clients");
         let store: &dyn Store = self.store.as_ref();
-        let engine = Engine { store, sophos: &sophos, cw: &cw, counters, settings };
+        let engine = Engine {
+            store,
+            sophos: &sophos,
+            cw: &cw,
+            counters,
+            settings,
+        };
         engine.run(&opts).await
     }
 
@@ -96,12 +121,19 @@ impl Harness {
     pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
         let settings_path = self.dir.path().join("settings.json");
         if !settings_path.exists() {
-            std::fs::write(&settings_path, serde_json::to_string(&demo_settings()).unwrap()).unwrap();
+            std::fs::write(
+                &settings_path,
+                serde_json::to_string(&demo_settings()).unwrap(),
+            )
+            .unwrap();
         }
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sophos-cw-sync"));
         cmd.args(args)
             .env("SYNC_STORE", format!("sqlite:{}", self.db_path.display()))
-            .env("SYNC_SECRETS", format!("file:{}", self.secrets_path.display()))
+            .env(
+                "SYNC_SECRETS",
+                format!("file:{}", self.secrets_path.display()),
+            )
             .env("SYNC_SETTINGS", &settings_path)
             .env("SOPHOS_ID_URL", self.sim.sophos_url())
             .env("SOPHOS_API_URL", self.sim.sophos_url())

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests (each test crate uses `mod support;`).
 
 #[allow(dead_code)]
-pub mod moto;
-#[allow(dead_code)]
 pub mod app;
+#[allow(dead_code)]
+pub mod moto;

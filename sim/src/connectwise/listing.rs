@@ -42,7 +42,10 @@ fn pairs(uri: &Uri) -> Result<Pairs, Response> {
 
 /// Query parameter names are case-insensitive on ConnectWise (ASP.NET binding).
 fn param<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// `conditions` alone, for `/count`.
@@ -93,13 +96,18 @@ impl ListQuery {
         let start = (self.page - 1).saturating_mul(self.page_size);
         let page = items.into_iter().skip(start).take(self.page_size);
         Page {
-            items: page.map(|i| query::project_fields(&i, &self.fields)).collect(),
+            items: page
+                .map(|i| query::project_fields(&i, &self.fields))
+                .collect(),
             link: nav_links(url, self.page, self.page_size, last),
         }
     }
 
     fn forward_page(&self, items: Vec<Value>, url: &RequestUrl) -> Page {
-        let mut rest = items.into_iter().filter(|i| id_of(i) > self.page_id).peekable();
+        let mut rest = items
+            .into_iter()
+            .filter(|i| id_of(i) > self.page_id)
+            .peekable();
         let page: Vec<Value> = rest.by_ref().take(self.page_size).collect();
         let link = match (rest.peek(), page.last()) {
             (Some(_), Some(last)) => {
@@ -108,7 +116,10 @@ impl ListQuery {
             }
             _ => None,
         };
-        let items = page.iter().map(|i| query::project_fields(i, &self.fields)).collect();
+        let items = page
+            .iter()
+            .map(|i| query::project_fields(i, &self.fields))
+            .collect();
         Page { items, link }
     }
 }
@@ -143,7 +154,10 @@ pub struct RequestUrl {
 
 impl RequestUrl {
     pub fn new(uri: &Uri, headers: &HeaderMap) -> Self {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
         let kept = uri
             .query()
             .unwrap_or("")
@@ -155,7 +169,10 @@ impl RequestUrl {
             })
             .map(str::to_owned)
             .collect();
-        RequestUrl { base: format!("http://{host}{}", uri.path()), kept }
+        RequestUrl {
+            base: format!("http://{host}{}", uri.path()),
+            kept,
+        }
     }
 
     /// The URL with the other parameters kept raw (still encoded) plus `paging`.
@@ -167,7 +184,12 @@ impl RequestUrl {
 }
 
 fn nav_links(url: &RequestUrl, page: usize, size: usize, last: usize) -> Option<String> {
-    let link = |p: usize, rel: &str| format!("<{}>; rel=\"{rel}\"", url.with(&format!("pageSize={size}&page={p}")));
+    let link = |p: usize, rel: &str| {
+        format!(
+            "<{}>; rel=\"{rel}\"",
+            url.with(&format!("pageSize={size}&page={p}"))
+        )
+    };
     let mut links = Vec::new();
     if page > 1 {
         links.push(link(page - 1, "prev"));
@@ -201,7 +223,9 @@ fn parse_conditions(schema: &str, text: &str) -> Result<Expr, Response> {
 fn check_names(root: &Value, expr: &Expr) -> Result<(), String> {
     match expr {
         Expr::All => Ok(()),
-        Expr::And(a, b) | Expr::Or(a, b) => check_names(root, a).and_then(|()| check_names(root, b)),
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            check_names(root, a).and_then(|()| check_names(root, b))
+        }
         Expr::Compare { path, value, .. } => check_field(root, path, std::slice::from_ref(value)),
         Expr::In { path, values, .. } => check_field(root, path, values),
         Expr::Like { path, .. } | Expr::Contains { path, .. } => check_field(root, path, &[]),
@@ -213,9 +237,20 @@ fn check_field(root: &Value, path: &str, literals: &[Literal]) -> Result<(), Str
     let Some(allowed) = prop.and_then(|p| p.get("enum")).and_then(Value::as_array) else {
         return Ok(());
     };
-    let known = |s: &str| allowed.iter().filter_map(Value::as_str).any(|a| a.eq_ignore_ascii_case(s));
-    let bad = literals.iter().any(|l| matches!(l, Literal::Str(s) if !known(s)));
-    if bad { Err("Enum value supplied was invalid".to_owned()) } else { Ok(()) }
+    let known = |s: &str| {
+        allowed
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| a.eq_ignore_ascii_case(s))
+    };
+    let bad = literals
+        .iter()
+        .any(|l| matches!(l, Literal::Str(s) if !known(s)));
+    if bad {
+        Err("Enum value supplied was invalid".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 /// Walks `company/id` through the schema and its references. `None`: not a
@@ -228,14 +263,18 @@ fn resolve<'a>(root: &'a Value, path: &str) -> Option<Option<&'a Value>> {
         let Some(props) = schema.get("properties").and_then(Value::as_object) else {
             return Some(None);
         };
-        let (_, prop) = props.iter().find(|(k, _)| k.eq_ignore_ascii_case(segment))?;
+        let (_, prop) = props
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(segment))?;
         if i + 1 == segments.len() {
             return Some(Some(prop));
         }
         schema = match referenced(prop) {
             Some(target) => target,
             // `_info/lastUpdated`: a free-form object.
-            None if prop.get("type").and_then(Value::as_str) == Some("object") => return Some(None),
+            None if prop.get("type").and_then(Value::as_str) == Some("object") => {
+                return Some(None);
+            }
             // Child collections (`types/name`) and scalars cannot be descended.
             None => return None,
         };
@@ -244,6 +283,9 @@ fn resolve<'a>(root: &'a Value, path: &str) -> Option<Option<&'a Value>> {
 }
 
 fn referenced(prop: &Value) -> Option<&'static Value> {
-    let name = prop.get("$ref")?.as_str()?.strip_prefix("#/components/schemas/")?;
+    let name = prop
+        .get("$ref")?
+        .as_str()?
+        .strip_prefix("#/components/schemas/")?;
     validate::schema(name)
 }

@@ -26,24 +26,41 @@ pub struct Resource {
 }
 
 const fn top(path: &'static str, collection: &'static str, schema: &'static str) -> Resource {
-    Resource { path, collection, schema, parent: None }
+    Resource {
+        path,
+        collection,
+        schema,
+        parent: None,
+    }
 }
 
 pub static RESOURCES: [Resource; 9] = [
     top("company/companies", "companies", "Company"),
     top("finance/agreements", "agreements", "Agreement"),
-    top("finance/agreements/types", "agreementTypes", "AgreementType"),
+    top(
+        "finance/agreements/types",
+        "agreementTypes",
+        "AgreementType",
+    ),
     Resource {
         path: "finance/agreements/{item}/additions",
         collection: "additions",
         schema: "Addition",
-        parent: Some(Parent { collection: "agreements", field: "agreementId", label: "Agreement" }),
+        parent: Some(Parent {
+            collection: "agreements",
+            field: "agreementId",
+            label: "Agreement",
+        }),
     },
     top("procurement/catalog", "catalog", "CatalogItem"),
     top("procurement/types", "productTypes", "ProductType"),
     top("procurement/categories", "categories", "Category"),
     top("procurement/subcategories", "subcategories", "SubCategory"),
-    top("procurement/unitOfMeasures", "unitOfMeasures", "UnitOfMeasure"),
+    top(
+        "procurement/unitOfMeasures",
+        "unitOfMeasures",
+        "UnitOfMeasure",
+    ),
 ];
 
 /// Who `_info.updatedBy` names: the API member the keys belong to.
@@ -67,7 +84,11 @@ pub fn complete(
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    let mut w = Writer { st, resource: resource_name(schema), errors: Vec::new() };
+    let mut w = Writer {
+        st,
+        resource: resource_name(schema),
+        errors: Vec::new(),
+    };
     match schema {
         "Addition" => w.addition(&mut map, parent),
         "CatalogItem" => w.catalog_item(&mut map),
@@ -78,7 +99,11 @@ pub fn complete(
         "Company" => w.company(&mut map, own_id),
         _ => {}
     }
-    if w.errors.is_empty() { Ok(Value::Object(map)) } else { Err(w.errors) }
+    if w.errors.is_empty() {
+        Ok(Value::Object(map))
+    } else {
+        Err(w.errors)
+    }
 }
 
 /// Gives the record its id and `_info`, and drops nulls: ConnectWise leaves
@@ -108,7 +133,10 @@ pub fn stamp(record: Value, id: i64, st: &SimState, previous: Option<&Value>) ->
 fn strip_nulls(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect(),
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
         other => other,
@@ -125,14 +153,48 @@ struct RefSpec {
     keep: &'static [&'static str],
 }
 
-const PRODUCT: RefSpec = RefSpec { field: "product", collection: "catalog", key: "identifier", keep: &["id", "identifier"] };
-const PRODUCT_TYPE: RefSpec = RefSpec { field: "type", collection: "productTypes", key: "name", keep: &["id", "name"] };
-const SUBCATEGORY: RefSpec = RefSpec { field: "subcategory", collection: "subcategories", key: "name", keep: &["id", "name"] };
-const CATEGORY: RefSpec = RefSpec { field: "category", collection: "categories", key: "name", keep: &["id", "name"] };
-const UNIT: RefSpec = RefSpec { field: "unitOfMeasure", collection: "unitOfMeasures", key: "name", keep: &["id", "name"] };
-const AGREEMENT_TYPE: RefSpec = RefSpec { field: "type", collection: "agreementTypes", key: "name", keep: &["id", "name"] };
-const COMPANY: RefSpec =
-    RefSpec { field: "company", collection: "companies", key: "identifier", keep: &["id", "identifier", "name"] };
+const PRODUCT: RefSpec = RefSpec {
+    field: "product",
+    collection: "catalog",
+    key: "identifier",
+    keep: &["id", "identifier"],
+};
+const PRODUCT_TYPE: RefSpec = RefSpec {
+    field: "type",
+    collection: "productTypes",
+    key: "name",
+    keep: &["id", "name"],
+};
+const SUBCATEGORY: RefSpec = RefSpec {
+    field: "subcategory",
+    collection: "subcategories",
+    key: "name",
+    keep: &["id", "name"],
+};
+const CATEGORY: RefSpec = RefSpec {
+    field: "category",
+    collection: "categories",
+    key: "name",
+    keep: &["id", "name"],
+};
+const UNIT: RefSpec = RefSpec {
+    field: "unitOfMeasure",
+    collection: "unitOfMeasures",
+    key: "name",
+    keep: &["id", "name"],
+};
+const AGREEMENT_TYPE: RefSpec = RefSpec {
+    field: "type",
+    collection: "agreementTypes",
+    key: "name",
+    keep: &["id", "name"],
+};
+const COMPANY: RefSpec = RefSpec {
+    field: "company",
+    collection: "companies",
+    key: "identifier",
+    keep: &["id", "identifier", "name"],
+};
 
 struct Writer<'a> {
     st: &'a SimState,
@@ -143,21 +205,40 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn invalid(&mut self, code: &str, field: &str, message: String) {
         let resource = self.resource.clone();
-        self.errors.push(FieldError { code: code.into(), message, resource, field: field.into() });
+        self.errors.push(FieldError {
+            code: code.into(),
+            message,
+            resource,
+            field: field.into(),
+        });
     }
 
     /// Resolves `record[spec.field]` (by `id`, else by `spec.key`) and rewrites
     /// it as ConnectWise returns references. `None` when absent or unknown;
     /// unknown is an `InvalidField` error.
-    fn reference(&mut self, record: &mut Map<String, Value>, spec: &RefSpec, required: bool) -> Option<Value> {
+    fn reference(
+        &mut self,
+        record: &mut Map<String, Value>,
+        spec: &RefSpec,
+        required: bool,
+    ) -> Option<Value> {
         let Some(given) = record.get(spec.field).filter(|v| !v.is_null()) else {
             if required {
-                self.invalid("MissingRequiredField", spec.field, format!("The {} field is required.", spec.field));
+                self.invalid(
+                    "MissingRequiredField",
+                    spec.field,
+                    format!("The {} field is required.", spec.field),
+                );
             }
             return None;
         };
-        let Some(target) = lookup(self.st.collection(spec.collection), given, spec.key).cloned() else {
-            let msg = format!("The {} {} was not found.", spec.field, describe(given, spec.key));
+        let Some(target) = lookup(self.st.collection(spec.collection), given, spec.key).cloned()
+        else {
+            let msg = format!(
+                "The {} {} was not found.",
+                spec.field,
+                describe(given, spec.key)
+            );
             self.invalid("InvalidField", spec.field, msg);
             return None;
         };
@@ -178,7 +259,10 @@ impl Writer<'_> {
                 ("unitPrice", Some(json!(number(&item, "price")))),
                 ("unitCost", Some(json!(number(&item, "cost")))),
                 ("uom", uom),
-                ("taxableFlag", Some(item.get("taxableFlag").cloned().unwrap_or(json!(false)))),
+                (
+                    "taxableFlag",
+                    Some(item.get("taxableFlag").cloned().unwrap_or(json!(false))),
+                ),
             ];
             for (field, value) in defaults {
                 if let Some(value) = value.filter(|_| !record.contains_key(field)) {
@@ -248,12 +332,22 @@ impl Writer<'_> {
     /// A company identifier is unique; the message is the one ConnectWise sends
     /// (apis.md B.3). Nothing else is unique: catalog items and additions may repeat.
     fn company(&mut self, record: &mut Map<String, Value>, own_id: Option<i64>) {
-        let identifier = record.get("identifier").and_then(Value::as_str).unwrap_or("");
+        let identifier = record
+            .get("identifier")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let taken = self.st.collection("companies").iter().any(|c| {
-            c["id"].as_i64() != own_id && c["identifier"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(identifier))
+            c["id"].as_i64() != own_id
+                && c["identifier"]
+                    .as_str()
+                    .is_some_and(|i| i.eq_ignore_ascii_case(identifier))
         });
         if taken {
-            self.invalid("ObjectExists", "identifier", "Company ID already in use.".into());
+            self.invalid(
+                "ObjectExists",
+                "identifier",
+                "Company ID already in use.".into(),
+            );
         }
         record.entry("deletedFlag").or_insert(json!(false));
     }
@@ -263,10 +357,16 @@ impl Writer<'_> {
 /// (case-insensitive, the first of several).
 fn lookup<'a>(items: &'a [Value], reference: &Value, key: &str) -> Option<&'a Value> {
     if let Some(id) = reference.get("id").filter(|v| !v.is_null()) {
-        return items.iter().find(|i| i.get("id").and_then(Value::as_i64) == id.as_i64());
+        return items
+            .iter()
+            .find(|i| i.get("id").and_then(Value::as_i64) == id.as_i64());
     }
     let wanted = reference.get(key)?.as_str()?;
-    items.iter().find(|i| i.get(key).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(wanted)))
+    items.iter().find(|i| {
+        i.get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case(wanted))
+    })
 }
 
 fn describe(reference: &Value, key: &str) -> String {

@@ -39,7 +39,13 @@ pub fn router() -> Router<Shared> {
         .iter()
         .fold(Router::new(), add_resource)
         .route("/login/companyinfo/{company_id}", get(company_info))
-        .fallback(|| async { cw_error(StatusCode::NOT_FOUND, "NotFound", "The requested resource was not found.") })
+        .fallback(|| async {
+            cw_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "The requested resource was not found.",
+            )
+        })
 }
 
 /// Collection, `/count` and item routes of one resource. Path parameters are
@@ -47,7 +53,11 @@ pub fn router() -> Router<Shared> {
 /// per position, and `{item}` is the agreement id for additions.
 fn add_resource(router: Router<Shared>, res: &'static Resource) -> Router<Shared> {
     let base = format!("/{{codebase}}/apis/3.0/{}", res.path);
-    let item = if res.parent.is_some() { format!("{base}/{{child}}") } else { format!("{base}/{{item}}") };
+    let item = if res.parent.is_some() {
+        format!("{base}/{{child}}")
+    } else {
+        format!("{base}/{{item}}")
+    };
     let collection = get(move |ctx: Ctx| async move { list(res, ctx) })
         .post(move |ctx: Ctx, body: Bytes| async move { create(res, ctx, &body) });
     let one = get(move |ctx: Ctx| async move { get_one(res, ctx) })
@@ -56,7 +66,10 @@ fn add_resource(router: Router<Shared>, res: &'static Resource) -> Router<Shared
         .delete(move |ctx: Ctx| async move { delete(res, ctx) });
     router
         .route(&base, collection)
-        .route(&format!("{base}/count"), get(move |ctx: Ctx| async move { count(res, ctx) }))
+        .route(
+            &format!("{base}/count"),
+            get(move |ctx: Ctx| async move { count(res, ctx) }),
+        )
         .route(&item, one)
 }
 
@@ -75,13 +88,20 @@ pub fn cw_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn not_found(label: &str, id: &str) -> Response {
-    cw_error(StatusCode::NOT_FOUND, "NotFound", &format!("{label} with id {id} not found."))
+    cw_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{label} with id {id} not found."),
+    )
 }
 
 /// The 400 body of apis.md B.5: `InvalidObject` with one entry per field.
 fn invalid(schema: &str, errors: Vec<FieldError>) -> Response {
     let message = format!("{} object is invalid", resource_name(schema));
-    json_response(StatusCode::BAD_REQUEST, &json!({"code": "InvalidObject", "message": message, "errors": errors}))
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"code": "InvalidObject", "message": message, "errors": errors}),
+    )
 }
 
 fn done(result: CwResult<Response>) -> Response {
@@ -108,14 +128,23 @@ impl FromRequestParts<Shared> for Ctx {
             .map_err(IntoResponse::into_response)?;
         let params: Vec<String> = named.into_iter().map(|(_, value)| value).collect();
         admit(&lock(shared).scenario.connectwise, &params, &parts.headers)?;
-        Ok(Ctx { shared: shared.clone(), params, uri: parts.uri.clone(), headers: parts.headers.clone() })
+        Ok(Ctx {
+            shared: shared.clone(),
+            params,
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
     }
 }
 
 fn admit(cw: &ConnectWiseScenario, params: &[String], headers: &HeaderMap) -> CwResult<()> {
     let codebase = params.first().map(String::as_str).unwrap_or("");
     if codebase.trim_matches('/') != cw.codebase.trim_matches('/') {
-        return Err(cw_error(StatusCode::NOT_FOUND, "NotFound", &format!("Unknown codebase '{codebase}/'.")));
+        return Err(cw_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Unknown codebase '{codebase}/'."),
+        ));
     }
     let unauthorized = |msg: &str| Err(cw_error(StatusCode::UNAUTHORIZED, "Unauthorized", msg));
     match headers.get("clientid").and_then(|v| v.to_str().ok()) {
@@ -142,18 +171,35 @@ fn credentials_ok(cw: &ConnectWiseScenario, headers: &HeaderMap) -> bool {
         .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     let Some(decoded) = decoded else { return false };
-    let Some((user, private)) = decoded.split_once(':') else { return false };
-    let Some((company, public)) = user.split_once('+') else { return false };
-    company.eq_ignore_ascii_case(&cw.company_id) && public == cw.public_key && private == cw.private_key
+    let Some((user, private)) = decoded.split_once(':') else {
+        return false;
+    };
+    let Some((company, public)) = user.split_once('+') else {
+        return false;
+    };
+    company.eq_ignore_ascii_case(&cw.company_id)
+        && public == cw.public_key
+        && private == cw.private_key
 }
 
-async fn company_info(State(shared): State<Shared>, headers: HeaderMap, Path(company): Path<String>) -> Response {
+async fn company_info(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(company): Path<String>,
+) -> Response {
     let st = lock(&shared);
     let cw = &st.scenario.connectwise;
     if !company.eq_ignore_ascii_case(&cw.company_id) {
-        return cw_error(StatusCode::NOT_FOUND, "NotFound", &format!("Company '{company}' not found."));
+        return cw_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Company '{company}' not found."),
+        );
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let body = json!({
         "CompanyName": "Sim MSP",
         "Codebase": cw.codebase,
@@ -170,16 +216,26 @@ async fn company_info(State(shared): State<Shared>, headers: HeaderMap, Path(com
 
 /// The parent agreement of a nested resource; 404 when it does not exist.
 fn parent_of(res: &Resource, st: &SimState, ctx: &Ctx) -> CwResult<Option<Value>> {
-    let Some(parent) = &res.parent else { return Ok(None) };
+    let Some(parent) = &res.parent else {
+        return Ok(None);
+    };
     let raw = ctx.params.get(1).map(String::as_str).unwrap_or("");
     let id = raw.parse::<i64>().ok();
-    let found = st.collection(parent.collection).iter().find(|p| id.is_some() && p["id"].as_i64() == id);
-    found.cloned().map(Some).ok_or_else(|| not_found(parent.label, raw))
+    let found = st
+        .collection(parent.collection)
+        .iter()
+        .find(|p| id.is_some() && p["id"].as_i64() == id);
+    found
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| not_found(parent.label, raw))
 }
 
 fn in_scope(res: &Resource, parent: Option<&Value>, item: &Value) -> bool {
     match (&res.parent, parent) {
-        (Some(p), Some(parent)) => item.get(p.field).and_then(Value::as_i64) == parent["id"].as_i64(),
+        (Some(p), Some(parent)) => {
+            item.get(p.field).and_then(Value::as_i64) == parent["id"].as_i64()
+        }
         _ => true,
     }
 }
@@ -240,7 +296,10 @@ fn fetch(res: &Resource, st: &SimState, ctx: &Ctx) -> CwResult<Response> {
     let parent = parent_of(res, st, ctx)?;
     let item = &st.collection(res.collection)[find(res, st, parent.as_ref(), ctx)?];
     let fields = listing::fields(&ctx.uri)?;
-    Ok(json_response(StatusCode::OK, &query::project_fields(item, &fields)))
+    Ok(json_response(
+        StatusCode::OK,
+        &query::project_fields(item, &fields),
+    ))
 }
 
 // ------------------------------------------------------------------ writes
@@ -260,7 +319,11 @@ fn check(schema: &str, body: &Value, for_update: bool) -> CwResult<()> {
         map.retain(|_, v| v.as_str() != Some(""));
     }
     let errors = validate::validate_body(schema, &given, for_update);
-    if errors.is_empty() { Ok(()) } else { Err(invalid(schema, errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(schema, errors))
+    }
 }
 
 fn create(res: &Resource, ctx: Ctx, body: &[u8]) -> Response {
@@ -273,7 +336,8 @@ fn insert(res: &Resource, st: &mut SimState, ctx: &Ctx, body: &[u8]) -> CwResult
     let parent = parent_of(res, st, ctx)?;
     let body = parse_body(body)?;
     check(res.schema, &body, false)?;
-    let record = resources::complete(res.schema, st, parent.as_ref(), None, body).map_err(|e| invalid(res.schema, e))?;
+    let record = resources::complete(res.schema, st, parent.as_ref(), None, body)
+        .map_err(|e| invalid(res.schema, e))?;
     let id = st.allocate_id();
     let record = resources::stamp(record, id, st, None);
     st.collection_mut(res.collection).push(record.clone());
@@ -289,8 +353,8 @@ fn patch_record(res: &Resource, st: &mut SimState, ctx: &Ctx, body: &[u8]) -> Cw
     let index = find(res, st, parent.as_ref(), ctx)?;
     let existing = st.collection(res.collection)[index].clone();
     let ops = parse_body(body)?;
-    let patched =
-        apply_patch(&existing, &ops).map_err(|msg| cw_error(StatusCode::BAD_REQUEST, "InvalidObject", &msg))?;
+    let patched = apply_patch(&existing, &ops)
+        .map_err(|msg| cw_error(StatusCode::BAD_REQUEST, "InvalidObject", &msg))?;
     let patched = redefault(res, &existing, patched, &ops);
     check(res.schema, &patched, false)?;
     save(res, st, parent.as_ref(), index, &existing, patched)
@@ -307,10 +371,19 @@ fn redefault(res: &Resource, existing: &Value, mut patched: Value, ops: &Value) 
         .into_iter()
         .flatten()
         .filter_map(|op| op.get("path")?.as_str())
-        .map(|p| p.trim_start_matches('/').split('/').next().unwrap_or("").to_ascii_lowercase())
+        .map(|p| {
+            p.trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
         .collect();
     if let Some(map) = patched.as_object_mut() {
-        for field in FROM_CATALOG.iter().filter(|f| !touched.contains(&f.to_ascii_lowercase())) {
+        for field in FROM_CATALOG
+            .iter()
+            .filter(|f| !touched.contains(&f.to_ascii_lowercase()))
+        {
             map.remove(*field);
         }
     }
@@ -340,7 +413,8 @@ fn save(
     record: Value,
 ) -> CwResult<Response> {
     let id = existing["id"].as_i64().unwrap_or_default();
-    let record = resources::complete(res.schema, st, parent, Some(id), record).map_err(|e| invalid(res.schema, e))?;
+    let record = resources::complete(res.schema, st, parent, Some(id), record)
+        .map_err(|e| invalid(res.schema, e))?;
     let record = resources::stamp(record, id, st, Some(existing));
     st.collection_mut(res.collection)[index] = record.clone();
     Ok(json_response(StatusCode::OK, &record))
@@ -357,7 +431,8 @@ fn remove(res: &Resource, st: &mut SimState, ctx: &Ctx) -> CwResult<Response> {
     if res.collection == "agreements" {
         // An agreement's additions go with it.
         let id = removed["id"].as_i64();
-        st.collection_mut("additions").retain(|a| a["agreementId"].as_i64() != id);
+        st.collection_mut("additions")
+            .retain(|a| a["agreementId"].as_i64() != id);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
