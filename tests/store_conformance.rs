@@ -387,7 +387,7 @@ async fn runs_list_latest_first_with_paging(f: &Fixture) {
 async fn audit_append_and_list_latest_first(f: &Fixture) {
     let s = f.store();
     assert!(s.list_audit(10, None).await.unwrap().is_empty());
-    let entries = vec![
+    let entries = [
         audit("r1", 1, t0() + secs(1)),
         audit("r1", 2, t0() + secs(2)),
         // Same instant: ordered by run then seq.

@@ -103,6 +103,8 @@ impl Generator {
         let cw = &mut self.cw;
         cw.agreement_types = vec![json!({
             "id": AGREEMENT_TYPE_ID, "name": "Sophos MSP", "defaultFlag": false, "inactiveFlag": false,
+            "employeeCompRate": "Actual", "employeeCompNotExceed": "Billing", "invoicingCycle": "CalendarYear",
+            "billTime": "Billable", "billExpenses": "Billable", "billProducts": "Billable",
         })];
         cw.product_types = vec![json!({"id": PRODUCT_TYPE_ID, "name": "Software"})];
         cw.categories = vec![json!({"id": CATEGORY_ID, "name": "Security"})];
@@ -138,7 +140,7 @@ impl Generator {
             "billingType": "usage", "partner": {"id": partner}, "organization": {"id": partner},
             "apiHost": "https://api-us01.central.sophos.com",
         }));
-        if i % NO_COMPANY_EVERY != 0 {
+        if !i.is_multiple_of(NO_COMPANY_EVERY) {
             self.company_and_agreement(i as i64, &name);
         }
         let external_id = self.uuid();

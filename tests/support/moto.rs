@@ -6,7 +6,6 @@
 //!   process on a free loopback port. It is started under a tiny `sh` watchdog that
 //!   reads the test process's end of a pipe: when the test process exits (normally or
 //!   killed), the pipe closes and the watchdog kills moto, so nothing is left behind.
-#![allow(dead_code)]
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, Region};
