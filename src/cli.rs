@@ -204,9 +204,16 @@ pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
 pub async fn load_secrets(spec: &SecretsSpec) -> Result<Secrets, ConfigError> {
     match spec {
         SecretsSpec::File(path) => Secrets::from_file(path),
+        SecretsSpec::SecretsManager(_) => load_secrets_with(spec, &aws_config::load_from_env().await).await,
+    }
+}
+
+/// Like [`load_secrets`] with a given AWS configuration (tests point it at moto).
+pub async fn load_secrets_with(spec: &SecretsSpec, config: &aws_config::SdkConfig) -> Result<Secrets, ConfigError> {
+    match spec {
+        SecretsSpec::File(path) => Secrets::from_file(path),
         SecretsSpec::SecretsManager(id) => {
-            let config = aws_config::load_from_env().await;
-            let client = aws_sdk_secretsmanager::Client::new(&config);
+            let client = aws_sdk_secretsmanager::Client::new(config);
             let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
                 ConfigError(format!(
                     "cannot read secret {id} from Secrets Manager ({}); check the name and the permission secretsmanager:GetSecretValue",

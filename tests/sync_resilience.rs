@@ -739,6 +739,9 @@ async fn missing_catalog_reference_is_catalog_setup_and_the_rest_still_syncs() {
 
 // ------------------------------------------------------------ 9. secrets
 
+/// Extra environment for one CLI invocation.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_appear_in_any_output() {
     let h = Harness::start().await;
@@ -764,7 +767,7 @@ async fn secrets_never_appear_in_any_output() {
         }
     };
 
-    let runs: &[(&[&str], &[(&str, &str)])] = &[
+    let runs: &[(&[&str], Env)] = &[
         (&["sync"], &[]),
         (&["sync", "--json"], &[]),
         (&["sync", "--dry-run"], &[("RUST_LOG", "trace")]),

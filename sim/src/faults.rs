@@ -39,7 +39,9 @@ pub async fn layer(
         None => (next.run(req).await, None),
         Some(f) => {
             let note = format!("{:?}", f.kind);
-            let applied = if f.after_apply {
+            // A truncated body is the real body cut short, so the request runs.
+            let truncates = matches!(f.kind, FaultKind::Truncate);
+            let applied = if f.after_apply || truncates {
                 Some(next.run(req).await)
             } else {
                 None

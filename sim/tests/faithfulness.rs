@@ -360,10 +360,9 @@ fn spec_for_sophos() -> Value {
 fn nullable_to_type_union(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
-            if map.remove("nullable") == Some(json!(true)) {
-                if let Some(Value::String(ty)) = map.get("type").cloned() {
-                    map.insert("type".into(), json!([ty, "null"]));
-                }
+            let nullable = map.remove("nullable") == Some(json!(true));
+            if let (true, Some(Value::String(ty))) = (nullable, map.get("type").cloned()) {
+                map.insert("type".into(), json!([ty, "null"]));
             }
             map.values_mut().for_each(nullable_to_type_union);
         }
