@@ -22,9 +22,11 @@ struct Args {
     /// Seed for --generate (same seed, same scenario)
     #[arg(long, default_value_t = 1, requires = "generate")]
     seed: u64,
-    #[arg(long, default_value = "127.0.0.1:9000")]
+    /// Where the Sophos simulator (identity service and partner API) listens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
     sophos_addr: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:9001")]
+    /// Where the ConnectWise simulator listens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
     cw_addr: SocketAddr,
     /// Write the scenario JSON to FILE and exit
     #[arg(long, value_name = "FILE")]

@@ -298,6 +298,10 @@ async fn forward_only_paging_follows_page_id() {
             .await
             .unwrap();
         pages += 1;
+        assert!(
+            response.headers().contains_key("link"),
+            "forward-only always sends Link"
+        );
         let next = link(&response, "next");
         let page: Vec<i64> = json(response)
             .await

@@ -68,6 +68,8 @@ pub enum RunStatus {
     Partial,
     Failed,
     Skipped,
+    /// Stopped before the invocation deadline; the next invocation carries on.
+    Incomplete,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

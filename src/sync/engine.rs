@@ -56,6 +56,15 @@ pub struct RunOptions {
     pub crash_after_writes: Option<u64>,
     /// Shifts "now" for the lease (tests of expired leases, without sleeping).
     pub clock_offset: chrono::Duration,
+    /// When the invocation must be over (Lambda's deadline). The cycle stops taking
+    /// new customers `deadline_margin` before it and ends `incomplete`.
+    pub deadline: Option<tokio::time::Instant>,
+    pub deadline_margin: Duration,
+    /// The report of this run's previous invocation: its customers are done.
+    pub resume: Option<RunReport>,
+    /// Keep a dry run's report as a run record (the HTTP API's preview); the CLI's
+    /// dry run writes nothing anywhere.
+    pub record_dry_run: bool,
 }
 
 impl RunOptions {
@@ -71,7 +80,20 @@ impl RunOptions {
             run_retention: Duration::from_secs(90 * 24 * 3600),
             crash_after_writes: None,
             clock_offset: chrono::Duration::zero(),
+            deadline: None,
+            deadline_margin: Duration::from_secs(60),
+            resume: None,
+            record_dry_run: false,
         }
+    }
+
+    /// Continues `previous` (an incomplete run) under its run id.
+    pub fn resuming(previous: RunReport, trigger: &str) -> Result<Self, String> {
+        let month = previous.month.parse::<Month>()?;
+        let mut opts = Self::new(month, previous.dry_run, trigger);
+        opts.run_id = previous.run_id.clone();
+        opts.resume = Some(previous);
+        Ok(opts)
     }
     fn now(&self) -> DateTime<Utc> {
         Utc::now() + self.clock_offset
@@ -102,6 +124,9 @@ struct Ctx<'a> {
     opts: &'a RunOptions,
     audit_seq: AtomicU32,
     writes: AtomicU64,
+    /// Customers started in this invocation, and whether any was put off.
+    started: std::sync::atomic::AtomicUsize,
+    deferred: std::sync::atomic::AtomicBool,
 }
 
 impl Engine<'_> {
@@ -110,6 +135,7 @@ impl Engine<'_> {
             ConfigError("the agreementType setting is empty: set it to the name of the ConnectWise agreement type that receives Sophos additions (e.g. {\"agreementType\":\"Sophos MSP\"})".into())
         })?;
         let mut report = empty_report(opts);
+        let carried = carry_over(&mut report, opts);
         if !opts.dry_run {
             if let LeaseOutcome::HeldBy(lease) = self
                 .store
@@ -126,16 +152,19 @@ impl Engine<'_> {
         let ctx = Ctx {
             engine: self,
             opts,
-            audit_seq: AtomicU32::new(0),
+            audit_seq: AtomicU32::new(carried.audit_seq),
             writes: AtomicU64::new(0),
+            started: Default::default(),
+            deferred: Default::default(),
         };
         let outcome = ctx.cycle(&agreement_type, &mut report).await;
         let snapshot = self.counters.snapshot();
         report.api_calls = ApiCalls {
-            sophos: snapshot.sophos_calls,
-            connectwise: snapshot.connectwise_calls,
+            sophos: carried.api_calls.sophos + snapshot.sophos_calls,
+            connectwise: carried.api_calls.connectwise + snapshot.connectwise_calls,
         };
-        report.writes = ctx.writes.load(Ordering::SeqCst);
+        report.writes = carried.writes + ctx.writes.load(Ordering::SeqCst);
+        let incomplete = ctx.deferred.load(Ordering::SeqCst);
         report.finished_at = Some(Utc::now());
         report.status = match &outcome {
             Err(CycleError::Crashed(_)) => return outcome.map(|_| report),
@@ -144,6 +173,7 @@ impl Engine<'_> {
                 return Err(CycleError::Config(ConfigError(e.0.clone())));
             }
             Err(_) => RunStatus::Failed,
+            Ok(()) if incomplete => RunStatus::Incomplete,
             Ok(()) if !report.errors.is_empty() => RunStatus::Failed,
             Ok(()) if has_customer_errors(&report) => RunStatus::Partial,
             Ok(()) => RunStatus::Succeeded,
@@ -157,6 +187,8 @@ impl Engine<'_> {
         if !opts.dry_run {
             let status = report.status;
             self.finish(opts, &mut report, status).await?;
+        } else if opts.record_dry_run {
+            self.store.put_run(&run_record(&report, opts)).await?;
         }
         Ok(report)
     }
@@ -169,7 +201,34 @@ impl Engine<'_> {
     ) -> StoreResult<()> {
         report.status = status;
         self.store.put_run(&run_record(report, opts)).await?;
-        self.store.release_lease(&opts.run_id).await
+        if status == RunStatus::Incomplete {
+            // Keep the lease: the next invocation of this run carries on under it.
+            self.store.renew_lease(&opts.run_id, opts.now(), opts.lease_ttl).await.map(|_| ())
+        } else {
+            self.store.release_lease(&opts.run_id).await
+        }
+    }
+}
+
+/// What a resumed run brings from its earlier invocations.
+struct Carried {
+    api_calls: ApiCalls,
+    writes: u64,
+    audit_seq: u32,
+}
+
+/// Starts the report from the previous invocation's: its customers are done.
+fn carry_over(report: &mut RunReport, opts: &RunOptions) -> Carried {
+    let Some(previous) = &opts.resume else {
+        return Carried { api_calls: ApiCalls::default(), writes: 0, audit_seq: 0 };
+    };
+    report.started_at = previous.started_at;
+    report.customers = previous.customers.clone();
+    Carried {
+        api_calls: previous.api_calls,
+        writes: previous.writes,
+        // Leaves room for the earlier invocations' entries of this run.
+        audit_seq: (previous.writes as u32 + 1) * 1000,
     }
 }
 
@@ -271,19 +330,38 @@ impl Ctx<'_> {
             zero_usage: self.engine.settings.zero_usage,
             month: self.opts.month,
         };
-        let jobs = reads.tenants.iter().zip(resolutions);
-        let customers: Vec<Result<CustomerReport, CycleError>> = stream::iter(jobs)
-            .map(|(tenant, resolution)| self.sync_customer(tenant, resolution, &reads, &rules))
+        let done: BTreeSet<String> = report.customers.iter().map(|c| c.tenant_id.clone()).collect();
+        let jobs = reads.tenants.iter().zip(resolutions).filter(|(t, _)| !done.contains(&t.id));
+        let customers: Vec<Result<Option<CustomerReport>, CycleError>> = stream::iter(jobs)
+            .map(|(tenant, resolution)| {
+                let (reads, rules) = (&reads, &rules);
+                async move {
+                if self.out_of_time() {
+                    self.deferred.store(true, Ordering::SeqCst);
+                    return Ok(None);
+                }
+                self.started.fetch_add(1, Ordering::SeqCst);
+                self.sync_customer(tenant, resolution, reads, rules).await.map(Some)
+                }
+            })
             .buffered(self.opts.concurrency.max(1))
             .collect()
             .await;
         for c in customers {
-            report.customers.push(c?);
+            report.customers.extend(c?);
         }
         if !self.opts.dry_run {
             self.save_statuses(report).await?;
         }
         Ok(())
+    }
+
+    /// Near the deadline no new customer starts, but every invocation makes
+    /// progress with at least one customer.
+    fn out_of_time(&self) -> bool {
+        let Some(deadline) = self.opts.deadline else { return false };
+        let near = tokio::time::Instant::now() + self.opts.deadline_margin >= deadline;
+        near && self.started.load(Ordering::SeqCst) > 0
     }
 
     async fn read_sophos(&self, report: &mut RunReport) -> Result<Option<Reads>, CycleError> {

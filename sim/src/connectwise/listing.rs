@@ -113,18 +113,23 @@ impl ListQuery {
             .filter(|i| id_of(i) > self.page_id)
             .peekable();
         let page: Vec<Value> = rest.by_ref().take(self.page_size).collect();
+        // Forward-only answers always carry `Link`, empty on the last page:
+        // clients treat a missing header as "endpoint not supported" (CTC).
         let link = match (rest.peek(), page.last()) {
             (Some(_), Some(last)) => {
                 let query = format!("pageId={}&pageSize={}", id_of(last), self.page_size);
-                Some(format!("<{}>; rel=\"next\"", url.with(&query)))
+                format!("<{}>; rel=\"next\"", url.with(&query))
             }
-            _ => None,
+            _ => String::new(),
         };
         let items = page
             .iter()
             .map(|i| query::project_fields(i, &self.fields))
             .collect();
-        Page { items, link }
+        Page {
+            items,
+            link: Some(link),
+        }
     }
 }
 
