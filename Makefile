@@ -10,12 +10,12 @@ CFN_LINT_PIN:= cfn-lint==1.58.0
 RUN_DIR     := .run
 MOTO_PORT   ?= 5055
 
-.PHONY: run test sim build lint venv moto-start moto-stop clean bench
+.PHONY: run test sim build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet '$(MOTO_PIN)' '$(CFN_LINT_PIN)'
+	$(VENV)/bin/pip install --quiet '$(MOTO_PIN)' '$(CFN_LINT_PIN)' 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,9 +39,118 @@ test: venv
 	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 	cargo test --workspace --all-targets 2>&1
 
-## build: release binaries
-build:
-	cargo build --release --workspace
+# The Lambda package: cargo-lambda and zig (its cross linker) come from .venv.
+LAMBDA_BIN    := sophos-cw-sync
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+LAMBDA_OUT    := target/lambda/$(LAMBDA_BIN)/bootstrap
+VENV_PATH     := $(CURDIR)/$(VENV)/bin:$(PATH)
+STACK         ?= sophos-cw-sync
+REGION        ?=
+ALARM_EMAIL   ?=
+SCHEDULE      ?=
+EVENT         ?= schedule.json
+INVOKE_PORT   ?= 9100
+LOCAL_MOTO_PORT ?= 5056
+
+## build: the Lambda package, target/lambda/sophos-cw-sync/bootstrap (linux arm64, for infra/template.yaml)
+build: venv
+	if ! rustup target list --installed 2>/dev/null | grep -qx '$(LAMBDA_TARGET)'; then
+	  echo "Adding the Rust standard library for $(LAMBDA_TARGET) (rustup target add)..."
+	  rustup target add $(LAMBDA_TARGET) || {
+	    echo "error: cannot cross-compile to arm64: the Rust standard library for $(LAMBDA_TARGET)" >&2
+	    echo "is not installed and rustup could not download it. Run 'rustup target add $(LAMBDA_TARGET)'" >&2
+	    echo "on a machine that reaches static.rust-lang.org, then 'make build' again." >&2
+	    exit 1; }
+	fi
+	PATH="$(VENV_PATH)" cargo lambda build --release --arm64 --bin $(LAMBDA_BIN)
+	file $(LAMBDA_OUT) 2>/dev/null || ls -l $(LAMBDA_OUT)
+
+## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, SCHEDULE; docs/deploy.md)
+deploy:
+	if ! command -v sam >/dev/null 2>&1; then
+	  echo "error: the AWS SAM CLI ('sam') is not installed." >&2
+	  echo "Install it with 'pip install aws-sam-cli' (or the installer from AWS), set AWS credentials, then 'make deploy'." >&2
+	  exit 1
+	fi
+	$(MAKE) --no-print-directory build
+	params=()
+	if [ -n "$(ALARM_EMAIL)" ]; then params+=("AlarmEmail=$(ALARM_EMAIL)"); fi
+	if [ -n "$(SCHEDULE)" ]; then params+=("ScheduleExpression=$(SCHEDULE)"); fi
+	extra=()
+	if [ $${#params[@]} -gt 0 ]; then extra+=(--parameter-overrides "$${params[@]}"); fi
+	if [ -n "$(REGION)" ]; then extra+=(--region "$(REGION)"); fi
+	sam deploy --template-file infra/template.yaml --stack-name '$(STACK)' \
+	  --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset "$${extra[@]}"
+	aws_region=()
+	if [ -n "$(REGION)" ]; then aws_region=(--region "$(REGION)"); fi
+	sam list stack-outputs --stack-name '$(STACK)' "$${aws_region[@]}" --output table || true
+
+## invoke-local: the function under `cargo lambda watch` against the simulators and moto; EVENT=file under events/ (several: "a.json b.json")
+invoke-local: venv
+	mkdir -p $(RUN_DIR)
+	pids=()
+	trap 'for p in "$${pids[@]}"; do kill -- -$$p 2>/dev/null || kill $$p 2>/dev/null || true; done' EXIT
+	wait_for() { for _ in $$(seq 1 $$2); do curl -s -o /dev/null "$$1" && return 0; sleep 0.2; done; echo "error: nothing answers at $$1" >&2; return 1; }
+	# 1. The simulators (Sophos :9000, ConnectWise :9001), unless `make sim` already runs them.
+	if ! curl -s -o /dev/null http://127.0.0.1:9001/_sim/counters; then
+	  cargo build --quiet -p sophos-cw-sim
+	  setsid target/debug/sophos-cw-sim --scenario sim/fixtures/demo.json > $(RUN_DIR)/invoke-sim.log 2>&1 &
+	  pids+=($$!)
+	  wait_for http://127.0.0.1:9001/_sim/counters 100
+	fi
+	# 2. moto (DynamoDB, Secrets Manager) on its own port, with the table and the secret.
+	setsid $(VENV)/bin/moto_server -H 127.0.0.1 -p $(LOCAL_MOTO_PORT) > $(RUN_DIR)/invoke-moto.log 2>&1 &
+	pids+=($$!)
+	wait_for http://127.0.0.1:$(LOCAL_MOTO_PORT)/moto-api/ 100
+	export AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCAL_MOTO_PORT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+	$(PY) - <<'EOF'
+	import json, boto3
+	ddb, sm = boto3.client("dynamodb"), boto3.client("secretsmanager")
+	if "sophos-cw-sync" not in ddb.list_tables()["TableNames"]:
+	    ddb.create_table(TableName="sophos-cw-sync", BillingMode="PAY_PER_REQUEST",
+	        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+	        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+	    ddb.update_time_to_live(TableName="sophos-cw-sync",
+	        TimeToLiveSpecification={"AttributeName": "ttl", "Enabled": True})
+	# The demo scenario's credentials (simulator only) and the demo webhook token of events/.
+	secret = json.dumps({
+	    "sophos": {"clientId": "sim-sophos-client", "clientSecret": "sim-sophos-secret"},
+	    "connectwise": {"site": "http://127.0.0.1:9001", "companyId": "simmsp", "publicKey": "sim-public-key",
+	                    "privateKey": "sim-private-key", "clientId": "3f1c2a4e-8d9b-4c7a-b6e5-0a1b2c3d4e5f"},
+	    "webhookToken": "demo-webhook-token"})
+	try:
+	    sm.create_secret(Name="sophos-cw-sync", SecretString=secret)
+	except sm.exceptions.ResourceExistsException:
+	    sm.put_secret_value(SecretId="sophos-cw-sync", SecretString=secret)
+	EOF
+	# 3. The function, as Lambda would run it (AWS_LAMBDA_RUNTIME_API is set by watch).
+	#    Self-invocations (InvocationType=Event) go to watch's own Invoke API.
+	setsid env PATH="$(VENV_PATH)" cargo lambda watch --bin $(LAMBDA_BIN) \
+	  --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --ignore-changes \
+	  --env-var SYNC_STORE=dynamodb:sophos-cw-sync \
+	  --env-var SYNC_SECRETS=secretsmanager:sophos-cw-sync \
+	  --env-var SOPHOS_ID_URL=http://127.0.0.1:9000 --env-var SOPHOS_API_URL=http://127.0.0.1:9000 \
+	  --env-var SYNC_FUNCTION_NAME=$(LAMBDA_BIN) \
+	  --env-var AWS_ENDPOINT_URL=$$AWS_ENDPOINT_URL \
+	  --env-var AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$(INVOKE_PORT) \
+	  --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=testing --env-var AWS_SECRET_ACCESS_KEY=testing \
+	  --env-var AWS_LAMBDA_LOG_LEVEL=INFO --env-var AWS_LAMBDA_LOG_FORMAT=JSON \
+	  > $(RUN_DIR)/invoke-watch.log 2>&1 &
+	pids+=($$!)
+	wait_for http://127.0.0.1:$(INVOKE_PORT)/ 300
+	# 4. The events, in order.
+	for ev in $(EVENT); do
+	  echo "== events/$$ev"
+	  PATH="$(VENV_PATH)" cargo lambda invoke $(LAMBDA_BIN) --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) \
+	    --data-file events/$$ev || { echo "(function log: $(RUN_DIR)/invoke-watch.log)"; exit 1; }
+	  echo
+	done
+
+## lint-infra: cfn-lint on the SAM template, and the sample events match events/generate.py
+lint-infra: venv
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	python3 events/generate.py --check
 
 ## lint: formatting and clippy, warnings are errors
 lint:

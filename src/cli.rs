@@ -70,6 +70,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the HTTP API (webhook, runs, status, audit, mappings, settings).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
 }
 
 /// Exit codes of the contract.
@@ -141,6 +146,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Runs { json } => runs(store, json).await,
         Command::Audit { json } => audit(store, json).await,
+        Command::Serve { addr } => crate::serve::run(&addr).await.map(|()| 0),
     }
 }
 

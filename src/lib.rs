@@ -1,12 +1,17 @@
 //! sophos-cw-sync: keeps ConnectWise PSA agreement additions in step with Sophos
 //! Central Partner usage.
 
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connectwise;
 pub mod domain;
 pub mod http;
+pub mod lambda;
+pub mod metrics;
 pub mod output;
+pub mod serve;
 pub mod sophos;
 pub mod store;
 pub mod sync;

@@ -464,7 +464,7 @@ async fn a_crash_after_any_write_converges_on_the_next_runs() {
                     "k={k}: write order {writes:#?}"
                 );
                 crashing_kinds
-                    .entry(write_kind(&writes[k as usize - 1]))
+                    .entry(write_kind(&writes[k_usize - 1]))
                     .or_default()
                     .push(k);
             }

@@ -14,6 +14,7 @@ use crate::connectwise::model::{
 use crate::domain::{month::Month, products};
 use crate::http::{ApiCounters, ApiError, ApiErrorKind};
 use crate::sophos::client::SophosClient;
+use crate::sophos::model::Tenant;
 use crate::store::*;
 use crate::sync::plan::{
     self, AdditionOp, AdditionRules, CatalogState, ProductPlan, Resolution, TenantUsage,
@@ -331,19 +332,30 @@ impl Ctx<'_> {
             month: self.opts.month,
         };
         let done: BTreeSet<String> = report.customers.iter().map(|c| c.tenant_id.clone()).collect();
-        let jobs = reads.tenants.iter().zip(resolutions).filter(|(t, _)| !done.contains(&t.id));
-        let customers: Vec<Result<Option<CustomerReport>, CycleError>> = stream::iter(jobs)
-            .map(|(tenant, resolution)| {
-                let (reads, rules) = (&reads, &rules);
-                async move {
-                if self.out_of_time() {
-                    self.deferred.store(true, Ordering::SeqCst);
-                    return Ok(None);
-                }
-                self.started.fetch_add(1, Ordering::SeqCst);
-                self.sync_customer(tenant, resolution, reads, rules).await.map(Some)
-                }
+        // Collected first and boxed as Send: keeps the future spawnable (a lazy
+        // filter/zip inside a stream trips the compiler's Send inference).
+        let jobs: Vec<(&Tenant, Resolution)> = reads
+            .tenants
+            .iter()
+            .zip(resolutions)
+            .filter(|(t, _)| !done.contains(&t.id))
+            .collect();
+        let (reads, rules) = (&reads, &rules);
+        // Futures are lazy: `buffered` still bounds how many run at once.
+        let futures: Vec<CustomerFuture<'_>> = jobs
+            .into_iter()
+            .map(|(tenant, resolution)| -> CustomerFuture<'_> {
+                Box::pin(async move {
+                    if self.out_of_time() {
+                        self.deferred.store(true, Ordering::SeqCst);
+                        return Ok(None);
+                    }
+                    self.started.fetch_add(1, Ordering::SeqCst);
+                    self.sync_customer(tenant, resolution, reads, rules).await.map(Some)
+                })
             })
+            .collect();
+        let customers: Vec<Result<Option<CustomerReport>, CycleError>> = stream::iter(futures)
             .buffered(self.opts.concurrency.max(1))
             .collect()
             .await;
@@ -1061,6 +1073,9 @@ fn unreachable_missing() -> CatalogReport {
         action: CatalogAction::Failed,
     }
 }
+
+type CustomerFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<CustomerReport>, CycleError>> + Send + 'a>>;
 
 struct CatalogRefs {
     product_type: i64,

@@ -61,7 +61,7 @@ fn start_moto() -> String {
     // The watchdog: moto in the background, then wait for our pipe to close.
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; cat >/dev/null; kill "$m" 2>/dev/null"#)
+        .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; cat >/dev/null; kill "$m" 2>/dev/null; wait "$m""#)
         .arg(&bin)
         .arg(port.to_string())
         .stdin(Stdio::piped())

@@ -1,0 +1,444 @@
+//! The routes: matching a path, then one handler per route and method.
+
+use super::errors::ApiError;
+use super::{ApiResponse, ok};
+use crate::app::{App, StartOutcome};
+use crate::config::Settings;
+use crate::domain::month::Month;
+use crate::store::{Mapping, MappingKind};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Sync,
+    Runs,
+    Run(String),
+    Status,
+    Audit,
+    Mappings,
+    Mapping(String),
+    Settings,
+}
+
+impl Route {
+    /// The methods the route answers.
+    pub fn allow(&self) -> &'static [&'static str] {
+        match self {
+            Route::Sync => &["POST"],
+            Route::Runs | Route::Run(_) | Route::Status | Route::Audit | Route::Mappings => {
+                &["GET"]
+            }
+            Route::Mapping(_) => &["PUT", "DELETE"],
+            Route::Settings => &["GET", "PUT"],
+        }
+    }
+}
+
+/// The route of `path` (one trailing slash is tolerated), or a 404.
+pub fn resolve(path: &str) -> Result<Route, ApiError> {
+    let trimmed = match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
+    };
+    let segments: Vec<&str> = trimmed.strip_prefix('/').unwrap_or("").split('/').collect();
+    let not_found = || {
+        ApiError::not_found(
+            "no such route: use POST /sync, GET /runs, GET /runs/{runId}, GET /status, GET /audit, GET /mappings, PUT or DELETE /mappings/{tenantId}, GET or PUT /settings",
+        )
+    };
+    let param = |raw: &str| -> Result<String, ApiError> {
+        let value = percent_decode(raw, false).ok_or_else(|| {
+            ApiError::bad_request("the path is not valid: check its percent-encoding")
+        })?;
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(not_found());
+        }
+        Ok(value)
+    };
+    Ok(match segments.as_slice() {
+        ["sync"] => Route::Sync,
+        ["runs"] => Route::Runs,
+        ["runs", id] => Route::Run(param(id)?),
+        ["status"] => Route::Status,
+        ["audit"] => Route::Audit,
+        ["mappings"] => Route::Mappings,
+        ["mappings", tenant] => Route::Mapping(param(tenant)?),
+        ["settings"] => Route::Settings,
+        _ => return Err(not_found()),
+    })
+}
+
+pub async fn run(
+    app: &App,
+    route: Route,
+    method: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
+    match (route, method) {
+        (Route::Sync, "POST") => start_sync(app, body).await,
+        (Route::Runs, "GET") => list_runs(app, query).await,
+        (Route::Run(id), "GET") => get_run(app, &id).await,
+        (Route::Status, "GET") => status(app).await,
+        (Route::Audit, "GET") => audit(app, query).await,
+        (Route::Mappings, "GET") => list_mappings(app).await,
+        (Route::Mapping(tenant), "PUT") => put_mapping(app, &tenant, body).await,
+        (Route::Mapping(tenant), "DELETE") => delete_mapping(app, &tenant).await,
+        (Route::Settings, "GET") => Ok(ok(to_json(&app.settings().await?)?)),
+        (Route::Settings, "PUT") => put_settings(app, body).await,
+        // `handle` answers 405 before getting here.
+        (route, method) => Err(ApiError::method_not_allowed(
+            method,
+            "this path",
+            route.allow(),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- POST /sync
+
+async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    let (month, dry_run) = sync_body(body)?;
+    match app.start_sync(month, dry_run).await? {
+        StartOutcome::Started { run_id } => Ok(ApiResponse {
+            status: 202,
+            body: json!({"runId": run_id, "status": "queued", "dryRun": dry_run}),
+        }),
+        StartOutcome::Busy { run_id } => Err(ApiError::new(
+            409,
+            "a sync cycle is already running",
+        )
+        .with("runId", Value::String(run_id))),
+    }
+}
+
+/// `{"month":"YYYY-MM","dryRun":true}`, both optional; an empty body is `{}`.
+fn sync_body(body: &[u8]) -> Result<(Option<Month>, bool), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, false));
+    }
+    let obj = json_object(
+        body,
+        "{\"month\":\"2026-05\",\"dryRun\":true} (both optional; or send no body)",
+    )?;
+    only_fields(&obj, &["month", "dryRun"])?;
+    let month = match obj.get("month") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.parse::<Month>().map_err(ApiError::bad_request)?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "month must be a string YYYY-MM, e.g. \"2026-05\"",
+            ));
+        }
+    };
+    let dry_run = match obj.get("dryRun") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("dryRun must be true or false")),
+    };
+    Ok((month, dry_run))
+}
+
+// ---------------------------------------------------------------- runs
+
+async fn list_runs(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
+    let q = Query::parse(query, &["limit", "before"])?;
+    let limit = q.limit(20, 100)?;
+    let before = q.get("before").filter(|b| !b.is_empty());
+    let runs = app.store.list_runs(limit, before).await?;
+    let next = match runs.last() {
+        Some(last) if runs.len() == limit => Value::String(last.run_id.clone()),
+        _ => Value::Null,
+    };
+    Ok(ok(json!({"items": to_json(&runs)?, "next": next})))
+}
+
+async fn get_run(app: &App, id: &str) -> Result<ApiResponse, ApiError> {
+    match app.store.get_run(id).await? {
+        Some(run) => Ok(ok(to_json(&run)?)),
+        None => Err(ApiError::not_found(format!(
+            "no run {id:?}: GET /runs lists the known run ids"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------- status, audit
+
+async fn status(app: &App) -> Result<ApiResponse, ApiError> {
+    let mut statuses = app.store.list_customer_statuses().await?;
+    statuses.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    let customers: Vec<Value> = statuses.into_iter().map(|s| s.report).collect();
+    Ok(ok(json!({"customers": customers})))
+}
+
+async fn audit(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
+    let q = Query::parse(query, &["limit", "runId"])?;
+    let limit = q.limit(100, 1000)?;
+    let run_id = q.get("runId").filter(|r| !r.is_empty());
+    let entries = app.store.list_audit(limit, run_id).await?;
+    Ok(ok(json!({"items": to_json(&entries)?})))
+}
+
+// ---------------------------------------------------------------- mappings
+
+async fn list_mappings(app: &App) -> Result<ApiResponse, ApiError> {
+    let mappings = app.store.list_mappings().await?;
+    Ok(ok(json!({"items": to_json(&mappings)?})))
+}
+
+async fn put_mapping(app: &App, tenant_id: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    const SHAPE: &str = "{\"companyId\":110}, {\"companyId\":110,\"agreementId\":210} or {\"ignore\":true}";
+    let obj = json_object(body, SHAPE)?;
+    only_fields(&obj, &["companyId", "agreementId", "ignore"])?;
+    let ignore = match obj.get("ignore") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("ignore must be true or false")),
+    };
+    let company_id = positive_id(&obj, "companyId", "the ConnectWise company id")?;
+    let agreement_id = positive_id(&obj, "agreementId", "the ConnectWise agreement id")?;
+    if ignore && (company_id.is_some() || agreement_id.is_some()) {
+        return Err(ApiError::bad_request(format!(
+            "send either a companyId (and optionally an agreementId) or \"ignore\":true, not both: {SHAPE}"
+        )));
+    }
+    if !ignore && company_id.is_none() {
+        return Err(ApiError::bad_request(if agreement_id.is_some() {
+            format!("agreementId needs the companyId of the agreement's company: {SHAPE}")
+        } else {
+            format!("say what to map the tenant to: {SHAPE}")
+        }));
+    }
+    if !tenant_is_known(app, tenant_id).await? {
+        return Err(ApiError::not_found(format!(
+            "unknown tenant {tenant_id:?}: run a sync first so the tenant is known, or check the id (GET /status lists the tenants)"
+        )));
+    }
+    let mapping = Mapping {
+        tenant_id: tenant_id.to_owned(),
+        kind: if ignore {
+            MappingKind::Ignored
+        } else {
+            MappingKind::Manual
+        },
+        company_id,
+        agreement_id,
+        updated_at: chrono::Utc::now(),
+    };
+    app.store.put_mapping(&mapping).await?;
+    Ok(ok(to_json(&mapping)?))
+}
+
+/// Known: the latest run reported it, or it already has a mapping.
+async fn tenant_is_known(app: &App, tenant_id: &str) -> Result<bool, ApiError> {
+    if app.store.get_mapping(tenant_id).await?.is_some() {
+        return Ok(true);
+    }
+    let statuses = app.store.list_customer_statuses().await?;
+    Ok(statuses.iter().any(|s| s.tenant_id == tenant_id))
+}
+
+async fn delete_mapping(app: &App, tenant_id: &str) -> Result<ApiResponse, ApiError> {
+    if app.store.delete_mapping(tenant_id).await? {
+        Ok(ok(json!({"deleted": true})))
+    } else {
+        Err(ApiError::not_found(format!(
+            "tenant {tenant_id:?} has no mapping: GET /mappings lists the mappings"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------- settings
+
+async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the body is empty: send the full settings JSON (GET /settings shows the current ones)",
+        ));
+    }
+    // Settings hold no secrets, so serde's message (field names, expected types) is
+    // passed on: it says exactly what to fix.
+    let settings: Settings = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::bad_request(format!("the settings are not valid: {e}"))
+        } else {
+            ApiError::bad_json(&e)
+        }
+    })?;
+    crate::cli::validate_settings(&settings).map_err(|e| ApiError::bad_request(e.0))?;
+    app.store.put_settings(&settings).await?;
+    Ok(ok(to_json(&settings)?))
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise an API answer");
+        ApiError::internal()
+    })
+}
+
+/// The body as a JSON object; `shape` is shown when it is another JSON value.
+fn json_object(body: &[u8], shape: &str) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(ApiError::bad_request(format!(
+            "the body must be a JSON object: {shape}"
+        ))),
+    }
+}
+
+fn only_fields(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown field {unknown:?} in the body: the fields are {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn positive_id(
+    obj: &Map<String, Value>,
+    field: &str,
+    what: &str,
+) -> Result<Option<i64>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => Ok(n.as_i64()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{field} must be a positive whole number ({what})"
+        ))),
+    }
+}
+
+/// A decoded query string whose parameter names were checked.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let bad = || ApiError::bad_request("the query string is not valid: check its percent-encoding");
+            let k = percent_decode(k, true).ok_or_else(bad)?;
+            let v = percent_decode(v, true).ok_or_else(bad)?;
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?}: use {}",
+                    allowed.join(", ")
+                )));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::bad_request(format!(
+                    "the query parameter {k} is given twice: give it once"
+                )));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.get("limit") else {
+            return Ok(default);
+        };
+        match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {max} (default {default})"
+            ))),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as a space in a query); None if the escapes are
+/// broken or the result is not UTF-8.
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_resolve() {
+        assert_eq!(resolve("/sync").unwrap(), Route::Sync);
+        assert_eq!(resolve("/sync/").unwrap(), Route::Sync);
+        assert_eq!(resolve("/runs/r1").unwrap(), Route::Run("r1".into()));
+        assert_eq!(
+            resolve("/mappings/a%2Db").unwrap(),
+            Route::Mapping("a-b".into())
+        );
+        for missing in ["/", "", "/nope", "/runs/a/b", "//sync", "/mappings/%20"] {
+            assert_eq!(resolve(missing).unwrap_err().status, 404, "{missing}");
+        }
+        assert_eq!(resolve("/runs/%zz").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn queries_are_checked() {
+        let q = Query::parse("limit=5&before=r%201", &["limit", "before"]).unwrap();
+        assert_eq!(q.limit(20, 100).unwrap(), 5);
+        assert_eq!(q.get("before"), Some("r 1"));
+        for bad in ["limit=abc", "limit=0", "limit=101", "limit=-1", "limit="] {
+            let q = Query::parse(bad, &["limit"]).unwrap();
+            assert_eq!(q.limit(20, 100).unwrap_err().status, 400, "{bad}");
+        }
+        assert!(Query::parse("limt=5", &["limit"]).is_err());
+        assert!(Query::parse("limit=5&limit=6", &["limit"]).is_err());
+        assert!(Query::parse("limit=%G1", &["limit"]).is_err());
+    }
+
+    #[test]
+    fn sync_bodies() {
+        assert_eq!(sync_body(b"").unwrap(), (None, false));
+        assert_eq!(sync_body(b" {} ").unwrap(), (None, false));
+        let (m, d) = sync_body(br#"{"month":"2026-05","dryRun":true}"#).unwrap();
+        assert_eq!((m.unwrap().to_string(), d), ("2026-05".into(), true));
+        for bad in [
+            &br#"{"month":"2026-13"}"#[..],
+            br#"{"month":202605}"#,
+            br#"{"dryRun":"yes"}"#,
+            br#"{"dry_run":true}"#,
+            br#"[]"#,
+            br#"{"#,
+        ] {
+            assert_eq!(sync_body(bad).unwrap_err().status, 400);
+        }
+        let e = sync_body(b"{\n  \"month\": oops}").unwrap_err();
+        assert_eq!(e.message, "the body is not valid JSON: line 2 column 13");
+    }
+}

@@ -1,0 +1,239 @@
+//! The application service behind every entry point (CLI `serve`, the Lambda
+//! handler, the HTTP API): starting, running and continuing sync cycles, with the
+//! store, secrets and self-invocation as ports.
+
+use crate::cli::{build_clients, load_secrets_with};
+use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings};
+use crate::domain::month::Month;
+use crate::http::ApiCounters;
+use crate::store::{LeaseOutcome, RunRecord, RunStatus, Store, StoreError};
+use crate::sync::engine::{CycleError, Engine, RunOptions, new_run_id};
+use crate::sync::report::RunReport;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// The internal asynchronous event: "run (or continue) this cycle".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunRequest {
+    /// Always "run": tells this event apart from the others the function receives.
+    pub sophos_cw_sync: String,
+    pub run_id: String,
+    #[serde(default)]
+    pub month: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// What started it: "webhook", "schedule", "continue".
+    #[serde(default = "default_trigger")]
+    pub trigger: String,
+}
+
+fn default_trigger() -> String {
+    "webhook".into()
+}
+
+impl RunRequest {
+    pub fn new(run_id: String, month: Option<Month>, dry_run: bool, trigger: &str) -> Self {
+        Self {
+            sophos_cw_sync: "run".into(),
+            run_id,
+            month: month.map(|m| m.to_string()),
+            dry_run,
+            trigger: trigger.into(),
+        }
+    }
+}
+
+/// Starts a cycle somewhere else and returns at once (Lambda: invoke itself with
+/// InvocationType=Event; `serve`: a tokio task).
+#[async_trait]
+pub trait Invoker: Send + Sync {
+    async fn invoke_async(&self, request: &RunRequest) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad settings, secrets or credentials: retrying will not help.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The asynchronous start failed (the lease taken for it was given back).
+    #[error("could not start the cycle: {0}")]
+    Invoke(String),
+    #[error("the cycle failed: {0}")]
+    Cycle(String),
+}
+
+impl AppError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AppError::Config(_) => false,
+            AppError::Store(e) => e.is_retryable(),
+            AppError::Invoke(_) | AppError::Cycle(_) => true,
+        }
+    }
+}
+
+impl From<ConfigError> for AppError {
+    fn from(e: ConfigError) -> Self {
+        AppError::Config(e.0)
+    }
+}
+
+impl From<CycleError> for AppError {
+    fn from(e: CycleError) -> Self {
+        match e {
+            CycleError::Config(c) => AppError::Config(c.0),
+            CycleError::Store(s) => AppError::Store(s),
+            other => AppError::Cycle(other.to_string()),
+        }
+    }
+}
+
+/// Secrets read once and kept for `refresh`, so a rotated secret is picked up
+/// without a cold start.
+pub struct SecretsCache {
+    spec: SecretsSpec,
+    aws: Option<aws_config::SdkConfig>,
+    refresh: Duration,
+    cached: Mutex<Option<(Instant, Arc<Secrets>)>>,
+}
+
+impl SecretsCache {
+    pub fn new(spec: SecretsSpec, aws: Option<aws_config::SdkConfig>, refresh: Duration) -> Self {
+        Self { spec, aws, refresh, cached: Mutex::new(None) }
+    }
+
+    pub async fn get(&self) -> Result<Arc<Secrets>, ConfigError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, secrets)) = cached.as_ref() {
+            if at.elapsed() < self.refresh {
+                return Ok(secrets.clone());
+            }
+        }
+        let secrets = Arc::new(match &self.aws {
+            Some(config) => load_secrets_with(&self.spec, config).await?,
+            None => crate::cli::load_secrets(&self.spec).await?,
+        });
+        *cached = Some((Instant::now(), secrets.clone()));
+        Ok(secrets)
+    }
+}
+
+/// What `start_sync` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartOutcome {
+    Started { run_id: String },
+    /// Another cycle holds the lease.
+    Busy { run_id: String },
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub env: Environment,
+    pub secrets: SecretsCache,
+    pub invoker: Arc<dyn Invoker>,
+    /// Covers the gap between the webhook and the asynchronous start, and a cycle.
+    pub lease_ttl: Duration,
+    /// Stop this long before the invocation deadline.
+    pub deadline_margin: Duration,
+}
+
+impl App {
+    pub async fn settings(&self) -> Result<Settings, StoreError> {
+        Ok(self.store.get_settings().await?.unwrap_or_default())
+    }
+
+    /// The webhook: takes the lease for a new run id (so a second request meanwhile
+    /// is told who runs), records the run as queued and starts it asynchronously.
+    /// A dry run takes no lease.
+    pub async fn start_sync(&self, month: Option<Month>, dry_run: bool) -> Result<StartOutcome, AppError> {
+        let run_id = new_run_id();
+        let now = chrono::Utc::now();
+        if !dry_run {
+            if let LeaseOutcome::HeldBy(lease) = self.store.acquire_lease(&run_id, now, self.lease_ttl).await? {
+                return Ok(StartOutcome::Busy { run_id: lease.run_id });
+            }
+        }
+        let request = RunRequest::new(run_id.clone(), month, dry_run, "webhook");
+        let queued = RunRecord {
+            run_id: run_id.clone(),
+            status: RunStatus::Running,
+            started_at: now,
+            finished_at: None,
+            month: month.map(|m| m.to_string()).unwrap_or_default(),
+            dry_run,
+            trigger: "webhook".into(),
+            report: serde_json::Value::Null,
+            expires_at: Some(now + chrono::Duration::days(90)),
+        };
+        self.store.put_run(&queued).await?;
+        if let Err(e) = self.invoker.invoke_async(&request).await {
+            let failed = RunRecord { status: RunStatus::Failed, finished_at: Some(chrono::Utc::now()), ..queued };
+            self.store.put_run(&failed).await?;
+            self.store.release_lease(&run_id).await?;
+            return Err(AppError::Invoke(e));
+        }
+        Ok(StartOutcome::Started { run_id })
+    }
+
+    /// Runs (or, if the run is incomplete, continues) the cycle `request` names.
+    /// An incomplete run asks the invoker for its next invocation.
+    pub async fn run_job(&self, request: &RunRequest, deadline: Option<Instant>) -> Result<RunReport, AppError> {
+        let settings = self.settings().await?;
+        let previous = self.store.get_run(&request.run_id).await?;
+        let mut opts = match previous.filter(|r| r.status == RunStatus::Incomplete) {
+            Some(run) => {
+                let report: RunReport = serde_json::from_value(run.report)
+                    .map_err(|e| AppError::Store(StoreError::Corrupt(format!("run {}: {e}", request.run_id))))?;
+                RunOptions::resuming(report, &request.trigger).map_err(AppError::Config)?
+            }
+            None => {
+                let month = match &request.month {
+                    Some(m) => m.parse::<Month>().map_err(AppError::Config)?,
+                    None => Month::from_setting(&settings.month).map_err(AppError::Config)?,
+                };
+                let mut opts = RunOptions::new(month, request.dry_run, &request.trigger);
+                opts.run_id = request.run_id.clone();
+                opts
+            }
+        };
+        opts.deadline = deadline;
+        opts.deadline_margin = self.deadline_margin;
+        opts.lease_ttl = self.lease_ttl;
+        opts.record_dry_run = true;
+        let secrets = self.secrets.get().await?;
+        let counters = Arc::new(ApiCounters::default());
+        let (sophos, cw) = build_clients(&self.env, &secrets, counters.clone()).await?;
+        let engine = Engine { store: self.store.as_ref(), sophos: &sophos, cw: &cw, counters, settings: &settings };
+        let report = engine.run(&opts).await?;
+        if report.status == RunStatus::Incomplete {
+            let next = RunRequest { trigger: "continue".into(), ..request.clone() };
+            self.invoker.invoke_async(&next).await.map_err(AppError::Invoke)?;
+        }
+        Ok(report)
+    }
+
+    /// A scheduled tick: the same tick delivered twice runs once; an incomplete run
+    /// is continued rather than a new one started.
+    pub async fn on_schedule(&self, tick: &str, deadline: Option<Instant>) -> Result<Option<RunReport>, AppError> {
+        let run_id = new_run_id();
+        let key = format!("schedule#{tick}");
+        let now = chrono::Utc::now();
+        if let Some(first) = self.store.claim_once(&key, &run_id, now, Duration::from_secs(7 * 24 * 3600)).await? {
+            tracing::info!(tick, run_id = %first, "scheduled event already handled; skipping the duplicate delivery");
+            return Ok(None);
+        }
+        let latest = self.store.list_runs(1, None).await?;
+        let request = match latest.first().filter(|r| r.status == RunStatus::Incomplete) {
+            Some(run) => RunRequest::new(run.run_id.clone(), None, run.dry_run, "schedule"),
+            None => RunRequest::new(run_id, None, false, "schedule"),
+        };
+        self.run_job(&request, deadline).await.map(Some)
+    }
+}

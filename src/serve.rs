@@ -1,0 +1,337 @@
+//! `sophos-cw-sync serve [--addr 127.0.0.1:8080]`: the HTTP API on a local port,
+//! with cycles run as tokio tasks of this process ([`LocalInvoker`]).
+
+use crate::api::{self, ApiRequest, ApiResponse, MAX_BODY};
+use crate::app::{App, Invoker, RunRequest, SecretsCache};
+use crate::cli::{Failure, open_store, validate_settings};
+use crate::config::{ConfigError, Environment};
+use crate::store::{RunRecord, RunStatus, Store, StoreError};
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How long read secrets are kept before they are read again (a rotated webhook
+/// token is picked up within this time).
+pub const SECRETS_REFRESH: Duration = Duration::from_secs(300);
+/// The lease a cycle takes (also covers the gap between the webhook and the start).
+pub const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+/// Read beyond the limit (and thrown away) so a 413 reaches the client cleanly.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Runs cycles as tokio tasks of this process. It holds a weak reference to the
+/// [`App`] it belongs to (the App owns the invoker; a strong reference would be a
+/// cycle); [`LocalInvoker::attach`] sets it once the App is built.
+#[derive(Default)]
+pub struct LocalInvoker {
+    app: OnceLock<Weak<App>>,
+    running: Arc<Running>,
+}
+
+#[derive(Default)]
+struct Running {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts a cycle as running until dropped (also when its task panics).
+struct RunningGuard(Arc<Running>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl LocalInvoker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Points the invoker at the App that owns it. Only the first call counts.
+    pub fn attach(&self, app: &Arc<App>) {
+        let _ = self.app.set(Arc::downgrade(app));
+    }
+
+    /// How many cycles this invoker started that have not ended yet.
+    pub fn running(&self) -> usize {
+        self.running.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no cycle started by this invoker runs.
+    pub async fn wait_idle(&self) {
+        loop {
+            let idle = self.running.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+#[async_trait]
+impl Invoker for LocalInvoker {
+    async fn invoke_async(&self, request: &RunRequest) -> Result<(), String> {
+        let app = self
+            .app
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or("the local invoker is not attached to a running service")?;
+        self.running.count.fetch_add(1, Ordering::SeqCst);
+        let guard = RunningGuard(self.running.clone());
+        let request = request.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            run_cycle(app, request).await;
+        });
+        Ok(())
+    }
+}
+
+/// One cycle in the background. When it ends in an error before the engine recorded
+/// its outcome, the run is marked failed and its lease given back, so neither
+/// `GET /runs/{id}` nor the next `POST /sync` waits for the lease to expire.
+async fn run_cycle(app: Arc<App>, request: RunRequest) {
+    let run_id = request.run_id.clone();
+    let job = {
+        let app = app.clone();
+        tokio::spawn(async move { app.run_job(&request, None).await })
+    };
+    let error = match job.await {
+        Ok(Ok(report)) => {
+            tracing::info!(run_id, status = ?report.status, writes = report.writes, "cycle finished");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(run_id, error = %e, "cycle failed");
+            e.to_string()
+        }
+        Err(e) => {
+            tracing::error!(run_id, error = %e, "cycle task ended abnormally");
+            "internal error: the cycle stopped unexpectedly; see the service log".to_owned()
+        }
+    };
+    if let Err(e) = mark_failed(app.store.as_ref(), &run_id, &error).await {
+        tracing::error!(run_id, error = %e, "cannot record the failed cycle");
+    }
+}
+
+async fn mark_failed(store: &dyn Store, run_id: &str, error: &str) -> Result<(), StoreError> {
+    if let Some(run) = store.get_run(run_id).await? {
+        if run.status == RunStatus::Running {
+            let report = if run.report.is_null() {
+                serde_json::json!({ "error": error })
+            } else {
+                run.report.clone()
+            };
+            let failed = RunRecord {
+                status: RunStatus::Failed,
+                finished_at: Some(chrono::Utc::now()),
+                report,
+                ..run
+            };
+            store.put_run(&failed).await?;
+        }
+    }
+    store.release_lease(run_id).await
+}
+
+/// The App with the defaults of `serve` (secrets re-read every 5 minutes, a
+/// 15-minute lease, no invocation deadline).
+pub fn build_app(env: Environment, store: Arc<dyn Store>, invoker: Arc<dyn Invoker>) -> App {
+    App {
+        store,
+        secrets: SecretsCache::new(env.secrets.clone(), None, SECRETS_REFRESH),
+        env,
+        invoker,
+        lease_ttl: LEASE_TTL,
+        deadline_margin: Duration::from_secs(60),
+    }
+}
+
+/// [`build_app`] with a [`LocalInvoker`] attached to it.
+pub fn build_local_app(env: Environment, store: Arc<dyn Store>) -> (Arc<App>, Arc<LocalInvoker>) {
+    let invoker = Arc::new(LocalInvoker::new());
+    let app = Arc::new(build_app(env, store, invoker.clone()));
+    invoker.attach(&app);
+    (app, invoker)
+}
+
+/// The axum router: every request goes to [`api::handle`].
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(http_handler).with_state(app)
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve_on(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).await
+}
+
+/// `sophos-cw-sync serve`: the App from the environment like the CLI's, then the API
+/// on `addr` until Ctrl-C / SIGTERM; running cycles are waited for.
+pub async fn run(addr: &str) -> Result<(), Failure> {
+    let env = Environment::from_process()?;
+    let store: Arc<dyn Store> = Arc::from(open_store(&env.store).await?);
+    apply_settings_file(store.as_ref(), &env).await?;
+    let (app, invoker) = build_local_app(env, store);
+    // Fail at start rather than answer every request with 503.
+    let secrets = app.secrets.get().await?;
+    if secrets.webhook_token.is_none() {
+        return Err(Failure::Config(
+            "the secret has no webhookToken: add \"webhookToken\": \"<a long random string>\" to it; every API request must send it as `Authorization: Bearer <token>`".into(),
+        ));
+    }
+    drop(secrets);
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Failure::Config(format!(
+            "cannot listen on {addr} ({e}): choose another address with --addr, e.g. 127.0.0.1:8081"
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+    println!("listening on http://{local}");
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "note: this is plain HTTP; put a TLS-terminating proxy in front of it when it is reachable beyond this machine"
+        );
+    }
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Failure::Other(format!("the HTTP server stopped: {e}")))?;
+    if invoker.running() > 0 {
+        eprintln!(
+            "waiting for {} running cycle(s) to finish (press Ctrl-C again to stop at once)",
+            invoker.running()
+        );
+        tokio::select! {
+            _ = invoker.wait_idle() => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped; the interrupted cycle is taken up by the next sync once its lease expires");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// `SYNC_SETTINGS` replaces the stored settings, as for the other commands.
+async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<(), Failure> {
+    let Some(path) = &env.settings_file else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read SYNC_SETTINGS file {} ({e})",
+            path.display()
+        ))
+    })?;
+    let settings = serde_json::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "settings file {} is not valid: {e}",
+            path.display()
+        ))
+    })?;
+    validate_settings(&settings)?;
+    store.put_settings(&settings).await?;
+    Ok(())
+}
+
+async fn http_handler(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(()) => {
+            return to_http(ApiResponse {
+                status: 400,
+                body: serde_json::json!({"error": "the request body could not be read: send it again"}),
+            });
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let req = ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers,
+        body,
+    };
+    to_http(api::handle(&app, req).await)
+}
+
+/// The body, cut at `MAX_BODY + 1` bytes (enough for `handle` to answer 413).
+async fn read_body(body: Body) -> Result<Vec<u8>, ()> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        seen += chunk.len();
+        if out.len() <= MAX_BODY {
+            let room = MAX_BODY + 1 - out.len();
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn to_http(response: ApiResponse) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let allow = response.allow();
+    let bytes = serde_json::to_vec(&response.body).unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
+    let mut http = Response::new(Body::from(bytes));
+    *http.status_mut() = status;
+    let headers = http.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::ALLOW, allow);
+    }
+    http
+}
