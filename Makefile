@@ -43,7 +43,7 @@ test: venv
 LAMBDA_BIN    := sophos-cw-sync
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 LAMBDA_OUT    := target/lambda/$(LAMBDA_BIN)/bootstrap
-VENV_PATH     := $(CURDIR)/$(VENV)/bin:$(PATH)
+VENV_PATH     := $(CURDIR)/$(VENV)/bin:$$PATH
 STACK         ?= sophos-cw-sync
 REGION        ?=
 ALARM_EMAIL   ?=
@@ -62,17 +62,21 @@ build: venv
 	    echo "on a machine that reaches static.rust-lang.org, then 'make build' again." >&2
 	    exit 1; }
 	fi
-	PATH="$(VENV_PATH)" cargo lambda build --release --arm64 --bin $(LAMBDA_BIN)
+	# --disable-optimizations: use Cargo.toml's release profile. cargo-lambda's own
+	# defaults add panic="abort", which would turn the API's caught panics (answered
+	# 500) into a crashed runtime.
+	PATH="$(VENV_PATH)" cargo lambda build --release --arm64 --disable-optimizations --bin $(LAMBDA_BIN)
 	file $(LAMBDA_OUT) 2>/dev/null || ls -l $(LAMBDA_OUT)
 
+# deploy needs the AWS SAM CLI: say so before building anything.
+ifneq ($(filter deploy,$(MAKECMDGOALS)),)
+ifeq ($(shell command -v sam 2>/dev/null),)
+$(error the AWS SAM CLI ('sam') is not installed: install it with 'pip install aws-sam-cli' (or AWS's installer), set AWS credentials, then run 'make deploy' again (docs/deploy.md))
+endif
+endif
+
 ## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, SCHEDULE; docs/deploy.md)
-deploy:
-	if ! command -v sam >/dev/null 2>&1; then
-	  echo "error: the AWS SAM CLI ('sam') is not installed." >&2
-	  echo "Install it with 'pip install aws-sam-cli' (or the installer from AWS), set AWS credentials, then 'make deploy'." >&2
-	  exit 1
-	fi
-	$(MAKE) --no-print-directory build
+deploy: build
 	params=()
 	if [ -n "$(ALARM_EMAIL)" ]; then params+=("AlarmEmail=$(ALARM_EMAIL)"); fi
 	if [ -n "$(SCHEDULE)" ]; then params+=("ScheduleExpression=$(SCHEDULE)"); fi

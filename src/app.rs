@@ -106,7 +106,12 @@ pub struct SecretsCache {
 
 impl SecretsCache {
     pub fn new(spec: SecretsSpec, aws: Option<aws_config::SdkConfig>, refresh: Duration) -> Self {
-        Self { spec, aws, refresh, cached: Mutex::new(None) }
+        Self {
+            spec,
+            aws,
+            refresh,
+            cached: Mutex::new(None),
+        }
     }
 
     pub async fn get(&self) -> Result<Arc<Secrets>, ConfigError> {
@@ -128,9 +133,13 @@ impl SecretsCache {
 /// What `start_sync` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartOutcome {
-    Started { run_id: String },
+    Started {
+        run_id: String,
+    },
     /// Another cycle holds the lease.
-    Busy { run_id: String },
+    Busy {
+        run_id: String,
+    },
 }
 
 pub struct App {
@@ -152,12 +161,22 @@ impl App {
     /// The webhook: takes the lease for a new run id (so a second request meanwhile
     /// is told who runs), records the run as queued and starts it asynchronously.
     /// A dry run takes no lease.
-    pub async fn start_sync(&self, month: Option<Month>, dry_run: bool) -> Result<StartOutcome, AppError> {
+    pub async fn start_sync(
+        &self,
+        month: Option<Month>,
+        dry_run: bool,
+    ) -> Result<StartOutcome, AppError> {
         let run_id = new_run_id();
         let now = chrono::Utc::now();
         if !dry_run {
-            if let LeaseOutcome::HeldBy(lease) = self.store.acquire_lease(&run_id, now, self.lease_ttl).await? {
-                return Ok(StartOutcome::Busy { run_id: lease.run_id });
+            if let LeaseOutcome::HeldBy(lease) = self
+                .store
+                .acquire_lease(&run_id, now, self.lease_ttl)
+                .await?
+            {
+                return Ok(StartOutcome::Busy {
+                    run_id: lease.run_id,
+                });
             }
         }
         let request = RunRequest::new(run_id.clone(), month, dry_run, "webhook");
@@ -174,7 +193,11 @@ impl App {
         };
         self.store.put_run(&queued).await?;
         if let Err(e) = self.invoker.invoke_async(&request).await {
-            let failed = RunRecord { status: RunStatus::Failed, finished_at: Some(chrono::Utc::now()), ..queued };
+            let failed = RunRecord {
+                status: RunStatus::Failed,
+                finished_at: Some(chrono::Utc::now()),
+                ..queued
+            };
             self.store.put_run(&failed).await?;
             self.store.release_lease(&run_id).await?;
             return Err(AppError::Invoke(e));
@@ -184,13 +207,18 @@ impl App {
 
     /// Runs (or, if the run is incomplete, continues) the cycle `request` names.
     /// An incomplete run asks the invoker for its next invocation.
-    pub async fn run_job(&self, request: &RunRequest, deadline: Option<Instant>) -> Result<RunReport, AppError> {
+    pub async fn run_job(
+        &self,
+        request: &RunRequest,
+        deadline: Option<Instant>,
+    ) -> Result<RunReport, AppError> {
         let settings = self.settings().await?;
         let previous = self.store.get_run(&request.run_id).await?;
         let mut opts = match previous.filter(|r| r.status == RunStatus::Incomplete) {
             Some(run) => {
-                let report: RunReport = serde_json::from_value(run.report)
-                    .map_err(|e| AppError::Store(StoreError::Corrupt(format!("run {}: {e}", request.run_id))))?;
+                let report: RunReport = serde_json::from_value(run.report).map_err(|e| {
+                    AppError::Store(StoreError::Corrupt(format!("run {}: {e}", request.run_id)))
+                })?;
                 RunOptions::resuming(report, &request.trigger).map_err(AppError::Config)?
             }
             None => {
@@ -210,22 +238,67 @@ impl App {
         let secrets = self.secrets.get().await?;
         let counters = Arc::new(ApiCounters::default());
         let (sophos, cw) = build_clients(&self.env, &secrets, counters.clone()).await?;
-        let engine = Engine { store: self.store.as_ref(), sophos: &sophos, cw: &cw, counters, settings: &settings };
-        let report = engine.run(&opts).await?;
+        let engine = Engine {
+            store: self.store.as_ref(),
+            sophos: &sophos,
+            cw: &cw,
+            counters,
+            settings: &settings,
+        };
+        let report = match engine.run(&opts).await {
+            Ok(report) => report,
+            Err(e) => {
+                let error = AppError::from(e);
+                self.mark_failed(&request.run_id, &error).await;
+                return Err(error);
+            }
+        };
         if report.status == RunStatus::Incomplete {
-            let next = RunRequest { trigger: "continue".into(), ..request.clone() };
-            self.invoker.invoke_async(&next).await.map_err(AppError::Invoke)?;
+            let next = RunRequest {
+                trigger: "continue".into(),
+                ..request.clone()
+            };
+            self.invoker
+                .invoke_async(&next)
+                .await
+                .map_err(AppError::Invoke)?;
         }
         Ok(report)
     }
 
+    /// Records a run that ended in an error as failed and gives its lease back, so
+    /// the next webhook is not refused for the lease's lifetime. Best effort: the
+    /// store may be what failed.
+    async fn mark_failed(&self, run_id: &str, error: &AppError) {
+        let Ok(Some(mut run)) = self.store.get_run(run_id).await else {
+            return;
+        };
+        if run.status != RunStatus::Running {
+            return;
+        }
+        run.status = RunStatus::Failed;
+        run.finished_at = Some(chrono::Utc::now());
+        run.report = serde_json::json!({"error": error.to_string()});
+        if self.store.put_run(&run).await.is_ok() {
+            let _ = self.store.release_lease(run_id).await;
+        }
+    }
+
     /// A scheduled tick: the same tick delivered twice runs once; an incomplete run
     /// is continued rather than a new one started.
-    pub async fn on_schedule(&self, tick: &str, deadline: Option<Instant>) -> Result<Option<RunReport>, AppError> {
+    pub async fn on_schedule(
+        &self,
+        tick: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<RunReport>, AppError> {
         let run_id = new_run_id();
         let key = format!("schedule#{tick}");
         let now = chrono::Utc::now();
-        if let Some(first) = self.store.claim_once(&key, &run_id, now, Duration::from_secs(7 * 24 * 3600)).await? {
+        if let Some(first) = self
+            .store
+            .claim_once(&key, &run_id, now, Duration::from_secs(7 * 24 * 3600))
+            .await?
+        {
             tracing::info!(tick, run_id = %first, "scheduled event already handled; skipping the duplicate delivery");
             return Ok(None);
         }

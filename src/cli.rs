@@ -146,7 +146,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Runs { json } => runs(store, json).await,
         Command::Audit { json } => audit(store, json).await,
-        Command::Serve { addr } => crate::serve::run(&addr).await.map(|()| 0),
+        // Boxed: the server future is deep, and inlined it overflows the layout query.
+        Command::Serve { addr } => Box::pin(crate::serve::run(&addr)).await.map(|()| 0),
     }
 }
 
@@ -210,12 +211,17 @@ pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
 pub async fn load_secrets(spec: &SecretsSpec) -> Result<Secrets, ConfigError> {
     match spec {
         SecretsSpec::File(path) => Secrets::from_file(path),
-        SecretsSpec::SecretsManager(_) => load_secrets_with(spec, &aws_config::load_from_env().await).await,
+        SecretsSpec::SecretsManager(_) => {
+            load_secrets_with(spec, &aws_config::load_from_env().await).await
+        }
     }
 }
 
 /// Like [`load_secrets`] with a given AWS configuration (tests point it at moto).
-pub async fn load_secrets_with(spec: &SecretsSpec, config: &aws_config::SdkConfig) -> Result<Secrets, ConfigError> {
+pub async fn load_secrets_with(
+    spec: &SecretsSpec,
+    config: &aws_config::SdkConfig,
+) -> Result<Secrets, ConfigError> {
     match spec {
         SecretsSpec::File(path) => Secrets::from_file(path),
         SecretsSpec::SecretsManager(id) => {

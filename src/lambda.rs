@@ -23,7 +23,9 @@ use tracing::Instrument;
 #[derive(Debug)]
 pub enum Incoming {
     /// A scheduled tick, identified by its scheduled time (or event id).
-    Schedule { tick: String },
+    Schedule {
+        tick: String,
+    },
     Http(Box<ApiGatewayV2httpRequest>),
     Run(RunRequest),
     Unknown(String),
@@ -34,24 +36,38 @@ pub fn classify(event: Value) -> Incoming {
     if event.get("sophosCwSync").is_some() {
         return match serde_json::from_value::<RunRequest>(event) {
             Ok(r) if r.sophos_cw_sync == "run" => Incoming::Run(r),
-            Ok(r) => Incoming::Unknown(format!("unknown sophosCwSync action {:?}", r.sophos_cw_sync)),
+            Ok(r) => Incoming::Unknown(format!(
+                "unknown sophosCwSync action {:?}",
+                r.sophos_cw_sync
+            )),
             Err(e) => Incoming::Unknown(format!("malformed run event: {e}")),
         };
     }
-    if event.get("requestContext").and_then(|c| c.get("http")).is_some() {
+    if event
+        .get("requestContext")
+        .and_then(|c| c.get("http"))
+        .is_some()
+    {
         return match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
             Ok(r) => Incoming::Http(Box::new(r)),
             Err(e) => Incoming::Unknown(format!("malformed API Gateway request: {e}")),
         };
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let tick = ["time", "id"].iter().find_map(|k| event.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()));
+        let tick = ["time", "id"].iter().find_map(|k| {
+            event
+                .get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        });
         return match tick {
             Some(t) => Incoming::Schedule { tick: t.to_owned() },
             None => Incoming::Unknown("scheduled event without time or id".into()),
         };
     }
-    Incoming::Unknown("unrecognised event: expected a schedule, an HTTP API 2.0 request or a run event".into())
+    Incoming::Unknown(
+        "unrecognised event: expected a schedule, an HTTP API 2.0 request or a run event".into(),
+    )
 }
 
 /// A handler failure, typed for Lambda: retryable ones are worth the async retry.
@@ -63,14 +79,24 @@ pub struct HandlerError {
 
 impl From<AppError> for HandlerError {
     fn from(e: AppError) -> Self {
-        Self { retryable: e.is_retryable(), message: e.to_string() }
+        Self {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {
-        let kind = if e.retryable { "Retryable" } else { "NonRetryable" };
-        Diagnostic { error_type: kind.into(), error_message: e.message }
+        let kind = if e.retryable {
+            "Retryable"
+        } else {
+            "NonRetryable"
+        };
+        Diagnostic {
+            error_type: kind.into(),
+            error_message: e.message,
+        }
     }
 }
 
@@ -92,27 +118,51 @@ impl Invoker for LambdaInvoker {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("invoking {} failed: {}", self.function, aws_sdk_lambda::error::DisplayErrorContext(&e)))
+            .map_err(|e| {
+                format!(
+                    "invoking {} failed: {}",
+                    self.function,
+                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                )
+            })
     }
 }
 
 /// Builds the App once per container.
 pub async fn build() -> Result<Arc<App>, HandlerError> {
-    let config_error = |m: String| HandlerError { retryable: false, message: m };
+    let config_error = |m: String| HandlerError {
+        retryable: false,
+        message: m,
+    };
     let env = Environment::from_process().map_err(|e| config_error(e.0))?;
     let aws = aws_config::load_from_env().await;
     let store: Arc<dyn Store> = match &env.store {
-        StoreSpec::Dynamo(table) => Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table.clone())),
-        StoreSpec::Sqlite(path) => Arc::new(SqliteStore::open(path).map_err(|e| config_error(e.to_string()))?),
+        StoreSpec::Dynamo(table) => Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            table.clone(),
+        )),
+        StoreSpec::Sqlite(path) => {
+            Arc::new(SqliteStore::open(path).map_err(|e| config_error(e.to_string()))?)
+        }
     };
     let function = std::env::var("SYNC_FUNCTION_NAME")
         .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
         .map_err(|_| config_error("SYNC_FUNCTION_NAME is not set: the function needs its own name to continue runs asynchronously".into()))?;
-    let refresh = std::env::var("SECRETS_REFRESH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let refresh = std::env::var("SECRETS_REFRESH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     Ok(Arc::new(App {
         store,
-        secrets: SecretsCache::new(env.secrets.clone(), Some(aws.clone()), Duration::from_secs(refresh)),
-        invoker: Arc::new(LambdaInvoker { client: aws_sdk_lambda::Client::new(&aws), function }),
+        secrets: SecretsCache::new(
+            env.secrets.clone(),
+            Some(aws.clone()),
+            Duration::from_secs(refresh),
+        ),
+        invoker: Arc::new(LambdaInvoker {
+            client: aws_sdk_lambda::Client::new(&aws),
+            function,
+        }),
         env,
         lease_ttl: Duration::from_secs(20 * 60),
         deadline_margin: margin_from_env(),
@@ -120,7 +170,10 @@ pub async fn build() -> Result<Arc<App>, HandlerError> {
 }
 
 fn margin_from_env() -> Duration {
-    let secs = std::env::var("SYNC_DEADLINE_MARGIN_SECONDS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(60.0);
+    let secs = std::env::var("SYNC_DEADLINE_MARGIN_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(60.0);
     Duration::from_secs_f64(secs.max(0.0))
 }
 
@@ -141,7 +194,10 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Handl
         Incoming::Http(request) => Ok(http(app, *request).await),
         Incoming::Schedule { tick } => {
             let span = tracing::info_span!("schedule", tick = %tick);
-            let report = app.on_schedule(&tick, Some(deadline)).instrument(span).await?;
+            let report = app
+                .on_schedule(&tick, Some(deadline))
+                .instrument(span)
+                .await?;
             Ok(match report {
                 Some(r) => summary(&r),
                 None => json!({"status": "duplicate", "tick": tick}),
@@ -149,12 +205,18 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Handl
         }
         Incoming::Run(request) => {
             let span = tracing::info_span!("run", run_id = %request.run_id);
-            let report = app.run_job(&request, Some(deadline)).instrument(span).await?;
+            let report = app
+                .run_job(&request, Some(deadline))
+                .instrument(span)
+                .await?;
             Ok(summary(&report))
         }
         Incoming::Unknown(why) => {
             tracing::warn!("{why}");
-            Err(HandlerError { retryable: false, message: why })
+            Err(HandlerError {
+                retryable: false,
+                message: why,
+            })
         }
     }
 }
@@ -171,19 +233,30 @@ fn summary(report: &crate::sync::report::RunReport) -> Value {
 }
 
 fn tokio_deadline(deadline: SystemTime) -> tokio::time::Instant {
-    let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
     tokio::time::Instant::now() + left
 }
 
 async fn http(app: &App, request: ApiGatewayV2httpRequest) -> Value {
     let response = match to_api_request(&request) {
         Ok(req) => api::handle(app, req).await,
-        Err(message) => api::ApiResponse { status: 400, body: json!({"error": message}) },
+        Err(message) => api::ApiResponse {
+            status: 400,
+            body: json!({"error": message}),
+        },
     };
     let mut out = ApiGatewayV2httpResponse::default();
     out.status_code = i64::from(response.status);
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Some(allow) = response
+        .allow()
+        .and_then(|a| HeaderValue::from_str(&a).ok())
+    {
+        headers.insert("allow", allow);
+    }
     out.headers = headers;
     out.body = Some(Body::Text(response.body.to_string()));
     serde_json::to_value(out).unwrap_or_else(|_| json!({"statusCode": 500}))
@@ -200,7 +273,11 @@ fn to_api_request(r: &ApiGatewayV2httpRequest) -> Result<ApiRequest, String> {
     let headers = r
         .headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
         .collect();
     Ok(ApiRequest {
         method: r.request_context.http.method.as_str().to_owned(),
@@ -218,8 +295,11 @@ mod tests {
     #[test]
     fn classifies_each_event_kind() {
         let schedule = json!({"version":"0","id":"e1","detail-type":"Scheduled Event","source":"aws.events","time":"2026-11-29T06:00:00Z","detail":{}});
-        assert!(matches!(classify(schedule), Incoming::Schedule { tick } if tick == "2026-11-29T06:00:00Z"));
-        let scheduler = json!({"source":"aws.scheduler","detail-type":"Scheduled Event","id":"x-1","time":""});
+        assert!(
+            matches!(classify(schedule), Incoming::Schedule { tick } if tick == "2026-11-29T06:00:00Z")
+        );
+        let scheduler =
+            json!({"source":"aws.scheduler","detail-type":"Scheduled Event","id":"x-1","time":""});
         assert!(matches!(classify(scheduler), Incoming::Schedule { tick } if tick == "x-1"));
         let run = json!({"sophosCwSync":"run","runId":"r1","month":null,"dryRun":false});
         assert!(matches!(classify(run), Incoming::Run(r) if r.run_id == "r1"));
@@ -244,10 +324,14 @@ mod tests {
             "version":"2.0","rawPath":"/sync","rawQueryString":"a=1",
             "headers":{"authorization":"Bearer t"},
             "requestContext":{"http":{"method":"POST","path":"/sync"}},
-            "body":"eyJkcnlSdW4iOnRydWV9","isBase64Encoded":true})).unwrap();
+            "body":"eyJkcnlSdW4iOnRydWV9","isBase64Encoded":true}))
+        .unwrap();
         let req = to_api_request(&r).unwrap();
         assert_eq!(req.body, br#"{"dryRun":true}"#);
-        assert_eq!((req.method.as_str(), req.path.as_str(), req.query.as_str()), ("POST", "/sync", "a=1"));
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str(), req.query.as_str()),
+            ("POST", "/sync", "a=1")
+        );
         r.body = Some("%%%".into());
         assert!(to_api_request(&r).unwrap_err().contains("base64"));
     }

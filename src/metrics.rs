@@ -8,10 +8,23 @@ use serde_json::{Value, json};
 pub const NAMESPACE: &str = "SophosCwSync";
 
 pub fn emf_line(report: &RunReport, duration_ms: u64) -> Value {
-    let count = |state| report.customers.iter().filter(|c| c.status == state).count();
-    let errors = report.customers.iter().filter(|c| !c.errors.is_empty()).count();
+    let count = |state| {
+        report
+            .customers
+            .iter()
+            .filter(|c| c.status == state)
+            .count()
+    };
+    let errors = report
+        .customers
+        .iter()
+        .filter(|c| !c.errors.is_empty())
+        .count();
     let failed = u64::from(report.status == RunStatus::Failed);
-    let timestamp = report.finished_at.unwrap_or_else(chrono::Utc::now).timestamp_millis();
+    let timestamp = report
+        .finished_at
+        .unwrap_or_else(chrono::Utc::now)
+        .timestamp_millis();
     let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
     json!({
         "_aws": {

@@ -324,11 +324,15 @@ async fn read_body(body: Body) -> Result<Vec<u8>, ()> {
 fn to_http(response: ApiResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let allow = response.allow();
-    let bytes = serde_json::to_vec(&response.body).unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
+    let bytes = serde_json::to_vec(&response.body)
+        .unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
     let mut http = Response::new(Body::from(bytes));
     *http.status_mut() = status;
     let headers = http.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
         headers.insert(header::ALLOW, allow);

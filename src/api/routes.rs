@@ -105,11 +105,8 @@ async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
             status: 202,
             body: json!({"runId": run_id, "status": "queued", "dryRun": dry_run}),
         }),
-        StartOutcome::Busy { run_id } => Err(ApiError::new(
-            409,
-            "a sync cycle is already running",
-        )
-        .with("runId", Value::String(run_id))),
+        StartOutcome::Busy { run_id } => Err(ApiError::new(409, "a sync cycle is already running")
+            .with("runId", Value::String(run_id))),
     }
 }
 
@@ -188,7 +185,8 @@ async fn list_mappings(app: &App) -> Result<ApiResponse, ApiError> {
 }
 
 async fn put_mapping(app: &App, tenant_id: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
-    const SHAPE: &str = "{\"companyId\":110}, {\"companyId\":110,\"agreementId\":210} or {\"ignore\":true}";
+    const SHAPE: &str =
+        "{\"companyId\":110}, {\"companyId\":110,\"agreementId\":210} or {\"ignore\":true}";
     let obj = json_object(body, SHAPE)?;
     only_fields(&obj, &["companyId", "agreementId", "ignore"])?;
     let ignore = match obj.get("ignore") {
@@ -259,13 +257,11 @@ async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
     }
     // Settings hold no secrets, so serde's message (field names, expected types) is
     // passed on: it says exactly what to fix.
-    let settings: Settings = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::bad_request(format!("the settings are not valid: {e}"))
-        } else {
-            ApiError::bad_json(&e)
-        }
-    })?;
+    // Syntax first (serde_json files some shape errors, e.g. a number for an enum,
+    // under syntax), then the shape.
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
+    let settings: Settings = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))?;
     crate::cli::validate_settings(&settings).map_err(|e| ApiError::bad_request(e.0))?;
     app.store.put_settings(&settings).await?;
     Ok(ok(to_json(&settings)?))
@@ -301,11 +297,7 @@ fn only_fields(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiErro
     }
 }
 
-fn positive_id(
-    obj: &Map<String, Value>,
-    field: &str,
-    what: &str,
-) -> Result<Option<i64>, ApiError> {
+fn positive_id(obj: &Map<String, Value>, field: &str, what: &str) -> Result<Option<i64>, ApiError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => Ok(n.as_i64()),
@@ -323,7 +315,9 @@ impl Query {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let bad = || ApiError::bad_request("the query string is not valid: check its percent-encoding");
+            let bad = || {
+                ApiError::bad_request("the query string is not valid: check its percent-encoding")
+            };
             let k = percent_decode(k, true).ok_or_else(bad)?;
             let v = percent_decode(v, true).ok_or_else(bad)?;
             if !allowed.contains(&k.as_str()) {
@@ -439,6 +433,6 @@ mod tests {
             assert_eq!(sync_body(bad).unwrap_err().status, 400);
         }
         let e = sync_body(b"{\n  \"month\": oops}").unwrap_err();
-        assert_eq!(e.message, "the body is not valid JSON: line 2 column 13");
+        assert_eq!(e.message, "the body is not valid JSON: line 2 column 12");
     }
 }

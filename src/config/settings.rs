@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// Catalog identifiers (from the built-in 35) to create and sync. Empty: nothing is written.
@@ -26,6 +26,21 @@ pub struct Settings {
     /// "current", "previous" or "YYYY-MM".
     #[serde(default = "default_month")]
     pub month: String,
+}
+
+impl Default for Settings {
+    /// Nothing selected, so nothing is written until the operator chooses products.
+    fn default() -> Self {
+        Self {
+            products: BTreeSet::new(),
+            product_codes: BTreeMap::new(),
+            agreement_type: None,
+            catalog: CatalogSettings::default(),
+            quantity_field: QuantityField::default(),
+            zero_usage: ZeroUsage::default(),
+            month: default_month(),
+        }
+    }
 }
 
 fn default_month() -> String {
@@ -89,4 +104,23 @@ pub enum ZeroUsage {
     Zero,
     /// Cancel the addition (cancelledDate = end of the month).
     Cancel,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_an_empty_json_document() {
+        let parsed: Settings = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, Settings::default());
+        assert_eq!(parsed.month, "current");
+        assert!(parsed.products.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Settings>(r#"{"prodcts":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("prodcts"));
+    }
 }

@@ -21,7 +21,7 @@ use crate::sync::plan::{
 };
 use crate::sync::report::*;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,6 +35,9 @@ pub enum CycleError {
     Config(#[from] ConfigError),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
+    /// Another cycle took the lease over (this one ran past its expiry).
+    #[error("run {0} lost its lease to another cycle; it stopped to avoid overlapping writes")]
+    LeaseLost(String),
     /// A test failpoint: the process "died" after this many ConnectWise writes.
     #[error("crash injected after {0} ConnectWise writes")]
     Crashed(u64),
@@ -128,6 +131,7 @@ struct Ctx<'a> {
     /// Customers started in this invocation, and whether any was put off.
     started: std::sync::atomic::AtomicUsize,
     deferred: std::sync::atomic::AtomicBool,
+    lease_renewed: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Engine<'_> {
@@ -157,6 +161,7 @@ impl Engine<'_> {
             writes: AtomicU64::new(0),
             started: Default::default(),
             deferred: Default::default(),
+            lease_renewed: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         };
         let outcome = ctx.cycle(&agreement_type, &mut report).await;
         let snapshot = self.counters.snapshot();
@@ -204,7 +209,10 @@ impl Engine<'_> {
         self.store.put_run(&run_record(report, opts)).await?;
         if status == RunStatus::Incomplete {
             // Keep the lease: the next invocation of this run carries on under it.
-            self.store.renew_lease(&opts.run_id, opts.now(), opts.lease_ttl).await.map(|_| ())
+            self.store
+                .renew_lease(&opts.run_id, opts.now(), opts.lease_ttl)
+                .await
+                .map(|_| ())
         } else {
             self.store.release_lease(&opts.run_id).await
         }
@@ -221,7 +229,11 @@ struct Carried {
 /// Starts the report from the previous invocation's: its customers are done.
 fn carry_over(report: &mut RunReport, opts: &RunOptions) -> Carried {
     let Some(previous) = &opts.resume else {
-        return Carried { api_calls: ApiCalls::default(), writes: 0, audit_seq: 0 };
+        return Carried {
+            api_calls: ApiCalls::default(),
+            writes: 0,
+            audit_seq: 0,
+        };
     };
     report.started_at = previous.started_at;
     report.customers = previous.customers.clone();
@@ -331,7 +343,11 @@ impl Ctx<'_> {
             zero_usage: self.engine.settings.zero_usage,
             month: self.opts.month,
         };
-        let done: BTreeSet<String> = report.customers.iter().map(|c| c.tenant_id.clone()).collect();
+        let done: BTreeSet<String> = report
+            .customers
+            .iter()
+            .map(|c| c.tenant_id.clone())
+            .collect();
         // Collected first and boxed as Send: keeps the future spawnable (a lazy
         // filter/zip inside a stream trips the compiler's Send inference).
         let jobs: Vec<(&Tenant, Resolution)> = reads
@@ -351,27 +367,54 @@ impl Ctx<'_> {
                         return Ok(None);
                     }
                     self.started.fetch_add(1, Ordering::SeqCst);
-                    self.sync_customer(tenant, resolution, reads, rules).await.map(Some)
+                    self.keep_lease().await?;
+                    self.sync_customer(tenant, resolution, reads, rules)
+                        .await
+                        .map(Some)
                 })
             })
             .collect();
-        let customers: Vec<Result<Option<CustomerReport>, CycleError>> = stream::iter(futures)
+        // The first cycle-level error (store failure, lost lease, crash failpoint)
+        // stops the run at once: `try_collect` drops the customers still in flight.
+        let customers: Vec<Option<CustomerReport>> = stream::iter(futures)
             .buffered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        for c in customers {
-            report.customers.extend(c?);
-        }
+            .try_collect()
+            .await?;
+        report.customers.extend(customers.into_iter().flatten());
         if !self.opts.dry_run {
             self.save_statuses(report).await?;
         }
         Ok(())
     }
 
+    /// Renews the lease when a third of its time has passed, so a long cycle (slow
+    /// vendors, long Retry-After waits) never overlaps the next one. A lost lease
+    /// stops the cycle.
+    async fn keep_lease(&self) -> Result<(), CycleError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let mut renewed = self.lease_renewed.lock().await;
+        if renewed.elapsed() < self.opts.lease_ttl / 3 {
+            return Ok(());
+        }
+        let store = self.engine.store;
+        if !store
+            .renew_lease(&self.opts.run_id, self.opts.now(), self.opts.lease_ttl)
+            .await?
+        {
+            return Err(CycleError::LeaseLost(self.opts.run_id.clone()));
+        }
+        *renewed = tokio::time::Instant::now();
+        Ok(())
+    }
+
     /// Near the deadline no new customer starts, but every invocation makes
     /// progress with at least one customer.
     fn out_of_time(&self) -> bool {
-        let Some(deadline) = self.opts.deadline else { return false };
+        let Some(deadline) = self.opts.deadline else {
+            return false;
+        };
         let near = tokio::time::Instant::now() + self.opts.deadline_margin >= deadline;
         near && self.started.load(Ordering::SeqCst) > 0
     }
@@ -1074,8 +1117,9 @@ fn unreachable_missing() -> CatalogReport {
     }
 }
 
-type CustomerFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<CustomerReport>, CycleError>> + Send + 'a>>;
+type CustomerFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<CustomerReport>, CycleError>> + Send + 'a>,
+>;
 
 struct CatalogRefs {
     product_type: i64,
