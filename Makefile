@@ -91,7 +91,7 @@ deploy: build
 
 ## invoke-local: the function under `cargo lambda watch` against the simulators and moto; EVENT=file under events/ (several: "a.json b.json")
 invoke-local: venv
-	mkdir -p $(RUN_DIR)
+	@mkdir -p $(RUN_DIR)
 	pids=()
 	trap 'for p in "$${pids[@]}"; do kill -- -$$p 2>/dev/null || kill $$p 2>/dev/null || true; done' EXIT
 	wait_for() { for _ in $$(seq 1 $$2); do curl -s -o /dev/null "$$1" && return 0; sleep 0.2; done; echo "error: nothing answers at $$1" >&2; return 1; }
@@ -108,41 +108,45 @@ invoke-local: venv
 	wait_for http://127.0.0.1:$(LOCAL_MOTO_PORT)/moto-api/ 100
 	export AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCAL_MOTO_PORT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+	# (make strips the indentation of ONESHELL recipe lines: no Python blocks here)
 	$(PY) - <<'EOF'
 	import json, boto3
 	ddb, sm = boto3.client("dynamodb"), boto3.client("secretsmanager")
-	if "sophos-cw-sync" not in ddb.list_tables()["TableNames"]:
-	    ddb.create_table(TableName="sophos-cw-sync", BillingMode="PAY_PER_REQUEST",
-	        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-	        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
-	    ddb.update_time_to_live(TableName="sophos-cw-sync",
-	        TimeToLiveSpecification={"AttributeName": "ttl", "Enabled": True})
+	table_exists = "sophos-cw-sync" in ddb.list_tables()["TableNames"]
+	table_exists or ddb.create_table(TableName="sophos-cw-sync", BillingMode="PAY_PER_REQUEST",
+	  AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+	  KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+	table_exists or ddb.update_time_to_live(TableName="sophos-cw-sync",
+	  TimeToLiveSpecification={"AttributeName": "ttl", "Enabled": True})
 	# The demo scenario's credentials (simulator only) and the demo webhook token of events/.
 	secret = json.dumps({
-	    "sophos": {"clientId": "sim-sophos-client", "clientSecret": "sim-sophos-secret"},
-	    "connectwise": {"site": "http://127.0.0.1:9001", "companyId": "simmsp", "publicKey": "sim-public-key",
-	                    "privateKey": "sim-private-key", "clientId": "3f1c2a4e-8d9b-4c7a-b6e5-0a1b2c3d4e5f"},
-	    "webhookToken": "demo-webhook-token"})
-	try:
-	    sm.create_secret(Name="sophos-cw-sync", SecretString=secret)
-	except sm.exceptions.ResourceExistsException:
-	    sm.put_secret_value(SecretId="sophos-cw-sync", SecretString=secret)
+	  "sophos": {"clientId": "sim-sophos-client", "clientSecret": "sim-sophos-secret"},
+	  "connectwise": {"site": "http://127.0.0.1:9001", "companyId": "simmsp", "publicKey": "sim-public-key",
+	                  "privateKey": "sim-private-key", "clientId": "3f1c2a4e-8d9b-4c7a-b6e5-0a1b2c3d4e5f"},
+	  "webhookToken": "demo-webhook-token"})
+	secret_exists = any(s["Name"] == "sophos-cw-sync" for s in sm.list_secrets()["SecretList"])
+	(sm.put_secret_value(SecretId="sophos-cw-sync", SecretString=secret) if secret_exists
+	  else sm.create_secret(Name="sophos-cw-sync", SecretString=secret))
 	EOF
-	# 3. The function, as Lambda would run it (AWS_LAMBDA_RUNTIME_API is set by watch).
-	#    Self-invocations (InvocationType=Event) go to watch's own Invoke API.
+	# 3. The function, as Lambda would run it (watch sets AWS_LAMBDA_RUNTIME_API).
+	#    Self-invocations go to watch's Invoke API, which answers every invoke only when
+	#    the function has (it ignores InvocationType=Event) and runs one instance per
+	#    function name: so they name watch's default function `_` (a second instance of
+	#    the same binary), not `sophos-cw-sync`, which is busy answering the request.
 	setsid env PATH="$(VENV_PATH)" cargo lambda watch --bin $(LAMBDA_BIN) \
 	  --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --ignore-changes \
 	  --env-var SYNC_STORE=dynamodb:sophos-cw-sync \
 	  --env-var SYNC_SECRETS=secretsmanager:sophos-cw-sync \
 	  --env-var SOPHOS_ID_URL=http://127.0.0.1:9000 --env-var SOPHOS_API_URL=http://127.0.0.1:9000 \
-	  --env-var SYNC_FUNCTION_NAME=$(LAMBDA_BIN) \
+	  --env-var SYNC_FUNCTION_NAME=_ \
 	  --env-var AWS_ENDPOINT_URL=$$AWS_ENDPOINT_URL \
 	  --env-var AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$(INVOKE_PORT) \
 	  --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=testing --env-var AWS_SECRET_ACCESS_KEY=testing \
 	  --env-var AWS_LAMBDA_LOG_LEVEL=INFO --env-var AWS_LAMBDA_LOG_FORMAT=JSON \
 	  > $(RUN_DIR)/invoke-watch.log 2>&1 &
 	pids+=($$!)
-	wait_for http://127.0.0.1:$(INVOKE_PORT)/ 300
+	# (a port check: any HTTP path there would invoke the function)
+	for _ in $$(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$(INVOKE_PORT)) 2>/dev/null && break; sleep 0.2; done
 	# 4. The events, in order.
 	for ev in $(EVENT); do
 	  echo "== events/$$ev"

@@ -165,7 +165,8 @@ pub async fn build() -> Result<Arc<App>, HandlerError> {
         }),
         env,
         lease_ttl: Duration::from_secs(20 * 60),
-        deadline_margin: margin_from_env(),
+        // The margin is applied to the deadline in `handle` (see `tokio_deadline`).
+        deadline_margin: Duration::ZERO,
     }))
 }
 
@@ -189,7 +190,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 }
 
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
-    let deadline = tokio_deadline(event.context.deadline());
+    let deadline = tokio_deadline(event.context.deadline(), margin_from_env());
     match classify(event.payload) {
         Incoming::Http(request) => Ok(http(app, *request).await),
         Incoming::Schedule { tick } => {
@@ -232,11 +233,14 @@ fn summary(report: &crate::sync::report::RunReport) -> Value {
     json!({"runId": report.run_id, "status": report.status, "writes": report.writes})
 }
 
-fn tokio_deadline(deadline: SystemTime) -> tokio::time::Instant {
+/// The point after which no new customer starts: the invocation's deadline less
+/// the safety margin, the margin capped at a quarter of the time left so a short
+/// timeout still leaves room to work.
+fn tokio_deadline(deadline: SystemTime, margin: Duration) -> tokio::time::Instant {
     let left = deadline
         .duration_since(SystemTime::now())
         .unwrap_or_default();
-    tokio::time::Instant::now() + left
+    tokio::time::Instant::now() + left - margin.min(left / 4)
 }
 
 async fn http(app: &App, request: ApiGatewayV2httpRequest) -> Value {
@@ -308,6 +312,19 @@ mod tests {
         let http = json!({"version":"2.0","rawPath":"/status","requestContext":{"http":{"method":"GET","path":"/status"}}});
         assert!(matches!(classify(http), Incoming::Http(_)));
         assert!(matches!(classify(json!({"hello":1})), Incoming::Unknown(_)));
+    }
+
+    #[test]
+    fn the_margin_never_takes_more_than_a_quarter_of_the_time_left() {
+        let now = tokio::time::Instant::now();
+        let in_40s = SystemTime::now() + Duration::from_secs(40);
+        let d = tokio_deadline(in_40s, Duration::from_secs(60));
+        assert!(d >= now + Duration::from_secs(29) && d <= now + Duration::from_secs(31));
+        let in_900s = SystemTime::now() + Duration::from_secs(900);
+        let d = tokio_deadline(in_900s, Duration::from_secs(60));
+        assert!(d >= now + Duration::from_secs(839) && d <= now + Duration::from_secs(841));
+        let past = SystemTime::now() - Duration::from_secs(5);
+        assert!(tokio_deadline(past, Duration::from_secs(60)) <= tokio::time::Instant::now());
     }
 
     #[test]
