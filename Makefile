@@ -165,5 +165,9 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+## bench: one cycle over a generated partner (2000 tenants) against the simulators; prints figures
+bench:
+	cargo run --release --example bench_cycle -- $${TENANTS:-2000} $${PRODUCTS:-3} $${LATENCY_MS:-0}
+
 clean:
 	rm -rf $(RUN_DIR) $(VENV)

@@ -3,8 +3,8 @@
 
 use crate::api::{self, ApiRequest, ApiResponse, MAX_BODY};
 use crate::app::{App, Invoker, RunRequest, SecretsCache};
-use crate::cli::{Failure, open_store, validate_settings};
-use crate::config::{ConfigError, Environment};
+use crate::cli::Failure;
+use crate::config::Environment;
 use crate::store::{RunRecord, RunStatus, Store, StoreError};
 use async_trait::async_trait;
 use axum::Router;
@@ -182,10 +182,8 @@ pub async fn serve_on(listener: TcpListener, app: Arc<App>) -> std::io::Result<(
 
 /// `sophos-cw-sync serve`: the App from the environment like the CLI's, then the API
 /// on `addr` until Ctrl-C / SIGTERM; running cycles are waited for.
-pub async fn run(addr: &str) -> Result<(), Failure> {
-    let env = Environment::from_process()?;
-    let store: Arc<dyn Store> = Arc::from(open_store(&env.store).await?);
-    apply_settings_file(store.as_ref(), &env).await?;
+/// `env` and `store` come from the CLI, which has applied `SYNC_SETTINGS` already.
+pub async fn run(addr: &str, env: Environment, store: Arc<dyn Store>) -> Result<(), Failure> {
     let (app, invoker) = build_local_app(env, store);
     // Fail at start rather than answer every request with 503.
     let secrets = app.secrets.get().await?;
@@ -247,28 +245,6 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = terminate => {}
     }
-}
-
-/// `SYNC_SETTINGS` replaces the stored settings, as for the other commands.
-async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<(), Failure> {
-    let Some(path) = &env.settings_file else {
-        return Ok(());
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!(
-            "cannot read SYNC_SETTINGS file {} ({e})",
-            path.display()
-        ))
-    })?;
-    let settings = serde_json::from_str(&text).map_err(|e| {
-        ConfigError(format!(
-            "settings file {} is not valid: {e}",
-            path.display()
-        ))
-    })?;
-    validate_settings(&settings)?;
-    store.put_settings(&settings).await?;
-    Ok(())
 }
 
 async fn http_handler(State(app): State<Arc<App>>, request: Request) -> Response {
