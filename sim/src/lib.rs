@@ -9,6 +9,7 @@ pub mod connectwise;
 pub mod control;
 pub mod faults;
 pub mod generate;
+pub mod lambda_queue;
 pub mod scenario;
 pub mod sophos;
 pub mod state;
