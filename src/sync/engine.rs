@@ -509,7 +509,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// Finds or creates the catalog item of each selected product.
+    /// Finds or creates the catalog item of each selected product. An item that
+    /// cannot be created is reported and its product left alone this run.
     async fn ensure_catalog(
         &self,
         selected: &BTreeSet<String>,
@@ -522,70 +523,51 @@ impl Ctx<'_> {
             .filter(|(_, s)| **s == CatalogState::Missing)
             .map(|(i, _)| i.clone())
             .collect();
-        let refs = if missing.is_empty() || self.opts.dry_run {
-            Ok(None)
-        } else {
-            self.catalog_refs().await.map(Some)
-        };
-        for (identifier, state) in states.iter_mut() {
-            let entry = match state {
+        let mut created = BTreeSet::new();
+        if !missing.is_empty() && !self.opts.dry_run {
+            let refs = self.catalog_refs().await;
+            for identifier in missing {
+                let outcome = match &refs {
+                    Ok(r) => self.create_catalog_item(&identifier, r).await?,
+                    Err(e) => Err(e.clone()),
+                };
+                let state = match outcome {
+                    Ok(id) => {
+                        created.insert(identifier.clone());
+                        CatalogState::Existing(id)
+                    }
+                    Err(e) => {
+                        report.errors.push(e);
+                        CatalogState::Unavailable
+                    }
+                };
+                states.insert(identifier, state);
+            }
+        }
+        for (identifier, state) in &states {
+            let (catalog_item_id, action) = match state {
+                CatalogState::Existing(id) if created.contains(identifier) => {
+                    (Some(*id), CatalogAction::Create)
+                }
                 CatalogState::Existing(id) => {
                     self.remember_catalog(identifier, *id).await?;
-                    CatalogReport {
-                        identifier: identifier.clone(),
-                        catalog_item_id: Some(*id),
-                        action: CatalogAction::Existing,
-                    }
+                    (Some(*id), CatalogAction::Existing)
                 }
+                CatalogState::Missing => (None, CatalogAction::Create),
+                CatalogState::Unavailable => (None, CatalogAction::Failed),
                 CatalogState::Ambiguous(ids) => {
                     report.errors.push(ErrorReport::new(
                         ErrorCode::CatalogAmbiguous,
                         format!("catalog identifier {identifier} is used by items {ids:?}"),
                     ));
-                    CatalogReport {
-                        identifier: identifier.clone(),
-                        catalog_item_id: None,
-                        action: CatalogAction::Ambiguous,
-                    }
+                    (None, CatalogAction::Ambiguous)
                 }
-                CatalogState::Missing if self.opts.dry_run => CatalogReport {
-                    identifier: identifier.clone(),
-                    catalog_item_id: None,
-                    action: CatalogAction::Create,
-                },
-                CatalogState::Missing => match &refs {
-                    Ok(Some(r)) => match self.create_catalog_item(identifier, r).await? {
-                        Ok(id) => {
-                            *state = CatalogState::Existing(id);
-                            CatalogReport {
-                                identifier: identifier.clone(),
-                                catalog_item_id: Some(id),
-                                action: CatalogAction::Create,
-                            }
-                        }
-                        Err(e) => {
-                            report.errors.push(e);
-                            *state = CatalogState::Ambiguous(Vec::new());
-                            CatalogReport {
-                                identifier: identifier.clone(),
-                                catalog_item_id: None,
-                                action: CatalogAction::Failed,
-                            }
-                        }
-                    },
-                    Ok(None) => unreachable_missing(),
-                    Err(e) => {
-                        report.errors.push(e.clone());
-                        *state = CatalogState::Ambiguous(Vec::new());
-                        CatalogReport {
-                            identifier: identifier.clone(),
-                            catalog_item_id: None,
-                            action: CatalogAction::Failed,
-                        }
-                    }
-                },
             };
-            report.catalog.push(entry);
+            report.catalog.push(CatalogReport {
+                identifier: identifier.clone(),
+                catalog_item_id,
+                action,
+            });
         }
         Ok(states)
     }
@@ -918,50 +900,45 @@ impl Ctx<'_> {
                 old,
                 new,
             } => {
+                let zero = *new == 0.0;
                 out.previous_quantity = Some(*old);
                 out.new_quantity = Some(*new);
                 out.addition_id = Some(*addition_id);
-                out.action = if *new == 0.0 {
+                out.action = if zero {
                     ProductAction::Zero
                 } else {
                     ProductAction::Update
                 };
-                if dry {
+                if dry
+                    || !self
+                        .patch(
+                            agreement,
+                            *addition_id,
+                            PatchOp::replace("quantity", *new),
+                            &mut out,
+                            c,
+                        )
+                        .await?
+                {
                     return Ok(out);
                 }
-                let ops = [PatchOp {
-                    op: "replace",
-                    path: "quantity",
-                    value: serde_json::json!(new),
-                }];
-                match self
-                    .engine
-                    .cw
-                    .patch_addition(agreement.id, *addition_id, &ops)
-                    .await
-                {
-                    Ok(_) => {
-                        self.wrote()?;
-                        let product_id = product_of(additions, *addition_id);
-                        self.remember_addition(
-                            tenant,
-                            agreement,
-                            &p.identifier,
-                            *addition_id,
-                            product_id,
-                            *new,
-                        )
-                        .await?;
-                        let action = if *new == 0.0 {
-                            "zeroAddition"
-                        } else {
-                            "updateAddition"
-                        };
-                        self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
-                            .await?;
-                    }
-                    Err(e) => self.failed(&mut out, c, &e),
-                }
+                let product_id = product_of(additions, *addition_id);
+                self.remember_addition(
+                    tenant,
+                    agreement,
+                    &p.identifier,
+                    *addition_id,
+                    product_id,
+                    *new,
+                )
+                .await?;
+                let action = if zero {
+                    "zeroAddition"
+                } else {
+                    "updateAddition"
+                };
+                self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
+                    .await?;
             }
             AdditionOp::Cancel {
                 addition_id,
@@ -972,36 +949,21 @@ impl Ctx<'_> {
                 out.new_quantity = Some(*old);
                 out.addition_id = Some(*addition_id);
                 out.action = ProductAction::Cancel;
-                if dry {
+                let op = PatchOp::replace("cancelledDate", cancelled_date.as_str());
+                if dry || !self.patch(agreement, *addition_id, op, &mut out, c).await? {
                     return Ok(out);
                 }
-                let ops = [PatchOp {
-                    op: "replace",
-                    path: "cancelledDate",
-                    value: serde_json::json!(cancelled_date),
-                }];
-                match self
-                    .engine
-                    .cw
-                    .patch_addition(agreement.id, *addition_id, &ops)
-                    .await
-                {
-                    Ok(_) => {
-                        self.wrote()?;
-                        self.engine
-                            .store
-                            .delete_addition(&tenant.id, &p.identifier)
-                            .await?;
-                        self.audit(draft(
-                            "cancelAddition",
-                            Some(*addition_id),
-                            Some(*old),
-                            None,
-                        ))
-                        .await?;
-                    }
-                    Err(e) => self.failed(&mut out, c, &e),
-                }
+                self.engine
+                    .store
+                    .delete_addition(&tenant.id, &p.identifier)
+                    .await?;
+                self.audit(draft(
+                    "cancelAddition",
+                    Some(*addition_id),
+                    Some(*old),
+                    None,
+                ))
+                .await?;
             }
             AdditionOp::Unchanged {
                 addition_id,
@@ -1060,6 +1022,33 @@ impl Ctx<'_> {
         Ok(out)
     }
 
+    /// PATCHes one field of an addition: true when written, false when ConnectWise
+    /// refused it (the error is in the customer's report).
+    async fn patch(
+        &self,
+        agreement: &Agreement,
+        addition_id: i64,
+        op: PatchOp,
+        out: &mut ProductReport,
+        c: &mut CustomerReport,
+    ) -> Result<bool, CycleError> {
+        match self
+            .engine
+            .cw
+            .patch_addition(agreement.id, addition_id, &[op])
+            .await
+        {
+            Ok(_) => {
+                self.wrote()?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.failed(out, c, &e);
+                Ok(false)
+            }
+        }
+    }
+
     fn failed(&self, out: &mut ProductReport, c: &mut CustomerReport, e: &ApiError) {
         out.action = ProductAction::Skip;
         c.errors.push(write_error(e));
@@ -1106,15 +1095,6 @@ fn product_of(additions: &[Addition], addition_id: i64) -> i64 {
         .find(|a| a.id == addition_id)
         .and_then(Addition::product_id)
         .unwrap_or_default()
-}
-
-fn unreachable_missing() -> CatalogReport {
-    // `refs` is only None when nothing is missing or in a dry run, both handled above.
-    CatalogReport {
-        identifier: String::new(),
-        catalog_item_id: None,
-        action: CatalogAction::Failed,
-    }
 }
 
 type CustomerFuture<'a> = std::pin::Pin<

@@ -77,6 +77,8 @@ pub enum CatalogState {
     /// To be created (its id is known only after the write).
     Missing,
     Ambiguous(Vec<i64>),
+    /// Could not be created this run (reported): its product is left alone.
+    Unavailable,
 }
 
 /// Matches selected identifiers against catalog items by `identifier` only (never
@@ -458,10 +460,10 @@ fn plan_product(
         })
     };
     let product_id = match state {
-        CatalogState::Ambiguous(_) if quantity.is_some() => {
+        CatalogState::Ambiguous(_) | CatalogState::Unavailable if quantity.is_some() => {
             return plan(AdditionOp::CatalogUnavailable, false);
         }
-        CatalogState::Ambiguous(_) => return None,
+        CatalogState::Ambiguous(_) | CatalogState::Unavailable => return None,
         CatalogState::Missing => None,
         CatalogState::Existing(id) => Some(*id),
     };
