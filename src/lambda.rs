@@ -190,15 +190,12 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 }
 
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
-    let deadline = tokio_deadline(event.context.deadline(), margin_from_env());
+    let deadline = invocation_deadline(event.context.deadline());
     match classify(event.payload) {
         Incoming::Http(request) => Ok(http(app, *request).await),
         Incoming::Schedule { tick } => {
             let span = tracing::info_span!("schedule", tick = %tick);
-            let report = app
-                .on_schedule(&tick, Some(deadline))
-                .instrument(span)
-                .await?;
+            let report = app.on_schedule(&tick, deadline).instrument(span).await?;
             Ok(match report {
                 Some(r) => summary(&r),
                 None => json!({"status": "duplicate", "tick": tick}),
@@ -206,10 +203,7 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Handl
         }
         Incoming::Run(request) => {
             let span = tracing::info_span!("run", run_id = %request.run_id);
-            let report = app
-                .run_job(&request, Some(deadline))
-                .instrument(span)
-                .await?;
+            let report = app.run_job(&request, deadline).instrument(span).await?;
             Ok(summary(&report))
         }
         Incoming::Unknown(why) => {
@@ -231,6 +225,17 @@ fn summary(report: &crate::sync::report::RunReport) -> Value {
     println!("{}", crate::metrics::emf_line(report, duration));
     tracing::info!(run_id = %report.run_id, status = ?report.status, writes = report.writes, "run finished");
     json!({"runId": report.run_id, "status": report.status, "writes": report.writes})
+}
+
+/// Lambda always sends a deadline in the future; an emulator may send a fixed value
+/// (cargo lambda watch sends 600000 ms, i.e. 1970), which means "unknown": then
+/// the cycle runs without one rather than one customer per invocation.
+fn invocation_deadline(deadline: SystemTime) -> Option<tokio::time::Instant> {
+    if deadline <= SystemTime::now() {
+        tracing::warn!("the invocation deadline is not in the future; running without one");
+        return None;
+    }
+    Some(tokio_deadline(deadline, margin_from_env()))
 }
 
 /// The point after which no new customer starts: the invocation's deadline less

@@ -19,7 +19,7 @@ use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::{RunRecord, RunStatus, Store};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::app::{MONTH, demo_settings};
 use support::moto;
@@ -42,14 +42,26 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// `cargo lambda watch`, in its own process group; dropping it kills the group (watch,
-/// its `cargo run`s and the function instances). On a failing test it prints the tail
-/// of its log first.
+/// `cargo lambda watch` under a tiny `sh` watchdog that reads our end of a pipe: when
+/// the pipe closes (this guard is dropped, or the test process dies however it dies)
+/// it sends watch SIGTERM, on which watch stops its function instances (each in its
+/// own process group), then SIGKILL if watch is still there after 10 s. On a failing
+/// test the guard prints the tail of watch's log first.
 struct Watch {
-    child: tokio::process::Child,
+    watchdog: Child,
     port: u16,
     log: PathBuf,
 }
+
+/// `$@` is the watch command line; Ctrl-C is left to the test process (whose exit
+/// closes the pipe).
+const WATCHDOG: &str = r#"trap '' INT
+"$@" </dev/null & w=$!
+cat >/dev/null
+kill -TERM "$w" 2>/dev/null
+( sleep 10; kill -KILL "$w" 2>/dev/null ) & k=$!
+wait "$w"
+kill "$k" 2>/dev/null"#;
 
 impl Watch {
     fn spawn(port: u16, log: &Path, env: &[(&str, String)]) -> Watch {
@@ -70,8 +82,16 @@ impl Watch {
         };
         let out = std::fs::File::create(log).expect("create the watch log");
         let err = out.try_clone().expect("clone the log handle");
-        let mut cmd = tokio::process::Command::new("cargo");
-        cmd.args(["lambda", "watch", "--bin", FUNCTION, "--ignore-changes"])
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", WATCHDOG, "sh"])
+            .args([
+                "cargo",
+                "lambda",
+                "watch",
+                "--bin",
+                FUNCTION,
+                "--ignore-changes",
+            ])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string())
             .args(["--concurrency", "4", "--timeout"])
@@ -81,17 +101,15 @@ impl Watch {
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .process_group(0)
-            .kill_on_drop(true);
+            .stderr(Stdio::from(err));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start cargo lambda watch");
+        let watchdog = cmd.spawn().expect("start cargo lambda watch");
         Watch {
-            child,
+            watchdog,
             port,
             log: log.to_owned(),
         }
@@ -107,7 +125,7 @@ impl Watch {
             {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.watchdog.try_wait() {
                 panic!("cargo lambda watch exited before it listened ({status})");
             }
             assert!(
@@ -135,14 +153,38 @@ impl Drop for Watch {
                 self.tail(120)
             );
         }
-        if let Some(pid) = self.child.id() {
-            // The whole group: watch and the function processes it started.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
+        // Closing the pipe stops watch; wait (bounded) until it has.
+        drop(self.watchdog.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.watchdog.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Builds the function first (quick when `cargo test` has just built it) so that the
+/// first invocation does not wait for a build within watch's invoke timeout.
+async fn build_function(log: &Path) {
+    let out = std::fs::File::create(log).expect("create the build log");
+    let err = out.try_clone().expect("clone the log handle");
+    let mut child = tokio::process::Command::new("cargo")
+        .args(["build", "--quiet", "--bin", FUNCTION])
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cargo build");
+    let status = tokio::time::timeout(Duration::from_secs(600), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("cargo build --bin {FUNCTION} took over 10 minutes"))
+        .expect("cargo build runs");
+    assert!(
+        status.success(),
+        "cargo build --bin {FUNCTION} failed ({status}):\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// Sends events to the function through watch's Invoke API.
@@ -316,6 +358,8 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
+    build_function(&dir.path().join("build.log")).await;
+    step("function built");
     let mut watch = Watch::spawn(port, &dir.path().join("watch.log"), &env);
     watch.wait_ready().await;
     let function = Function::new(port);
@@ -514,7 +558,10 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     );
     assert!(queue.wait_idle(CYCLE).await, "the scheduled cycle ended");
     let record = run(&store, &schedule_run).await;
-    assert_eq!(record.trigger, "schedule");
+    assert!(
+        ["schedule", "continue"].contains(&record.trigger.as_str()),
+        "{record:#?}"
+    );
     assert!(
         matches!(record.status, RunStatus::Succeeded | RunStatus::Partial),
         "{record:#?}"
@@ -549,6 +596,24 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     );
     assert_eq!(sim.counters().connectwise.writes, 0);
     step("dry run");
+
+    // The internal run event, as the function sends it itself: a run summary under
+    // the event's run id.
+    let summary = function.invoke("async-run.json").await;
+    let async_run = event("async-run.json")["runId"]
+        .as_str()
+        .expect("runId")
+        .to_owned();
+    assert_eq!(summary["runId"], async_run.as_str(), "{summary}");
+    assert!(queue.wait_idle(CYCLE).await, "the run ended");
+    let record = run(&store, &async_run).await;
+    assert!(
+        matches!(record.status, RunStatus::Succeeded | RunStatus::Partial),
+        "{record:#?}"
+    );
+    assert_eq!(record.report["writes"], 0, "{record:#?}");
+    assert_eq!(sim.counters().connectwise.writes, 0);
+    step("run event");
 
     // Every malformed request is refused with a 4xx, never a 5xx.
     let mut malformed: Vec<PathBuf> = std::fs::read_dir(manifest_dir().join("events/malformed"))
