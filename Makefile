@@ -28,8 +28,8 @@ run:
 sim:
 	cargo run --quiet -p sophos-cw-sim -- --scenario sim/fixtures/demo.json
 
-## test: every test, against moto (started here) and the in-process simulators
-test: venv
+## test: every test, against moto (started here) and the in-process simulators, and cfn-lint on the template
+test: venv lint-infra
 	mkdir -p $(RUN_DIR)
 	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(RUN_DIR)/moto.log 2>&1 &
 	echo $$! > $(RUN_DIR)/moto.pid
@@ -51,6 +51,8 @@ SCHEDULE      ?=
 EVENT         ?= schedule.json
 INVOKE_PORT   ?= 9100
 LOCAL_MOTO_PORT ?= 5056
+SIM_SOPHOS_ADDR ?= 127.0.0.1:9000
+SIM_CW_ADDR     ?= 127.0.0.1:9001
 
 ## build: the Lambda package, target/lambda/sophos-cw-sync/bootstrap (linux arm64, for infra/template.yaml)
 build: venv
@@ -96,11 +98,12 @@ invoke-local: venv
 	trap 'for p in "$${pids[@]}"; do kill -- -$$p 2>/dev/null || kill $$p 2>/dev/null || true; done' EXIT
 	wait_for() { for _ in $$(seq 1 $$2); do curl -s -o /dev/null "$$1" && return 0; sleep 0.2; done; echo "error: nothing answers at $$1" >&2; return 1; }
 	# 1. The simulators (Sophos :9000, ConnectWise :9001), unless `make sim` already runs them.
-	if ! curl -s -o /dev/null http://127.0.0.1:9001/_sim/counters; then
+	if ! curl -s -o /dev/null http://$(SIM_CW_ADDR)/_sim/counters; then
 	  cargo build --quiet -p sophos-cw-sim
-	  setsid target/debug/sophos-cw-sim --scenario sim/fixtures/demo.json > $(RUN_DIR)/invoke-sim.log 2>&1 &
+	  setsid target/debug/sophos-cw-sim --scenario sim/fixtures/demo.json \
+	    --sophos-addr $(SIM_SOPHOS_ADDR) --cw-addr $(SIM_CW_ADDR) > $(RUN_DIR)/invoke-sim.log 2>&1 &
 	  pids+=($$!)
-	  wait_for http://127.0.0.1:9001/_sim/counters 100
+	  wait_for http://$(SIM_CW_ADDR)/_sim/counters 100
 	fi
 	# 2. moto (DynamoDB, Secrets Manager) on its own port, with the table and the secret.
 	setsid $(VENV)/bin/moto_server -H 127.0.0.1 -p $(LOCAL_MOTO_PORT) > $(RUN_DIR)/invoke-moto.log 2>&1 &
@@ -121,7 +124,7 @@ invoke-local: venv
 	# The demo scenario's credentials (simulator only) and the demo webhook token of events/.
 	secret = json.dumps({
 	  "sophos": {"clientId": "sim-sophos-client", "clientSecret": "sim-sophos-secret"},
-	  "connectwise": {"site": "http://127.0.0.1:9001", "companyId": "simmsp", "publicKey": "sim-public-key",
+	  "connectwise": {"site": "http://$(SIM_CW_ADDR)", "companyId": "simmsp", "publicKey": "sim-public-key",
 	                  "privateKey": "sim-private-key", "clientId": "3f1c2a4e-8d9b-4c7a-b6e5-0a1b2c3d4e5f"},
 	  "webhookToken": "demo-webhook-token"})
 	secret_exists = any(s["Name"] == "sophos-cw-sync" for s in sm.list_secrets()["SecretList"])
@@ -134,10 +137,10 @@ invoke-local: venv
 	#    function name: so they name watch's default function `_` (a second instance of
 	#    the same binary), not `sophos-cw-sync`, which is busy answering the request.
 	setsid env PATH="$(VENV_PATH)" cargo lambda watch --bin $(LAMBDA_BIN) \
-	  --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --ignore-changes \
+	  --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --ignore-changes --timeout 900 \
 	  --env-var SYNC_STORE=dynamodb:sophos-cw-sync \
 	  --env-var SYNC_SECRETS=secretsmanager:sophos-cw-sync \
-	  --env-var SOPHOS_ID_URL=http://127.0.0.1:9000 --env-var SOPHOS_API_URL=http://127.0.0.1:9000 \
+	  --env-var SOPHOS_ID_URL=http://$(SIM_SOPHOS_ADDR) --env-var SOPHOS_API_URL=http://$(SIM_SOPHOS_ADDR) \
 	  --env-var SYNC_FUNCTION_NAME=_ \
 	  --env-var AWS_ENDPOINT_URL=$$AWS_ENDPOINT_URL \
 	  --env-var AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$(INVOKE_PORT) \
@@ -147,13 +150,16 @@ invoke-local: venv
 	pids+=($$!)
 	# (a port check: any HTTP path there would invoke the function)
 	for _ in $$(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$(INVOKE_PORT)) 2>/dev/null && break; sleep 0.2; done
-	# 4. The events, in order.
+	# 4. The events, in order; a function error (not an HTTP error status) fails the target.
+	failed=0
 	for ev in $(EVENT); do
 	  echo "== events/$$ev"
 	  PATH="$(VENV_PATH)" cargo lambda invoke $(LAMBDA_BIN) --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) \
-	    --data-file events/$$ev || { echo "(function log: $(RUN_DIR)/invoke-watch.log)"; exit 1; }
+	    --data-file events/$$ev || failed=$$((failed + 1))
 	  echo
 	done
+	echo "(function log: $(RUN_DIR)/invoke-watch.log)"
+	[ $$failed -eq 0 ] || { echo "error: $$failed invocation(s) ended in a function error" >&2; exit 1; }
 
 ## lint-infra: cfn-lint on the SAM template, and the sample events match events/generate.py
 lint-infra: venv

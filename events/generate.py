@@ -127,7 +127,8 @@ def events():
         "source": "aws.scheduler",
         "detail-type": "Scheduled Event",
         "id": "0c6e6c1f-7b0e-4f3a-9d1e-2a3b4c5d6e7f",
-        "time": "2026-11-29T06:00:00Z",
+        # The next day's occurrence, so it is not a duplicate of schedule.json's.
+        "time": "2026-11-30T06:00:00Z",
         "detail": {},
     }
     ev["async-run.json"] = {

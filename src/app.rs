@@ -299,8 +299,18 @@ impl App {
             .claim_once(&key, &run_id, now, Duration::from_secs(7 * 24 * 3600))
             .await?
         {
-            tracing::info!(tick, run_id = %first, "scheduled event already handled; skipping the duplicate delivery");
-            return Ok(None);
+            // A retry of a tick whose run failed, or died before it was recorded,
+            // runs again under the same id; a finished or running one is a duplicate.
+            let retry = match self.store.get_run(&first).await? {
+                None => true,
+                Some(run) => matches!(run.status, RunStatus::Failed | RunStatus::Incomplete),
+            };
+            if !retry {
+                tracing::info!(tick, run_id = %first, "scheduled event already handled; skipping the duplicate delivery");
+                return Ok(None);
+            }
+            let request = RunRequest::new(first, None, false, "schedule");
+            return self.run_job(&request, deadline).await.map(Some);
         }
         let latest = self.store.list_runs(1, None).await?;
         let request = match latest.first().filter(|r| r.status == RunStatus::Incomplete) {

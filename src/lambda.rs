@@ -195,7 +195,11 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Handl
         Incoming::Http(request) => Ok(http(app, *request).await),
         Incoming::Schedule { tick } => {
             let span = tracing::info_span!("schedule", tick = %tick);
-            let report = app.on_schedule(&tick, deadline).instrument(span).await?;
+            let report = app
+                .on_schedule(&tick, deadline)
+                .instrument(span)
+                .await
+                .inspect_err(|_| println!("{}", crate::metrics::emf_failure_line(None)))?;
             Ok(match report {
                 Some(r) => summary(&r),
                 None => json!({"status": "duplicate", "tick": tick}),
@@ -203,7 +207,14 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Handl
         }
         Incoming::Run(request) => {
             let span = tracing::info_span!("run", run_id = %request.run_id);
-            let report = app.run_job(&request, deadline).instrument(span).await?;
+            let report = app
+                .run_job(&request, deadline)
+                .instrument(span)
+                .await
+                .inspect_err(|_| {
+                    let line = crate::metrics::emf_failure_line(Some(&request.run_id));
+                    println!("{line}");
+                })?;
             Ok(summary(&report))
         }
         Incoming::Unknown(why) => {

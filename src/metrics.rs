@@ -55,3 +55,65 @@ pub fn emf_line(report: &RunReport, duration_ms: u64) -> Value {
         "DurationMs": duration_ms,
     })
 }
+
+/// The metrics line of a run that ended in an error before it could report.
+pub fn emf_failure_line(run_id: Option<&str>) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": chrono::Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": [{"Name": "RunsFailed", "Unit": "Count"}]
+            }]
+        },
+        "Service": "sophos-cw-sync",
+        "runId": run_id,
+        "status": "failed",
+        "RunsFailed": 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::report::*;
+
+    fn report(status: RunStatus) -> RunReport {
+        RunReport {
+            run_id: "r1".into(),
+            status,
+            month: "2026-11".into(),
+            dry_run: false,
+            started_at: chrono::Utc::now(),
+            finished_at: Some(chrono::Utc::now()),
+            held_by: None,
+            errors: vec![],
+            usage_available: true,
+            catalog: vec![],
+            customers: vec![],
+            unassigned_usage: vec![],
+            api_calls: ApiCalls {
+                sophos: 4,
+                connectwise: 9,
+            },
+            writes: 3,
+        }
+    }
+
+    #[test]
+    fn the_metrics_line_declares_every_value_it_carries() {
+        let line = emf_line(&report(RunStatus::Failed), 1200);
+        let declared = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], NAMESPACE);
+        for m in declared["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_number(), "{name} has a value");
+        }
+        assert_eq!(line["RunsFailed"], 1);
+        assert_eq!(line["Writes"], 3);
+        assert_eq!(line["ConnectWiseApiCalls"], 9);
+        assert_eq!(emf_line(&report(RunStatus::Partial), 1)["RunsFailed"], 0);
+        assert_eq!(emf_failure_line(Some("r2"))["RunsFailed"], 1);
+    }
+}

@@ -164,3 +164,61 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
         "released at the end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_tick_runs_once_but_a_failed_one_runs_again_on_redelivery() {
+    let h = Harness::start().await;
+    h.store
+        .put_settings(&support::app::demo_settings())
+        .await
+        .unwrap();
+    let good_secret = std::fs::read_to_string(&h.secrets_path).unwrap();
+    std::fs::write(
+        &h.secrets_path,
+        good_secret.replace("sim-sophos-secret", "wrong-secret"),
+    )
+    .unwrap();
+    let env = h.env();
+    let app = App {
+        store: h.store.clone(),
+        // Re-read on every use, so the repaired secret is seen by the retry.
+        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::ZERO),
+        env,
+        invoker: Arc::new(QueueInvoker::default()),
+        lease_ttl: Duration::from_secs(1200),
+        deadline_margin: Duration::ZERO,
+    };
+    let tick = "2026-11-29T06:00:00Z";
+    let failed = app.on_schedule(tick, None).await;
+    assert!(
+        matches!(failed, Err(ref e) if !e.is_retryable()),
+        "{failed:?}"
+    );
+    let runs = h.store.list_runs(10, None).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Failed);
+
+    // Lambda redelivers the same tick after the operator fixed the secret: it runs.
+    std::fs::write(&h.secrets_path, good_secret).unwrap();
+    let report = app
+        .on_schedule(tick, None)
+        .await
+        .unwrap()
+        .expect("the failed tick runs again");
+    assert_eq!(report.run_id, runs[0].run_id, "under the same run id");
+    assert_eq!(report.status, RunStatus::Partial);
+    assert_eq!(h.cw_writes(), 6);
+
+    // A third delivery of the tick, now finished, is a duplicate.
+    assert!(app.on_schedule(tick, None).await.unwrap().is_none());
+    assert_eq!(h.cw_writes(), 6);
+    assert_eq!(h.store.list_runs(10, None).await.unwrap().len(), 1);
+    // A new tick is a new run.
+    let next = app
+        .on_schedule("2026-11-30T06:00:00Z", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(next.run_id, report.run_id);
+    assert_eq!(next.writes, 0);
+}
