@@ -120,11 +120,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let env = Environment::from_process()?;
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(open_store(&env.store).await?);
     let settings = apply_settings_file(store.as_ref(), &env).await?;
-    if let Command::Serve { addr } = &cli.command {
-        return Box::pin(crate::serve::run(&addr.clone(), env, store))
-            .await
-            .map(|()| 0);
-    }
+    let shared = store.clone();
     let store = store.as_ref();
     match cli.command {
         Command::Sync {
@@ -152,7 +148,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Runs { json } => runs(store, json).await,
         Command::Audit { json } => audit(store, json).await,
         // Boxed: the server future is deep, and inlined it overflows the layout query.
-        Command::Serve { .. } => unreachable!("handled above, it needs the shared store"),
+        Command::Serve { addr } => Box::pin(crate::serve::run(&addr, env, shared))
+            .await
+            .map(|()| 0),
     }
 }
 
