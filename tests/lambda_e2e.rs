@@ -575,11 +575,19 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     assert_eq!(runs(&store).await.len(), 2);
     let again = function.invoke("schedule.json").await;
     assert_eq!(again["status"], "duplicate", "{again}");
-    // The Scheduler's delivery carries the same scheduled time: the same tick.
-    let scheduler = function.invoke("scheduler.json").await;
-    assert_eq!(scheduler["status"], "duplicate", "{scheduler}");
-    assert_eq!(scheduler["tick"], "2026-11-29T06:00:00Z");
+    assert_eq!(again["tick"], "2026-11-29T06:00:00Z");
     assert_eq!(runs(&store).await.len(), 2, "no new run for a duplicate");
+    // An EventBridge Scheduler delivery of the next day's tick: a new cycle, which
+    // finds nothing to change; its redelivery is a duplicate.
+    let scheduler = function.invoke("scheduler.json").await;
+    assert!(scheduler["runId"].is_string(), "{scheduler}");
+    assert_eq!(scheduler["writes"], 0, "{scheduler}");
+    assert_eq!(sim.counters().connectwise.writes, 0);
+    assert_eq!(runs(&store).await.len(), 3, "the next tick is a new run");
+    let scheduler_again = function.invoke("scheduler.json").await;
+    assert_eq!(scheduler_again["status"], "duplicate", "{scheduler_again}");
+    assert_eq!(scheduler_again["tick"], "2026-11-30T06:00:00Z");
+    assert_eq!(runs(&store).await.len(), 3, "no new run for a duplicate");
     step("schedule");
 
     // A dry run: 202, recorded as a dry run, nothing written.
