@@ -289,7 +289,14 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
     let (status, audit) = api.get("/audit").await;
     assert_eq!(status, 200);
     let items = audit["items"].as_array().unwrap();
-    assert_eq!(items.len(), 6);
+    // Six writes, and the demo's existing catalog item taken into the store.
+    assert_eq!(items.len(), 7, "{audit:#}");
+    let adopted: Vec<_> = items
+        .iter()
+        .filter(|e| e["action"] == "adoptCatalogItem")
+        .collect();
+    assert_eq!(adopted.len(), 1, "{audit:#}");
+    assert!(adopted[0]["entityId"].is_i64(), "{audit:#}");
     assert!(items.iter().all(|e| e["runId"] == run_id.as_str()));
     let update = items
         .iter()
@@ -303,7 +310,7 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
         (Some(5.0), Some(8.0))
     );
     let (_, by_run) = api.get(&format!("/audit?runId={run_id}&limit=1000")).await;
-    assert_eq!(by_run["items"].as_array().unwrap().len(), 6);
+    assert_eq!(by_run["items"].as_array().unwrap().len(), 7);
     let (_, other_run) = api.get("/audit?runId=r-nothing").await;
     assert!(other_run["items"].as_array().unwrap().is_empty());
     let (_, two) = api.get("/audit?limit=2").await;
@@ -318,6 +325,13 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
     let (_, runs) = api.get("/runs").await;
     assert_eq!(runs["items"][0]["runId"], again.as_str());
     assert_eq!(runs["items"][1]["runId"], run_id.as_str());
+    // Nothing changed, nothing was adopted again: nothing on the trail.
+    let (_, trail) = api.get(&format!("/audit?runId={again}")).await;
+    assert_eq!(
+        trail["items"].as_array().map(Vec::len),
+        Some(0),
+        "{trail:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

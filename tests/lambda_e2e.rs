@@ -523,7 +523,16 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     let (status, body) = function.api("api-audit.json").await;
     assert_eq!(status, 200, "{body}");
     let audit = body["items"].as_array().expect("audit items");
-    assert_eq!(audit.len(), 6, "{body}");
+    // Six writes, and the demo's existing catalog item taken into the store.
+    assert_eq!(audit.len(), 7, "{body}");
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e["action"] == "adoptCatalogItem")
+            .count(),
+        1,
+        "{body}"
+    );
     assert!(audit.iter().all(|e| e["runId"] == run_id.as_str()));
 
     // Mappings: put, list, delete (no net change for the schedule below).

@@ -153,9 +153,15 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     assert_eq!(h.cw_writes(), 6);
     assert!(report.api_calls.sophos >= 4 && report.api_calls.connectwise >= 6);
 
-    // Audit trail: one entry per write, with old and new quantities.
+    // Audit trail: one entry per write, with old and new quantities, and one for
+    // the existing catalog item the store now remembers.
     let audit = h.store.list_audit(100, Some(&report.run_id)).await.unwrap();
-    assert_eq!(audit.len(), 6);
+    assert_eq!(audit.len(), 7, "{audit:#?}");
+    let writes: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action != "adoptCatalogItem")
+        .collect();
+    assert_eq!(writes.len(), 6, "{audit:#?}");
     let beta_update = audit
         .iter()
         .find(|a| a.action == "updateAddition" && a.agreement_id == Some(202))

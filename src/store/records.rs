@@ -92,7 +92,7 @@ pub struct RunRecord {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// One ConnectWise write, kept forever.
+/// One ConnectWise write, or one change the store caught up with, kept forever.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
@@ -102,7 +102,8 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// Who wrote: e.g. "cli:alice@host" or "lambda:schedule".
     pub actor: String,
-    /// "createCatalogItem", "createAddition", "updateAddition", "cancelAddition", "adoptAddition".
+    /// "createCatalogItem", "createAddition", "updateAddition", "zeroAddition",
+    /// "cancelAddition", "adoptCatalogItem", "adoptAddition", "reconcileAddition".
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,

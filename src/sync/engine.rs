@@ -523,6 +523,14 @@ impl Ctx<'_> {
             .filter(|(_, s)| **s == CatalogState::Missing)
             .map(|(i, _)| i.clone())
             .collect();
+        let remembered: BTreeMap<String, i64> = self
+            .engine
+            .store
+            .list_catalog_items()
+            .await?
+            .into_iter()
+            .map(|r| (r.identifier, r.catalog_item_id))
+            .collect();
         let mut created = BTreeSet::new();
         if !missing.is_empty() && !self.opts.dry_run {
             let refs = self.catalog_refs().await;
@@ -550,7 +558,9 @@ impl Ctx<'_> {
                     (Some(*id), CatalogAction::Create)
                 }
                 CatalogState::Existing(id) => {
-                    self.remember_catalog(identifier, *id).await?;
+                    if remembered.get(identifier) != Some(id) {
+                        self.adopt_catalog_item(identifier, *id).await?;
+                    }
                     (Some(*id), CatalogAction::Existing)
                 }
                 CatalogState::Missing => (None, CatalogAction::Create),
@@ -570,6 +580,25 @@ impl Ctx<'_> {
             });
         }
         Ok(states)
+    }
+
+    /// Remembers a catalog item the store did not know (made by hand, or created
+    /// by a run that crashed before it could say so) and puts it on the trail.
+    async fn adopt_catalog_item(&self, identifier: &str, id: i64) -> StoreResult<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        self.audit(AuditDraft {
+            action: "adoptCatalogItem",
+            tenant_id: None,
+            agreement_id: None,
+            identifier,
+            entity_id: Some(id),
+            old: None,
+            new: None,
+        })
+        .await?;
+        self.remember_catalog(identifier, id).await
     }
 
     async fn remember_catalog(&self, identifier: &str, id: i64) -> StoreResult<()> {
@@ -667,7 +696,6 @@ impl Ctx<'_> {
             Err(e) => return Ok(Err(write_error(&e))),
         };
         self.wrote()?;
-        self.remember_catalog(identifier, created.id).await?;
         self.audit(AuditDraft {
             action: "createCatalogItem",
             tenant_id: None,
@@ -678,6 +706,7 @@ impl Ctx<'_> {
             new: None,
         })
         .await?;
+        self.remember_catalog(identifier, created.id).await?;
         Ok(Ok(created.id))
     }
 
@@ -690,6 +719,10 @@ impl Ctx<'_> {
         }
     }
 
+    /// Appends to the audit trail. Callers append before they update the store's
+    /// memory of the entity: a run that dies between the two leaves the store
+    /// behind ConnectWise, so the next run says it again (`adopt…`,
+    /// `reconcileAddition`) rather than the write never reaching the trail.
     async fn audit(&self, d: AuditDraft<'_>) -> StoreResult<()> {
         let entry = AuditEntry {
             run_id: self.opts.run_id.clone(),
@@ -853,6 +886,29 @@ impl Ctx<'_> {
             old,
             new,
         };
+        if let (Some(remembered), Some((addition_id, current)), false) =
+            (p.drifted_from, p.op.existing(), dry)
+        {
+            // The store is behind ConnectWise (a write whose bookkeeping a crash cut
+            // off, or a hand edit): catch up first, so the trail says it once.
+            let product_id = product_of(additions, addition_id);
+            self.audit(draft(
+                "reconcileAddition",
+                Some(addition_id),
+                Some(remembered),
+                Some(current),
+            ))
+            .await?;
+            self.remember_addition(
+                tenant,
+                agreement,
+                &p.identifier,
+                addition_id,
+                product_id,
+                current,
+            )
+            .await?;
+        }
         match &p.op {
             AdditionOp::Create {
                 product_id,
@@ -875,6 +931,13 @@ impl Ctx<'_> {
                     Ok(created) => {
                         self.wrote()?;
                         out.addition_id = Some(created.id);
+                        self.audit(draft(
+                            "createAddition",
+                            Some(created.id),
+                            None,
+                            Some(*quantity),
+                        ))
+                        .await?;
                         self.remember_addition(
                             tenant,
                             agreement,
@@ -883,13 +946,6 @@ impl Ctx<'_> {
                             product_id,
                             *quantity,
                         )
-                        .await?;
-                        self.audit(draft(
-                            "createAddition",
-                            Some(created.id),
-                            None,
-                            Some(*quantity),
-                        ))
                         .await?;
                     }
                     Err(e) => self.failed(&mut out, c, &e),
@@ -923,6 +979,13 @@ impl Ctx<'_> {
                     return Ok(out);
                 }
                 let product_id = product_of(additions, *addition_id);
+                let action = if zero {
+                    "zeroAddition"
+                } else {
+                    "updateAddition"
+                };
+                self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
+                    .await?;
                 self.remember_addition(
                     tenant,
                     agreement,
@@ -932,13 +995,6 @@ impl Ctx<'_> {
                     *new,
                 )
                 .await?;
-                let action = if zero {
-                    "zeroAddition"
-                } else {
-                    "updateAddition"
-                };
-                self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
-                    .await?;
             }
             AdditionOp::Cancel {
                 addition_id,
@@ -953,10 +1009,6 @@ impl Ctx<'_> {
                 if dry || !self.patch(agreement, *addition_id, op, &mut out, c).await? {
                     return Ok(out);
                 }
-                self.engine
-                    .store
-                    .delete_addition(&tenant.id, &p.identifier)
-                    .await?;
                 self.audit(draft(
                     "cancelAddition",
                     Some(*addition_id),
@@ -964,6 +1016,10 @@ impl Ctx<'_> {
                     None,
                 ))
                 .await?;
+                self.engine
+                    .store
+                    .delete_addition(&tenant.id, &p.identifier)
+                    .await?;
             }
             AdditionOp::Unchanged {
                 addition_id,
@@ -979,6 +1035,13 @@ impl Ctx<'_> {
                 };
                 if p.adopted && !dry {
                     let product_id = product_of(additions, *addition_id);
+                    self.audit(draft(
+                        "adoptAddition",
+                        Some(*addition_id),
+                        Some(*quantity),
+                        Some(*quantity),
+                    ))
+                    .await?;
                     self.remember_addition(
                         tenant,
                         agreement,
@@ -987,13 +1050,6 @@ impl Ctx<'_> {
                         product_id,
                         *quantity,
                     )
-                    .await?;
-                    self.audit(draft(
-                        "adoptAddition",
-                        Some(*addition_id),
-                        Some(*quantity),
-                        Some(*quantity),
-                    ))
                     .await?;
                 }
             }

@@ -408,6 +408,28 @@ pub enum AdditionOp {
     CatalogUnavailable,
 }
 
+impl AdditionOp {
+    /// The existing addition an operation is about, with the quantity
+    /// ConnectWise holds for it.
+    pub fn existing(&self) -> Option<(i64, f64)> {
+        match self {
+            AdditionOp::Update {
+                addition_id, old, ..
+            }
+            | AdditionOp::Cancel {
+                addition_id, old, ..
+            } => Some((*addition_id, *old)),
+            AdditionOp::Unchanged {
+                addition_id,
+                quantity,
+            } => Some((*addition_id, *quantity)),
+            AdditionOp::Create { .. }
+            | AdditionOp::Ambiguous { .. }
+            | AdditionOp::CatalogUnavailable => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductPlan {
     pub identifier: String,
@@ -415,6 +437,11 @@ pub struct ProductPlan {
     pub op: AdditionOp,
     /// The addition exists in ConnectWise but the store did not know it.
     pub adopted: bool,
+    /// The store remembered this addition with another quantity than ConnectWise
+    /// holds: a write whose bookkeeping a crash cut off, or an edit made in
+    /// ConnectWise. The engine puts it on the audit trail and remembers the
+    /// quantity ConnectWise holds.
+    pub drifted_from: Option<f64>,
 }
 
 pub struct AdditionRules<'a> {
@@ -457,6 +484,7 @@ fn plan_product(
             sophos_quantity: quantity.unwrap_or(0.0),
             op,
             adopted,
+            drifted_from: None,
         })
     };
     let product_id = match state {
@@ -483,10 +511,16 @@ fn plan_product(
             false,
         ),
         ([one], _) => {
-            let adopted = !records
+            let record = records
                 .iter()
-                .any(|r| r.identifier == identifier && r.addition_id == one.id);
-            plan(existing_op(one, used, rules), adopted)
+                .find(|r| r.identifier == identifier && r.addition_id == one.id);
+            let current = one.quantity.unwrap_or(0.0);
+            plan(existing_op(one, used, rules), record.is_none()).map(|p| ProductPlan {
+                drifted_from: record
+                    .map(|r| r.quantity)
+                    .filter(|q| !same_quantity(*q, current)),
+                ..p
+            })
         }
         (many, _) => plan(
             AdditionOp::Ambiguous {

@@ -1082,6 +1082,7 @@ fn usage_without_addition_creates_one_from_the_first_of_the_month() {
                 effective_date: "2026-02-01T00:00:00Z".to_owned(),
             },
             adopted: false,
+            drifted_from: None,
         }
     );
 }
@@ -1438,6 +1439,40 @@ fn adopted_when_the_store_does_not_know_the_addition() {
 }
 
 #[test]
+fn a_remembered_quantity_other_than_connectwise_s_is_drift() {
+    let u = usage(&[(IXA, 10.0)]);
+    let a = [addition(1, 100, 10.0)];
+    let s = Setup::new();
+    let remembered = |quantity| AdditionRecord {
+        quantity,
+        ..record(IXA, 1)
+    };
+    let p = only(s.plan(Some(&u), &a, &[remembered(7.0)]));
+    assert_eq!(
+        p.op,
+        AdditionOp::Unchanged {
+            addition_id: 1,
+            quantity: 10.0
+        }
+    );
+    assert_eq!(
+        p.drifted_from,
+        Some(7.0),
+        "remembered 7, ConnectWise has 10"
+    );
+    assert!(!p.adopted);
+    let p = only(s.plan(Some(&u), &a, &[remembered(10.0)]));
+    assert_eq!(p.drifted_from, None, "in step");
+    let p = only(s.plan(Some(&u), &a, &[]));
+    assert_eq!(p.drifted_from, None, "an adoption has nothing remembered");
+    assert!(p.adopted);
+    // Drift is about ConnectWise's current quantity, whatever the operation.
+    let p = only(s.plan(Some(&usage(&[(IXA, 3.0)])), &a, &[remembered(7.0)]));
+    assert!(matches!(p.op, AdditionOp::Update { old, new, .. } if old == 10.0 && new == 3.0));
+    assert_eq!(p.drifted_from, Some(7.0));
+}
+
+#[test]
 fn ambiguous_catalog_with_usage_is_unavailable() {
     let u = usage(&[(IXA, 4.0), (EP, 2.0)]);
     let s = Setup::new().state(IXA, CatalogState::Ambiguous(vec![100, 101]));
@@ -1488,9 +1523,14 @@ fn products_not_selected_never_appear() {
 fn each_selected_product_is_planned_independently() {
     let u = usage(&[(IXA, 4.0)]);
     let additions = [addition(1, 100, 4.0), addition(2, 200, 6.0)];
-    let plans = Setup::new()
-        .zero(ZeroUsage::Cancel)
-        .plan(Some(&u), &additions, &[record(IXA, 1)]);
+    let plans = Setup::new().zero(ZeroUsage::Cancel).plan(
+        Some(&u),
+        &additions,
+        &[AdditionRecord {
+            quantity: 4.0,
+            ..record(IXA, 1)
+        }],
+    );
     assert_eq!(
         plans,
         vec![
@@ -1503,6 +1543,7 @@ fn each_selected_product_is_planned_independently() {
                     cancelled_date: "2026-02-28T00:00:00Z".to_owned(),
                 },
                 adopted: true,
+                drifted_from: None,
             },
             ProductPlan {
                 identifier: IXA.to_owned(),
@@ -1512,6 +1553,7 @@ fn each_selected_product_is_planned_independently() {
                     quantity: 4.0
                 },
                 adopted: false,
+                drifted_from: None,
             },
         ]
     );
