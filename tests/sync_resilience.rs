@@ -570,6 +570,20 @@ async fn remembered_beta_quantity(h: &Harness) -> f64 {
         .quantity
 }
 
+/// A run's audit trail as (action, entity id, old quantity, new quantity).
+async fn audit_quantities(
+    h: &Harness,
+    run_id: &str,
+) -> Vec<(String, Option<i64>, Option<f64>, Option<f64>)> {
+    h.store
+        .list_audit(100, Some(run_id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.entity_id, a.old_quantity, a.new_quantity))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     let h = Harness::start().await;
@@ -597,22 +611,7 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     let writes = cw_write_log(&h);
     assert_eq!(writes.len(), 1, "{writes:#?}");
     assert!(writes[0].path.ends_with("/additions/301"), "{writes:#?}");
-    let quantities = |a: &sophos_cw_sync::store::AuditEntry| {
-        (
-            a.action.clone(),
-            a.entity_id,
-            a.old_quantity,
-            a.new_quantity,
-        )
-    };
-    let crashed: Vec<_> = h
-        .store
-        .list_audit(100, Some(&crashed_id))
-        .await
-        .unwrap()
-        .iter()
-        .map(quantities)
-        .collect();
+    let crashed = audit_quantities(&h, &crashed_id).await;
     assert_eq!(
         crashed,
         [(
@@ -632,14 +631,7 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     resume.clock_offset = chrono::Duration::hours(1);
     let resumed = h.run_with(&settings, resume).await.expect("resumed run");
     assert_eq!((resumed.writes, h.cw_writes()), (0, 0));
-    let trail: Vec<_> = h
-        .store
-        .list_audit(100, Some(&resumed.run_id))
-        .await
-        .unwrap()
-        .iter()
-        .map(quantities)
-        .collect();
+    let trail = audit_quantities(&h, &resumed.run_id).await;
     assert_eq!(
         trail,
         [(
