@@ -9,12 +9,13 @@ use base64::Engine as _;
 use chrono::Utc;
 use serde_json::Value;
 use sophos_cw_sim::{Api, Fault, FaultKind, Latency, LoggedRequest};
+use sophos_cw_sync::config::ZeroUsage;
 use sophos_cw_sync::store::{LeaseOutcome, RunStatus, Store};
 use sophos_cw_sync::sync::engine::CycleError;
 use sophos_cw_sync::sync::report::{ErrorCode, RunReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::app::{Harness, customer, demo_settings, tenant};
+use support::app::{Harness, customer, demo_settings, settings_with, tenant};
 
 /// Catalog item id of Sophos_Intercept_X_Advanced in the demo scenario.
 const IXA: i64 = 901;
@@ -650,6 +651,55 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     let third = h.run_with(&settings, third).await.expect("third run");
     let audit = h.store.list_audit(100, Some(&third.run_id)).await.unwrap();
     assert!(audit.is_empty(), "{audit:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_the_store_missed_is_reconciled_on_the_audit_trail() {
+    let h = Harness::start().await;
+    // With `keep`, Mu's unused addition (313, quantity 7) is adopted and remembered.
+    h.run(&settings_with(ZeroUsage::Keep)).await;
+    let remembers_mu = |records: &[sophos_cw_sync::store::AdditionRecord]| {
+        records.iter().any(|r| r.addition_id == 313)
+    };
+    assert!(remembers_mu(&h.store.list_additions().await.unwrap()));
+
+    // `cancel` cancels it; the run crashes after the PATCH, before its entry.
+    let cancel = settings_with(ZeroUsage::Cancel);
+    h.sim.clear_requests();
+    let mut opts = h.options(false);
+    opts.crash_after_writes = Some(1);
+    let crashed_id = opts.run_id.clone();
+    assert!(matches!(
+        h.run_with(&cancel, opts).await,
+        Err(CycleError::Crashed(1))
+    ));
+    let writes = cw_write_log(&h);
+    assert_eq!(writes.len(), 1, "{writes:#?}");
+    assert!(writes[0].path.ends_with("/additions/313"), "{writes:#?}");
+    assert!(audit_quantities(&h, &crashed_id).await.is_empty());
+    assert!(remembers_mu(&h.store.list_additions().await.unwrap()));
+
+    // The next run finds 313 cancelled: the cancel goes on the trail, the store
+    // forgets it, and nothing is written again.
+    h.sim.clear_requests();
+    let mut resume = h.options(false);
+    resume.clock_offset = chrono::Duration::hours(1);
+    let resumed = h.run_with(&cancel, resume).await.expect("resumed run");
+    assert_eq!((resumed.writes, h.cw_writes()), (0, 0));
+    assert_eq!(
+        audit_quantities(&h, &resumed.run_id).await,
+        [("reconcileAddition".to_owned(), Some(313), Some(7.0), None)]
+    );
+    assert!(!remembers_mu(&h.store.list_additions().await.unwrap()));
+    let mu = h.additions_of(212);
+    assert_eq!(mu.len(), 1, "{mu:#?}");
+    assert!(mu[0]["cancelledDate"].is_string(), "{mu:#?}");
+
+    // Then there is nothing more to say.
+    let mut third = h.options(false);
+    third.clock_offset = chrono::Duration::hours(1);
+    let third = h.run_with(&cancel, third).await.expect("third run");
+    assert!(audit_quantities(&h, &third.run_id).await.is_empty());
 }
 
 // ------------------------------------------------------ 5. the lease stays

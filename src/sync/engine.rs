@@ -852,12 +852,41 @@ impl Ctx<'_> {
             .filter(|r| r.tenant_id == tenant.id)
             .cloned()
             .collect();
+        if !self.opts.dry_run {
+            for r in plan::cancelled_records(&additions, &records) {
+                self.forget_cancelled(tenant, agreement, r).await?;
+            }
+        }
         let plans = plan::plan_additions(usage, &additions, &records, rules);
         for p in plans {
             let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
             c.products.push(product);
         }
         Ok(())
+    }
+
+    /// Puts a cancel the store missed on the trail (old: the remembered quantity),
+    /// then forgets the addition.
+    async fn forget_cancelled(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        agreement: &Agreement,
+        record: &AdditionRecord,
+    ) -> StoreResult<()> {
+        self.audit(AuditDraft {
+            action: "reconcileAddition",
+            tenant_id: Some(&tenant.id),
+            agreement_id: Some(agreement.id),
+            identifier: &record.identifier,
+            entity_id: Some(record.addition_id),
+            old: Some(record.quantity),
+            new: None,
+        })
+        .await?;
+        self.engine
+            .store
+            .delete_addition(&tenant.id, &record.identifier)
+            .await
     }
 
     async fn carry_out(

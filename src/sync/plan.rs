@@ -531,6 +531,23 @@ fn plan_product(
     }
 }
 
+/// The remembered additions that ConnectWise holds as cancelled: a cancel whose
+/// bookkeeping a crash cut off, or one made by hand. The store forgets them, and
+/// the trail says so.
+pub fn cancelled_records<'a>(
+    additions: &[Addition],
+    records: &'a [AdditionRecord],
+) -> Vec<&'a AdditionRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            additions
+                .iter()
+                .any(|a| a.id == r.addition_id && !a.is_active())
+        })
+        .collect()
+}
+
 fn existing_op(addition: &Addition, used: Option<f64>, rules: &AdditionRules) -> AdditionOp {
     let old = addition.quantity.unwrap_or(0.0);
     let unchanged = AdditionOp::Unchanged {

@@ -1473,6 +1473,31 @@ fn a_remembered_quantity_other_than_connectwise_s_is_drift() {
 }
 
 #[test]
+fn remembered_additions_cancelled_in_connectwise_are_found() {
+    let cancelled = Addition {
+        cancelled_date: Some("2026-01-31T00:00:00Z".to_owned()),
+        ..addition(1, 100, 4.0)
+    };
+    let inactive = Addition {
+        addition_status: Some("Cancelled".to_owned()),
+        ..addition(2, 200, 6.0)
+    };
+    let additions = [cancelled, inactive, addition(3, 100, 9.0)];
+    let records = [
+        record(IXA, 1),
+        record(EP, 2),
+        record(IXA, 3),
+        record(IXA, 4),
+    ];
+    let found: Vec<i64> = cancelled_records(&additions, &records)
+        .iter()
+        .map(|r| r.addition_id)
+        .collect();
+    assert_eq!(found, [1, 2], "active (3) and unknown (4) ones stay");
+    assert!(cancelled_records(&additions, &[]).is_empty());
+}
+
+#[test]
 fn ambiguous_catalog_with_usage_is_unavailable() {
     let u = usage(&[(IXA, 4.0), (EP, 2.0)]);
     let s = Setup::new().state(IXA, CatalogState::Ambiguous(vec![100, 101]));
