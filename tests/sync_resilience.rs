@@ -9,7 +9,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use serde_json::Value;
 use sophos_cw_sim::{Api, Fault, FaultKind, Latency, LoggedRequest};
-use sophos_cw_sync::config::ZeroUsage;
+use sophos_cw_sync::config::{Settings, ZeroUsage};
 use sophos_cw_sync::store::{LeaseOutcome, RunStatus, Store};
 use sophos_cw_sync::sync::engine::CycleError;
 use sophos_cw_sync::sync::report::{ErrorCode, RunReport};
@@ -571,6 +571,37 @@ async fn remembered_beta_quantity(h: &Harness) -> f64 {
         .quantity
 }
 
+/// Runs `settings` with a crash right after the first ConnectWise write, which
+/// must be to the addition `addition_id`; answers the crashed run's id.
+async fn crash_after_the_write_to(h: &Harness, settings: &Settings, addition_id: i64) -> String {
+    h.sim.clear_requests();
+    let mut opts = h.options(false);
+    opts.crash_after_writes = Some(1);
+    let crashed_id = opts.run_id.clone();
+    assert!(matches!(
+        h.run_with(settings, opts).await,
+        Err(CycleError::Crashed(1))
+    ));
+    let writes = cw_write_log(h);
+    assert_eq!(writes.len(), 1, "{writes:#?}");
+    assert!(
+        writes[0]
+            .path
+            .ends_with(&format!("/additions/{addition_id}")),
+        "{writes:#?}"
+    );
+    crashed_id
+}
+
+/// A run an hour later, when a crashed run's lease has expired.
+async fn run_an_hour_later(h: &Harness, settings: &Settings) -> RunReport {
+    let mut opts = h.options(false);
+    opts.clock_offset = chrono::Duration::hours(1);
+    h.run_with(settings, opts)
+        .await
+        .expect("a run an hour later")
+}
+
 /// A run's audit trail as (action, entity id, old quantity, new quantity).
 async fn audit_quantities(
     h: &Harness,
@@ -601,17 +632,7 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
             }
         }
     });
-    h.sim.clear_requests();
-    let mut opts = h.options(false);
-    opts.crash_after_writes = Some(1);
-    let crashed_id = opts.run_id.clone();
-    assert!(matches!(
-        h.run_with(&settings, opts).await,
-        Err(CycleError::Crashed(1))
-    ));
-    let writes = cw_write_log(&h);
-    assert_eq!(writes.len(), 1, "{writes:#?}");
-    assert!(writes[0].path.ends_with("/additions/301"), "{writes:#?}");
+    let crashed_id = crash_after_the_write_to(&h, &settings, 301).await;
     let crashed = audit_quantities(&h, &crashed_id).await;
     assert_eq!(
         crashed,
@@ -628,9 +649,7 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     // The next run finds 8 in ConnectWise where the store says 3: the write the
     // crash cut off goes on the trail, and nothing is written again.
     h.sim.clear_requests();
-    let mut resume = h.options(false);
-    resume.clock_offset = chrono::Duration::hours(1);
-    let resumed = h.run_with(&settings, resume).await.expect("resumed run");
+    let resumed = run_an_hour_later(&h, &settings).await;
     assert_eq!((resumed.writes, h.cw_writes()), (0, 0));
     let trail = audit_quantities(&h, &resumed.run_id).await;
     assert_eq!(
@@ -646,9 +665,7 @@ async fn a_quantity_the_store_missed_is_reconciled_on_the_audit_trail() {
     assert_demo_result(&h);
 
     // In step again: the run after that has nothing to say.
-    let mut third = h.options(false);
-    third.clock_offset = chrono::Duration::hours(1);
-    let third = h.run_with(&settings, third).await.expect("third run");
+    let third = run_an_hour_later(&h, &settings).await;
     let audit = h.store.list_audit(100, Some(&third.run_id)).await.unwrap();
     assert!(audit.is_empty(), "{audit:#?}");
 }
@@ -665,26 +682,14 @@ async fn a_cancel_the_store_missed_is_reconciled_on_the_audit_trail() {
 
     // `cancel` cancels it; the run crashes after the PATCH, before its entry.
     let cancel = settings_with(ZeroUsage::Cancel);
-    h.sim.clear_requests();
-    let mut opts = h.options(false);
-    opts.crash_after_writes = Some(1);
-    let crashed_id = opts.run_id.clone();
-    assert!(matches!(
-        h.run_with(&cancel, opts).await,
-        Err(CycleError::Crashed(1))
-    ));
-    let writes = cw_write_log(&h);
-    assert_eq!(writes.len(), 1, "{writes:#?}");
-    assert!(writes[0].path.ends_with("/additions/313"), "{writes:#?}");
+    let crashed_id = crash_after_the_write_to(&h, &cancel, 313).await;
     assert!(audit_quantities(&h, &crashed_id).await.is_empty());
     assert!(remembers_mu(&h.store.list_additions().await.unwrap()));
 
     // The next run finds 313 cancelled: the cancel goes on the trail, the store
     // forgets it, and nothing is written again.
     h.sim.clear_requests();
-    let mut resume = h.options(false);
-    resume.clock_offset = chrono::Duration::hours(1);
-    let resumed = h.run_with(&cancel, resume).await.expect("resumed run");
+    let resumed = run_an_hour_later(&h, &cancel).await;
     assert_eq!((resumed.writes, h.cw_writes()), (0, 0));
     assert_eq!(
         audit_quantities(&h, &resumed.run_id).await,
@@ -696,9 +701,7 @@ async fn a_cancel_the_store_missed_is_reconciled_on_the_audit_trail() {
     assert!(mu[0]["cancelledDate"].is_string(), "{mu:#?}");
 
     // Then there is nothing more to say.
-    let mut third = h.options(false);
-    third.clock_offset = chrono::Duration::hours(1);
-    let third = h.run_with(&cancel, third).await.expect("third run");
+    let third = run_an_hour_later(&h, &cancel).await;
     assert!(audit_quantities(&h, &third.run_id).await.is_empty());
 }
 

@@ -873,7 +873,7 @@ impl Ctx<'_> {
         agreement: &Agreement,
         record: &AdditionRecord,
     ) -> StoreResult<()> {
-        self.audit(AuditDraft {
+        let d = AuditDraft {
             action: "reconcileAddition",
             tenant_id: Some(&tenant.id),
             agreement_id: Some(agreement.id),
@@ -881,12 +881,8 @@ impl Ctx<'_> {
             entity_id: Some(record.addition_id),
             old: Some(record.quantity),
             new: None,
-        })
-        .await?;
-        self.engine
-            .store
-            .delete_addition(&tenant.id, &record.identifier)
-            .await
+        };
+        self.forget_addition(d, tenant).await
     }
 
     async fn carry_out(
@@ -921,17 +917,15 @@ impl Ctx<'_> {
             // The store is behind ConnectWise (a write whose bookkeeping a crash cut
             // off, or a hand edit): catch up first, so the trail says it once.
             let product_id = product_of(additions, addition_id);
-            self.audit(draft(
-                "reconcileAddition",
-                Some(addition_id),
-                Some(remembered),
-                Some(current),
-            ))
-            .await?;
-            self.remember_addition(
+            self.record_addition(
+                draft(
+                    "reconcileAddition",
+                    Some(addition_id),
+                    Some(remembered),
+                    Some(current),
+                ),
                 tenant,
                 agreement,
-                &p.identifier,
                 addition_id,
                 product_id,
                 current,
@@ -960,17 +954,10 @@ impl Ctx<'_> {
                     Ok(created) => {
                         self.wrote()?;
                         out.addition_id = Some(created.id);
-                        self.audit(draft(
-                            "createAddition",
-                            Some(created.id),
-                            None,
-                            Some(*quantity),
-                        ))
-                        .await?;
-                        self.remember_addition(
+                        self.record_addition(
+                            draft("createAddition", Some(created.id), None, Some(*quantity)),
                             tenant,
                             agreement,
-                            &p.identifier,
                             created.id,
                             product_id,
                             *quantity,
@@ -1013,12 +1000,10 @@ impl Ctx<'_> {
                 } else {
                     "updateAddition"
                 };
-                self.audit(draft(action, Some(*addition_id), Some(*old), Some(*new)))
-                    .await?;
-                self.remember_addition(
+                self.record_addition(
+                    draft(action, Some(*addition_id), Some(*old), Some(*new)),
                     tenant,
                     agreement,
-                    &p.identifier,
                     *addition_id,
                     product_id,
                     *new,
@@ -1038,17 +1023,11 @@ impl Ctx<'_> {
                 if dry || !self.patch(agreement, *addition_id, op, &mut out, c).await? {
                     return Ok(out);
                 }
-                self.audit(draft(
-                    "cancelAddition",
-                    Some(*addition_id),
-                    Some(*old),
-                    None,
-                ))
+                self.forget_addition(
+                    draft("cancelAddition", Some(*addition_id), Some(*old), None),
+                    tenant,
+                )
                 .await?;
-                self.engine
-                    .store
-                    .delete_addition(&tenant.id, &p.identifier)
-                    .await?;
             }
             AdditionOp::Unchanged {
                 addition_id,
@@ -1064,17 +1043,15 @@ impl Ctx<'_> {
                 };
                 if p.adopted && !dry {
                     let product_id = product_of(additions, *addition_id);
-                    self.audit(draft(
-                        "adoptAddition",
-                        Some(*addition_id),
-                        Some(*quantity),
-                        Some(*quantity),
-                    ))
-                    .await?;
-                    self.remember_addition(
+                    self.record_addition(
+                        draft(
+                            "adoptAddition",
+                            Some(*addition_id),
+                            Some(*quantity),
+                            Some(*quantity),
+                        ),
                         tenant,
                         agreement,
-                        &p.identifier,
                         *addition_id,
                         product_id,
                         *quantity,
@@ -1139,15 +1116,19 @@ impl Ctx<'_> {
         c.errors.push(write_error(e));
     }
 
-    async fn remember_addition(
+    /// Puts a change on the trail, then remembers the addition as it now stands
+    /// (in that order: see `audit`).
+    async fn record_addition(
         &self,
+        d: AuditDraft<'_>,
         tenant: &crate::sophos::model::Tenant,
         agreement: &Agreement,
-        identifier: &str,
         addition_id: i64,
         product_id: i64,
         quantity: f64,
     ) -> StoreResult<()> {
+        let identifier = d.identifier;
+        self.audit(d).await?;
         let record = AdditionRecord {
             tenant_id: tenant.id.clone(),
             identifier: identifier.to_owned(),
@@ -1158,6 +1139,21 @@ impl Ctx<'_> {
             updated_at: Utc::now(),
         };
         self.engine.store.put_addition(&record).await
+    }
+
+    /// Puts a change on the trail, then forgets the addition (in that order: see
+    /// `audit`).
+    async fn forget_addition(
+        &self,
+        d: AuditDraft<'_>,
+        tenant: &crate::sophos::model::Tenant,
+    ) -> StoreResult<()> {
+        let identifier = d.identifier;
+        self.audit(d).await?;
+        self.engine
+            .store
+            .delete_addition(&tenant.id, identifier)
+            .await
     }
 
     async fn save_statuses(&self, report: &RunReport) -> StoreResult<()> {
