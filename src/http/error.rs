@@ -95,6 +95,17 @@ impl ApiError {
         self
     }
 
+    /// For a write that creates a record (POST): whether ConnectWise may have
+    /// applied it although we got no usable answer (a 5xx, a timeout, a broken
+    /// connection or a body cut short). The caller must read back before deciding
+    /// to create it again; a refusal (4xx) or our own error means "not written".
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Unavailable | ApiErrorKind::Timeout | ApiErrorKind::BadResponse
+        )
+    }
+
     /// Worth trying again later (the same run may retry, or the next scheduled run).
     pub fn is_retryable(&self) -> bool {
         matches!(
