@@ -92,6 +92,11 @@ async fn inject(api: Api, kind: &FaultKind, applied: Option<Response>) -> Respon
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             error_response(api, StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
         }
+        FaultKind::Invalid {
+            resource,
+            field,
+            message,
+        } => invalid_response(resource, field, message),
         FaultKind::Truncate => {
             let full = match applied {
                 Some(r) => r,
@@ -100,6 +105,17 @@ async fn inject(api: Api, kind: &FaultKind, applied: Option<Response>) -> Respon
             truncate(full).await
         }
     }
+}
+
+/// ConnectWise's 400 for invalid data (apis.md B.5).
+fn invalid_response(resource: &str, field: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": "InvalidObject",
+        "message": format!("{resource} object is invalid"),
+        "errors": [{"code": "InvalidField", "message": message,
+                    "resource": resource, "field": field}],
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 async fn truncate(full: Response) -> Response {

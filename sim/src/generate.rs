@@ -106,12 +106,35 @@ impl Generator {
             "employeeCompRate": "Actual", "employeeCompNotExceed": "Billing", "invoicingCycle": "CalendarYear",
             "billTime": "Billable", "billExpenses": "Billable", "billProducts": "Billable",
         })];
-        cw.product_types = vec![json!({"id": PRODUCT_TYPE_ID, "name": "Software"})];
-        cw.categories = vec![json!({"id": CATEGORY_ID, "name": "Security"})];
-        cw.subcategories = vec![json!({
-            "id": SUBCATEGORY_ID, "name": "Endpoint", "category": {"id": CATEGORY_ID, "name": "Security"},
-        })];
-        cw.unit_of_measures = vec![json!({"id": UNIT_ID, "name": "Each"})];
+        // As messy as a real setup table: the names the settings use also occur
+        // under other categories, retired (inactive) and in other categories.
+        cw.product_types = vec![
+            json!({"id": PRODUCT_TYPE_ID, "name": "Software", "inactiveFlag": false}),
+            json!({"id": 12, "name": "Hardware", "inactiveFlag": false}),
+            json!({"id": 13, "name": "Software", "inactiveFlag": true}),
+        ];
+        cw.categories = vec![
+            json!({"id": CATEGORY_ID, "name": "Security", "inactiveFlag": false}),
+            json!({"id": 22, "name": "Hardware", "inactiveFlag": false}),
+            json!({"id": 23, "name": "Software", "inactiveFlag": false}),
+            json!({"id": 24, "name": "Security", "inactiveFlag": true}),
+        ];
+        let sub = |id: i64, name: &str, category: (i64, &str), inactive: bool| {
+            json!({"id": id, "name": name, "inactiveFlag": inactive,
+                   "category": {"id": category.0, "name": category.1}})
+        };
+        cw.subcategories = vec![
+            sub(SUBCATEGORY_ID, "Endpoint", (CATEGORY_ID, "Security"), false),
+            sub(32, "Endpoint", (22, "Hardware"), false),
+            sub(33, "Licensing", (22, "Hardware"), false),
+            sub(34, "Licensing", (23, "Software"), false),
+            sub(35, "Security", (23, "Software"), false),
+            sub(36, "Endpoint", (CATEGORY_ID, "Security"), true),
+        ];
+        cw.unit_of_measures = vec![
+            json!({"id": UNIT_ID, "name": "Each", "inactiveFlag": false}),
+            json!({"id": 42, "name": "Each", "inactiveFlag": true}),
+        ];
     }
 
     fn uuid(&mut self) -> String {

@@ -66,6 +66,15 @@ pub enum FaultKind {
     Hang { ms: u64 },
     /// Send only the first half of the real body.
     Truncate,
+    /// Refuse the write as ConnectWise refuses invalid data: a 400 `InvalidObject`
+    /// whose one `errors` entry names `field` of `resource` (e.g. `catalogItem`)
+    /// with `message`. For refusals the simulator has no rule for, such as a
+    /// setup record restricted in a way the API does not show.
+    Invalid {
+        resource: String,
+        field: String,
+        message: String,
+    },
 }
 
 /// Fails the `nth` request (1-based, counted from when the fault was set) that

@@ -742,3 +742,88 @@ async fn company_identifiers_are_unique() {
         .unwrap();
     assert_eq!(fresh.status(), 201);
 }
+
+// ------------------------------------------------------------------ catalog setup references
+
+#[tokio::test]
+async fn subcategories_are_scoped_by_category_and_inactive_records_are_listed() {
+    let (_sim, cw) = demo().await;
+    let listed = |path: &'static str, conditions: &'static str| {
+        let request = cw.get(path).query(&[("conditions", conditions)]);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{conditions}");
+            json(response).await
+        }
+    };
+    let sub = "procurement/subcategories";
+    // "Endpoint" is under Security and under Hardware, and once more (inactive) under Security.
+    assert_eq!(ids(&listed(sub, r#"name="Endpoint""#).await), [31, 32, 37]);
+    let scoped = listed(sub, r#"category/id=21 and name="endpoint""#).await;
+    assert_eq!(ids(&scoped), [31, 37]);
+    assert_eq!(scoped[1]["inactiveFlag"], true);
+    let active = r#"category/id=21 and name="Endpoint" and inactiveFlag=false"#;
+    assert_eq!(ids(&listed(sub, active).await), [31]);
+    let types = listed("procurement/types", r#"name="Software""#).await;
+    assert_eq!(ids(&types), [11, 13]);
+}
+
+fn catalog_body(type_id: i64, category_id: i64, subcategory_id: i64, unit_id: i64) -> Value {
+    json!({"identifier": "Sophos_X", "description": "d", "customerDescription": "c",
+           "type": {"id": type_id}, "category": {"id": category_id},
+           "subcategory": {"id": subcategory_id}, "unitOfMeasure": {"id": unit_id}})
+}
+
+#[tokio::test]
+async fn catalog_create_refuses_inactive_and_mismatched_references() {
+    let (sim, cw) = demo().await;
+    let cases = [
+        (
+            catalog_body(13, 21, 31, 41),
+            "type",
+            r#"The type "Software" (id 13) is inactive"#,
+        ),
+        (
+            catalog_body(11, 21, 32, 41),
+            "subcategory",
+            r#"The subcategory "Endpoint" (id 32) does not belong to the category "Security" (id 21)."#,
+        ),
+        (
+            catalog_body(11, 21, 37, 41),
+            "subcategory",
+            "(id 37) is inactive",
+        ),
+        (
+            catalog_body(11, 21, 31, 43),
+            "unitOfMeasure",
+            "(id 43) is inactive",
+        ),
+        (
+            catalog_body(11, 25, 31, 41),
+            "category",
+            "(id 25) is inactive",
+        ),
+    ];
+    for (body, field, message) in cases {
+        let err = post_error(&cw, "procurement/catalog", &body).await;
+        assert_eq!(err["code"], "InvalidObject", "{field}: {err}");
+        let problems = err["errors"].as_array().unwrap();
+        let hit = problems.iter().find(|e| e["field"] == field);
+        let hit = hit.unwrap_or_else(|| panic!("{field} in {err}"));
+        assert_eq!(hit["code"], "InvalidField");
+        assert_eq!(hit["resource"], "catalogItem");
+        assert!(hit["message"].as_str().unwrap().contains(message), "{err}");
+    }
+    // Nothing was written; a fitting set of references is accepted.
+    assert_eq!(sim.collection("catalog").len(), 1);
+    let response = cw
+        .post("procurement/catalog", &catalog_body(11, 21, 31, 41))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created = json(response).await;
+    assert_eq!(created["subcategory"]["id"], 31);
+    assert_eq!(created["category"]["id"], 21);
+    assert_eq!(sim.collection("catalog").len(), 2);
+}

@@ -278,3 +278,32 @@ async fn control_api_over_http() {
         "loading a scenario clears the log"
     );
 }
+
+#[tokio::test]
+async fn invalid_fault_is_the_vendors_400_and_writes_nothing() {
+    let (sim, cw) = demo().await;
+    sim.add_fault(fault(
+        Api::Connectwise,
+        "/procurement/catalog",
+        FaultKind::Invalid {
+            resource: "catalogItem".into(),
+            field: "subcategory".into(),
+            message: "The subcategory is restricted to another location.".into(),
+        },
+    ));
+    let item = json!({"identifier": "Sophos_X", "description": "d", "customerDescription": "c",
+                      "type": {"id": 11}, "subcategory": {"id": 31}});
+    let response = cw.post("procurement/catalog", &item).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["code"], "InvalidObject");
+    assert_eq!(body["errors"][0]["field"], "subcategory");
+    assert_eq!(body["errors"][0]["resource"], "catalogItem");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "The subcategory is restricted to another location."
+    );
+    assert_eq!(sim.collection("catalog").len(), 1, "nothing written");
+    let again = cw.post("procurement/catalog", &item).send().await.unwrap();
+    assert_eq!(again.status(), 201, "the fault fired once");
+}

@@ -301,10 +301,24 @@ impl Writer<'_> {
     }
 
     fn catalog_item(&mut self, record: &mut Map<String, Value>) {
-        self.reference(record, &PRODUCT_TYPE, true);
+        let product_type = self.reference(record, &PRODUCT_TYPE, true);
         let subcategory = self.reference(record, &SUBCATEGORY, true);
-        self.reference(record, &UNIT, false);
-        if self.reference(record, &CATEGORY, false).is_none() {
+        let unit = self.reference(record, &UNIT, false);
+        let category = self.reference(record, &CATEGORY, false);
+        for (spec, target) in [
+            (&PRODUCT_TYPE, &product_type),
+            (&SUBCATEGORY, &subcategory),
+            (&UNIT, &unit),
+            (&CATEGORY, &category),
+        ] {
+            if let Some(target) = target {
+                self.refuse_inactive(spec, target);
+            }
+        }
+        if let (Some(sub), Some(cat)) = (&subcategory, &category) {
+            self.refuse_foreign_subcategory(sub, cat);
+        }
+        if category.is_none() {
             // A subcategory belongs to one category, which the item inherits.
             if let Some(category) = subcategory.as_ref().and_then(|s| s.get("category")) {
                 record.entry("category").or_insert(category.clone());
@@ -319,6 +333,31 @@ impl Writer<'_> {
         ];
         for (field, value) in defaults {
             record.entry(field).or_insert(value);
+        }
+    }
+
+    /// ConnectWise lists inactive setup records but refuses them on a new record.
+    fn refuse_inactive(&mut self, spec: &RefSpec, target: &Value) {
+        if target.get("inactiveFlag").and_then(Value::as_bool) == Some(true) {
+            let msg = format!(
+                "The {} {} is inactive and cannot be used.",
+                spec.field,
+                label(target)
+            );
+            self.invalid("InvalidField", spec.field, msg);
+        }
+    }
+
+    /// A subcategory belongs to one category: the item's category must be it.
+    fn refuse_foreign_subcategory(&mut self, subcategory: &Value, category: &Value) {
+        let parent = subcategory.pointer("/category/id").and_then(Value::as_i64);
+        if parent != category.get("id").and_then(Value::as_i64) {
+            let msg = format!(
+                "The subcategory {} does not belong to the category {}.",
+                label(subcategory),
+                label(category)
+            );
+            self.invalid("InvalidField", "subcategory", msg);
         }
     }
 
@@ -375,6 +414,13 @@ fn describe(reference: &Value, key: &str) -> String {
         (_, Some(k)) => format!("{k}"),
         _ => "reference".to_owned(),
     }
+}
+
+/// `"Endpoint" (id 31)`, how the messages name a setup record.
+fn label(record: &Value) -> String {
+    let name = record.get("name").and_then(Value::as_str).unwrap_or("");
+    let id = record.get("id").and_then(Value::as_i64).unwrap_or_default();
+    format!("{name:?} (id {id})")
 }
 
 fn number(item: &Value, field: &str) -> f64 {
