@@ -203,6 +203,7 @@ pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
             "unknown product identifiers {unknown:?}: use identifiers from the README's product table (e.g. Sophos_Intercept_X_Advanced)"
         )));
     }
+    s.check_catalog_items().map_err(ConfigError)?;
     Month::from_setting(&s.month).map_err(|e| {
         ConfigError(format!(
             "the month setting: {e} (or \"current\", \"previous\")"

@@ -19,6 +19,11 @@ pub struct Settings {
     pub agreement_type: Option<String>,
     #[serde(default)]
     pub catalog: CatalogSettings,
+    /// The partner's own catalog items: a selected identifier -> the identifier of
+    /// an existing ConnectWise catalog item (their brand or bundle) to bill it as.
+    /// Such an item is looked up, never created or edited.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalog_items: BTreeMap<String, String>,
     #[serde(default)]
     pub quantity_field: QuantityField,
     #[serde(default)]
@@ -36,6 +41,7 @@ impl Default for Settings {
             product_codes: BTreeMap::new(),
             agreement_type: None,
             catalog: CatalogSettings::default(),
+            catalog_items: BTreeMap::new(),
             quantity_field: QuantityField::default(),
             zero_usage: ZeroUsage::default(),
             month: default_month(),
@@ -45,6 +51,55 @@ impl Default for Settings {
 
 fn default_month() -> String {
     "current".to_owned()
+}
+
+impl Settings {
+    /// The ConnectWise identifier a selected product is billed as: the partner's
+    /// own item when `catalogItems` maps it, else the product's own identifier.
+    pub fn own_catalog_item(&self, identifier: &str) -> Option<&str> {
+        self.catalog_items.get(identifier).map(|s| s.trim())
+    }
+
+    /// Checks `catalogItems`: every key a selected product, every value a
+    /// non-empty identifier, and one ConnectWise item per product (one addition
+    /// per product and agreement, so two products cannot share an item).
+    pub fn check_catalog_items(&self) -> Result<(), String> {
+        let mut users: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for (identifier, item) in &self.catalog_items {
+            if !self.products.contains(identifier) {
+                return Err(format!(
+                    "catalogItems maps {identifier:?}, which is not among the selected products: \
+                     add it to products or remove it from catalogItems"
+                ));
+            }
+            if item.trim().is_empty() {
+                return Err(format!(
+                    "catalogItems maps {identifier:?} to an empty identifier: give the \
+                     identifier of an existing ConnectWise catalog item, or remove the entry"
+                ));
+            }
+            users
+                .entry(item.trim().to_lowercase())
+                .or_default()
+                .push(identifier);
+        }
+        // A product billed under its own identifier uses that catalog item too.
+        for identifier in &self.products {
+            if !self.catalog_items.contains_key(identifier) {
+                if let Some(u) = users.get_mut(&identifier.to_lowercase()) {
+                    u.push(identifier);
+                }
+            }
+        }
+        match users.iter().find(|(_, u)| u.len() > 1) {
+            Some((item, u)) => Err(format!(
+                "catalogItems: {u:?} would all be billed as the ConnectWise catalog item \
+                 {item:?}; one catalog item can stand for one product only: map each product \
+                 to its own item in catalogItems"
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Names (not ids) of the ConnectWise reference records a new catalog item uses.
@@ -116,6 +171,66 @@ mod tests {
         assert_eq!(parsed, Settings::default());
         assert_eq!(parsed.month, "current");
         assert!(parsed.products.is_empty());
+    }
+
+    fn with_items(products: &[&str], items: &[(&str, &str)]) -> Settings {
+        Settings {
+            products: products.iter().map(|p| p.to_string()).collect(),
+            catalog_items: items
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Settings::default()
+        }
+    }
+
+    const IXA: &str = "Sophos_Intercept_X_Advanced";
+    const XDR: &str = "Sophos_Intercept_X_Advanced_XDR";
+
+    #[test]
+    fn catalog_items_parse_and_name_the_own_item() {
+        let s: Settings = serde_json::from_str(
+            r#"{"products":["Sophos_Intercept_X_Advanced"],
+                "catalogItems":{"Sophos_Intercept_X_Advanced":" ACME-EDR-SEAT "}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.own_catalog_item(IXA), Some("ACME-EDR-SEAT"));
+        assert_eq!(s.own_catalog_item(XDR), None);
+        assert_eq!(s.check_catalog_items(), Ok(()));
+        // Absent when empty, so older settings documents read back unchanged.
+        let json = serde_json::to_value(Settings::default()).unwrap();
+        assert!(json.get("catalogItems").is_none(), "{json}");
+    }
+
+    #[test]
+    fn catalog_items_are_refused_with_what_to_fix() {
+        let outside = with_items(&[IXA], &[(XDR, "ACME-XDR")]);
+        let err = outside.check_catalog_items().unwrap_err();
+        assert!(
+            err.contains(XDR) && err.contains("not among the selected products"),
+            "{err}"
+        );
+
+        let shared = with_items(&[IXA, XDR], &[(IXA, "ACME-EDR"), (XDR, "acme-edr ")]);
+        let err = shared.check_catalog_items().unwrap_err();
+        assert!(err.contains(IXA) && err.contains(XDR), "{err}");
+        assert!(err.contains("its own item"), "{err}");
+
+        // XDR keeps its own identifier, which IXA would be billed as too.
+        let onto_selected = with_items(&[IXA, XDR], &[(IXA, XDR)]);
+        let err = onto_selected.check_catalog_items().unwrap_err();
+        assert!(err.contains(IXA) && err.contains(XDR), "{err}");
+
+        let empty = with_items(&[IXA], &[(IXA, "  ")]);
+        assert!(empty.check_catalog_items().unwrap_err().contains("empty"));
+
+        let fine = with_items(&[IXA, XDR], &[(IXA, "ACME-EDR"), (XDR, "ACME-XDR")]);
+        assert_eq!(fine.check_catalog_items(), Ok(()));
+        // Mapping a product to its own identifier only forbids creating it.
+        assert_eq!(
+            with_items(&[IXA], &[(IXA, IXA)]).check_catalog_items(),
+            Ok(())
+        );
     }
 
     #[test]

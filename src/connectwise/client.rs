@@ -169,6 +169,11 @@ impl ConnectWiseClient {
         })
     }
 
+    /// Timeouts and retry limits of every request this client makes.
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
     /// The API root in use, e.g. `https://api-na.myconnectwise.net/v4_6_release/apis/3.0`.
     pub fn api_base(&self) -> &str {
         &self.api_base
@@ -195,13 +200,22 @@ impl ConnectWiseClient {
         self.write(Method::POST, "/procurement/catalog", item).await
     }
 
-    /// Product types, categories, subcategories or units of measure named exactly `name`.
+    /// Product types, categories, subcategories or units of measure whose name
+    /// contains `name` (trimmed), inactive ones included; with `category`, only the
+    /// subcategories under that category. The caller picks the exact match: names
+    /// in setup tables carry stray spaces, which `name="…"` would miss.
     pub async fn find_named(
         &self,
         kind: NamedKind,
         name: &str,
+        category: Option<i64>,
     ) -> Result<Vec<NamedRecord>, ApiError> {
-        let query = collection_query(format!("name={}", quote(name)), None);
+        let by_name = format!("name contains {}", quote(name.trim()));
+        let conditions = match category {
+            Some(id) => format!("category/id={id} and {by_name}"),
+            None => by_name,
+        };
+        let query = collection_query(conditions, None);
         self.get_all(kind.path(), &query).await
     }
 

@@ -6,19 +6,19 @@
 //! whose result was lost (crash, timeout) is found and adopted on the next run,
 //! never repeated. POSTs are not retried after they may have reached the server.
 
+mod catalog_setup;
+
 use crate::config::{ConfigError, Settings};
-use crate::connectwise::client::{ConnectWiseClient, NamedKind};
+use crate::connectwise::client::ConnectWiseClient;
 use crate::connectwise::model::{
-    Addition, Agreement, CatalogItem, NewAddition, NewCatalogItem, PatchOp, Reference,
+    Addition, Agreement, CatalogItem, NewAddition, PatchOp, Reference,
 };
 use crate::domain::{month::Month, products};
 use crate::http::{ApiCounters, ApiError, ApiErrorKind};
 use crate::sophos::client::SophosClient;
 use crate::sophos::model::Tenant;
 use crate::store::*;
-use crate::sync::plan::{
-    self, AdditionOp, AdditionRules, CatalogState, ProductPlan, Resolution, TenantUsage,
-};
+use crate::sync::plan::{self, AdditionOp, AdditionRules, ProductPlan, Resolution, TenantUsage};
 use crate::sync::report::*;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -475,7 +475,7 @@ impl Ctx<'_> {
         CycleError,
     > {
         let cw = self.engine.cw;
-        let selected: Vec<String> = self.engine.settings.products.iter().cloned().collect();
+        let selected = crate::sync::catalog::lookup_identifiers(self.engine.settings);
         let pinned: Vec<i64> = reads
             .mappings
             .values()
@@ -507,207 +507,6 @@ impl Ctx<'_> {
                 Ok(None)
             }
         }
-    }
-
-    /// Finds or creates the catalog item of each selected product. An item that
-    /// cannot be created is reported and its product left alone this run.
-    async fn ensure_catalog(
-        &self,
-        selected: &BTreeSet<String>,
-        found: &[CatalogItem],
-        report: &mut RunReport,
-    ) -> Result<BTreeMap<String, CatalogState>, CycleError> {
-        let mut states = plan::plan_catalog(selected, found);
-        let missing: Vec<String> = states
-            .iter()
-            .filter(|(_, s)| **s == CatalogState::Missing)
-            .map(|(i, _)| i.clone())
-            .collect();
-        let remembered: BTreeMap<String, i64> = self
-            .engine
-            .store
-            .list_catalog_items()
-            .await?
-            .into_iter()
-            .map(|r| (r.identifier, r.catalog_item_id))
-            .collect();
-        let mut created = BTreeSet::new();
-        if !missing.is_empty() && !self.opts.dry_run {
-            let refs = self.catalog_refs().await;
-            for identifier in missing {
-                let outcome = match &refs {
-                    Ok(r) => self.create_catalog_item(&identifier, r).await?,
-                    Err(e) => Err(e.clone()),
-                };
-                let state = match outcome {
-                    Ok(id) => {
-                        created.insert(identifier.clone());
-                        CatalogState::Existing(id)
-                    }
-                    Err(e) => {
-                        report.errors.push(e);
-                        CatalogState::Unavailable
-                    }
-                };
-                states.insert(identifier, state);
-            }
-        }
-        for (identifier, state) in &states {
-            let (catalog_item_id, action) = match state {
-                CatalogState::Existing(id) if created.contains(identifier) => {
-                    (Some(*id), CatalogAction::Create)
-                }
-                CatalogState::Existing(id) => {
-                    if remembered.get(identifier) != Some(id) {
-                        self.adopt_catalog_item(identifier, *id).await?;
-                    }
-                    (Some(*id), CatalogAction::Existing)
-                }
-                CatalogState::Missing => (None, CatalogAction::Create),
-                CatalogState::Unavailable => (None, CatalogAction::Failed),
-                CatalogState::Ambiguous(ids) => {
-                    report.errors.push(ErrorReport::new(
-                        ErrorCode::CatalogAmbiguous,
-                        format!("catalog identifier {identifier} is used by items {ids:?}"),
-                    ));
-                    (None, CatalogAction::Ambiguous)
-                }
-            };
-            report.catalog.push(CatalogReport {
-                identifier: identifier.clone(),
-                catalog_item_id,
-                action,
-            });
-        }
-        Ok(states)
-    }
-
-    /// Remembers a catalog item the store did not know (made by hand, or created
-    /// by a run that crashed before it could say so) and puts it on the trail.
-    async fn adopt_catalog_item(&self, identifier: &str, id: i64) -> StoreResult<()> {
-        if self.opts.dry_run {
-            return Ok(());
-        }
-        self.audit(AuditDraft {
-            action: "adoptCatalogItem",
-            tenant_id: None,
-            agreement_id: None,
-            identifier,
-            entity_id: Some(id),
-            old: None,
-            new: None,
-        })
-        .await?;
-        self.remember_catalog(identifier, id).await
-    }
-
-    async fn remember_catalog(&self, identifier: &str, id: i64) -> StoreResult<()> {
-        if self.opts.dry_run {
-            return Ok(());
-        }
-        let record = CatalogRecord {
-            identifier: identifier.to_owned(),
-            catalog_item_id: id,
-            updated_at: Utc::now(),
-        };
-        self.engine.store.put_catalog_item(&record).await
-    }
-
-    /// Looks up the reference records a new catalog item needs, by name.
-    async fn catalog_refs(&self) -> Result<CatalogRefs, ErrorReport> {
-        let c = &self.engine.settings.catalog;
-        Ok(CatalogRefs {
-            product_type: self
-                .named(NamedKind::ProductType, "type", &c.product_type)
-                .await?,
-            category: self
-                .named(NamedKind::Category, "category", &c.category)
-                .await?,
-            subcategory: self
-                .named(NamedKind::Subcategory, "subcategory", &c.subcategory)
-                .await?,
-            unit_of_measure: self
-                .named(
-                    NamedKind::UnitOfMeasure,
-                    "unitOfMeasure",
-                    &c.unit_of_measure,
-                )
-                .await?,
-            product_class: format!("{:?}", c.product_class),
-        })
-    }
-
-    async fn named(&self, kind: NamedKind, setting: &str, name: &str) -> Result<i64, ErrorReport> {
-        if name.trim().is_empty() {
-            return Err(ErrorReport::new(
-                ErrorCode::CatalogSetup,
-                format!("the catalog.{setting} setting is empty"),
-            ));
-        }
-        let found = self
-            .engine
-            .cw
-            .find_named(kind, name)
-            .await
-            .map_err(|e| write_error(&e))?;
-        let active: Vec<_> = found
-            .iter()
-            .filter(|r| r.inactive_flag != Some(true))
-            .collect();
-        match active.as_slice() {
-            [one] => Ok(one.id),
-            [] => Err(ErrorReport::new(
-                ErrorCode::CatalogSetup,
-                format!(
-                    "ConnectWise has no active {setting} named {name:?} (setting catalog.{setting})"
-                ),
-            )),
-            many => Err(ErrorReport::new(
-                ErrorCode::CatalogSetup,
-                format!(
-                    "ConnectWise has {} records of {setting} named {name:?}; rename one",
-                    many.len()
-                ),
-            )),
-        }
-    }
-
-    async fn create_catalog_item(
-        &self,
-        identifier: &str,
-        refs: &CatalogRefs,
-    ) -> Result<Result<i64, ErrorReport>, CycleError> {
-        let item = NewCatalogItem {
-            identifier: identifier.to_owned(),
-            description: products::catalog_description(identifier),
-            customer_description: products::description(identifier)
-                .unwrap_or(identifier)
-                .to_owned(),
-            product_type: Reference::id(refs.product_type),
-            category: Reference::id(refs.category),
-            subcategory: Reference::id(refs.subcategory),
-            unit_of_measure: Reference::id(refs.unit_of_measure),
-            product_class: refs.product_class.clone(),
-            taxable_flag: false,
-        };
-        let created = self.engine.cw.create_catalog_item(&item).await;
-        let created = match created {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(write_error(&e))),
-        };
-        self.wrote()?;
-        self.audit(AuditDraft {
-            action: "createCatalogItem",
-            tenant_id: None,
-            agreement_id: None,
-            identifier,
-            entity_id: Some(created.id),
-            old: None,
-            new: None,
-        })
-        .await?;
-        self.remember_catalog(identifier, created.id).await?;
-        Ok(Ok(created.id))
     }
 
     /// Counts a ConnectWise write and honours the crash failpoint.
@@ -1181,14 +980,6 @@ fn product_of(additions: &[Addition], addition_id: i64) -> i64 {
 type CustomerFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Option<CustomerReport>, CycleError>> + Send + 'a>,
 >;
-
-struct CatalogRefs {
-    product_type: i64,
-    category: i64,
-    subcategory: i64,
-    unit_of_measure: i64,
-    product_class: String,
-}
 
 struct AuditDraft<'a> {
     action: &'static str,

@@ -1,5 +1,6 @@
 //! One sync cycle: read, plan (pure), write, report.
 
+pub mod catalog;
 pub mod engine;
 pub mod plan;
 pub mod report;
