@@ -26,19 +26,36 @@ pub async fn layer(
             0 => 0,
             j => seq.wrapping_mul(2_654_435_761) % (j + 1),
         };
-        (
-            s.take_fault(api, &method, &path),
-            latency.fixed_ms + jitter,
+        let fault = s.take_fault(api, &method, &path);
+        // Logged and counted on arrival: a request the server is still holding
+        // (a hang) was seen all the same; its status is filled in when answered.
+        let counts = match api {
+            Api::Sophos => &mut s.counters.sophos,
+            Api::Connectwise => &mut s.counters.connectwise,
+        };
+        if method == "GET" {
+            counts.reads += 1
+        } else {
+            counts.writes += 1
+        }
+        s.log.push(LoggedRequest {
             seq,
-        )
+            api,
+            method: method.clone(),
+            path,
+            query,
+            status: 0,
+            duration_ms: 0,
+            fault: fault.as_ref().map(|f| format!("{:?}", f.kind)),
+        });
+        (fault, latency.fixed_ms + jitter, seq)
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let (response, fault_note) = match fault {
-        None => (next.run(req).await, None),
+    let response = match fault {
+        None => next.run(req).await,
         Some(f) => {
-            let note = format!("{:?}", f.kind);
             // A truncated body is the real body cut short, so the request runs.
             let truncates = matches!(f.kind, FaultKind::Truncate);
             let applied = if f.after_apply || truncates {
@@ -46,30 +63,14 @@ pub async fn layer(
             } else {
                 None
             };
-            (inject(api, &f.kind, applied).await, Some(note))
+            inject(api, &f.kind, applied).await
         }
     };
-    let status = response.status().as_u16();
     let mut s = lock(&shared);
-    let counts = match api {
-        Api::Sophos => &mut s.counters.sophos,
-        Api::Connectwise => &mut s.counters.connectwise,
-    };
-    if method == "GET" {
-        counts.reads += 1
-    } else {
-        counts.writes += 1
+    if let Some(logged) = s.log.iter_mut().rev().find(|r| r.seq == seq) {
+        logged.status = response.status().as_u16();
+        logged.duration_ms = started.elapsed().as_millis() as u64;
     }
-    s.log.push(LoggedRequest {
-        seq,
-        api,
-        method,
-        path,
-        query,
-        status,
-        duration_ms: started.elapsed().as_millis() as u64,
-        fault: fault_note,
-    });
     response
 }
 

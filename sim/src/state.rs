@@ -24,6 +24,7 @@ pub struct LoggedRequest {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The status answered; 0 while the server still holds the request (a hang).
     pub status: u16,
     pub duration_ms: u64,
     /// What the fault injector did to this request, if anything.

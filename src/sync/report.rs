@@ -51,7 +51,7 @@ impl ErrorCode {
                 "This Sophos billing product code has no catalog identifier. Add it to the `productCodes` setting, e.g. {\"productCodes\":{\"CODE\":\"Sophos_Intercept_X_Advanced\"}}."
             }
             CatalogSetup => {
-                "A catalog item could not be created because a reference it needs is missing. Check the `catalog` setting (type, category, subcategory, unit of measure) against the names in ConnectWise (Setup Tables)."
+                "A catalog item could not be created because a reference it needs is missing, inactive or ambiguous, or a partner's own item named in `catalogItems` is missing or inactive. Check the `catalog` setting (type, category, subcategory, unit of measure) against the active names in ConnectWise (Setup Tables; a subcategory is looked up within the category), and the `catalogItems` setting against Procurement > Product Catalog."
             }
             CwPermission => {
                 "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All."
