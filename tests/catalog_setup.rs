@@ -755,3 +755,33 @@ async fn settings_refuse_two_products_on_one_own_item_and_a_key_outside_products
     );
     assert_eq!(h.cw_writes(), 0, "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_a_billed_product_to_an_own_item_never_bills_it_twice() {
+    let h = Harness::start().await;
+    run(&h, &demo_settings()).await;
+    let sophos_xdr = the_item(&h, XDR_ID)["id"].as_i64().unwrap();
+    let before: Vec<Value> = h.additions_of(201);
+    assert!(before.iter().any(|a| a["product"]["id"] == sophos_xdr));
+    h.sim
+        .with_state(|s| s.collection_mut("catalog").push(own_item(950, OWN, false)));
+    h.sim.clear_requests();
+    let report = run(&h, &own_settings(OWN)).await;
+    // Acme's XDR is still billed by the Sophos item's addition: none made for 950.
+    assert_eq!(
+        h.additions_of(201),
+        before,
+        "nothing written on Acme's agreement"
+    );
+    assert!(h.additions().iter().all(|a| a["product"]["id"] != 950));
+    assert_eq!(codes(&report, 1), ["ADDITION_AMBIGUOUS"]);
+    let c = customer(&report, &tenant(1));
+    assert!(
+        c["errors"][0]["advice"]
+            .as_str()
+            .unwrap()
+            .contains("Cancel"),
+        "{c}"
+    );
+    assert!(catalog_writes(&h).is_empty());
+}

@@ -499,6 +499,13 @@ fn plan_product(
         .iter()
         .filter(|a| a.is_active() && product_id.is_some() && a.product_id() == product_id)
         .collect();
+    let earlier = billed_as_another_item(identifier, product_id, additions, records, rules);
+    if !earlier.is_empty() {
+        // While that addition is active, one for this item would bill twice.
+        let mut addition_ids: Vec<i64> = existing.iter().map(|a| a.id).chain(earlier).collect();
+        addition_ids.sort_unstable();
+        return plan(AdditionOp::Ambiguous { addition_ids }, false);
+    }
     let used = quantity.filter(|q| *q > 0.0);
     match (existing.as_slice(), used) {
         ([], None) => None,
@@ -529,6 +536,37 @@ fn plan_product(
             false,
         ),
     }
+}
+
+/// The remembered additions of `identifier` that are still active but of a
+/// catalog item no selected product uses now: the product was billed as another
+/// item before (the `catalogItems` setting changed).
+fn billed_as_another_item(
+    identifier: &str,
+    product_id: Option<i64>,
+    additions: &[Addition],
+    records: &[AdditionRecord],
+    rules: &AdditionRules,
+) -> Vec<i64> {
+    if product_id.is_none() {
+        return Vec::new();
+    }
+    let in_use = |id: Option<i64>| {
+        rules
+            .catalog
+            .values()
+            .any(|s| matches!(s, CatalogState::Existing(e) if Some(*e) == id))
+    };
+    records
+        .iter()
+        .filter(|r| r.identifier == identifier)
+        .filter(|r| {
+            additions
+                .iter()
+                .any(|a| a.id == r.addition_id && a.is_active() && !in_use(a.product_id()))
+        })
+        .map(|r| r.addition_id)
+        .collect()
 }
 
 /// The remembered additions that ConnectWise holds as cancelled: a cancel whose

@@ -1583,3 +1583,48 @@ fn each_selected_product_is_planned_independently() {
         ]
     );
 }
+
+#[test]
+fn a_product_billed_before_as_another_item_is_not_created_again() {
+    // IXA was billed as item 100 (addition 1, remembered); catalogItems now maps
+    // it to the partner's item 300. A new addition would bill the usage twice.
+    let u = usage(&[(IXA, 4.0)]);
+    let additions = [addition(1, 100, 4.0)];
+    let setup = Setup::new().state(IXA, CatalogState::Existing(300));
+    let p = only(
+        setup
+            .plan(Some(&u), &additions, &[record(IXA, 1)])
+            .into_iter()
+            .filter(|p| p.identifier == IXA)
+            .collect(),
+    );
+    assert_eq!(
+        p.op,
+        AdditionOp::Ambiguous {
+            addition_ids: vec![1]
+        }
+    );
+    // Once that addition is cancelled, the new item gets its addition.
+    let cancelled = [Addition {
+        cancelled_date: Some("2026-01-31T00:00:00Z".to_owned()),
+        addition_status: Some("Cancelled".to_owned()),
+        ..addition(1, 100, 4.0)
+    }];
+    let p = only(
+        setup
+            .plan(Some(&u), &cancelled, &[record(IXA, 1)])
+            .into_iter()
+            .filter(|p| p.identifier == IXA)
+            .collect(),
+    );
+    assert!(
+        matches!(
+            p.op,
+            AdditionOp::Create {
+                product_id: Some(300),
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+}
