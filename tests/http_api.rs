@@ -526,6 +526,21 @@ async fn settings_round_trip_and_bad_settings_are_refused() {
         (with("zeroUsage", json!(5)), "invalid type"),
         (with("zeroUsage", json!("sometimes")), "unknown variant"),
         (with("month", json!("2026-13")), "the month setting"),
+        (
+            with(
+                "catalogItems",
+                json!({"Sophos_Intercept_X_Advanced": "ACME-EDR",
+                       "Sophos_Intercept_X_Advanced_XDR": "acme-edr"}),
+            ),
+            "one catalog item can stand for one product only",
+        ),
+        (
+            with(
+                "catalogItems",
+                json!({"Sophos_Email_Advanced": "ACME-MAIL"}),
+            ),
+            "not among the selected products",
+        ),
         (json!([1, 2]), "invalid type"),
     ];
     for (body, expected) in cases {
