@@ -250,7 +250,16 @@ pub async fn build_clients(
     secrets: &Secrets,
     counters: Arc<ApiCounters>,
 ) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
-    let policy = HttpPolicy::default();
+    build_clients_with_policy(env, secrets, counters, HttpPolicy::default()).await
+}
+
+/// [`build_clients`] with other timeouts and retry limits (tests use a short timeout).
+pub async fn build_clients_with_policy(
+    env: &Environment,
+    secrets: &Secrets,
+    counters: Arc<ApiCounters>,
+    policy: HttpPolicy,
+) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
     let sophos = SophosClient::new(
         SophosConfig {
             id_url: env.sophos_id_url.clone(),

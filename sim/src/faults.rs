@@ -32,13 +32,27 @@ pub async fn layer(
             seq,
         )
     };
+    // Logged even if the client gives up first (hyper then drops this future).
+    let mut pending = Pending {
+        shared: shared.clone(),
+        entry: Some(LoggedRequest {
+            seq,
+            api,
+            method: method.clone(),
+            path,
+            query,
+            status: CLIENT_CLOSED,
+            duration_ms: 0,
+            fault: fault.as_ref().map(|f| format!("{:?}", f.kind)),
+        }),
+        started,
+    };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let (response, fault_note) = match fault {
-        None => (next.run(req).await, None),
+    let response = match fault {
+        None => next.run(req).await,
         Some(f) => {
-            let note = format!("{:?}", f.kind);
             // A truncated body is the real body cut short, so the request runs.
             let truncates = matches!(f.kind, FaultKind::Truncate);
             let applied = if f.after_apply || truncates {
@@ -46,31 +60,50 @@ pub async fn layer(
             } else {
                 None
             };
-            (inject(api, &f.kind, applied).await, Some(note))
+            inject(api, &f.kind, applied).await
         }
     };
-    let status = response.status().as_u16();
-    let mut s = lock(&shared);
-    let counts = match api {
-        Api::Sophos => &mut s.counters.sophos,
-        Api::Connectwise => &mut s.counters.connectwise,
-    };
-    if method == "GET" {
-        counts.reads += 1
-    } else {
-        counts.writes += 1
-    }
-    s.log.push(LoggedRequest {
-        seq,
-        api,
-        method,
-        path,
-        query,
-        status,
-        duration_ms: started.elapsed().as_millis() as u64,
-        fault: fault_note,
-    });
+    pending.answered(response.status().as_u16());
     response
+}
+
+/// The status logged for a request whose client went away before the answer
+/// (nginx's "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A request on its way through the layer; logs it when answered or dropped.
+struct Pending {
+    shared: Shared,
+    entry: Option<LoggedRequest>,
+    started: Instant,
+}
+
+impl Pending {
+    fn answered(&mut self, status: u16) {
+        if let Some(e) = self.entry.as_mut() {
+            e.status = status;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(mut entry) = self.entry.take() else {
+            return;
+        };
+        entry.duration_ms = self.started.elapsed().as_millis() as u64;
+        let mut s = lock(&self.shared);
+        let counts = match entry.api {
+            Api::Sophos => &mut s.counters.sophos,
+            Api::Connectwise => &mut s.counters.connectwise,
+        };
+        if entry.method == "GET" {
+            counts.reads += 1
+        } else {
+            counts.writes += 1
+        }
+        s.log.push(entry);
+    }
 }
 
 /// Builds the faulty response. `applied` is the real response when the request was

@@ -169,6 +169,12 @@ impl ConnectWiseClient {
         })
     }
 
+    /// The timeouts and retry limits of every request (the engine bounds its
+    /// verified re-creates by the same attempts).
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
     /// The API root in use, e.g. `https://api-na.myconnectwise.net/v4_6_release/apis/3.0`.
     pub fn api_base(&self) -> &str {
         &self.api_base
