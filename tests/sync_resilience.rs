@@ -240,7 +240,7 @@ fn assert_advice_everywhere(report: &RunReport) {
         .chain(report.customers.iter().flat_map(|c| c.errors.iter()));
     for e in all {
         assert!(!e.advice.trim().is_empty(), "{e:?}");
-        assert_eq!(e.advice, e.code.advice());
+        assert_eq!(e.advice, e.expected_advice());
     }
 }
 

@@ -814,11 +814,9 @@ impl Ctx<'_> {
         let usage: Option<&TenantUsage> =
             reads.usage.as_ref().and_then(|u| u.tenants.get(&tenant.id));
         if let Some(u) = usage {
-            for code in &u.unmapped_codes {
-                c.errors.push(ErrorReport::new(
-                    ErrorCode::ProductUnmapped,
-                    format!("billing product code {code} has no catalog identifier"),
-                ));
+            for product in u.unmapped_codes.values() {
+                c.errors
+                    .push(ErrorReport::unmapped_product(product.clone()));
             }
         }
         // A month without usage data (404) changes nothing: unknown is not zero.
