@@ -451,6 +451,63 @@ async fn an_unknown_code_is_reported_with_its_line_details_and_the_settings_line
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn settings_show_the_code_table_with_its_evidence() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    settings
+        .product_codes
+        .insert("AP6-840-SUP-MSP".into(), "Sophos_Wireless_Standard".into());
+    let path = h.dir.path().join("settings.json");
+    std::fs::write(&path, serde_json::to_string(&settings).unwrap()).unwrap();
+
+    let out = h.cli(&["settings", "--json"], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["agreementType"], "Sophos MSP", "the settings document");
+    let table = json["productCodeTable"].as_array().expect("the code table");
+    assert_eq!(table.len(), 18, "{table:#?}");
+    let row = |code: &str| {
+        table
+            .iter()
+            .find(|r| r["productCode"] == code)
+            .unwrap_or_else(|| panic!("{code}"))
+            .clone()
+    };
+    let cixa = row("CIXA-MSP");
+    assert_eq!(cixa["identifier"], "Sophos_Intercept_X_Advanced");
+    assert_eq!(cixa["source"], "builtIn");
+    assert_eq!(cixa["evidence"]["codeConfidence"], "confirmed");
+    assert_eq!(cixa["evidence"]["mappingConfidence"], "likely");
+    assert!(
+        cixa["evidence"]["seenIn"]
+            .as_str()
+            .unwrap()
+            .contains("Postman")
+    );
+    let xg = row("xg_email_std");
+    assert!(xg["identifier"].is_null(), "known but unmapped: {xg}");
+    assert!(xg["evidence"]["mappingConfidence"].is_null());
+    let ap = row("AP6-840-SUP-MSP");
+    assert_eq!(ap["identifier"], "Sophos_Wireless_Standard");
+    assert_eq!(ap["source"], "settings");
+
+    let out = h.cli(&["settings"], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "CIXA-MSP",
+        "code confirmed",
+        "mapping likely",
+        "xg_email_std",
+        "(not mapped)",
+        "seen in: xasz/ISCPP",
+        "or Sophos_XDR_30",
+    ] {
+        assert!(text.contains(part), "{part} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn statuses_are_reported_for_the_error_codes() {
     let h = Harness::start().await;
     let report = h.run(&demo_settings()).await;

@@ -342,31 +342,35 @@ pub struct CodeRow {
     pub evidence: Option<KnownCode>,
 }
 
-/// The code table in force with its evidence: built-in rows (mapped or not),
-/// then the settings' lines over them.
+/// The code table in force with its evidence: the built-in rows in the
+/// evidence's order (mapped or not), a settings line replacing its code's row,
+/// then the settings' other codes.
 pub fn code_rows(overrides: &BTreeMap<String, String>) -> Vec<CodeRow> {
-    let mut rows: BTreeMap<String, CodeRow> = KNOWN_CODES
+    let built_in = KNOWN_CODES
         .iter()
-        .map(|k| {
-            let row = CodeRow {
+        .map(|k| match overrides.get(k.product_code) {
+            Some(identifier) => settings_row(k.product_code, identifier),
+            None => CodeRow {
                 product_code: k.product_code.to_owned(),
                 identifier: k.identifier.map(str::to_owned),
                 source: "builtIn",
                 evidence: Some(*k),
-            };
-            (k.product_code.to_owned(), row)
-        })
-        .collect();
-    for (code, identifier) in overrides {
-        let row = CodeRow {
-            product_code: code.clone(),
-            identifier: Some(identifier.clone()),
-            source: "settings",
-            evidence: known_code(code).copied(),
-        };
-        rows.insert(code.clone(), row);
+            },
+        });
+    let extra = overrides
+        .iter()
+        .filter(|(code, _)| known_code(code).is_none())
+        .map(|(code, identifier)| settings_row(code, identifier));
+    built_in.chain(extra).collect()
+}
+
+fn settings_row(code: &str, identifier: &str) -> CodeRow {
+    CodeRow {
+        product_code: code.to_owned(),
+        identifier: Some(identifier.to_owned()),
+        source: "settings",
+        evidence: known_code(code).copied(),
     }
-    rows.into_values().collect()
 }
 
 pub fn description(identifier: &str) -> Option<&'static str> {
@@ -613,6 +617,8 @@ mod tests {
         o.insert("ZZ-MSP".to_owned(), "Sophos_Cloud_Optix".to_owned());
         let rows = code_rows(&o);
         assert_eq!(rows.len(), 19);
+        assert_eq!(rows[0].product_code, "CIXA-MSP", "the evidence's order");
+        assert_eq!(rows[18].product_code, "ZZ-MSP", "settings-only codes last");
         let find = |c: &str| rows.iter().find(|r| r.product_code == c).unwrap().clone();
         let ap = find("AP6-840-SUP-MSP");
         assert_eq!(

@@ -78,7 +78,7 @@ pub struct ErrorReport {
     /// For `PRODUCT_UNMAPPED`: what the usage lines say about the code, so the
     /// operator can tell which product it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product: Option<UnmappedProduct>,
+    pub product: Option<Box<UnmappedProduct>>,
 }
 
 impl ErrorReport {
@@ -110,7 +110,7 @@ impl ErrorReport {
             code: ErrorCode::ProductUnmapped,
             message,
             advice: unmapped_advice(code),
-            product: Some(product),
+            product: Some(Box::new(product)),
         }
     }
 
