@@ -485,6 +485,39 @@ async fn create_whose_read_back_fails_is_not_repeated_and_the_next_run_creates_i
     assert_demo_result(&h);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn creates_that_never_land_stop_at_the_policy_attempts() {
+    let h = Harness::start().await;
+    let nu_path = "/agreements/213/additions";
+    let policy = quick_backoff();
+    let attempts = policy.max_retries as usize + 1;
+    let mut failing = cw_fault("POST", nu_path, FaultKind::Status { status: 500 });
+    failing.times = 100;
+    h.sim.add_fault(failing);
+
+    let report = h
+        .run_with_policy(&demo_settings(), h.options(false), policy)
+        .await
+        .expect("cycle runs");
+    let posts = requests_to(&h, "POST", nu_path);
+    assert_eq!(posts.len(), attempts, "bounded by the policy: {posts:#?}");
+    assert!(posts.iter().all(|p| p.status == 500));
+    // The plan's read, then one read-back after each lost answer.
+    assert_eq!(requests_to(&h, "GET", nu_path).len(), 1 + attempts);
+    assert!(h.additions_of(213).is_empty());
+    let nu = customer(&report, &tenant(13));
+    assert_eq!(nu["status"], "error");
+    assert_eq!(codes_of(&nu), ["UPSTREAM_UNAVAILABLE"]);
+    let message = nu["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{attempts} creates did not land")),
+        "{message}"
+    );
+    assert_eq!(report.writes, 5, "no POST landed");
+    assert_calls_counted(&h, &report);
+    assert_advice_everywhere(&report);
+}
+
 /// A create that landed although its answer was lost (a 500 after applying it,
 /// a cut-short body, a hang after applying it) is found by the read-back and
 /// adopted in the same run, never sent again.

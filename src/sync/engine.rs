@@ -1203,8 +1203,9 @@ impl Ctx<'_> {
                 1 => {
                     let found = same.remove(0);
                     // The plan saw none of this product, so one now is ours if it
-                    // carries our quantity; another quantity was made by someone
-                    // else (and ours did not land): adopted all the same, no write.
+                    // carries our quantity (a write). One with another quantity was
+                    // made by someone else and ours did not land (else there would
+                    // be two): adopted all the same, and `create` sets our quantity.
                     let quantity = found.quantity.unwrap_or(0.0);
                     if (quantity - new.quantity).abs() < 1e-9 {
                         self.wrote()?;
