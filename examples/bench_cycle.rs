@@ -23,8 +23,7 @@ fn settings() -> Settings {
     let mut s: Settings = serde_json::from_value(serde_json::json!({
         "agreementType": "Sophos MSP",
         "catalog": {"type": "Software", "category": "Security", "subcategory": "Endpoint", "unitOfMeasure": "Each"},
-        "month": generate::USAGE_MONTH,
-        "productCodes": {"MDRE-MSP": "Sophos_MTR_Standard", "MDRC-MSP": "Sophos_MTR_Advanced", "CMSA-MSP": "Sophos_Mobile_Advanced"}
+        "month": generate::USAGE_MONTH
     }))
     .expect("valid settings");
     let codes = sophos_cw_sync::domain::products::code_table(&s.product_codes);

@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings, StoreSpec};
 use crate::connectwise::client::{ConnectWiseClient, ConnectWiseConfig};
-use crate::domain::month::Month;
+use crate::domain::{month::Month, products};
 use crate::http::{ApiCounters, HttpPolicy};
 use crate::sophos::client::{SophosClient, SophosConfig};
 use crate::store::{
@@ -137,9 +137,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             clear,
         } => map(store, tenant_id, company, agreement, ignore, clear).await,
         Command::Settings { json } => {
-            let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
             if json {
-                println!("{text}")
+                println!("{}", settings_json(&settings))
             } else {
                 print_settings(&settings)
             }
@@ -251,7 +250,16 @@ pub async fn build_clients(
     secrets: &Secrets,
     counters: Arc<ApiCounters>,
 ) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
-    let policy = HttpPolicy::default();
+    build_clients_with_policy(env, secrets, counters, HttpPolicy::default()).await
+}
+
+/// [`build_clients`] with other timeouts and retry limits (tests use a short timeout).
+pub async fn build_clients_with_policy(
+    env: &Environment,
+    secrets: &Secrets,
+    counters: Arc<ApiCounters>,
+    policy: HttpPolicy,
+) -> Result<(SophosClient, ConnectWiseClient), ConfigError> {
     let sophos = SophosClient::new(
         SophosConfig {
             id_url: env.sophos_id_url.clone(),
@@ -464,4 +472,44 @@ fn print_settings(s: &Settings) {
     println!("zeroUsage:       {:?}", s.zero_usage);
     println!("month:           {}", s.month);
     println!("productCodes:    {} extra", s.product_codes.len());
+    println!(
+        "\nbilling product codes in force (Sophos publishes none; only `confirmed` is Sophos' own; a productCodes line wins):"
+    );
+    for row in products::code_rows(&s.product_codes) {
+        print_code_row(&row);
+    }
+}
+
+fn print_code_row(row: &products::CodeRow) {
+    let word = |c: Option<products::Confidence>| {
+        c.map(|c| format!("{c:?}").to_lowercase())
+            .unwrap_or_else(|| "-".into())
+    };
+    let identifier = row.identifier.as_deref().unwrap_or("(not mapped)");
+    let (code_conf, mapping_conf) = match (&row.evidence, row.source) {
+        (Some(e), "builtIn") => (word(Some(e.code_confidence)), word(e.mapping_confidence)),
+        (Some(e), _) => (word(Some(e.code_confidence)), "settings".into()),
+        (None, _) => ("-".into(), "settings".into()),
+    };
+    println!(
+        "  {:<20} {:<32} code {:<9} mapping {}",
+        row.product_code, identifier, code_conf, mapping_conf
+    );
+    if let Some(e) = &row.evidence {
+        if let Some(note) = e.note {
+            println!("      {note}");
+        }
+        println!("      seen in: {}", e.seen_in);
+    }
+}
+
+/// The settings document, plus `productCodeTable`: the code table in force with
+/// its evidence (output only; the settings file does not take it).
+fn settings_json(s: &Settings) -> String {
+    let mut value = serde_json::to_value(s).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        let rows = serde_json::to_value(products::code_rows(&s.product_codes));
+        map.insert("productCodeTable".into(), rows.unwrap_or_default());
+    }
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }

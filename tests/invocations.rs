@@ -29,14 +29,7 @@ impl Invoker for QueueInvoker {
 fn settings() -> Settings {
     let mut s = support::app::demo_settings();
     s.month = generate::USAGE_MONTH.into();
-    // The generator's invented codes, mapped like an operator would.
-    for (code, id) in [
-        ("MDRE-MSP", "Sophos_MTR_Standard"),
-        ("MDRC-MSP", "Sophos_MTR_Advanced"),
-        ("CMSA-MSP", "Sophos_Mobile_Advanced"),
-    ] {
-        s.product_codes.insert(code.into(), id.into());
-    }
+    // The generator's codes are all in the built-in table.
     let codes = sophos_cw_sync::domain::products::code_table(&s.product_codes);
     s.products = generate::PRODUCTS
         .iter()

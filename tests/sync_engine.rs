@@ -379,6 +379,135 @@ async fn dry_run_prints_the_plan_and_writes_nothing_anywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_code_is_reported_with_its_line_details_and_the_settings_line_to_add() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    // Even selecting every identifier maps nothing by description.
+    settings.products = sophos_cw_sync::domain::products::PRODUCTS
+        .iter()
+        .map(|(i, _)| (*i).to_owned())
+        .collect();
+    let report = h.run(&settings).await;
+    let beta = customer(&report, &tenant(2));
+    assert_eq!(beta["status"], "error");
+    let unmapped: Vec<&Value> = beta["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["code"] == "PRODUCT_UNMAPPED")
+        .collect();
+    assert_eq!(unmapped.len(), 1, "{beta}");
+    let e = unmapped[0];
+    // What the demo's usage line says (sim/fixtures/demo.json, ORD-1014).
+    assert_eq!(e["product"]["productCode"], "ZZUNKNOWN-MSP");
+    assert_eq!(
+        e["product"]["productDescription"],
+        "A product with no catalog mapping"
+    );
+    assert_eq!(e["product"]["sku"], "ZZUNKNOWN-MSP-SKU");
+    assert_eq!(e["product"]["productGroup"], "User");
+    assert_eq!(e["product"]["quantity"], 3.0);
+    let message = e["message"].as_str().unwrap();
+    for part in [
+        "ZZUNKNOWN-MSP",
+        "A product with no catalog mapping",
+        "ZZUNKNOWN-MSP-SKU",
+        "User",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    let advice = e["advice"].as_str().unwrap();
+    assert!(
+        advice.contains(r#""productCodes": {"ZZUNKNOWN-MSP": "<identifier>"}"#),
+        "{advice}"
+    );
+    // Nothing written for it: Beta's agreement holds only its Intercept X
+    // Advanced addition, and no run wrote an entry naming the code.
+    let beta_additions = h.additions_of(202);
+    assert_eq!(beta_additions.len(), 1, "{beta_additions:#?}");
+    assert_eq!(beta_additions[0]["id"], 301);
+    let products: Vec<&str> = beta["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(products, ["Sophos_Intercept_X_Advanced"]);
+    let audit = h.store.list_audit(1000, None).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.tenant_id.as_deref() != Some(tenant(2).as_str())
+                || a.identifier == "Sophos_Intercept_X_Advanced"),
+        "{audit:#?}"
+    );
+    // The same details in the stored status (`status --json`).
+    let stored = h.store.list_customer_statuses().await.unwrap();
+    let beta_status = stored.iter().find(|s| s.tenant_id == tenant(2)).unwrap();
+    assert_eq!(
+        beta_status.report["errors"][0]["product"]["sku"],
+        "ZZUNKNOWN-MSP-SKU"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_show_the_code_table_with_its_evidence() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    settings
+        .product_codes
+        .insert("AP6-840-SUP-MSP".into(), "Sophos_Wireless_Standard".into());
+    let path = h.dir.path().join("settings.json");
+    std::fs::write(&path, serde_json::to_string(&settings).unwrap()).unwrap();
+
+    let out = h.cli(&["settings", "--json"], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["agreementType"], "Sophos MSP", "the settings document");
+    let table = json["productCodeTable"].as_array().expect("the code table");
+    assert_eq!(table.len(), 18, "{table:#?}");
+    let row = |code: &str| {
+        table
+            .iter()
+            .find(|r| r["productCode"] == code)
+            .unwrap_or_else(|| panic!("{code}"))
+            .clone()
+    };
+    let cixa = row("CIXA-MSP");
+    assert_eq!(cixa["identifier"], "Sophos_Intercept_X_Advanced");
+    assert_eq!(cixa["source"], "builtIn");
+    assert_eq!(cixa["evidence"]["codeConfidence"], "confirmed");
+    assert_eq!(cixa["evidence"]["mappingConfidence"], "likely");
+    assert!(
+        cixa["evidence"]["seenIn"]
+            .as_str()
+            .unwrap()
+            .contains("Postman")
+    );
+    let xg = row("xg_email_std");
+    assert!(xg["identifier"].is_null(), "known but unmapped: {xg}");
+    assert!(xg["evidence"]["mappingConfidence"].is_null());
+    let ap = row("AP6-840-SUP-MSP");
+    assert_eq!(ap["identifier"], "Sophos_Wireless_Standard");
+    assert_eq!(ap["source"], "settings");
+
+    let out = h.cli(&["settings"], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "CIXA-MSP",
+        "code confirmed",
+        "mapping likely",
+        "xg_email_std",
+        "(not mapped)",
+        "seen in: xasz/ISCPP",
+        "or Sophos_XDR_30",
+    ] {
+        assert!(text.contains(part), "{part} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn statuses_are_reported_for_the_error_codes() {
     let h = Harness::start().await;
     let report = h.run(&demo_settings()).await;
@@ -386,7 +515,7 @@ async fn statuses_are_reported_for_the_error_codes() {
     assert!(states.contains(&CustomerState::Synced) && states.contains(&CustomerState::Error));
     for c in &report.customers {
         for e in &c.errors {
-            assert_eq!(e.advice, e.code.advice());
+            assert_eq!(e.advice, e.expected_advice());
         }
     }
     let stored = h.store.list_customer_statuses().await.unwrap();

@@ -10,6 +10,7 @@ use chrono::Utc;
 use serde_json::Value;
 use sophos_cw_sim::{Api, Fault, FaultKind, Latency, LoggedRequest};
 use sophos_cw_sync::config::{Settings, ZeroUsage};
+use sophos_cw_sync::http::HttpPolicy;
 use sophos_cw_sync::store::{LeaseOutcome, RunStatus, Store};
 use sophos_cw_sync::sync::engine::CycleError;
 use sophos_cw_sync::sync::report::{ErrorCode, RunReport};
@@ -239,7 +240,7 @@ fn assert_advice_everywhere(report: &RunReport) {
         .chain(report.customers.iter().flat_map(|c| c.errors.iter()));
     for e in all {
         assert!(!e.advice.trim().is_empty(), "{e:?}");
-        assert_eq!(e.advice, e.code.advice());
+        assert_eq!(e.advice, e.expected_advice());
     }
 }
 
@@ -296,19 +297,158 @@ async fn rate_limit_and_server_error_on_idempotent_requests_are_retried() {
     }
 }
 
-// ------------------------------------------------- 2. POST is not retried
+// ------------------------------- 2. a lost create is read back, not repeated
+
+/// The default policy with short backoff waits (the retries stay the same).
+fn quick_backoff() -> HttpPolicy {
+    HttpPolicy {
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        ..HttpPolicy::default()
+    }
+}
+
+/// A short timeout, for a hang that must outlast it (the simulator drops a hung
+/// request when the client gives up, so nothing waits for the hang to end).
+fn impatient_policy() -> HttpPolicy {
+    HttpPolicy {
+        timeout: Duration::from_secs(1),
+        ..quick_backoff()
+    }
+}
+
+/// The requests on `path` (agreement additions) in order, as "METHOD status".
+fn on_path(h: &Harness, path: &str) -> Vec<String> {
+    cw_log(h)
+        .into_iter()
+        .filter(|r| r.path.ends_with(path))
+        .map(|r| format!("{} {}", r.method, r.status))
+        .collect()
+}
+
+/// Each attempt the simulator answered is counted in the report's API calls.
+fn assert_calls_counted(h: &Harness, report: &RunReport) {
+    assert_eq!(
+        report.api_calls.connectwise,
+        cw_log(h).len() as u64,
+        "{:#?}",
+        cw_log(h)
+    );
+}
+
+/// A second run finds everything in step: no write at all.
+async fn assert_second_run_writes_nothing(h: &Harness, policy: HttpPolicy) -> RunReport {
+    h.sim.clear_requests();
+    let again = h
+        .run_with_policy(&demo_settings(), h.options(false), policy)
+        .await
+        .expect("second run");
+    assert_eq!(
+        (again.writes, h.cw_writes()),
+        (0, 0),
+        "{:#?}",
+        cw_write_log(h)
+    );
+    for n in [1, 2, 12, 13] {
+        assert_eq!(
+            customer(&again, &tenant(n))["status"],
+            if n == 2 { "error" } else { "synced" }
+        );
+    }
+    assert_demo_result(h);
+    again
+}
+
+/// A create that did not land (a 500, or a hang past the client's timeout) is
+/// read back, found missing and sent again in the same run: one addition.
+/// `lost_status` is what the simulator logged for the lost POST (499: the client
+/// gave up).
+async fn assert_missing_create_is_sent_again(
+    kind: FaultKind,
+    lost_status: u16,
+    policy: HttpPolicy,
+) {
+    let h = Harness::start().await;
+    let nu_path = "/agreements/213/additions";
+    h.sim.add_fault(cw_fault("POST", nu_path, kind));
+
+    let report = h
+        .run_with_policy(&demo_settings(), h.options(false), policy.clone())
+        .await
+        .expect("cycle runs");
+    // Read the additions (plan), POST (lost), read back (none), POST again.
+    let lost = format!("POST {lost_status}");
+    assert_eq!(
+        on_path(&h, nu_path),
+        ["GET 200", lost.as_str(), "GET 200", "POST 201"]
+    );
+    let nu = active(h.additions_of(213));
+    assert_eq!(nu.len(), 1, "exactly one addition: {nu:#?}");
+    assert_eq!(
+        (nu[0]["product"]["id"].as_i64(), qty(&nu[0])),
+        (Some(IXA), 1.0)
+    );
+    let c = customer(&report, &tenant(13));
+    assert_eq!(c["status"], "synced", "{c}");
+    assert!(codes_of(&c).is_empty(), "{c}");
+    assert_eq!(action(&report, 13, IXA_ID), "create");
+    assert_eq!(c["products"][0]["additionId"], nu[0]["id"]);
+    // The POST that did not land is an API call, not a write.
+    assert_eq!(report.writes, 6);
+    assert_eq!(h.cw_writes(), 7, "{:#?}", cw_write_log(&h));
+    assert_calls_counted(&h, &report);
+    let trail = audit_quantities(&h, &report.run_id).await;
+    let nu_id = nu[0]["id"].as_i64();
+    assert_eq!(
+        trail.iter().filter(|t| t.1 == nu_id).collect::<Vec<_>>(),
+        [&("createAddition".to_owned(), nu_id, None, Some(1.0))]
+    );
+    assert_demo_result(&h);
+    assert_second_run_writes_nothing(&h, policy).await;
+}
 
 #[tokio::test(flavor = "multi_thread")]
-async fn failed_post_is_not_repeated_and_the_next_run_creates_it_once() {
+async fn create_behind_a_500_is_read_back_and_sent_again_in_the_same_run() {
+    assert_missing_create_is_sent_again(
+        FaultKind::Status { status: 500 },
+        500,
+        HttpPolicy::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_that_hangs_past_the_timeout_is_read_back_and_sent_again() {
+    assert_missing_create_is_sent_again(FaultKind::Hang { ms: 10_000 }, 499, impatient_policy())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_whose_read_back_fails_is_not_repeated_and_the_next_run_creates_it_once() {
     let h = Harness::start().await;
     let nu_path = "/agreements/213/additions";
     h.sim
         .add_fault(cw_fault("POST", nu_path, FaultKind::Status { status: 500 }));
+    // The read-back (the second GET) fails on each of its 1 + 5 attempts.
+    let mut read_back = cw_fault("GET", nu_path, FaultKind::Status { status: 500 });
+    read_back.nth = 2;
+    read_back.times = 6;
+    h.sim.add_fault(read_back);
 
-    let report = h.run(&demo_settings()).await;
+    let report = h
+        .run_with_policy(&demo_settings(), h.options(false), quick_backoff())
+        .await
+        .expect("cycle runs");
     let posts = requests_to(&h, "POST", nu_path);
-    assert_eq!(posts.len(), 1, "one attempt only: {posts:#?}");
+    assert_eq!(posts.len(), 1, "not repeated unverified: {posts:#?}");
     assert_eq!(posts[0].status, 500);
+    let gets = requests_to(&h, "GET", nu_path);
+    assert_eq!(
+        gets.len(),
+        7,
+        "the plan's read, then 1 + 5 read-back attempts"
+    );
+    assert!(gets[1..].iter().all(|g| g.status == 500));
     assert!(
         h.additions_of(213).is_empty(),
         "nothing created, nothing duplicated"
@@ -316,14 +456,15 @@ async fn failed_post_is_not_repeated_and_the_next_run_creates_it_once() {
     let nu = customer(&report, &tenant(13));
     assert_eq!(nu["status"], "error");
     assert_eq!(codes_of(&nu), ["UPSTREAM_UNAVAILABLE"]);
+    let message = nu["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not repeated"), "{message}");
     assert!(
-        nu["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not repeated"),
-        "{nu}"
+        message.contains("reading the additions back failed"),
+        "{message}"
     );
     assert_eq!(action(&report, 13, IXA_ID), "skip");
+    assert_eq!(report.writes, 5, "the POST that did not land is no write");
+    assert_calls_counted(&h, &report);
     assert_advice_everywhere(&report);
     // The others are not held up by Nu's failure.
     assert_eq!(active(h.additions_of(201)).len(), 2);
@@ -344,53 +485,77 @@ async fn failed_post_is_not_repeated_and_the_next_run_creates_it_once() {
     assert_demo_result(&h);
 }
 
-// ------------------------------------------- 3. write applied, answer lost
-
 #[tokio::test(flavor = "multi_thread")]
-async fn addition_created_behind_a_500_is_adopted_not_duplicated() {
+async fn creates_that_never_land_stop_at_the_policy_attempts() {
+    let h = Harness::start().await;
+    let nu_path = "/agreements/213/additions";
+    let policy = quick_backoff();
+    let attempts = policy.max_retries as usize + 1;
+    let mut failing = cw_fault("POST", nu_path, FaultKind::Status { status: 500 });
+    failing.times = 100;
+    h.sim.add_fault(failing);
+
+    let report = h
+        .run_with_policy(&demo_settings(), h.options(false), policy)
+        .await
+        .expect("cycle runs");
+    let posts = requests_to(&h, "POST", nu_path);
+    assert_eq!(posts.len(), attempts, "bounded by the policy: {posts:#?}");
+    assert!(posts.iter().all(|p| p.status == 500));
+    // The plan's read, then one read-back after each lost answer.
+    assert_eq!(requests_to(&h, "GET", nu_path).len(), 1 + attempts);
+    assert!(h.additions_of(213).is_empty());
+    let nu = customer(&report, &tenant(13));
+    assert_eq!(nu["status"], "error");
+    assert_eq!(codes_of(&nu), ["UPSTREAM_UNAVAILABLE"]);
+    let message = nu["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{attempts} creates did not land")),
+        "{message}"
+    );
+    assert_eq!(report.writes, 5, "no POST landed");
+    assert_calls_counted(&h, &report);
+    assert_advice_everywhere(&report);
+}
+
+/// A create that landed although its answer was lost (a 500 after applying it,
+/// a cut-short body, a hang after applying it) is found by the read-back and
+/// adopted in the same run, never sent again.
+async fn assert_landed_create_is_adopted(kind: FaultKind, lost_status: u16, policy: HttpPolicy) {
     let h = Harness::start().await;
     let acme_path = "/agreements/201/additions";
-    let mut fault = cw_fault("POST", acme_path, FaultKind::Status { status: 500 });
+    let mut fault = cw_fault("POST", acme_path, kind);
     fault.after_apply = true;
     h.sim.add_fault(fault);
 
-    let report = h.run(&demo_settings()).await;
-    // The first POST on Acme's agreement is Intercept X Advanced: it was written,
-    // but the engine saw a 500.
-    let acme = customer(&report, &tenant(1));
-    assert_eq!(acme["status"], "error");
-    assert_eq!(codes_of(&acme), ["UPSTREAM_UNAVAILABLE"]);
-    assert_eq!(action(&report, 1, IXA_ID), "skip");
-    assert_eq!(action(&report, 1, XDR_ID), "create");
-    let posts = requests_to(&h, "POST", acme_path);
-    assert_eq!(posts.len(), 2, "IXA once (500), XDR once: {posts:#?}");
-    assert_eq!(posts[0].status, 500);
+    let report = h
+        .run_with_policy(&demo_settings(), h.options(false), policy.clone())
+        .await
+        .expect("cycle runs");
+    // The first POST on Acme's agreement is Intercept X Advanced: written, its
+    // answer lost; the read-back finds it, and XDR is created next.
+    // Read (plan), POST IXA (answer lost), read back (found), POST XDR.
+    let lost = format!("POST {lost_status}");
+    assert_eq!(
+        on_path(&h, acme_path),
+        ["GET 200", lost.as_str(), "GET 200", "POST 201"]
+    );
+    let ixa_posts = requests_to(&h, "POST", acme_path)
+        .iter()
+        .filter(|r| r.fault.is_some())
+        .count();
+    assert_eq!(ixa_posts, 1, "IXA was not sent again");
     let written: Vec<Value> = active(h.additions_of(201))
         .into_iter()
         .filter(|a| a["product"]["id"] == IXA)
         .collect();
-    assert_eq!(written.len(), 1, "the write happened despite the 500");
+    assert_eq!(written.len(), 1, "one IXA addition: {written:#?}");
     let written_id = written[0]["id"].as_i64().unwrap();
-    let remembered = h.store.list_additions().await.unwrap();
-    assert!(
-        !remembered
-            .iter()
-            .any(|r| r.tenant_id == tenant(1) && r.identifier == IXA_ID),
-        "the store cannot know of a write whose answer was lost"
-    );
-
-    h.sim.clear_requests();
-    let again = h.run(&demo_settings()).await;
-    assert!(
-        requests_to(&h, "POST", "/agreements/201/").is_empty(),
-        "{:#?}",
-        cw_write_log(&h)
-    );
-    assert_eq!(h.cw_writes(), 0, "{:#?}", cw_write_log(&h));
-    assert_eq!(action(&again, 1, IXA_ID), "adopt");
-    assert_eq!(action(&again, 1, XDR_ID), "unchanged");
-    let acme = customer(&again, &tenant(1));
-    assert_eq!(acme["status"], "synced");
+    let acme = customer(&report, &tenant(1));
+    assert_eq!(acme["status"], "synced", "{acme}");
+    assert!(codes_of(&acme).is_empty(), "{acme}");
+    assert_eq!(action(&report, 1, IXA_ID), "adopt");
+    assert_eq!(action(&report, 1, XDR_ID), "create");
     let ixa = acme["products"]
         .as_array()
         .unwrap()
@@ -399,6 +564,10 @@ async fn addition_created_behind_a_500_is_adopted_not_duplicated() {
         .unwrap()
         .clone();
     assert_eq!(ixa["additionId"].as_i64(), Some(written_id));
+    // The POST that landed is a write, although its answer was lost.
+    assert_eq!(report.writes, 6);
+    assert_eq!(h.cw_writes(), 6, "{:#?}", cw_write_log(&h));
+    assert_calls_counted(&h, &report);
     let remembered = h.store.list_additions().await.unwrap();
     let record = remembered
         .iter()
@@ -408,7 +577,41 @@ async fn addition_created_behind_a_500_is_adopted_not_duplicated() {
         (record.addition_id, record.agreement_id, record.quantity),
         (written_id, 201, 42.0)
     );
+    let trail = audit_quantities(&h, &report.run_id).await;
+    assert!(
+        trail.contains(&(
+            "adoptAddition".to_owned(),
+            Some(written_id),
+            None,
+            Some(42.0)
+        )),
+        "{trail:#?}"
+    );
     assert_demo_result(&h);
+
+    let again = assert_second_run_writes_nothing(&h, policy).await;
+    assert_eq!(action(&again, 1, IXA_ID), "unchanged");
+    assert!(requests_to(&h, "POST", "").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_applied_behind_a_500_is_found_by_read_back_and_adopted_in_the_same_run() {
+    assert_landed_create_is_adopted(
+        FaultKind::Status { status: 500 },
+        500,
+        HttpPolicy::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_with_a_truncated_answer_is_found_by_read_back_and_adopted() {
+    assert_landed_create_is_adopted(FaultKind::Truncate, 201, HttpPolicy::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_applied_then_hanging_past_the_timeout_is_found_and_adopted() {
+    assert_landed_create_is_adopted(FaultKind::Hang { ms: 10_000 }, 499, impatient_policy()).await;
 }
 
 // ----------------------------------------------------- 4. crash and resume

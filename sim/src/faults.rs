@@ -28,7 +28,7 @@ pub async fn layer(
         };
         let fault = s.take_fault(api, &method, &path);
         // Logged and counted on arrival: a request the server is still holding
-        // (a hang) was seen all the same; its status is filled in when answered.
+        // (a hang) was seen all the same; `Answer` fills in its status.
         let counts = match api {
             Api::Sophos => &mut s.counters.sophos,
             Api::Connectwise => &mut s.counters.connectwise,
@@ -50,6 +50,14 @@ pub async fn layer(
         });
         (fault, latency.fixed_ms + jitter, seq)
     };
+    // Fills in the status when answered, or 499 if the client gives up first
+    // (hyper then drops this future).
+    let mut answer = Answer {
+        shared: shared.clone(),
+        seq,
+        started,
+        status: CLIENT_CLOSED,
+    };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -66,12 +74,30 @@ pub async fn layer(
             inject(api, &f.kind, applied).await
         }
     };
-    let mut s = lock(&shared);
-    if let Some(logged) = s.log.iter_mut().rev().find(|r| r.seq == seq) {
-        logged.status = response.status().as_u16();
-        logged.duration_ms = started.elapsed().as_millis() as u64;
-    }
+    answer.status = response.status().as_u16();
     response
+}
+
+/// The status logged for a request whose client went away before the answer
+/// (nginx's "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Completes a request's log entry when it is answered or dropped.
+struct Answer {
+    shared: Shared,
+    seq: u64,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let mut s = lock(&self.shared);
+        if let Some(logged) = s.log.iter_mut().rev().find(|r| r.seq == self.seq) {
+            logged.status = self.status;
+            logged.duration_ms = self.started.elapsed().as_millis() as u64;
+        }
+    }
 }
 
 /// Builds the faulty response. `applied` is the real response when the request was

@@ -15,30 +15,35 @@ use std::collections::BTreeMap;
 /// The month the generated usage is reported for.
 pub const USAGE_MONTH: &str = "2026-11";
 
-/// Billing `productCode`s and descriptions. `CIXA-MSP` is Sophos' own example;
-/// the others are invented in the same style (the full list is not published).
+/// Billing `productCode`s and descriptions, from the evidence the built-in code
+/// table holds (`CIXA-MSP` is Sophos' own example; the others were seen in tools
+/// that read real partner data, `XDR-MSP` in one fixture only). MDR lines carry
+/// today's names (MDR Essentials, MDR Complete), as Sophos' lines do.
 pub const PRODUCTS: [(&str, &str); 8] = [
     ("CIXA-MSP", "Intercept X Advanced - MSP Monthly"),
-    ("CIXAXDR-MSP", "Intercept X Advanced with XDR - MSP Monthly"),
+    ("XDR-MSP", "Intercept X Advanced with XDR - MSP Monthly"),
     (
-        "CIXASRV-MSP",
+        "SVRCLOUDADV-MSP",
         "Intercept X Advanced for Server - MSP Monthly",
     ),
     (
-        "CIXASRVXDR-MSP",
-        "Intercept X Advanced for Server with XDR - MSP Monthly",
+        "SVRCIXAMTR-STD-MSP",
+        "MDR Essentials for Server - MSP Monthly",
     ),
-    (
-        "MDRE-MSP",
-        "Managed Detection and Response Essentials - MSP Monthly",
-    ),
-    (
-        "MDRC-MSP",
-        "Managed Detection and Response Complete - MSP Monthly",
-    ),
-    ("CMSA-MSP", "Mobile Advanced - MSP Monthly"),
+    ("CIXAMTR-STD-MSP", "MDR Essentials - MSP Monthly"),
+    ("CIXAMTR-ADV-MSP", "MDR Complete - MSP Monthly"),
+    ("CMA-MSP", "Mobile Advanced - MSP Monthly"),
     ("CDE-MSP", "Device Encryption - MSP Monthly"),
 ];
+
+/// Server products bill under the `Server` group, the rest per user.
+fn product_group(code: &str) -> &'static str {
+    if code.starts_with("SVR") {
+        "Server"
+    } else {
+        "User"
+    }
+}
 
 /// Every this-many-th tenant has no ConnectWise company (an unmapped customer).
 const NO_COMPANY_EVERY: usize = 50;
@@ -218,7 +223,7 @@ impl Generator {
                 "billingStartDate": format!("{USAGE_MONTH}-01"), "billingEndDate": format!("{USAGE_MONTH}-30"),
                 "orderNumber": format!("ORD-{line}"), "orderLineItemNumber": line.to_string(),
                 "accountNumberOrSerialNumber": format!("ACC-{i}"), "productDescription": product.1,
-                "productGroup": "User", "sku": format!("{}-SKU", product.0),
+                "productGroup": product_group(product.0), "sku": format!("{}-SKU", product.0),
                 "billableQuantity": quantity, "actualQuantity": quantity, "externalId": external_id,
                 "accountStatus": "active", "productCode": product.0, "accountId": tenant,
             }));

@@ -169,7 +169,8 @@ impl ConnectWiseClient {
         })
     }
 
-    /// Timeouts and retry limits of every request this client makes.
+    /// The timeouts and retry limits of every request (the engine bounds its
+    /// verified re-creates by the same attempts).
     pub fn policy(&self) -> &HttpPolicy {
         &self.policy
     }

@@ -40,6 +40,9 @@ pub struct UsageLine {
     pub sku: Option<String>,
     #[serde(default)]
     pub product_description: Option<String>,
+    /// `User`, `Server`, `Device` (firewalls) as far as is known.
+    #[serde(default)]
+    pub product_group: Option<String>,
     #[serde(default)]
     pub order_line_item_number: Option<String>,
     #[serde(default)]

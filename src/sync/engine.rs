@@ -4,7 +4,9 @@
 //! Crash safety comes from reading ConnectWise before every decision: catalog items
 //! are found by identifier and additions by product on the agreement, so a write
 //! whose result was lost (crash, timeout) is found and adopted on the next run,
-//! never repeated. POSTs are not retried after they may have reached the server.
+//! never repeated. POSTs are not retried blindly after they may have reached the
+//! server: an addition create whose answer was lost is read back first, then
+//! adopted or sent again in the same run (`Ctx::create_verified`).
 
 mod catalog_setup;
 
@@ -611,11 +613,9 @@ impl Ctx<'_> {
         let usage: Option<&TenantUsage> =
             reads.usage.as_ref().and_then(|u| u.tenants.get(&tenant.id));
         if let Some(u) = usage {
-            for code in &u.unmapped_codes {
-                c.errors.push(ErrorReport::new(
-                    ErrorCode::ProductUnmapped,
-                    format!("billing product code {code} has no catalog identifier"),
-                ));
+            for product in u.unmapped_codes.values() {
+                c.errors
+                    .push(ErrorReport::unmapped_product(product.clone()));
             }
         }
         // A month without usage data (404) changes nothing: unknown is not zero.
@@ -749,22 +749,7 @@ impl Ctx<'_> {
                     effective_date: effective_date.clone(),
                     invoice_description: products::description(&p.identifier).map(str::to_owned),
                 };
-                match self.engine.cw.create_addition(agreement.id, &new).await {
-                    Ok(created) => {
-                        self.wrote()?;
-                        out.addition_id = Some(created.id);
-                        self.record_addition(
-                            draft("createAddition", Some(created.id), None, Some(*quantity)),
-                            tenant,
-                            agreement,
-                            created.id,
-                            product_id,
-                            *quantity,
-                        )
-                        .await?;
-                    }
-                    Err(e) => self.failed(&mut out, c, &e),
-                }
+                self.create(tenant, agreement, p, &new, &mut out, c).await?;
             }
             AdditionOp::Update {
                 addition_id,
@@ -883,6 +868,154 @@ impl Ctx<'_> {
         Ok(out)
     }
 
+    /// Creates an addition (verified, see `create_verified`) and puts the outcome
+    /// in the report, on the trail and in the store.
+    async fn create(
+        &self,
+        tenant: &crate::sophos::model::Tenant,
+        agreement: &Agreement,
+        p: &ProductPlan,
+        new: &NewAddition,
+        out: &mut ProductReport,
+        c: &mut CustomerReport,
+    ) -> Result<(), CycleError> {
+        let product_id = new.product.id.unwrap_or_default();
+        let wanted = new.quantity;
+        let created = self.create_verified(agreement.id, new).await?;
+        let draft = |action, id, old, new| AuditDraft {
+            action,
+            tenant_id: Some(&tenant.id),
+            agreement_id: Some(agreement.id),
+            identifier: &p.identifier,
+            entity_id: Some(id),
+            old,
+            new,
+        };
+        let found = match created {
+            Created::Answered(created) => {
+                out.addition_id = Some(created.id);
+                let d = draft("createAddition", created.id, None, Some(wanted));
+                self.record_addition(d, tenant, agreement, created.id, product_id, wanted)
+                    .await?;
+                return Ok(());
+            }
+            Created::FoundOnReadBack(found) => found,
+            Created::Ambiguous(ids) => {
+                out.action = ProductAction::Skip;
+                c.errors.push(ErrorReport::new(
+                    ErrorCode::AdditionAmbiguous,
+                    format!(
+                        "the answer to creating {} on agreement {} was lost, and reading back found {} active additions of it (ids {ids:?}); none was changed",
+                        p.identifier,
+                        agreement.id,
+                        ids.len()
+                    ),
+                ));
+                return Ok(());
+            }
+            Created::Failed(e) => {
+                self.failed(out, c, &e);
+                return Ok(());
+            }
+        };
+        // The answer was lost but the read-back shows the addition: adopted, so
+        // the customer is in step in this run.
+        let current = found.quantity.unwrap_or(0.0);
+        out.action = ProductAction::Adopt;
+        out.addition_id = Some(found.id);
+        out.new_quantity = Some(current);
+        let d = draft("adoptAddition", found.id, None, Some(current));
+        self.record_addition(d, tenant, agreement, found.id, product_id, current)
+            .await?;
+        if (current - wanted).abs() < 1e-9 {
+            return Ok(());
+        }
+        // Someone else's, with another quantity: set ours.
+        out.previous_quantity = Some(current);
+        out.new_quantity = Some(wanted);
+        out.action = ProductAction::Update;
+        let op = PatchOp::replace("quantity", wanted);
+        if self.patch(agreement, found.id, op, out, c).await? {
+            let d = draft("updateAddition", found.id, Some(current), Some(wanted));
+            self.record_addition(d, tenant, agreement, found.id, product_id, wanted)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an addition; when the answer is lost (a 5xx, a timeout, a broken
+    /// connection or a body cut short, see `ApiError::outcome_unknown`) it reads
+    /// the agreement's additions back before deciding, because ConnectWise has no
+    /// idempotency key and a blind repeat could bill twice. Found once: that is
+    /// the addition (adopted). Not found: the POST did not land, so it is sent
+    /// again. Found several: nothing is written (ambiguous). A read-back that
+    /// fails ends it with the POST's error.
+    ///
+    /// The budget is the client's own: at most `HttpPolicy::max_retries + 1` POSTs
+    /// in all (each may itself be retried by the HTTP layer only where it surely
+    /// did not reach ConnectWise: 429, refused connection), each lost answer
+    /// followed by one backoff wait and one read-back (a GET with the normal
+    /// retries). Only a POST that landed counts as a write.
+    async fn create_verified(
+        &self,
+        agreement_id: i64,
+        new: &NewAddition,
+    ) -> Result<Created, CycleError> {
+        let cw = self.engine.cw;
+        let policy = cw.policy();
+        let mut attempt: u32 = 0;
+        loop {
+            let lost = match cw.create_addition(agreement_id, new).await {
+                Ok(created) => {
+                    self.wrote()?;
+                    return Ok(Created::Answered(created));
+                }
+                Err(e) if !e.outcome_unknown() => return Ok(Created::Failed(e)),
+                Err(e) => e,
+            };
+            tracing::warn!(agreement_id, error = %lost, "addition create's answer lost: reading back");
+            // A request still being processed gets a moment to land before we look.
+            let wait = crate::http::retry::backoff_delay(attempt, policy, &mut rand::rng());
+            tokio::time::sleep(wait).await;
+            let additions = match cw.additions(agreement_id).await {
+                Ok(a) => a,
+                Err(read) => {
+                    return Ok(Created::Failed(with_note(
+                        lost,
+                        &format!("reading the additions back failed too ({read})"),
+                    )));
+                }
+            };
+            let mut same: Vec<Addition> = additions
+                .into_iter()
+                .filter(|a| a.is_active() && a.product_id() == new.product.id)
+                .collect();
+            match same.len() {
+                0 if attempt < policy.max_retries => attempt += 1,
+                0 => {
+                    let note = format!(
+                        "{} creates did not land (read back after each)",
+                        attempt + 1
+                    );
+                    return Ok(Created::Failed(with_note(lost, &note)));
+                }
+                1 => {
+                    let found = same.remove(0);
+                    // The plan saw none of this product, so one now is ours if it
+                    // carries our quantity (a write). One with another quantity was
+                    // made by someone else and ours did not land (else there would
+                    // be two): adopted all the same, and `create` sets our quantity.
+                    let quantity = found.quantity.unwrap_or(0.0);
+                    if (quantity - new.quantity).abs() < 1e-9 {
+                        self.wrote()?;
+                    }
+                    return Ok(Created::FoundOnReadBack(found));
+                }
+                _ => return Ok(Created::Ambiguous(same.iter().map(|a| a.id).collect())),
+            }
+        }
+    }
+
     /// PATCHes one field of an addition: true when written, false when ConnectWise
     /// refused it (the error is in the customer's report).
     async fn patch(
@@ -967,6 +1100,25 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// How a verified addition create ended (see `Ctx::create_verified`).
+enum Created {
+    /// ConnectWise answered with the new addition.
+    Answered(Addition),
+    /// The answer was lost; reading back found exactly one active addition of
+    /// the product.
+    FoundOnReadBack(Addition),
+    /// The answer was lost; reading back found several: none is touched.
+    Ambiguous(Vec<i64>),
+    /// Refused, or not verifiable (the read-back failed, or the budget ran out).
+    Failed(ApiError),
+}
+
+/// The POST's error with what the read-back found, for the customer's report.
+fn with_note(mut e: ApiError, note: &str) -> ApiError {
+    e.message = format!("{}; {note}", e.message);
+    e
 }
 
 fn product_of(additions: &[Addition], addition_id: i64) -> i64 {

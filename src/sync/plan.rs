@@ -3,10 +3,10 @@
 
 use crate::config::{QuantityField, ZeroUsage};
 use crate::connectwise::model::{Addition, Agreement, CatalogItem, Company};
-use crate::domain::month::Month;
+use crate::domain::{month::Month, products};
 use crate::sophos::model::{Tenant, UsageLine};
 use crate::store::{AdditionRecord, Mapping, MappingKind};
-use crate::sync::report::{ErrorCode, ErrorReport, UnassignedUsage};
+use crate::sync::report::{ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Quantities are whole licences in practice; compare with a tolerance anyway.
@@ -20,8 +20,8 @@ fn same_quantity(a: f64, b: f64) -> bool {
 pub struct TenantUsage {
     /// identifier -> summed quantity over all order lines
     pub by_product: BTreeMap<String, f64>,
-    /// billing product codes with no catalog identifier
-    pub unmapped_codes: BTreeSet<String>,
+    /// billing product codes with no catalog identifier, with what their lines say
+    pub unmapped_codes: BTreeMap<String, UnmappedProduct>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,13 +59,31 @@ pub fn aggregate_usage(
                 *usage.by_product.entry(identifier.clone()).or_default() += quantity
             }
             None => {
-                usage
+                let code = code.unwrap_or_else(|| "(no product code)".into());
+                let entry = usage
                     .unmapped_codes
-                    .insert(code.unwrap_or_else(|| "(no product code)".into()));
+                    .entry(code.clone())
+                    .or_insert_with(|| unmapped(code, line));
+                entry.quantity += quantity;
             }
         }
     }
     summary
+}
+
+/// What an unmapped code's first line says about it (never used to map it).
+fn unmapped(code: String, line: &UsageLine) -> UnmappedProduct {
+    let known_as = products::known_code(&code)
+        .and_then(|k| k.note)
+        .map(str::to_owned);
+    UnmappedProduct {
+        product_code: code,
+        product_description: line.product_description.clone(),
+        sku: line.sku.clone(),
+        product_group: line.product_group.clone(),
+        quantity: 0.0,
+        known_as,
+    }
 }
 
 // ---------------------------------------------------------------- catalog

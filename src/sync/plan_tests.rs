@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 const IXA: &str = "Sophos_Intercept_X_Advanced";
 const EP: &str = "Sophos_Endpoint_Protection";
+const DE: &str = "Sophos_Device_Encryption";
 const XDR: &str = "Sophos_XDR_30";
 const TYPE: &str = "Managed Services";
 
@@ -97,6 +98,7 @@ fn line(account: Option<&str>, code: &str, billable: f64, actual: f64) -> UsageL
         product_code: Some(code.to_owned()),
         sku: None,
         product_description: Some(format!("description of {code}")),
+        product_group: Some("User".to_owned()),
         order_line_item_number: None,
         billable_quantity: Some(billable),
         actual_quantity: Some(actual),
@@ -157,6 +159,10 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+fn keys<V>(map: &BTreeMap<String, V>) -> BTreeSet<String> {
+    map.keys().cloned().collect()
+}
+
 fn codes() -> BTreeMap<String, String> {
     products::code_table(&BTreeMap::new())
 }
@@ -164,7 +170,7 @@ fn codes() -> BTreeMap<String, String> {
 fn usage(entries: &[(&str, f64)]) -> TenantUsage {
     TenantUsage {
         by_product: entries.iter().map(|(i, q)| ((*i).to_owned(), *q)).collect(),
-        unmapped_codes: BTreeSet::new(),
+        unmapped_codes: BTreeMap::new(),
     }
 }
 
@@ -238,7 +244,7 @@ fn usage_of_one_tenant_and_product_is_summed_across_order_lines() {
         line(Some("t1"), "CIXA-MSP", 10.0, 0.0),
         line(Some("t1"), "CIXA-MSP", 5.0, 0.0),
         line(Some("t2"), "CIXA-MSP", 4.0, 0.0),
-        line(Some("t1"), "CEP-MSP", 3.0, 0.0),
+        line(Some("t1"), "CDE-MSP", 3.0, 0.0),
         line(Some("t1"), "CIXA-MSP", 2.0, 0.0),
     ];
     let s = aggregate_usage(&lines, &codes(), QuantityField::BillableQuantity);
@@ -246,7 +252,7 @@ fn usage_of_one_tenant_and_product_is_summed_across_order_lines() {
     let t1 = &s.tenants["t1"];
     assert_eq!(t1.by_product.len(), 2);
     assert_eq!(t1.by_product[IXA], 17.0);
-    assert_eq!(t1.by_product[EP], 3.0);
+    assert_eq!(t1.by_product[DE], 3.0);
     assert!(t1.unmapped_codes.is_empty());
     let t2 = &s.tenants["t2"];
     assert_eq!(t2.by_product.len(), 1);
@@ -279,7 +285,7 @@ fn a_missing_quantity_counts_as_zero() {
 fn lines_without_an_account_go_to_unassigned_never_to_a_tenant() {
     let lines = [
         line(None, "CIXA-MSP", 6.0, 7.0),
-        line(Some(""), "CEP-MSP", 2.0, 3.0),
+        line(Some(""), "CDE-MSP", 2.0, 3.0),
         line(Some("t1"), "CIXA-MSP", 1.0, 1.0),
     ];
     let s = aggregate_usage(&lines, &codes(), QuantityField::BillableQuantity);
@@ -292,15 +298,15 @@ fn lines_without_an_account_go_to_unassigned_never_to_a_tenant() {
                 quantity: 6.0,
             },
             UnassignedUsage {
-                product_code: Some("CEP-MSP".into()),
-                product_description: Some("description of CEP-MSP".into()),
+                product_code: Some("CDE-MSP".into()),
+                product_description: Some("description of CDE-MSP".into()),
                 quantity: 2.0,
             },
         ]
     );
     assert_eq!(s.tenants.keys().collect::<Vec<_>>(), vec!["t1"]);
     assert_eq!(s.tenants["t1"].by_product[IXA], 1.0);
-    assert!(!s.tenants["t1"].by_product.contains_key(EP));
+    assert!(!s.tenants["t1"].by_product.contains_key(DE));
 }
 
 #[test]
@@ -322,9 +328,68 @@ fn unknown_product_codes_land_in_unmapped_codes() {
     ];
     let s = aggregate_usage(&lines, &codes(), QuantityField::BillableQuantity);
     let t1 = &s.tenants["t1"];
-    assert_eq!(t1.unmapped_codes, set(&["MYSTERY-MSP", "OTHER-MSP"]));
+    assert_eq!(keys(&t1.unmapped_codes), set(&["MYSTERY-MSP", "OTHER-MSP"]));
     assert_eq!(t1.by_product.len(), 1);
     assert_eq!(t1.by_product[IXA], 3.0);
+}
+
+#[test]
+fn an_unmapped_code_carries_what_its_lines_say_and_is_never_summed() {
+    let mut first = line(Some("t1"), "MYSTERY-MSP", 5.0, 6.0);
+    first.sku = Some("MYS123".into());
+    first.product_group = Some("Server".into());
+    let second = line(Some("t1"), "MYSTERY-MSP", 2.0, 2.0);
+    let wireless = line(Some("t1"), "AP6-840-SUP-MSP", 4.0, 4.0);
+    let s = aggregate_usage(
+        &[first, second, wireless],
+        &codes(),
+        QuantityField::BillableQuantity,
+    );
+    let t1 = &s.tenants["t1"];
+    assert!(t1.by_product.is_empty(), "{t1:?}");
+    let m = &t1.unmapped_codes["MYSTERY-MSP"];
+    assert_eq!(
+        m.product_description.as_deref(),
+        Some("description of MYSTERY-MSP")
+    );
+    assert_eq!(m.sku.as_deref(), Some("MYS123"));
+    assert_eq!(m.product_group.as_deref(), Some("Server"));
+    assert_eq!(m.quantity, 7.0, "billable quantities summed");
+    assert_eq!(m.known_as, None);
+    // A known code with no identifier: reported with what the evidence says.
+    let ap = &t1.unmapped_codes["AP6-840-SUP-MSP"];
+    assert!(
+        ap.known_as.as_deref().unwrap().contains("Sophos_Wireless_"),
+        "{ap:?}"
+    );
+    assert_eq!(ap.quantity, 4.0);
+
+    let e = ErrorReport::unmapped_product(m.clone());
+    assert_eq!(e.code, ErrorCode::ProductUnmapped);
+    assert!(
+        e.advice
+            .contains(r#""productCodes": {"MYSTERY-MSP": "<identifier>"}"#),
+        "{}",
+        e.advice
+    );
+    assert_eq!(e.advice, e.expected_advice());
+    for part in [
+        "MYSTERY-MSP",
+        "description of MYSTERY-MSP",
+        "MYS123",
+        "Server",
+        "7",
+    ] {
+        assert!(e.message.contains(part), "{part} in {}", e.message);
+    }
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["product"]["productCode"], "MYSTERY-MSP");
+    assert_eq!(json["product"]["productGroup"], "Server");
+    assert_eq!(
+        json["product"]["productDescription"],
+        "description of MYSTERY-MSP"
+    );
+    assert!(json["product"].get("knownAs").is_none());
 }
 
 #[test]
@@ -343,7 +408,7 @@ fn sku_is_used_when_product_code_is_absent() {
     let mut by_sku = line(Some("t1"), "x", 4.0, 4.0);
     by_sku.product_code = None;
     by_sku.sku = Some("CIXA-MSP".into());
-    let mut both = line(Some("t1"), "CEP-MSP", 2.0, 2.0);
+    let mut both = line(Some("t1"), "CDE-MSP", 2.0, 2.0);
     both.sku = Some("CIXA-MSP".into());
     let mut unassigned = line(None, "x", 9.0, 9.0);
     unassigned.product_code = None;
@@ -356,7 +421,7 @@ fn sku_is_used_when_product_code_is_absent() {
     );
     let t1 = &s.tenants["t1"];
     assert_eq!(t1.by_product[IXA], 4.0, "sku fallback");
-    assert_eq!(t1.by_product[EP], 2.0, "productCode wins over sku");
+    assert_eq!(t1.by_product[DE], 2.0, "productCode wins over sku");
     assert!(t1.unmapped_codes.is_empty());
     assert_eq!(s.unassigned.len(), 1);
     assert_eq!(s.unassigned[0].product_code.as_deref(), Some("CDE-MSP"));
@@ -372,19 +437,19 @@ fn code_table_overrides_and_extends_the_built_in_codes() {
     let lines = [
         line(Some("t1"), "CIXA-MSP", 3.0, 3.0),
         line(Some("t1"), "NEW-MSP", 2.0, 2.0),
-        line(Some("t1"), "CEP-MSP", 1.0, 1.0),
+        line(Some("t1"), "CDE-MSP", 1.0, 1.0),
     ];
     let s = aggregate_usage(&lines, &table, QuantityField::BillableQuantity);
     let t1 = &s.tenants["t1"];
     assert_eq!(t1.by_product[XDR], 3.0);
     assert!(!t1.by_product.contains_key(IXA));
     assert_eq!(t1.by_product["Sophos_Cloud_Optix"], 2.0);
-    assert_eq!(t1.by_product[EP], 1.0);
+    assert_eq!(t1.by_product[DE], 1.0);
     assert!(t1.unmapped_codes.is_empty());
 
     // Without the override NEW-MSP is unknown.
     let plain = aggregate_usage(&lines, &codes(), QuantityField::BillableQuantity);
-    assert_eq!(plain.tenants["t1"].unmapped_codes, set(&["NEW-MSP"]));
+    assert_eq!(keys(&plain.tenants["t1"].unmapped_codes), set(&["NEW-MSP"]));
     assert_eq!(plain.tenants["t1"].by_product[IXA], 3.0);
 }
 

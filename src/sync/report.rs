@@ -48,7 +48,7 @@ impl ErrorCode {
                 "Several ConnectWise catalog items share this identifier. Deactivate or rename the duplicates in Procurement > Product Catalog so exactly one remains."
             }
             ProductUnmapped => {
-                "This Sophos billing product code has no catalog identifier. Add it to the `productCodes` setting, e.g. {\"productCodes\":{\"CODE\":\"Sophos_Intercept_X_Advanced\"}}."
+                "This Sophos billing product code has no catalog identifier; it is never mapped by its description. Tell from the description, sku and productGroup which of the 35 identifiers it is (`sophos-cw-sync settings` lists the known codes), then add this line to the settings: \"productCodes\": {\"CODE\": \"<identifier>\"}."
             }
             CatalogSetup => {
                 "A catalog item could not be created because a reference it needs is missing, inactive or ambiguous, or a partner's own item named in `catalogItems` is missing or inactive. Check the `catalog` setting (type, category, subcategory, unit of measure) against the active names in ConnectWise (Setup Tables; a subcategory is looked up within the category), and the `catalogItems` setting against Procurement > Product Catalog."
@@ -70,10 +70,15 @@ impl ErrorCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
     pub code: ErrorCode,
     pub message: String,
     pub advice: String,
+    /// For `PRODUCT_UNMAPPED`: what the usage lines say about the code, so the
+    /// operator can tell which product it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<Box<UnmappedProduct>>,
 }
 
 impl ErrorReport {
@@ -82,8 +87,65 @@ impl ErrorReport {
             code,
             message: message.into(),
             advice: code.advice().to_owned(),
+            product: None,
         }
     }
+
+    /// `PRODUCT_UNMAPPED` for one code, with the line's details and advice that
+    /// names the settings line to add. Nothing is written for the code.
+    pub fn unmapped_product(product: UnmappedProduct) -> Self {
+        let code = &product.product_code;
+        let seen = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut message = format!(
+            "billing product code {code} has no catalog identifier, so its {} licences are not billed (description {:?}, sku {}, productGroup {})",
+            product.quantity,
+            seen(&product.product_description),
+            seen(&product.sku),
+            seen(&product.product_group)
+        );
+        if let Some(known) = &product.known_as {
+            message.push_str(&format!("; known code: {known}"));
+        }
+        Self {
+            code: ErrorCode::ProductUnmapped,
+            message,
+            advice: unmapped_advice(code),
+            product: Some(Box::new(product)),
+        }
+    }
+
+    /// The advice this report must carry: its code's, naming the product code
+    /// where there is one.
+    pub fn expected_advice(&self) -> String {
+        match &self.product {
+            Some(p) => unmapped_advice(&p.product_code),
+            None => self.code.advice().to_owned(),
+        }
+    }
+}
+
+/// `PRODUCT_UNMAPPED`'s advice with the settings line for `code` filled in.
+fn unmapped_advice(code: &str) -> String {
+    let key = serde_json::to_string(code).unwrap_or_default();
+    ErrorCode::ProductUnmapped
+        .advice()
+        .replace("\"CODE\"", &key)
+}
+
+/// A billing product code of a customer's usage that maps to no identifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmappedProduct {
+    pub product_code: String,
+    /// As on the usage line (the first line of the code that has one).
+    pub product_description: Option<String>,
+    pub sku: Option<String>,
+    pub product_group: Option<String>,
+    /// Summed over the customer's lines of the code (the quantity field in force).
+    pub quantity: f64,
+    /// What the built-in evidence says about a known but unmapped code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim};
-use sophos_cw_sync::cli::build_clients;
+use sophos_cw_sync::cli::build_clients_with_policy;
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
-use sophos_cw_sync::http::ApiCounters;
+use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::sync::engine::{CycleError, Engine, RunOptions};
@@ -101,11 +101,23 @@ impl Harness {
         settings: &Settings,
         opts: RunOptions,
     ) -> Result<RunReport, CycleError> {
+        self.run_with_policy(settings, opts, HttpPolicy::default())
+            .await
+    }
+
+    /// One cycle with the clients' timeouts and retry limits set to `policy`.
+    pub async fn run_with_policy(
+        &self,
+        settings: &Settings,
+        opts: RunOptions,
+        policy: HttpPolicy,
+    ) -> Result<RunReport, CycleError> {
         let secrets = Secrets::from_file(&self.secrets_path).expect("secrets");
         let counters = Arc::new(ApiCounters::default());
-        let (sophos, cw) = build_clients(&self.env(), &secrets, counters.clone())
-            .await
-            .expect("clients");
+        let (sophos, cw) =
+            build_clients_with_policy(&self.env(), &secrets, counters.clone(), policy)
+                .await
+                .expect("clients");
         let store: &dyn Store = self.store.as_ref();
         let engine = Engine {
             store,
