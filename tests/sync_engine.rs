@@ -375,7 +375,14 @@ async fn dry_run_prints_the_plan_and_writes_nothing_anywhere() {
     assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
     assert!(h.store.list_audit(10, None).await.unwrap().is_empty());
     assert!(h.store.list_mappings().await.unwrap().is_empty());
-    assert!(h.store.list_customer_statuses().await.unwrap().is_empty());
+    assert!(
+        h.store
+            .list_customer_statuses(10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,7 +396,7 @@ async fn statuses_are_reported_for_the_error_codes() {
             assert_eq!(e.advice, e.code.advice());
         }
     }
-    let stored = h.store.list_customer_statuses().await.unwrap();
-    assert_eq!(stored.len(), report.customers.len());
+    let stored = h.store.list_customer_statuses(500, None).await.unwrap();
+    assert_eq!(stored.items.len(), report.customers.len());
     let _ = (ErrorCode::CwPermission, ProductAction::Skip);
 }
