@@ -18,6 +18,7 @@ pub async fn layer(
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    let _in_flight = InFlight::begin(&shared, api);
     let (fault, delay, seq) = {
         let mut s = lock(&shared);
         let seq = s.next_seq();
@@ -51,10 +52,7 @@ pub async fn layer(
     };
     let status = response.status().as_u16();
     let mut s = lock(&shared);
-    let counts = match api {
-        Api::Sophos => &mut s.counters.sophos,
-        Api::Connectwise => &mut s.counters.connectwise,
-    };
+    let counts = s.counts_mut(api);
     if method == "GET" {
         counts.reads += 1
     } else {
@@ -71,6 +69,29 @@ pub async fn layer(
         fault: fault_note,
     });
     response
+}
+
+/// Counts one request in flight from its start until it is answered or dropped
+/// (a client that gives up mid-request still ends it).
+struct InFlight {
+    shared: Shared,
+    api: Api,
+}
+
+impl InFlight {
+    fn begin(shared: &Shared, api: Api) -> Self {
+        lock(shared).begin_request(api);
+        Self {
+            shared: shared.clone(),
+            api,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.shared).end_request(self.api);
+    }
 }
 
 /// Builds the faulty response. `applied` is the real response when the request was
