@@ -44,10 +44,7 @@ fn settings(concurrency: u64) -> Value {
     let codes: std::collections::BTreeMap<String, String> =
         serde_json::from_value(s["productCodes"].clone()).expect("codes");
     let table = sophos_cw_sync::domain::products::code_table(&codes);
-    let products: Vec<&String> = generate::PRODUCTS
-        .iter()
-        .map(|(c, _)| &table[*c])
-        .collect();
+    let products: Vec<&String> = generate::PRODUCTS.iter().map(|(c, _)| &table[*c]).collect();
     s["products"] = json!(products);
     s
 }
@@ -82,13 +79,17 @@ fn run_sync(binary: &Path, envs: &[(String, String)], out: &Path) -> (f64, f64, 
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = started.elapsed().as_secs_f64();
-    assert_eq!(reaped, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        reaped,
+        pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
     // Linux reports ru_maxrss in KiB.
     let peak_mb = usage.ru_maxrss as f64 / 1024.0;
     let text = std::fs::read_to_string(out).expect("read report");
-    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("the sync printed no JSON report (exit status {status}): {e}")
-    });
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the sync printed no JSON report (exit status {status}): {e}"));
     (wall, peak_mb, report)
 }
 
