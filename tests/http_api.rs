@@ -955,3 +955,43 @@ async fn a_cycle_that_cannot_start_is_marked_failed_and_frees_the_lease() {
     let next = api.sync(&json!({})).await;
     assert_eq!(api.finished(&next).await["status"], "partial");
 }
+
+/// `connectwiseConcurrency` is checked when set, and the cycle keeps to it: at 1,
+/// ConnectWise never sees two requests at once (the simulator's high-water mark).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connectwise_concurrency_setting_is_validated_and_bounds_requests_in_flight() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let (_, current) = api.get("/settings").await;
+    assert_eq!(current["connectwiseConcurrency"], 4, "the default");
+    for bad in [json!(0), json!(33)] {
+        let mut s = current.clone();
+        s["connectwiseConcurrency"] = bad.clone();
+        let (status, answer) = api.send("PUT", "/settings", &s).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("connectwiseConcurrency") && error.contains("from 1 to 32"),
+            "{error}"
+        );
+    }
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+
+    let mut s = current.clone();
+    s["connectwiseConcurrency"] = json!(1);
+    let (status, answer) = api.send("PUT", "/settings", &s).await;
+    assert_eq!(status, 200, "{answer}");
+    h.sim.set_latency(
+        sophos_cw_sim::Api::Connectwise,
+        sophos_cw_sim::Latency {
+            fixed_ms: 5,
+            jitter_ms: 0,
+        },
+    );
+    h.sim.clear_requests();
+    let run_id = api.sync(&json!({})).await;
+    let run = api.finished(&run_id).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(h.cw_writes(), 6, "the demo's writes");
+    assert_eq!(h.sim.counters().connectwise.max_in_flight, 1);
+}
