@@ -171,9 +171,17 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## bench: one cycle over a generated partner (2000 tenants) against the simulators; prints figures
-bench:
-	cargo run --release --example bench_cycle -- $${TENANTS:-2000} $${PRODUCTS:-3} $${LATENCY_MS:-0}
+## bench: two cycles over a generated partner (5000 tenants, 20 ms latency) against the simulators, on SQLite and on DynamoDB (moto, started here); prints figures
+bench: venv
+	mkdir -p $(RUN_DIR)
+	cargo build --release --bin sophos-cw-sync
+	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(RUN_DIR)/bench-moto.log 2>&1 &
+	echo $$! > $(RUN_DIR)/bench-moto.pid
+	trap 'kill $$(cat $(RUN_DIR)/bench-moto.pid) 2>/dev/null || true' EXIT
+	for i in $$(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$(MOTO_PORT)/moto-api/ && break; sleep 0.1; done
+	export AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_REGION=us-east-1 \
+	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+	cargo run --quiet --release --example bench_cycle -- $${TENANTS:-5000} $${PRODUCTS:-3} $${LATENCY_MS:-20}
 
 clean:
 	rm -rf $(RUN_DIR) $(VENV)

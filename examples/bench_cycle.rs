@@ -1,15 +1,22 @@
-//! Benchmark: one sync cycle over a generated partner against the simulators,
-//! then a second (idempotent) cycle. Reports figures; asserts nothing about speed.
+//! Benchmark: one sync cycle over a generated partner against the simulators, then a
+//! second (idempotent) one, on the SQLite store and (with `AWS_ENDPOINT_URL`, as
+//! `make bench` sets it to a moto it starts) on DynamoDB. Reports figures; asserts
+//! nothing about speed.
 //!
-//! `make bench` or `cargo run --release --example bench_cycle -- [tenants] [products] [latency_ms]`
+//! The simulators run in this process; the sync runs as a child process (the release
+//! binary, `sync --json`), so the peak memory reported is the sync's alone (`wait4`'s
+//! resource usage of that child).
+//!
+//! `make bench` or `cargo run --release --example bench_cycle -- [tenants] [products]
+//! [latency_ms]`; `JITTER_MS` adds jitter (default 0), `CONCURRENCY` sets the
+//! `connectwiseConcurrency` setting (default 4). Build the binary first
+//! (`cargo build --release --bin sophos-cw-sync`; `make bench` does).
 
+use serde_json::{Value, json};
 use sophos_cw_sim::{Api, Latency, Sim, generate};
-use sophos_cw_sync::cli::build_clients;
-use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec};
-use sophos_cw_sync::http::ApiCounters;
-use sophos_cw_sync::store::sqlite::SqliteStore;
-use sophos_cw_sync::sync::engine::{Engine, RunOptions};
-use std::sync::Arc;
+use sophos_cw_sync::store::dynamodb::DynamoStore;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 fn arg(i: usize, default: u64) -> u64 {
@@ -19,85 +26,209 @@ fn arg(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn settings() -> Settings {
-    let mut s: Settings = serde_json::from_value(serde_json::json!({
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn settings(concurrency: u64) -> Value {
+    let mut s = json!({
         "agreementType": "Sophos MSP",
         "catalog": {"type": "Software", "category": "Security", "subcategory": "Endpoint", "unitOfMeasure": "Each"},
-        "month": generate::USAGE_MONTH
-    }))
-    .expect("valid settings");
-    let codes = sophos_cw_sync::domain::products::code_table(&s.product_codes);
-    s.products = generate::PRODUCTS
-        .iter()
-        .map(|(c, _)| codes[*c].clone())
-        .collect();
+        "month": generate::USAGE_MONTH,
+        "connectwiseConcurrency": concurrency,
+    });
+    // The generator bills codes of the built-in table (product-codes.md).
+    let table = sophos_cw_sync::domain::products::code_table(&Default::default());
+    let products: Vec<&String> = generate::PRODUCTS.iter().map(|(c, _)| &table[*c]).collect();
+    s["products"] = json!(products);
     s
+}
+
+/// One run's figures.
+struct Figures {
+    wall_s: f64,
+    status: String,
+    customers: usize,
+    sophos_calls: u64,
+    cw_calls: u64,
+    writes: u64,
+    max_in_flight: u64,
+    peak_rss_mb: f64,
+}
+
+/// Runs `sync --json` as a child with `envs`, waits for it with `wait4` (its own
+/// peak RSS), and reads its report.
+fn run_sync(binary: &Path, envs: &[(String, String)], out: &Path) -> (f64, f64, Value) {
+    let stdout = std::fs::File::create(out).expect("report file");
+    let started = Instant::now();
+    let child = Command::new(binary)
+        .args(["sync", "--json"])
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: plain FFI out-parameters; `pid` is our own child, reaped once here.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(
+        reaped,
+        pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    // Linux reports ru_maxrss in KiB.
+    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    let text = std::fs::read_to_string(out).expect("read report");
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the sync printed no JSON report (exit status {status}): {e}"));
+    (wall, peak_mb, report)
+}
+
+fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures {
+    Figures {
+        wall_s,
+        status: report["status"].as_str().unwrap_or("?").to_owned(),
+        customers: report["customers"].as_array().map_or(0, Vec::len),
+        sophos_calls: report["apiCalls"]["sophos"].as_u64().unwrap_or(0),
+        cw_calls: report["apiCalls"]["connectwise"].as_u64().unwrap_or(0),
+        writes: report["writes"].as_u64().unwrap_or(0),
+        max_in_flight: sim.counters().connectwise.max_in_flight,
+        peak_rss_mb,
+    }
+}
+
+fn print_row(store: &str, label: &str, f: &Figures, latency_ms: f64, concurrency: u64) {
+    let calls = f.sophos_calls + f.cw_calls;
+    let bound = 1.25 * calls as f64 * latency_ms / 1000.0 / concurrency as f64;
+    let within = if f.wall_s <= bound { "yes" } else { "NO" };
+    println!(
+        "| {store:<8} | {label:<6} | {:>8.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>8.2} ({within}) | {:>7.1} | {} / {} |",
+        f.wall_s,
+        f.sophos_calls,
+        f.cw_calls,
+        f.writes,
+        f.customers,
+        f.max_in_flight,
+        bound,
+        f.peak_rss_mb,
+        f.status,
+        if f.peak_rss_mb < 128.0 {
+            "<128 MB"
+        } else {
+            ">=128 MB"
+        },
+    );
+}
+
+fn binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sophos-cw-sync");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --bin sophos-cw-sync` (make bench does)",
+        path.display()
+    );
+    path
 }
 
 #[tokio::main]
 async fn main() {
-    let (tenants, products, latency) = (arg(1, 2000) as usize, arg(2, 3) as usize, arg(3, 0));
+    let (tenants, products, latency) = (arg(1, 5000) as usize, arg(2, 3) as usize, arg(3, 20));
+    let jitter = env_number("JITTER_MS", 0);
+    let concurrency = env_number("CONCURRENCY", 4);
+    let binary = binary();
     let scenario = generate::generate(tenants, products, 42);
     let sim = Sim::start(scenario.clone()).await.expect("simulators");
-    sim.set_latency(
-        Api::Connectwise,
-        Latency {
-            fixed_ms: latency,
-            jitter_ms: latency / 2,
-        },
-    );
-    sim.set_latency(
-        Api::Sophos,
-        Latency {
-            fixed_ms: latency,
-            jitter_ms: latency / 2,
-        },
-    );
+    for api in [Api::Connectwise, Api::Sophos] {
+        sim.set_latency(
+            api,
+            Latency {
+                fixed_ms: latency,
+                jitter_ms: jitter,
+            },
+        );
+    }
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("bench.db")).expect("store");
-    let secret = serde_json::json!({
+    let secret = json!({
         "sophos": {"clientId": scenario.sophos.client_id, "clientSecret": scenario.sophos.client_secret},
         "connectwise": {"site": sim.cw_url(), "companyId": scenario.connectwise.company_id,
             "publicKey": scenario.connectwise.public_key, "privateKey": scenario.connectwise.private_key,
             "clientId": scenario.connectwise.client_id}
     });
-    let secrets = Secrets::parse(&secret.to_string(), "bench").expect("secrets");
-    let env = Environment {
-        store: StoreSpec::Sqlite(dir.path().join("bench.db")),
-        secrets: SecretsSpec::File(dir.path().join("unused.json")),
-        sophos_id_url: sim.sophos_url(),
-        sophos_api_url: sim.sophos_url(),
-        settings_file: None,
-    };
-    let settings = settings();
+    let secrets_path = dir.path().join("secrets.json");
+    std::fs::write(&secrets_path, secret.to_string()).expect("secrets file");
+    let settings_path = dir.path().join("settings.json");
+    std::fs::write(&settings_path, settings(concurrency).to_string()).expect("settings file");
+    let common = vec![
+        (
+            "SYNC_SECRETS".to_owned(),
+            format!("file:{}", secrets_path.display()),
+        ),
+        (
+            "SYNC_SETTINGS".to_owned(),
+            settings_path.display().to_string(),
+        ),
+        ("SOPHOS_ID_URL".to_owned(), sim.sophos_url()),
+        ("SOPHOS_API_URL".to_owned(), sim.sophos_url()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ];
+
+    let mut stores = vec![(
+        "sqlite",
+        format!("sqlite:{}", dir.path().join("bench.db").display()),
+    )];
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()) {
+        let conf = aws_config::load_from_env().await;
+        let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &table);
+        store.create_table_if_missing().await.expect("create table");
+        store.enable_ttl().await.expect("enable ttl");
+        stores.push(("dynamodb", format!("dynamodb:{table}")));
+    } else {
+        println!("(AWS_ENDPOINT_URL is not set: DynamoDB is skipped; `make bench` starts moto)");
+    }
+
+    let mean_latency = latency as f64 + jitter as f64 / 2.0;
     println!(
-        "tenants {tenants}, products per tenant {products}, simulated latency {latency} ms (+ jitter)"
+        "tenants {tenants}, products per tenant {products}, latency {latency} ms + jitter 0..{jitter} ms, \
+         connectwiseConcurrency {concurrency}"
     );
-    for label in ["first cycle (creates)", "second cycle (no changes)"] {
-        let counters = Arc::new(ApiCounters::default());
-        let (sophos, cw) = build_clients(&env, &secrets, counters.clone())
-            .await
-            .expect("clients");
-        let engine = Engine {
-            store: &store,
-            sophos: &sophos,
-            cw: &cw,
-            counters,
-            settings: &settings,
-        };
-        let opts = RunOptions::new(generate::USAGE_MONTH.parse().unwrap(), false, "bench");
-        let started = Instant::now();
-        let report = engine.run(&opts).await.expect("cycle");
-        let secs = started.elapsed().as_secs_f64();
-        let calls = report.api_calls.sophos + report.api_calls.connectwise;
-        println!(
-            "{label:<28} {secs:>7.2} s  status {:?}  customers {}  writes {}  calls sophos {} connectwise {}  ({:.0} calls/s)",
-            report.status,
-            report.customers.len(),
-            report.writes,
-            report.api_calls.sophos,
-            report.api_calls.connectwise,
-            calls as f64 / secs
-        );
+    println!(
+        "bound = 1.25 x calls x {mean_latency} ms / {concurrency}; peak RSS of the sync process\n"
+    );
+    println!(
+        "| store    | run    | wall (s) | sophos |     cw | writes | custom. | max in flight | bound (s) | peak RSS (MB) | status |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, spec) in &stores {
+        sim.load(scenario.clone());
+        for api in [Api::Connectwise, Api::Sophos] {
+            sim.set_latency(
+                api,
+                Latency {
+                    fixed_ms: latency,
+                    jitter_ms: jitter,
+                },
+            );
+        }
+        let mut envs = common.clone();
+        envs.push(("SYNC_STORE".to_owned(), spec.clone()));
+        for label in ["first", "second"] {
+            sim.clear_requests();
+            let out = dir.path().join(format!("{name}-{label}.json"));
+            let (binary, envs, out2) = (binary.clone(), envs.clone(), out.clone());
+            let (wall, peak, report) =
+                tokio::task::spawn_blocking(move || run_sync(&binary, &envs, &out2))
+                    .await
+                    .expect("sync child");
+            let f = figures(&sim, wall, peak, &report);
+            print_row(name, label, &f, mean_latency, concurrency);
+        }
     }
 }

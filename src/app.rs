@@ -233,6 +233,9 @@ impl App {
         };
         opts.deadline = deadline;
         opts.deadline_margin = self.deadline_margin;
+        opts.concurrency = settings.connectwise_concurrency;
+        // Results go to the store as customers finish; the report keeps the counts.
+        opts.keep_customers = false;
         opts.lease_ttl = self.lease_ttl;
         opts.record_dry_run = true;
         let secrets = self.secrets.get().await?;

@@ -60,8 +60,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Recent runs, latest first.
+    /// Recent runs, latest first; with a run id, that run and all its customers.
     Runs {
+        run_id: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -144,7 +145,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Runs { json } => runs(store, json).await,
+        Command::Runs { run_id, json } => runs(store, run_id, json).await,
         Command::Audit { json } => audit(store, json).await,
         // Boxed: the server future is deep, and inlined it overflows the layout query.
         Command::Serve { addr } => Box::pin(crate::serve::run(&addr, env, shared))
@@ -208,6 +209,14 @@ pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
             "the month setting: {e} (or \"current\", \"previous\")"
         ))
     })?;
+    let max = crate::config::settings::MAX_CONNECTWISE_CONCURRENCY;
+    if !(1..=max).contains(&s.connectwise_concurrency) {
+        return Err(ConfigError(format!(
+            "connectwiseConcurrency is {}: set it to how many ConnectWise requests may be in flight at once, from 1 to {max} (default {}), e.g. {{\"connectwiseConcurrency\":4}}",
+            s.connectwise_concurrency,
+            crate::config::settings::DEFAULT_CONNECTWISE_CONCURRENCY
+        )));
+    }
     Ok(())
 }
 
@@ -305,6 +314,7 @@ async fn sync(
     let counters = Arc::new(ApiCounters::default());
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
     let mut opts = RunOptions::new(month, dry_run, "cli");
+    opts.concurrency = settings.connectwise_concurrency;
     opts.crash_after_writes = env_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
         opts.lease_ttl = std::time::Duration::from_secs(secs);
@@ -349,17 +359,59 @@ fn exit_code(report: &RunReport) -> u8 {
     }
 }
 
+/// Customers read per store call by `status` and `runs <id>`: what is printed is
+/// streamed, never held whole.
+const CLI_PAGE: usize = 200;
+
 async fn status(store: &dyn Store, json: bool) -> Result<u8, Failure> {
-    let mut statuses = store.list_customer_statuses().await?;
-    statuses.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    let reports: Vec<serde_json::Value> = statuses.into_iter().map(|s| s.report).collect();
+    let mut out =
+        crate::output::CustomerList::new(json, "no sync has run yet: run `sophos-cw-sync sync`");
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_customer_statuses(CLI_PAGE, after.as_deref())
+            .await?;
+        out.page(page.items.into_iter().map(|s| s.report));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.finish();
+    Ok(0)
+}
+
+/// `runs <id>`: the run's summary, then its customers page by page.
+async fn run_detail(store: &dyn Store, run_id: &str, json: bool) -> Result<u8, Failure> {
+    let Some(run) = store.get_run(run_id).await? else {
+        return Err(Failure::Other(format!(
+            "no run {run_id:?}: `sophos-cw-sync runs` lists the recent run ids"
+        )));
+    };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
-        );
+        // The record's fields, then `customers` streamed as the last one.
+        let record = serde_json::to_string_pretty(&run).unwrap_or_default();
+        let head = record.trim_end();
+        let head = head.strip_suffix('}').unwrap_or(head).trim_end();
+        println!("{head},\n  \"customers\":");
     } else {
-        crate::output::print_status(&reports);
+        crate::output::print_run_summary(&run);
+    }
+    let mut out = crate::output::CustomerList::new(json, "no customer results recorded");
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_run_customers(run_id, CLI_PAGE, after.as_deref())
+            .await?;
+        out.page(page.items.into_iter().map(|c| c.report));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.finish();
+    if json {
+        println!("}}");
     }
     Ok(0)
 }
@@ -421,7 +473,10 @@ async fn map(
     Ok(0)
 }
 
-async fn runs(store: &dyn Store, json: bool) -> Result<u8, Failure> {
+async fn runs(store: &dyn Store, run_id: Option<String>, json: bool) -> Result<u8, Failure> {
+    if let Some(id) = run_id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        return run_detail(store, id, json).await;
+    }
     let runs = store.list_runs(20, None).await?;
     if json {
         println!(

@@ -2,24 +2,14 @@
 //! Lambda's log agent turns it into metrics without an API call).
 
 use crate::store::RunStatus;
-use crate::sync::report::{CustomerState, RunReport};
+use crate::sync::report::RunReport;
 use serde_json::{Value, json};
 
 pub const NAMESPACE: &str = "SophosCwSync";
 
 pub fn emf_line(report: &RunReport, duration_ms: u64) -> Value {
-    let count = |state| {
-        report
-            .customers
-            .iter()
-            .filter(|c| c.status == state)
-            .count()
-    };
-    let errors = report
-        .customers
-        .iter()
-        .filter(|c| !c.errors.is_empty())
-        .count();
+    // Counted as customers finished, across every invocation of the run.
+    let counts = report.customer_counts;
     let failed = u64::from(report.status == RunStatus::Failed);
     let timestamp = report
         .finished_at
@@ -47,8 +37,8 @@ pub fn emf_line(report: &RunReport, duration_ms: u64) -> Value {
         "runId": report.run_id,
         "status": report.status,
         "RunsFailed": failed,
-        "CustomersSynced": count(CustomerState::Synced),
-        "CustomerErrors": errors,
+        "CustomersSynced": counts.synced,
+        "CustomerErrors": counts.with_errors,
         "Writes": report.writes,
         "SophosApiCalls": report.api_calls.sophos,
         "ConnectWiseApiCalls": report.api_calls.connectwise,
@@ -91,8 +81,15 @@ mod tests {
             errors: vec![],
             usage_available: true,
             catalog: vec![],
+            customer_counts: CustomerCounts {
+                total: 10,
+                synced: 7,
+                with_errors: 2,
+                ..CustomerCounts::default()
+            },
             customers: vec![],
             unassigned_usage: vec![],
+            unassigned_usage_omitted: 0,
             api_calls: ApiCalls {
                 sophos: 4,
                 connectwise: 9,
@@ -113,6 +110,8 @@ mod tests {
         assert_eq!(line["RunsFailed"], 1);
         assert_eq!(line["Writes"], 3);
         assert_eq!(line["ConnectWiseApiCalls"], 9);
+        assert_eq!(line["CustomersSynced"], 7, "from the run's counts");
+        assert_eq!(line["CustomerErrors"], 2);
         assert_eq!(emf_line(&report(RunStatus::Partial), 1)["RunsFailed"], 0);
         assert_eq!(emf_failure_line(Some("r2"))["RunsFailed"], 1);
     }

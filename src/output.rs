@@ -60,10 +60,8 @@ pub fn print_report(r: &RunReport) {
             );
         }
     }
-    println!(
-        "\n{:<38} {:<24} {:<9} {:<8} {:<10} agreement type",
-        "tenant", "name", "status", "company", "agreement"
-    );
+    println!();
+    print_customer_header();
     for c in &r.customers {
         print_customer(c);
     }
@@ -118,22 +116,110 @@ fn print_customer(c: &CustomerReport) {
     }
 }
 
-pub fn print_status(reports: &[serde_json::Value]) {
-    let customers: Vec<CustomerReport> = reports
-        .iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
-    if customers.is_empty() {
-        println!("no sync has run yet: run `sophos-cw-sync sync`");
-        return;
+/// Prints customers' results as they are read, a page at a time: a table (header
+/// once) or one JSON array, so a partner of any size is never held in memory whole.
+pub struct CustomerList {
+    json: bool,
+    empty_note: &'static str,
+    printed: usize,
+}
+
+impl CustomerList {
+    pub fn new(json: bool, empty_note: &'static str) -> Self {
+        Self {
+            json,
+            empty_note,
+            printed: 0,
+        }
     }
+
+    pub fn page(&mut self, reports: impl IntoIterator<Item = serde_json::Value>) {
+        for report in reports {
+            if self.json {
+                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                let sep = if self.printed == 0 { "[" } else { "," };
+                println!("{sep}\n{}", indent(&text));
+            } else {
+                let Ok(c) = serde_json::from_value::<CustomerReport>(report) else {
+                    continue;
+                };
+                if self.printed == 0 {
+                    print_customer_header();
+                }
+                print_customer(&c);
+            }
+            self.printed += 1;
+        }
+    }
+
+    pub fn finish(self) {
+        match (self.json, self.printed) {
+            (true, 0) => println!("[]"),
+            (true, _) => println!("]"),
+            (false, 0) => println!("{}", self.empty_note),
+            (false, _) => {}
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn print_customer_header() {
     println!(
         "{:<38} {:<24} {:<9} {:<8} {:<10} agreement type",
         "tenant", "name", "status", "company", "agreement"
     );
-    for c in &customers {
-        print_customer(c);
+}
+
+/// The head of `runs <id>`: the run's record and its summary counts.
+pub fn print_run_summary(run: &RunRecord) {
+    println!(
+        "run {}  month {}  status {}  trigger {}{}",
+        run.run_id,
+        run.month,
+        format!("{:?}", run.status).to_lowercase(),
+        run.trigger,
+        if run.dry_run { "  (dry run)" } else { "" }
+    );
+    let summary = &run.report;
+    if let Some(counts) = summary.get("customerCounts") {
+        let n = |k: &str| {
+            counts
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        println!(
+            "customers: {} ({} synced, {} error, {} unmapped, {} ignored; {} with errors)",
+            n("total"),
+            n("synced"),
+            n("error"),
+            n("unmapped"),
+            n("ignored"),
+            n("withErrors")
+        );
     }
+    for e in summary
+        .get("errors")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "ERROR {}: {}",
+            e["code"].as_str().unwrap_or("?"),
+            e["message"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(writes) = summary.get("writes") {
+        println!("ConnectWise writes: {writes}");
+    }
+    println!();
 }
 
 pub fn print_runs(runs: &[RunRecord]) {

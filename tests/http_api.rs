@@ -248,7 +248,11 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
     assert!(run["finishedAt"].is_string());
     assert_eq!(run["report"]["runId"], run_id.as_str());
     assert_eq!(run["report"]["writes"], 6);
-    assert_eq!(run["report"]["customers"].as_array().unwrap().len(), 13);
+    // The record keeps a summary; the customers come as a page beside it.
+    assert!(run["report"].get("customers").is_none(), "{run}");
+    assert_eq!(run["report"]["customerCounts"]["total"], 13);
+    assert_eq!(run["customers"].as_array().unwrap().len(), 13);
+    assert_eq!(run["next"], Value::Null, "one page holds them all");
 
     // ConnectWise shows the demo result: Beta's addition 5 -> 8, Acme 42.
     let beta = h.additions_of(202);
@@ -372,6 +376,67 @@ async fn a_second_webhook_while_a_cycle_runs_gets_409_naming_it() {
     assert_eq!(h.cw_writes(), 0);
 }
 
+/// Follows `next` through every page of `path` (`?limit=` given), checking each page's
+/// size; returns the tenant ids in the order served.
+async fn tenant_ids_by_page(api: &Api, path: &str, limit: usize) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut url = format!("{path}?limit={limit}");
+    loop {
+        let (status, page) = api.get(&url).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let customers = page["customers"].as_array().unwrap();
+        assert!(customers.len() <= limit, "{page}");
+        ids.extend(
+            customers
+                .iter()
+                .map(|c| c["tenantId"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => url = format!("{path}?limit={limit}&after={next}"),
+            None => return (ids, pages),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runs_customers_and_the_status_are_served_in_pages() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let run_id = api.sync(&json!({})).await;
+    let run = api.finished(&run_id).await;
+    assert_eq!(run["report"]["customerCounts"]["total"], 13, "{run}");
+
+    let mut expected: Vec<String> = (1..=13).map(tenant).collect();
+    expected.sort();
+    for path in [format!("/runs/{run_id}"), "/status".to_owned()] {
+        let (ids, pages) = tenant_ids_by_page(&api, &path, 5).await;
+        assert_eq!(
+            ids, expected,
+            "{path}: every customer once, in tenant-id order"
+        );
+        assert_eq!(pages, 3, "{path}: 5 + 5 + 3");
+    }
+    let (_, page) = api.get(&format!("/runs/{run_id}?limit=5")).await;
+    assert_eq!(
+        page["runId"],
+        run_id.as_str(),
+        "each page carries the summary"
+    );
+    assert_eq!(page["status"], "partial");
+
+    for bad in [
+        format!("/runs/{run_id}?limit=0"),
+        format!("/runs/{run_id}?limit=501"),
+        "/status?limit=x".to_owned(),
+        "/status?page=2".to_owned(),
+    ] {
+        let (status, answer) = api.get(&bad).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_webhook_records_the_plan_and_writes_nothing() {
     let h = harness().await;
@@ -386,7 +451,7 @@ async fn a_dry_run_webhook_records_the_plan_and_writes_nothing() {
     assert_eq!(run["dryRun"], true, "{run}");
     assert_eq!(run["report"]["dryRun"], true);
     assert_eq!(run["report"]["writes"], 0);
-    let beta = run["report"]["customers"]
+    let beta = run["customers"]
         .as_array()
         .unwrap()
         .iter()
@@ -426,7 +491,7 @@ async fn mappings_are_set_listed_used_and_deleted() {
 
     let first = api.sync(&json!({})).await;
     let run = api.finished(&first).await;
-    let kappa_report = run["report"]["customers"]
+    let kappa_report = run["customers"]
         .as_array()
         .unwrap()
         .iter()
@@ -456,7 +521,7 @@ async fn mappings_are_set_listed_used_and_deleted() {
     // The next cycle maps Kappa onto its agreement 210 and creates its addition.
     let second = api.sync(&json!({})).await;
     let run = api.finished(&second).await;
-    let kappa_report = run["report"]["customers"]
+    let kappa_report = run["customers"]
         .as_array()
         .unwrap()
         .iter()
@@ -904,4 +969,44 @@ async fn a_cycle_that_cannot_start_is_marked_failed_and_frees_the_lease() {
     h.store.put_settings(&demo_settings()).await.unwrap();
     let next = api.sync(&json!({})).await;
     assert_eq!(api.finished(&next).await["status"], "partial");
+}
+
+/// `connectwiseConcurrency` is checked when set, and the cycle keeps to it: at 1,
+/// ConnectWise never sees two requests at once (the simulator's high-water mark).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connectwise_concurrency_setting_is_validated_and_bounds_requests_in_flight() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let (_, current) = api.get("/settings").await;
+    assert_eq!(current["connectwiseConcurrency"], 4, "the default");
+    for bad in [json!(0), json!(33)] {
+        let mut s = current.clone();
+        s["connectwiseConcurrency"] = bad.clone();
+        let (status, answer) = api.send("PUT", "/settings", &s).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("connectwiseConcurrency") && error.contains("from 1 to 32"),
+            "{error}"
+        );
+    }
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+
+    let mut s = current.clone();
+    s["connectwiseConcurrency"] = json!(1);
+    let (status, answer) = api.send("PUT", "/settings", &s).await;
+    assert_eq!(status, 200, "{answer}");
+    h.sim.set_latency(
+        sophos_cw_sim::Api::Connectwise,
+        sophos_cw_sim::Latency {
+            fixed_ms: 5,
+            jitter_ms: 0,
+        },
+    );
+    h.sim.clear_requests();
+    let run_id = api.sync(&json!({})).await;
+    let run = api.finished(&run_id).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(h.cw_writes(), 6, "the demo's writes");
+    assert_eq!(h.sim.counters().connectwise.max_in_flight, 1);
 }

@@ -5,10 +5,12 @@
 mod support;
 
 use async_trait::async_trait;
-use sophos_cw_sim::{Api, Latency, generate};
+use sophos_cw_sim::{Api, Latency, Scenario, generate};
 use sophos_cw_sync::app::{App, Invoker, RunRequest, SecretsCache, StartOutcome};
 use sophos_cw_sync::config::Settings;
-use sophos_cw_sync::store::{RunStatus, Store};
+use sophos_cw_sync::store::dynamodb::DynamoStore;
+use sophos_cw_sync::store::{MAX_PAGE, RunStatus, Store};
+use sophos_cw_sync::sync::report::CustomerReport;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,10 +41,15 @@ fn settings() -> Settings {
 }
 
 async fn app_for(h: &Harness, invoker: Arc<QueueInvoker>) -> App {
-    h.store.put_settings(&settings()).await.unwrap();
+    app_on(h, h.store.clone(), invoker).await
+}
+
+/// The app over `store` (e.g. DynamoDB on moto) with the harness's simulators.
+async fn app_on(h: &Harness, store: Arc<dyn Store>, invoker: Arc<QueueInvoker>) -> App {
+    store.put_settings(&settings()).await.unwrap();
     let env = h.env();
     App {
-        store: h.store.clone(),
+        store,
         secrets: SecretsCache::new(env.secrets.clone(), None, Duration::from_secs(300)),
         env,
         invoker,
@@ -67,6 +74,53 @@ fn additions_by_key(h: &Harness) -> BTreeMap<(i64, String), Vec<f64>> {
             .push(a["quantity"].as_f64().unwrap());
     }
     map
+}
+
+/// A run's stored customer results, read a page at a time.
+async fn run_customers(store: &dyn Store, run_id: &str) -> Vec<CustomerReport> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_run_customers(run_id, MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|c| serde_json::from_value::<CustomerReport>(c.report).unwrap()),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
+    }
+}
+
+/// What ConnectWise must end with for a generated scenario, from its usage lines:
+/// tenant `i` (1-based) has agreement 200000+i unless it is every 50th (no
+/// company); one addition per product with the month's summed quantity.
+fn expected_additions(scenario: &Scenario) -> BTreeMap<(i64, String), Vec<f64>> {
+    let codes = sophos_cw_sync::domain::products::code_table(&settings().product_codes);
+    let agreement_of: BTreeMap<&str, i64> = scenario
+        .sophos
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t["id"].as_str().unwrap(), k as i64 + 1))
+        .filter(|(_, i)| i % 50 != 0)
+        .map(|(id, i)| (id, 200_000 + i))
+        .collect();
+    let mut sums: BTreeMap<(i64, String), f64> = BTreeMap::new();
+    for line in &scenario.sophos.usage[generate::USAGE_MONTH] {
+        let Some(agreement) = agreement_of.get(line["accountId"].as_str().unwrap()) else {
+            continue;
+        };
+        let identifier = codes[line["productCode"].as_str().unwrap()].clone();
+        *sums.entry((*agreement, identifier)).or_default() +=
+            line["billableQuantity"].as_f64().unwrap();
+    }
+    sums.into_iter().map(|(k, q)| (k, vec![q])).collect()
 }
 
 fn catalog_identifiers(h: &Harness) -> Vec<String> {
@@ -126,13 +180,22 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
     assert!(invocations > 2, "needed {invocations} invocations");
     assert_eq!(last.status, RunStatus::Partial);
     assert_eq!(
-        last.customers.len(),
-        120,
-        "every tenant once in the final report"
+        last.customer_counts.total, 120,
+        "every tenant counted once across invocations"
+    );
+    assert!(
+        last.customers.is_empty(),
+        "the service keeps results in the store"
     );
     let stored = h.store.get_run(&run_id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Partial);
-    assert_eq!(stored.report["customers"].as_array().unwrap().len(), 120);
+    assert_eq!(stored.report["customerCounts"]["total"], 120);
+    let customers = run_customers(h.store.as_ref(), &run_id).await;
+    assert_eq!(
+        customers.len(),
+        120,
+        "every tenant once in the stored results"
+    );
 
     // Same final state, same number of writes, no duplicates.
     assert_eq!(additions_by_key(&h), additions_by_key(&long));
@@ -214,4 +277,78 @@ async fn a_scheduled_tick_runs_once_but_a_failed_one_runs_again_on_redelivery() 
         .unwrap();
     assert_ne!(next.run_id, report.run_id);
     assert_eq!(next.writes, 0);
+}
+
+/// The failing case: a run over more than 2,000 customers, in Lambda (short
+/// invocations continuing each other) on DynamoDB (moto, which enforces the 400 KB
+/// item limit). The run is recorded whole, customer by customer; ConnectWise ends
+/// with exactly the usage, one addition each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocations() {
+    let tenants = 2_100;
+    let scenario = generate::generate(tenants, 1, 11);
+    let expected = expected_additions(&scenario);
+    let h = Harness::with_scenario(scenario).await;
+    let conf = support::moto::aws_config().await;
+    let dynamo = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        support::moto::unique_name("invocations-"),
+    );
+    dynamo.create_table_if_missing().await.unwrap();
+    dynamo.enable_ttl().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(dynamo);
+    let queue = Arc::new(QueueInvoker::default());
+    let app = app_on(&h, store.clone(), queue.clone()).await;
+    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+        panic!("the lease is free")
+    };
+    let mut invocations = 0;
+    let mut last = None;
+    loop {
+        let next = queue.0.lock().unwrap().pop();
+        let Some(next) = next else { break };
+        invocations += 1;
+        assert!(invocations < 10, "the cycle must make progress");
+        // The first invocation is out of time at once (it syncs one customer), the
+        // next two get a few seconds, the last runs to the end: several invocations
+        // whatever the machine's speed, each re-reading a growing stored part.
+        let now = tokio::time::Instant::now();
+        let deadline = match invocations {
+            1 => Some(now),
+            2 | 3 => Some(now + Duration::from_secs(3)),
+            _ => None,
+        };
+        last = Some(app.run_job(&next, deadline).await.unwrap());
+    }
+    let last = last.unwrap();
+    assert!(invocations >= 2, "needed {invocations} invocations");
+    assert_eq!(last.status, RunStatus::Partial, "every 50th has no company");
+
+    // Recorded whole: the summary's counts and every customer, read back in pages.
+    let stored = store.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Partial);
+    let counts = &stored.report["customerCounts"];
+    assert_eq!(counts["total"], tenants, "{counts}");
+    assert_eq!(counts["unmapped"], tenants / 50, "{counts}");
+    assert!(stored.report.get("customers").is_none());
+    let customers = run_customers(store.as_ref(), &run_id).await;
+    let ids: std::collections::BTreeSet<&str> =
+        customers.iter().map(|c| c.tenant_id.as_str()).collect();
+    assert_eq!(customers.len(), tenants, "every customer recorded");
+    assert_eq!(ids.len(), tenants, "each once");
+    let statuses = store.list_customer_statuses(MAX_PAGE, None).await.unwrap();
+    assert_eq!(statuses.items.len(), MAX_PAGE, "statuses page too");
+    assert!(statuses.next.is_some());
+
+    // ConnectWise: exactly the usage, one active addition per product, no duplicate.
+    let actual = additions_by_key(&h);
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
+    assert_eq!(last.writes, h.cw_writes(), "every write counted once");
+    let audit = store.list_audit(100_000, Some(&run_id)).await.unwrap();
+    assert_eq!(
+        audit.len() as u64,
+        h.cw_writes(),
+        "one audit entry per write"
+    );
 }

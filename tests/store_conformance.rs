@@ -19,8 +19,11 @@ use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::store::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
-    MappingKind, RunRecord, RunStatus, Store, StoreError,
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, MAX_PAGE,
+    Mapping, MappingKind, RunCustomer, RunRecord, RunStatus, Store, StoreError,
+};
+use sophos_cw_sync::sync::report::{
+    CustomerReport, CustomerState, ErrorCode, ErrorReport, ProductAction, ProductReport,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,6 +132,8 @@ conformance!(
     audit_append_and_list_latest_first,
     audit_many_entries,
     lists_span_several_pages,
+    run_customers_page_by_tenant_within_their_run,
+    a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
     lease_lifecycle,
     lease_expired_can_be_taken_over,
     lease_race_has_one_winner,
@@ -336,7 +341,13 @@ async fn additions_put_replace_list_delete(f: &Fixture) {
 
 async fn customer_statuses_replace_per_tenant(f: &Fixture) {
     let s = f.store();
-    assert!(s.list_customer_statuses().await.unwrap().is_empty());
+    assert!(
+        s.list_customer_statuses(10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let status = |tenant: &str, run_id: &str, n: i64| CustomerStatus {
         tenant_id: tenant.to_owned(),
         run_id: run_id.to_owned(),
@@ -347,9 +358,27 @@ async fn customer_statuses_replace_per_tenant(f: &Fixture) {
     s.put_customer_status(&status("t2", "r1", 2)).await.unwrap();
     s.put_customer_status(&status("t1", "r2", 3)).await.unwrap();
 
-    let mut all = s.list_customer_statuses().await.unwrap();
-    all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    assert_eq!(all, vec![status("t1", "r2", 3), status("t2", "r1", 2)]);
+    let all = s.list_customer_statuses(10, None).await.unwrap();
+    assert_eq!(
+        all.items,
+        vec![status("t1", "r2", 3), status("t2", "r1", 2)]
+    );
+    assert_eq!(all.next, None, "the last page");
+    assert_eq!(
+        s.get_customer_status("t2").await.unwrap(),
+        Some(status("t2", "r1", 2))
+    );
+    assert_eq!(s.get_customer_status("t9").await.unwrap(), None);
+    // Pages follow the tenant-id cursor.
+    let first = s.list_customer_statuses(1, None).await.unwrap();
+    assert_eq!(first.items, vec![status("t1", "r2", 3)]);
+    assert_eq!(first.next.as_deref(), Some("t1"));
+    let second = s.list_customer_statuses(1, Some("t1")).await.unwrap();
+    assert_eq!(second.items, vec![status("t2", "r1", 2)]);
+    let batch: Vec<CustomerStatus> = (3..6).map(|i| status(&format!("t{i}"), "r3", i)).collect();
+    s.put_customer_statuses(&batch).await.unwrap();
+    let after = s.list_customer_statuses(10, Some("t2")).await.unwrap();
+    assert_eq!(after.items, batch);
 }
 
 async fn runs_put_get_replace(f: &Fixture) {
@@ -497,7 +526,8 @@ async fn lists_span_several_pages(f: &Fixture) {
             .await
             .unwrap();
     }
-    assert_eq!(s.list_customer_statuses().await.unwrap().len(), n as usize);
+    let statuses = s.list_customer_statuses(100, None).await.unwrap();
+    assert_eq!(statuses.items.len(), n as usize);
 
     let runs = s.list_runs(100, None).await.unwrap();
     let expected: Vec<String> = (0..n).rev().map(|i| format!("run-{i:02}")).collect();
@@ -513,6 +543,127 @@ async fn lists_span_several_pages(f: &Fixture) {
         n as usize
     );
     assert_eq!(s.list_audit(100, None).await.unwrap().len(), 2 * n as usize);
+}
+
+fn run_customer(run_id: &str, tenant: &str, report: serde_json::Value) -> RunCustomer {
+    RunCustomer {
+        run_id: run_id.to_owned(),
+        tenant_id: tenant.to_owned(),
+        report,
+        expires_at: Some(t0() + chrono::Duration::days(90)),
+    }
+}
+
+async fn run_customers_page_by_tenant_within_their_run(f: &Fixture) {
+    let s = f.store();
+    let empty = s.list_run_customers("r1", 10, None).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next.is_none());
+    let r1: Vec<RunCustomer> = ["t3", "t1", "t2"]
+        .iter()
+        .map(|t| run_customer("r1", t, serde_json::json!({"tenantId": t, "v": 1})))
+        .collect();
+    s.put_run_customers(&r1).await.unwrap();
+    s.put_run_customers(&[run_customer("r2", "t0", serde_json::json!({"other": true}))])
+        .await
+        .unwrap();
+    // A put replaces the same customer's result in the same run.
+    let t2_again = run_customer("r1", "t2", serde_json::json!({"tenantId": "t2", "v": 2}));
+    s.put_run_customers(std::slice::from_ref(&t2_again))
+        .await
+        .unwrap();
+
+    let first = s.list_run_customers("r1", 2, None).await.unwrap();
+    assert_eq!(ids(&first.items, |c| &c.tenant_id), ["t1", "t2"]);
+    assert_eq!(first.items[1], t2_again);
+    assert_eq!(first.next.as_deref(), Some("t2"));
+    let rest = s
+        .list_run_customers("r1", 2, first.next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![r1[0].clone()]);
+    assert_eq!(rest.next, None, "a short page is the last");
+    let r2 = s.list_run_customers("r2", 10, None).await.unwrap();
+    assert_eq!(ids(&r2.items, |c| &c.tenant_id), ["t0"], "runs do not mix");
+    // A limit past the bound is brought into it, not refused.
+    let all = s.list_run_customers("r1", 1_000_000, None).await.unwrap();
+    assert_eq!(all.items.len(), 3);
+}
+
+/// A customer's result as a run produces it, with an error of realistic length
+/// (ConnectWise's validation message plus the advice).
+fn customer_report(i: usize) -> CustomerReport {
+    let message = format!(
+        "ConnectWise rejected POST /finance/agreements/{}/additions (400 Bad Request):          {{\"code\":\"InvalidObject\",\"message\":\"addition object is invalid\",         \"errors\":[{{\"code\":\"InvalidField\",\"message\":\"The product          Sophos_Intercept_X_Advanced_for_Server_with_XDR is inactive and cannot be added          to agreement Sophos MSP - Customer {i:05}.\",\"resource\":\"addition\",         \"field\":\"product\"}}]}}",
+        10_000 + i
+    );
+    CustomerReport {
+        tenant_id: format!("0f8a3c52-{i:04x}-4d1e-9b7a-{i:012x}"),
+        tenant_name: format!("Customer {i:05} Holdings GmbH & Co. KG"),
+        status: CustomerState::Error,
+        reason: None,
+        company_id: Some(10_000 + i as i64),
+        company_identifier: Some(format!("CUST{i:05}")),
+        agreement_id: Some(20_000 + i as i64),
+        agreement_name: Some(format!("Sophos MSP - Customer {i:05}")),
+        agreement_type: Some("Sophos MSP".into()),
+        products: vec![ProductReport {
+            identifier: "Sophos_Intercept_X_Advanced_for_Server_with_XDR".into(),
+            sophos_quantity: 12.0,
+            previous_quantity: Some(11.0),
+            new_quantity: Some(12.0),
+            addition_id: Some(30_000 + i as i64),
+            action: ProductAction::Skip,
+        }],
+        errors: vec![ErrorReport::new(ErrorCode::CwValidation, message)],
+    }
+}
+
+/// The scale: one run over 5,000 customers, each with an error, is stored
+/// (in the engine's batches of 25) and read back whole, a page at a time; nothing
+/// hits DynamoDB's 400 KB item limit (moto enforces it).
+async fn a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages(f: &Fixture) {
+    let s = f.store();
+    let n = 5_000;
+    let reports: Vec<CustomerReport> = (0..n).map(customer_report).collect();
+    let mut summary = run("r-5000", RunStatus::Partial);
+    summary.report = serde_json::json!({
+        "customerCounts": {"total": n, "error": n, "withErrors": n, "errors": n}
+    });
+    s.put_run(&summary).await.unwrap();
+    for chunk in reports.chunks(25) {
+        let items: Vec<RunCustomer> = chunk
+            .iter()
+            .map(|c| run_customer("r-5000", &c.tenant_id, serde_json::to_value(c).unwrap()))
+            .collect();
+        s.put_run_customers(&items).await.unwrap();
+    }
+
+    let mut read: Vec<CustomerReport> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .list_run_customers("r-5000", MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= MAX_PAGE);
+        pages += 1;
+        read.extend(
+            page.items
+                .into_iter()
+                .map(|c| serde_json::from_value::<CustomerReport>(c.report).unwrap()),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= n / MAX_PAGE, "{pages} pages");
+    let mut expected = reports;
+    expected.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    assert_eq!(read.len(), n, "every customer once");
+    assert_eq!(read, expected, "read back exactly, in tenant-id order");
+    assert_eq!(s.get_run("r-5000").await.unwrap(), Some(summary));
 }
 
 async fn lease_lifecycle(f: &Fixture) {
@@ -824,6 +975,66 @@ mod sqlite_only {
 
 mod dynamodb_only {
     use super::*;
+
+    /// DynamoDB's own limit (moto enforces it): the error says the item is too
+    /// large, keeps DynamoDB's message, and does not blame the key schema.
+    #[tokio::test]
+    async fn an_item_over_400_kb_is_reported_as_too_large_not_as_key_schema() {
+        let (_conf, store) = new_dynamo_table().await;
+        let mut r = run("r-huge", RunStatus::Succeeded);
+        r.report = big_value(450_000);
+        let err = store.put_run(&r).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+        assert!(!err.is_retryable(), "the same write fails again");
+        assert!(msg.contains("400 KB"), "{msg}");
+        assert!(
+            msg.to_ascii_lowercase().contains("item size"),
+            "DynamoDB's own message is kept: {msg}"
+        );
+        assert!(!msg.contains("key schema"), "{msg}");
+        // The batch write of run customers reports the same way.
+        let big = super::run_customer("r-huge", "t1", big_value(450_000));
+        let err = store.put_run_customers(&[big]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+        assert!(!err.to_string().contains("key schema"), "{err}");
+    }
+
+    /// A table with another key schema is told apart: that one is the key schema.
+    #[tokio::test]
+    async fn a_table_with_another_key_schema_is_reported_as_such() {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let conf = moto::aws_config().await;
+        let client = Client::new(&conf);
+        let table = moto::unique_name("wrong-keys-");
+        client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let store = DynamoStore::new(client, &table);
+        let err = store.get_run("r1").await.unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+        assert!(err.to_string().contains("key schema"), "{err}");
+    }
 
     async fn raw_item(
         client: &Client,

@@ -375,7 +375,14 @@ async fn dry_run_prints_the_plan_and_writes_nothing_anywhere() {
     assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
     assert!(h.store.list_audit(10, None).await.unwrap().is_empty());
     assert!(h.store.list_mappings().await.unwrap().is_empty());
-    assert!(h.store.list_customer_statuses().await.unwrap().is_empty());
+    assert!(
+        h.store
+            .list_customer_statuses(10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -518,7 +525,74 @@ async fn statuses_are_reported_for_the_error_codes() {
             assert_eq!(e.advice, e.expected_advice());
         }
     }
-    let stored = h.store.list_customer_statuses().await.unwrap();
-    assert_eq!(stored.len(), report.customers.len());
+    let stored = h.store.list_customer_statuses(500, None).await.unwrap();
+    assert_eq!(stored.items.len(), report.customers.len());
     let _ = (ErrorCode::CwPermission, ProductAction::Skip);
+}
+
+/// `status` and `runs <id>` read the store page by page (more customers than one
+/// page) and still print every customer once, as one valid JSON document.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_status_and_run_detail_read_every_customer_page_by_page() {
+    let tenants = 450; // more than two of the CLI's pages of 200
+    let h = Harness::with_scenario(sophos_cw_sim::generate::generate(tenants, 1, 5)).await;
+    let mut settings = demo_settings();
+    settings.products.clear(); // map and report only: quick, and nothing is written
+    settings.month = sophos_cw_sim::generate::USAGE_MONTH.into();
+    std::fs::write(
+        h.dir.path().join("settings.json"),
+        serde_json::to_string(&settings).unwrap(),
+    )
+    .unwrap();
+    let sync = h.cli(&["sync", "--json"], &[]).await;
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let report: Value = serde_json::from_slice(&sync.stdout).unwrap();
+    assert_eq!(report["customers"].as_array().unwrap().len(), tenants);
+    assert_eq!(report["customerCounts"]["total"], tenants);
+    let run_id = report["runId"].as_str().unwrap().to_owned();
+    let mut expected: Vec<String> = report["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tenantId"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    let ids = |customers: &Value| -> Vec<String> {
+        customers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["tenantId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let status = h.cli(&["status", "--json"], &[]).await;
+    assert!(status.status.success());
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(ids(&status), expected, "every customer once, by tenant id");
+
+    let detail = h.cli(&["runs", &run_id, "--json"], &[]).await;
+    assert!(
+        detail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detail.stderr)
+    );
+    let detail: Value = serde_json::from_slice(&detail.stdout).unwrap();
+    assert_eq!(detail["runId"], run_id.as_str());
+    assert_eq!(detail["report"]["customerCounts"]["total"], tenants);
+    assert_eq!(ids(&detail["customers"]), expected);
+
+    let table = h.cli(&["runs", &run_id], &[]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains(&format!("customers: {tenants} (")), "{text}");
+    assert_eq!(text.matches("agreement type").count(), 1, "one header");
+    assert!(expected.iter().all(|t| text.contains(t.as_str())));
+
+    let missing = h.cli(&["runs", "r-none"], &[]).await;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no run \"r-none\""));
 }

@@ -8,7 +8,7 @@
 //! | `PUT /_sim/scenario` | load a scenario (body: scenario JSON); resets everything |
 //! | `POST /_sim/reset` | reload the current scenario's initial data |
 //! | `GET /_sim/requests`, `DELETE /_sim/requests` | the request log; clearing also zeroes counters |
-//! | `GET /_sim/counters` | reads and writes per API |
+//! | `GET /_sim/counters` | reads, writes and the most requests in flight at once (`maxInFlight`), per API |
 //! | `PUT /_sim/latency` | `{"api":"connectwise","fixedMs":20,"jitterMs":10}` |
 //! | `GET/POST/DELETE /_sim/faults` | list, add (`Fault` JSON), clear injected faults |
 //! | `POST /_sim/clock` | `{"advanceSeconds":3601}` moves the clock (token expiry) |

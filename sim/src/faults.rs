@@ -18,6 +18,7 @@ pub async fn layer(
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    let _in_flight = InFlight::begin(&shared, api);
     let (fault, delay, seq) = {
         let mut s = lock(&shared);
         let seq = s.next_seq();
@@ -29,10 +30,7 @@ pub async fn layer(
         let fault = s.take_fault(api, &method, &path);
         // Logged and counted on arrival: a request the server is still holding
         // (a hang) was seen all the same; `Answer` fills in its status.
-        let counts = match api {
-            Api::Sophos => &mut s.counters.sophos,
-            Api::Connectwise => &mut s.counters.connectwise,
-        };
+        let counts = s.counts_mut(api);
         if method == "GET" {
             counts.reads += 1
         } else {
@@ -97,6 +95,29 @@ impl Drop for Answer {
             logged.status = self.status;
             logged.duration_ms = self.started.elapsed().as_millis() as u64;
         }
+    }
+}
+
+/// Counts one request in flight from its start until it is answered or dropped
+/// (a client that gives up mid-request still ends it).
+struct InFlight {
+    shared: Shared,
+    api: Api,
+}
+
+impl InFlight {
+    fn begin(shared: &Shared, api: Api) -> Self {
+        lock(shared).begin_request(api);
+        Self {
+            shared: shared.clone(),
+            api,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.shared).end_request(self.api);
     }
 }
 

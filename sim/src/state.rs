@@ -36,6 +36,10 @@ pub struct LoggedRequest {
 pub struct ApiCounts {
     pub reads: u64,
     pub writes: u64,
+    /// The most requests of this API in flight at once since the counters were
+    /// last reset (the client's concurrency, as the vendor sees it).
+    #[serde(default, rename = "maxInFlight")]
+    pub max_in_flight: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -138,6 +142,8 @@ pub struct SimState {
     pub clock_offset: Duration,
     pub log: Vec<LoggedRequest>,
     pub counters: Counters,
+    /// Requests being answered now, per API (not reset with the counters).
+    in_flight: HashMap<Api, u64>,
     pub latency: HashMap<Api, Latency>,
     pub faults: Vec<Fault>,
     seq: u64,
@@ -154,6 +160,7 @@ impl SimState {
             clock_offset: Duration::zero(),
             log: Vec::new(),
             counters: Counters::default(),
+            in_flight: HashMap::new(),
             latency: HashMap::new(),
             faults: Vec::new(),
             seq: 0,
@@ -195,6 +202,28 @@ impl SimState {
         self.counters = Counters::default();
         self.faults.clear();
         self.latency.clear();
+    }
+
+    /// A request of `api` starts: counts it in flight and raises the high-water mark.
+    pub fn begin_request(&mut self, api: Api) {
+        let now = self.in_flight.entry(api).or_default();
+        *now += 1;
+        let now = *now;
+        let counts = self.counts_mut(api);
+        counts.max_in_flight = counts.max_in_flight.max(now);
+    }
+
+    /// A request of `api` is answered (or dropped).
+    pub fn end_request(&mut self, api: Api) {
+        let now = self.in_flight.entry(api).or_default();
+        *now = now.saturating_sub(1);
+    }
+
+    pub fn counts_mut(&mut self, api: Api) -> &mut ApiCounts {
+        match api {
+            Api::Sophos => &mut self.counters.sophos,
+            Api::Connectwise => &mut self.counters.connectwise,
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {

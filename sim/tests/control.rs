@@ -211,6 +211,41 @@ async fn request_log_and_counters_split_reads_and_writes_per_api() {
 }
 
 #[tokio::test]
+async fn counters_keep_the_most_requests_in_flight_until_reset() {
+    let (sim, cw) = demo().await;
+    cw.get("company/companies").send().await.unwrap();
+    cw.get("company/companies").send().await.unwrap();
+    assert_eq!(
+        sim.counters().connectwise.max_in_flight,
+        1,
+        "one after another"
+    );
+    // Three at once, each held by the latency long enough to overlap.
+    sim.set_latency(
+        Api::Connectwise,
+        Latency {
+            fixed_ms: 300,
+            jitter_ms: 0,
+        },
+    );
+    let (a, b, c) = tokio::join!(
+        cw.get("company/companies").send(),
+        cw.get("finance/agreements").send(),
+        cw.get("procurement/catalog").send()
+    );
+    for r in [a, b, c] {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.connectwise.max_in_flight, 3);
+    assert_eq!(counters.sophos.max_in_flight, 0, "per API");
+    sim.clear_requests();
+    assert_eq!(sim.counters().connectwise.max_in_flight, 0, "reset");
+    cw.get("company/companies").send().await.unwrap();
+    assert_eq!(sim.counters().connectwise.max_in_flight, 1);
+}
+
+#[tokio::test]
 async fn control_api_over_http() {
     let (sim, cw) = demo().await;
     let http = client();

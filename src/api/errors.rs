@@ -111,7 +111,7 @@ impl From<StoreError> for ApiError {
             StoreError::Config(_) => ApiError::unavailable(
                 "the store is misconfigured: the operator can find the cause in the service log",
             ),
-            StoreError::Corrupt(_) => ApiError::internal(),
+            StoreError::Corrupt(_) | StoreError::Rejected(_) => ApiError::internal(),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{ApiResponse, ok};
 use crate::app::{App, StartOutcome};
 use crate::config::Settings;
 use crate::domain::month::Month;
-use crate::store::{Mapping, MappingKind};
+use crate::store::{MAX_PAGE, Mapping, MappingKind};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +79,8 @@ pub async fn run(
     match (route, method) {
         (Route::Sync, "POST") => start_sync(app, body).await,
         (Route::Runs, "GET") => list_runs(app, query).await,
-        (Route::Run(id), "GET") => get_run(app, &id).await,
-        (Route::Status, "GET") => status(app).await,
+        (Route::Run(id), "GET") => get_run(app, &id, query).await,
+        (Route::Status, "GET") => status(app, query).await,
         (Route::Audit, "GET") => audit(app, query).await,
         (Route::Mappings, "GET") => list_mappings(app).await,
         (Route::Mapping(tenant), "PUT") => put_mapping(app, &tenant, body).await,
@@ -151,22 +151,42 @@ async fn list_runs(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
     Ok(ok(json!({"items": to_json(&runs)?, "next": next})))
 }
 
-async fn get_run(app: &App, id: &str) -> Result<ApiResponse, ApiError> {
-    match app.store.get_run(id).await? {
-        Some(run) => Ok(ok(to_json(&run)?)),
-        None => Err(ApiError::not_found(format!(
+/// Customers per page of `GET /runs/{id}` and `GET /status`: a page stays far below
+/// API Gateway's 6 MB response limit whatever the partner's size.
+const CUSTOMER_PAGE: usize = 100;
+
+/// The run's record (its summary) with one page of its customers, in tenant-id
+/// order; `next` is the `after` of the following page (null on the last).
+async fn get_run(app: &App, id: &str, query: &str) -> Result<ApiResponse, ApiError> {
+    let q = Query::parse(query, &["limit", "after"])?;
+    let limit = q.limit(CUSTOMER_PAGE, MAX_PAGE)?;
+    let after = q.get("after").filter(|a| !a.is_empty());
+    let Some(run) = app.store.get_run(id).await? else {
+        return Err(ApiError::not_found(format!(
             "no run {id:?}: GET /runs lists the known run ids"
-        ))),
+        )));
+    };
+    let page = app.store.list_run_customers(id, limit, after).await?;
+    let customers: Vec<Value> = page.items.into_iter().map(|c| c.report).collect();
+    let mut body = to_json(&run)?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("customers".into(), Value::Array(customers));
+        obj.insert("next".into(), page.next.map_or(Value::Null, Value::String));
     }
+    Ok(ok(body))
 }
 
 // ---------------------------------------------------------------- status, audit
 
-async fn status(app: &App) -> Result<ApiResponse, ApiError> {
-    let mut statuses = app.store.list_customer_statuses().await?;
-    statuses.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    let customers: Vec<Value> = statuses.into_iter().map(|s| s.report).collect();
-    Ok(ok(json!({"customers": customers})))
+/// One page of the customers' latest results, in tenant-id order.
+async fn status(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
+    let q = Query::parse(query, &["limit", "after"])?;
+    let limit = q.limit(CUSTOMER_PAGE, MAX_PAGE)?;
+    let after = q.get("after").filter(|a| !a.is_empty());
+    let page = app.store.list_customer_statuses(limit, after).await?;
+    let customers: Vec<Value> = page.items.into_iter().map(|s| s.report).collect();
+    let next = page.next.map_or(Value::Null, Value::String);
+    Ok(ok(json!({"customers": customers, "next": next})))
 }
 
 async fn audit(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
@@ -233,8 +253,7 @@ async fn tenant_is_known(app: &App, tenant_id: &str) -> Result<bool, ApiError> {
     if app.store.get_mapping(tenant_id).await?.is_some() {
         return Ok(true);
     }
-    let statuses = app.store.list_customer_statuses().await?;
-    Ok(statuses.iter().any(|s| s.tenant_id == tenant_id))
+    Ok(app.store.get_customer_status(tenant_id).await?.is_some())
 }
 
 async fn delete_mapping(app: &App, tenant_id: &str) -> Result<ApiResponse, ApiError> {

@@ -31,6 +31,10 @@ pub struct Settings {
     /// "current", "previous" or "YYYY-MM".
     #[serde(default = "default_month")]
     pub month: String,
+    /// ConnectWise requests in flight at once (1..=32); partners' instances differ in
+    /// how much they take.
+    #[serde(default = "default_connectwise_concurrency")]
+    pub connectwise_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             quantity_field: QuantityField::default(),
             zero_usage: ZeroUsage::default(),
             month: default_month(),
+            connectwise_concurrency: default_connectwise_concurrency(),
         }
     }
 }
@@ -100,6 +105,15 @@ impl Settings {
             None => Ok(()),
         }
     }
+}
+
+/// The ConnectWise concurrency when the setting is absent.
+pub const DEFAULT_CONNECTWISE_CONCURRENCY: usize = 4;
+/// The most ConnectWise requests in flight the setting allows.
+pub const MAX_CONNECTWISE_CONCURRENCY: usize = 32;
+
+fn default_connectwise_concurrency() -> usize {
+    DEFAULT_CONNECTWISE_CONCURRENCY
 }
 
 /// Names (not ids) of the ConnectWise reference records a new catalog item uses.

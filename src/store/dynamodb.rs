@@ -13,6 +13,7 @@
 //! | addition        | `ADDITION` | `{tenantId}#{identifier}`             | `body`                                   |
 //! | customer status | `CUSTOMER` | tenantId                              | `body`                                   |
 //! | run             | `RUN`      | runId                                 | `body`, `ttl` (N, epoch s, if `expiresAt`)|
+//! | run customer    | `RUNCUST#{runId}` | tenantId                       | `body`, `ttl` (N, epoch s, if `expiresAt`)|
 //! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`                          |
 //! | lease           | `LEASE`    | `LEASE`                               | `body`, `runId`, `expiresAt` (N, epoch ms)|
 //! | claim           | `CLAIM`    | the de-duplication key                | `body`, `runId`, `expiresAt` (N, epoch ms), `ttl` (N, epoch s) |
@@ -21,7 +22,10 @@
 //! width, so the sort key orders entries by time.
 //!
 //! Access patterns: every list is a `Query` on one partition, following
-//! `LastEvaluatedKey` until done. Run ids sort by start time, so runs are listed with
+//! `LastEvaluatedKey` until done; the lists that grow with the partner (customer
+//! statuses, a run's customers) are read a page at a time from an exclusive
+//! tenant-id cursor, and written with `BatchWriteItem` (25 items a call, unprocessed
+//! items retried). A run's summary item stays small whatever the partner's size. Run ids sort by start time, so runs are listed with
 //! `ScanIndexForward=false` (latest first) and paged with `sk < :before`. Audit
 //! entries of one run are found with a `FilterExpression` on `runId`.
 //!
@@ -30,14 +34,14 @@
 //! can hold it. Renew and release are conditional on `runId = :run`. `claim_once` is
 //! a conditional put of a `CLAIM` item (`attribute_not_exists(pk) OR expiresAt < :now`).
 //!
-//! IAM: the function needs `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `DeleteItem`
-//! and `Query` on the table (plus `CreateTable`, `DescribeTable`,
+//! IAM: the function needs `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `DeleteItem`,
+//! `BatchWriteItem` and `Query` on the table (plus `CreateTable`, `DescribeTable`,
 //! `UpdateTimeToLive` and `DescribeTimeToLive` only for [`DynamoStore::create_table_if_missing`]
 //! and [`DynamoStore::enable_ttl`]).
 
 use super::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
-    RunRecord, Store, StoreError, StoreResult,
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping, Page,
+    RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -45,9 +49,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    TimeToLiveStatus, WriteRequest,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -70,6 +74,8 @@ const CATALOG: &str = "CATALOG";
 const ADDITION: &str = "ADDITION";
 const CUSTOMER: &str = "CUSTOMER";
 const RUN: &str = "RUN";
+/// Prefix of a run's customer partition, `RUNCUST#{runId}`.
+const RUN_CUSTOMER: &str = "RUNCUST#";
 const AUDIT: &str = "AUDIT";
 const LEASE: &str = "LEASE";
 const CLAIM: &str = "CLAIM";
@@ -77,6 +83,11 @@ const CLAIM: &str = "CLAIM";
 /// How many times a conditional write is retried when the item that made it fail
 /// disappeared before it could be read (released or expired in between).
 const CONDITIONAL_ATTEMPTS: usize = 5;
+
+/// `BatchWriteItem` takes at most 25 puts a call.
+const BATCH_WRITE_MAX: usize = 25;
+/// Rounds of re-sending `UnprocessedItems` (with backoff) before giving up.
+const BATCH_WRITE_ROUNDS: u32 = 8;
 
 /// The DynamoDB adapter of [`Store`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -229,9 +240,12 @@ impl DynamoStore {
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         let table = &self.table;
+        // The SDK's full message (code, message, request id, cause) in every error.
+        let detail = DisplayErrorContext(&e);
         match e.code() {
             Some("ResourceNotFoundException") => StoreError::Config(format!(
-                "DynamoDB table {table} does not exist; create it (see README) or set SYNC_STORE"
+                "DynamoDB table {table} does not exist; create it (see README) or set \
+                 SYNC_STORE ({detail})"
             )),
             Some(
                 code @ ("AccessDeniedException"
@@ -239,19 +253,24 @@ impl DynamoStore {
                 | "InvalidSignatureException"
                 | "MissingAuthenticationTokenException"),
             ) => StoreError::Config(format!(
-                "DynamoDB refused {op} on table {table} ({code}: {}); check the AWS \
-                 credentials and that the IAM policy allows {op} on the table",
-                e.message().unwrap_or("no message")
+                "DynamoDB refused {op} on table {table} ({code}); check the AWS \
+                 credentials and that the IAM policy allows {op} on the table ({detail})"
             )),
-            Some(code @ "ValidationException") => StoreError::Config(format!(
-                "DynamoDB rejected {op} on table {table} ({code}: {}); check that the \
-                 table has the key schema pk (S) + sk (S)",
-                e.message().unwrap_or("no message")
+            Some(
+                code @ ("ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"),
+            ) => StoreError::Unavailable(format!(
+                "DynamoDB throttled {op} on table {table} ({code}) after the SDK's retries; \
+                 retry later, or raise the table's capacity or the account's request \
+                 limit ({detail})"
             )),
-            _ => StoreError::Unavailable(format!(
-                "DynamoDB {op} on table {table} failed: {}",
-                DisplayErrorContext(&e)
-            )),
+            Some("ValidationException") => {
+                validation_error(op, table, e.message().unwrap_or_default(), &detail)
+            }
+            _ => {
+                StoreError::Unavailable(format!("DynamoDB {op} on table {table} failed: {detail}"))
+            }
         }
     }
 
@@ -478,6 +497,92 @@ impl DynamoStore {
         )))
     }
 
+    /// Puts `items` with `BatchWriteItem`, 25 a call, re-sending what DynamoDB left
+    /// unprocessed (throttling) with exponential backoff, a bounded number of times.
+    async fn batch_put(&self, items: Vec<Item>) -> StoreResult<()> {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut requests = Vec::with_capacity(BATCH_WRITE_MAX);
+            for item in items.by_ref().take(BATCH_WRITE_MAX) {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| StoreError::Config(format!("cannot describe a put: {e}")))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            self.batch_write_all(requests).await?;
+        }
+        Ok(())
+    }
+
+    async fn batch_write_all(&self, mut requests: Vec<WriteRequest>) -> StoreResult<()> {
+        for round in 0..BATCH_WRITE_ROUNDS {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("BatchWriteItem", e))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50u64 << round.min(5))).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB left {} items of a BatchWriteItem on table {} unprocessed after {} \
+             attempts (throttled); retry later or raise the table's capacity",
+            requests.len(),
+            self.table,
+            BATCH_WRITE_ROUNDS
+        )))
+    }
+
+    /// One page of a partition in sort-key order: at most `limit` records with
+    /// `sk > after`, following DynamoDB's 1 MB pages until the page is full.
+    async fn query_page<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        pk: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<T>> {
+        let limit = page_limit(limit);
+        let mut items = Vec::new();
+        let mut last: Option<String> = None;
+        let mut start = after.map(|a| Self::key(pk, a));
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                items.push(self.decode(what, item)?);
+                last = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
+            }
+            let more = page.last_evaluated_key.filter(|k| !k.is_empty());
+            match more {
+                Some(k) if items.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        let next = last.filter(|_| items.len() == limit);
+        Ok(Page { items, next })
+    }
+
     fn lease_from(&self, item: &Item) -> StoreResult<Lease> {
         let run_id = item.get(RUN_ID).and_then(|v| v.as_s().ok()).cloned();
         let expires = item
@@ -521,6 +626,39 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A `ValidationException` says what DynamoDB refused: an item over 400 KB, a key
+/// that does not fit the table's key schema, or something else; each is told apart
+/// (a too-large item is not a key-schema problem).
+fn validation_error(
+    op: &str,
+    table: &str,
+    message: &str,
+    detail: &dyn std::fmt::Display,
+) -> StoreError {
+    let m = message.to_ascii_lowercase();
+    if m.contains("item size") || m.contains("maximum allowed size") {
+        StoreError::Rejected(format!(
+            "DynamoDB refused {op} on table {table}: the item is larger than DynamoDB's \
+             400 KB item limit ({detail}); this is a bug in what is stored, please report it"
+        ))
+    } else if m.contains("key element does not match the schema")
+        || m.contains("missing the key")
+        || m.contains("key schema")
+    {
+        StoreError::Config(format!(
+            "DynamoDB rejected {op} on table {table} because the key does not match the \
+             table's key schema; the table must have the key schema pk (S, hash) + sk (S, \
+             range) ({detail})"
+        ))
+    } else {
+        StoreError::Rejected(format!("DynamoDB rejected {op} on table {table}: {detail}"))
+    }
+}
+
+fn run_customer_pk(run_id: &str) -> String {
+    format!("{RUN_CUSTOMER}{run_id}")
 }
 
 #[derive(Serialize)]
@@ -587,8 +725,49 @@ impl Store for DynamoStore {
             .await
     }
 
-    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>> {
-        self.query_all("customer status", CUSTOMER).await
+    async fn put_customer_statuses(&self, statuses: &[CustomerStatus]) -> StoreResult<()> {
+        let items = statuses
+            .iter()
+            .map(|st| Self::item(CUSTOMER, &st.tenant_id, st))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.batch_put(items).await
+    }
+
+    async fn get_customer_status(&self, tenant_id: &str) -> StoreResult<Option<CustomerStatus>> {
+        self.get("customer status", CUSTOMER, tenant_id).await
+    }
+
+    async fn list_customer_statuses(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<CustomerStatus>> {
+        self.query_page("customer status", CUSTOMER, limit, after)
+            .await
+    }
+
+    async fn put_run_customers(&self, customers: &[RunCustomer]) -> StoreResult<()> {
+        let items = customers
+            .iter()
+            .map(|rc| {
+                let mut item = Self::item(&run_customer_pk(&rc.run_id), &rc.tenant_id, rc)?;
+                if let Some(expires) = rc.expires_at {
+                    item.insert(TTL.to_owned(), n(expires.timestamp()));
+                }
+                Ok(item)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.batch_put(items).await
+    }
+
+    async fn list_run_customers(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<RunCustomer>> {
+        self.query_page("run customer", &run_customer_pk(run_id), limit, after)
+            .await
     }
 
     async fn put_run(&self, run: &RunRecord) -> StoreResult<()> {

@@ -24,6 +24,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is misconfigured: {0}")]
     Config(String),
+    /// The store refused a record as it is (e.g. DynamoDB's 400 KB item limit):
+    /// retrying the same write will not help.
+    #[error("the store rejected a write: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
@@ -33,6 +37,15 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The largest page a paged list returns: small enough for one DynamoDB query page
+/// and one API response (API Gateway answers at most 6 MB).
+pub const MAX_PAGE: usize = 500;
+
+/// `limit` brought into 1..=[`MAX_PAGE`].
+pub fn page_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE)
+}
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -57,7 +70,27 @@ pub trait Store: Send + Sync {
 
     // --- per-customer status of the latest (non-dry) run, keyed by tenant_id ---
     async fn put_customer_status(&self, status: &CustomerStatus) -> StoreResult<()>;
-    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>>;
+    /// Several at once (DynamoDB: batches of 25); a put replaces the previous one.
+    async fn put_customer_statuses(&self, statuses: &[CustomerStatus]) -> StoreResult<()>;
+    async fn get_customer_status(&self, tenant_id: &str) -> StoreResult<Option<CustomerStatus>>;
+    /// In tenant-id order, at most `limit` (1..=[`MAX_PAGE`]) after the exclusive
+    /// cursor `after`.
+    async fn list_customer_statuses(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<CustomerStatus>>;
+
+    // --- per-customer results of one run, keyed by (run_id, tenant_id) ---
+    /// A put replaces the same customer's earlier result in that run.
+    async fn put_run_customers(&self, customers: &[RunCustomer]) -> StoreResult<()>;
+    /// In tenant-id order, at most `limit` (1..=[`MAX_PAGE`]) after `after`.
+    async fn list_run_customers(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<RunCustomer>>;
 
     // --- runs: run ids sort by start time, so "latest first" is "id descending" ---
     async fn put_run(&self, run: &RunRecord) -> StoreResult<()>;

@@ -84,12 +84,36 @@ pub struct RunRecord {
     pub dry_run: bool,
     /// What started it: "cli", "schedule", "webhook", ...
     pub trigger: String,
-    /// The full run report (`sync::report::RunReport` as JSON), once finished.
+    /// The run's summary (`sync::report::RunReport` as JSON without `customers`:
+    /// counts, catalog, cycle errors), bounded whatever the partner's size. Each
+    /// customer's result is a [`RunCustomer`] of its own.
     #[serde(default)]
     pub report: serde_json::Value,
     /// When the record may be dropped (DynamoDB TTL); None keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One customer's result in one run, keyed by (run_id, tenant_id): a run's results
+/// are many small records, never one item that grows with the partner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunCustomer {
+    pub run_id: String,
+    pub tenant_id: String,
+    /// The customer's entry of the run report (`sync::report::CustomerReport` as JSON).
+    pub report: serde_json::Value,
+    /// Dropped with its run (DynamoDB TTL); None keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One page of a keyed list; `next` is the cursor (exclusive) of the following page,
+/// None on the last one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// One ConnectWise write, or one change the store caught up with, kept forever.

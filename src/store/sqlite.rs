@@ -19,6 +19,7 @@
 //! | `additions`         | `tenant_id`, `identifier`    | `body`                        |
 //! | `customer_statuses` | `tenant_id`                  | `body`                        |
 //! | `runs`              | `run_id`                     | `expires_at` (epoch s), `body`|
+//! | `run_customers`     | `run_id`, `tenant_id`        | `expires_at` (epoch s), `body`|
 //! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `body`        |
 //! | `lease`             | `id` (always 1)              | `run_id`, `expires_at` (epoch ms) |
 //! | `claims`            | `key`                        | `run_id`, `expires_at` (epoch ms) |
@@ -27,8 +28,8 @@
 //! the column is kept for a future prune.
 
 use super::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping,
-    RunRecord, Store, StoreError, StoreResult,
+    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping, Page,
+    RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -73,6 +74,13 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id     TEXT PRIMARY KEY,
     expires_at INTEGER,
     body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_customers (
+    run_id     TEXT NOT NULL,
+    tenant_id  TEXT NOT NULL,
+    expires_at INTEGER,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (run_id, tenant_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
     sort_key TEXT PRIMARY KEY,
@@ -251,6 +259,31 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// One page of `(key, body)` rows: `sql` takes `?1` (the scope, e.g. a run id),
+/// `?2` (the exclusive cursor or NULL) and `?3` (the limit), ordered by key.
+fn page_of<T: DeserializeOwned>(
+    c: &Connection,
+    what: &str,
+    sql: &str,
+    scope: &str,
+    limit: usize,
+    after: Option<&str>,
+) -> FResult<Page<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![scope, after, sql_limit(limit)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut items = Vec::new();
+    let mut last = None;
+    for row in rows {
+        let (key, body) = row?;
+        items.push(decode(what, &key, &body)?);
+        last = Some(key);
+    }
+    let next = last.filter(|_| items.len() == limit);
+    Ok(Page { items, next })
 }
 
 fn to_json<T: Serialize>(record: &T) -> StoreResult<String> {
@@ -450,11 +483,115 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_customer_statuses(&self) -> StoreResult<Vec<CustomerStatus>> {
-        self.list_bodies(
-            "customer status",
-            "SELECT tenant_id, body FROM customer_statuses ORDER BY tenant_id",
-        )
+    async fn put_customer_statuses(&self, statuses: &[CustomerStatus]) -> StoreResult<()> {
+        let rows = statuses
+            .iter()
+            .map(|st| Ok((st.tenant_id.clone(), to_json(st)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO customer_statuses (tenant_id, body) VALUES (?1, ?2)
+                     ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+                )?;
+                for (tenant_id, body) in &rows {
+                    stmt.execute(params![tenant_id, body])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_customer_status(&self, tenant_id: &str) -> StoreResult<Option<CustomerStatus>> {
+        let tenant_id = tenant_id.to_owned();
+        self.call(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM customer_statuses WHERE tenant_id = ?1",
+                    [&tenant_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| decode("customer status", &tenant_id, &b))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_customer_statuses(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<CustomerStatus>> {
+        let (limit, after) = (page_limit(limit), after.map(str::to_owned));
+        self.call(move |c| {
+            page_of(
+                c,
+                "customer status",
+                "SELECT tenant_id, body FROM customer_statuses
+                 WHERE ?1 = ?1 AND (?2 IS NULL OR tenant_id > ?2) ORDER BY tenant_id LIMIT ?3",
+                "",
+                limit,
+                after.as_deref(),
+            )
+        })
+        .await
+    }
+
+    async fn put_run_customers(&self, customers: &[RunCustomer]) -> StoreResult<()> {
+        let rows = customers
+            .iter()
+            .map(|rc| {
+                let expires = rc.expires_at.map(|t| t.timestamp());
+                Ok((
+                    rc.run_id.clone(),
+                    rc.tenant_id.clone(),
+                    expires,
+                    to_json(rc)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO run_customers (run_id, tenant_id, expires_at, body)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (run_id, tenant_id) DO UPDATE
+                     SET expires_at = excluded.expires_at, body = excluded.body",
+                )?;
+                for (run_id, tenant_id, expires, body) in &rows {
+                    stmt.execute(params![run_id, tenant_id, expires, body])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_run_customers(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<RunCustomer>> {
+        let (limit, after) = (page_limit(limit), after.map(str::to_owned));
+        let run_id = run_id.to_owned();
+        self.call(move |c| {
+            page_of(
+                c,
+                "run customer",
+                "SELECT tenant_id, body FROM run_customers
+                 WHERE run_id = ?1 AND (?2 IS NULL OR tenant_id > ?2) ORDER BY tenant_id LIMIT ?3",
+                &run_id,
+                limit,
+                after.as_deref(),
+            )
+        })
         .await
     }
 

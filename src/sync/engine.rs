@@ -23,7 +23,7 @@ use crate::store::*;
 use crate::sync::plan::{self, AdditionOp, AdditionRules, ProductPlan, Resolution, TenantUsage};
 use crate::sync::report::*;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -66,8 +66,13 @@ pub struct RunOptions {
     /// new customers `deadline_margin` before it and ends `incomplete`.
     pub deadline: Option<tokio::time::Instant>,
     pub deadline_margin: Duration,
-    /// The report of this run's previous invocation: its customers are done.
+    /// The summary of this run's previous invocation; the customers it stored
+    /// (`Store::list_run_customers`) are done.
     pub resume: Option<RunReport>,
+    /// Keep every customer's result in the returned report (the CLI prints them).
+    /// Off in the service: results go to the store as they finish, so an
+    /// invocation's memory does not grow with the partner.
+    pub keep_customers: bool,
     /// Keep a dry run's report as a run record (the HTTP API's preview); the CLI's
     /// dry run writes nothing anywhere.
     pub record_dry_run: bool,
@@ -89,6 +94,7 @@ impl RunOptions {
             deadline: None,
             deadline_margin: Duration::from_secs(60),
             resume: None,
+            keep_customers: true,
             record_dry_run: false,
         }
     }
@@ -134,7 +140,12 @@ struct Ctx<'a> {
     started: std::sync::atomic::AtomicUsize,
     deferred: std::sync::atomic::AtomicBool,
     lease_renewed: tokio::sync::Mutex<tokio::time::Instant>,
+    /// Tenants an earlier invocation of this run finished.
+    done: BTreeSet<String>,
 }
+
+/// Finished customers are stored this many at a time (DynamoDB's batch size).
+const RECORD_BATCH: usize = 25;
 
 impl Engine<'_> {
     pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, CycleError> {
@@ -142,7 +153,7 @@ impl Engine<'_> {
             ConfigError("the agreementType setting is empty: set it to the name of the ConnectWise agreement type that receives Sophos additions (e.g. {\"agreementType\":\"Sophos MSP\"})".into())
         })?;
         let mut report = empty_report(opts);
-        let carried = carry_over(&mut report, opts);
+        let carried = self.carry_over(&mut report, opts).await?;
         if !opts.dry_run {
             if let LeaseOutcome::HeldBy(lease) = self
                 .store
@@ -164,6 +175,7 @@ impl Engine<'_> {
             started: Default::default(),
             deferred: Default::default(),
             lease_renewed: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            done: carried.done,
         };
         let outcome = ctx.cycle(&agreement_type, &mut report).await;
         let snapshot = self.counters.snapshot();
@@ -183,7 +195,7 @@ impl Engine<'_> {
             Err(_) => RunStatus::Failed,
             Ok(()) if incomplete => RunStatus::Incomplete,
             Ok(()) if !report.errors.is_empty() => RunStatus::Failed,
-            Ok(()) if has_customer_errors(&report) => RunStatus::Partial,
+            Ok(()) if report.customer_counts.with_errors > 0 => RunStatus::Partial,
             Ok(()) => RunStatus::Succeeded,
         };
         if let Err(e) = outcome {
@@ -222,33 +234,52 @@ impl Engine<'_> {
 }
 
 /// What a resumed run brings from its earlier invocations.
+#[derive(Default)]
 struct Carried {
     api_calls: ApiCalls,
     writes: u64,
     audit_seq: u32,
+    done: BTreeSet<String>,
 }
 
-/// Starts the report from the previous invocation's: its customers are done.
-fn carry_over(report: &mut RunReport, opts: &RunOptions) -> Carried {
-    let Some(previous) = &opts.resume else {
-        return Carried {
-            api_calls: ApiCalls::default(),
-            writes: 0,
-            audit_seq: 0,
+impl Engine<'_> {
+    /// Starts the report from the previous invocation's summary, and reads the
+    /// customers it stored back a page at a time: they are done (and counted).
+    async fn carry_over(&self, report: &mut RunReport, opts: &RunOptions) -> StoreResult<Carried> {
+        let Some(previous) = &opts.resume else {
+            return Ok(Carried::default());
         };
-    };
-    report.started_at = previous.started_at;
-    report.customers = previous.customers.clone();
-    Carried {
-        api_calls: previous.api_calls,
-        writes: previous.writes,
-        // Leaves room for the earlier invocations' entries of this run.
-        audit_seq: (previous.writes as u32 + 1) * 1000,
+        report.started_at = previous.started_at;
+        let mut done = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_run_customers(&opts.run_id, MAX_PAGE, after.as_deref())
+                .await?;
+            for stored in page.items {
+                let c: CustomerReport = serde_json::from_value(stored.report).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "the result of customer {} in run {}: {e}",
+                        stored.tenant_id, opts.run_id
+                    ))
+                })?;
+                report.customer_counts.add(&c);
+                done.insert(stored.tenant_id);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(Carried {
+            api_calls: previous.api_calls,
+            writes: previous.writes,
+            // Leaves room for the earlier invocations' entries of this run.
+            audit_seq: (previous.writes as u32 + 1) * 1000,
+            done,
+        })
     }
-}
-
-fn has_customer_errors(report: &RunReport) -> bool {
-    report.customers.iter().any(|c| !c.errors.is_empty())
 }
 
 fn empty_report(opts: &RunOptions) -> RunReport {
@@ -263,8 +294,10 @@ fn empty_report(opts: &RunOptions) -> RunReport {
         errors: Vec::new(),
         usage_available: false,
         catalog: Vec::new(),
+        customer_counts: CustomerCounts::default(),
         customers: Vec::new(),
         unassigned_usage: Vec::new(),
+        unassigned_usage_omitted: 0,
         api_calls: ApiCalls::default(),
         writes: 0,
     }
@@ -281,7 +314,7 @@ fn run_record(report: &RunReport, opts: &RunOptions) -> RunRecord {
         month: report.month.clone(),
         dry_run: report.dry_run,
         trigger: opts.trigger.clone(),
-        report: serde_json::to_value(report).unwrap_or_default(),
+        report: report.summary(),
         expires_at: Some(report.started_at + retention),
     }
 }
@@ -345,24 +378,21 @@ impl Ctx<'_> {
             zero_usage: self.engine.settings.zero_usage,
             month: self.opts.month,
         };
-        let done: BTreeSet<String> = report
-            .customers
-            .iter()
-            .map(|c| c.tenant_id.clone())
-            .collect();
         // Collected first and boxed as Send: keeps the future spawnable (a lazy
         // filter/zip inside a stream trips the compiler's Send inference).
-        let jobs: Vec<(&Tenant, Resolution)> = reads
+        let jobs: Vec<(usize, &Tenant, Resolution)> = reads
             .tenants
             .iter()
             .zip(resolutions)
-            .filter(|(t, _)| !done.contains(&t.id))
+            .enumerate()
+            .filter(|(_, (t, _))| !self.done.contains(&t.id))
+            .map(|(i, (t, r))| (i, t, r))
             .collect();
         let (reads, rules) = (&reads, &rules);
-        // Futures are lazy: `buffered` still bounds how many run at once.
+        // Futures are lazy: `buffer_unordered` still bounds how many run at once.
         let futures: Vec<CustomerFuture<'_>> = jobs
             .into_iter()
-            .map(|(tenant, resolution)| -> CustomerFuture<'_> {
+            .map(|(index, tenant, resolution)| -> CustomerFuture<'_> {
                 Box::pin(async move {
                     if self.out_of_time() {
                         self.deferred.store(true, Ordering::SeqCst);
@@ -370,21 +400,96 @@ impl Ctx<'_> {
                     }
                     self.started.fetch_add(1, Ordering::SeqCst);
                     self.keep_lease().await?;
-                    self.sync_customer(tenant, resolution, reads, rules)
-                        .await
-                        .map(Some)
+                    let c = self.sync_customer(tenant, resolution, reads, rules).await?;
+                    Ok(Some((index, c)))
                 })
             })
             .collect();
-        // The first cycle-level error (store failure, lost lease, crash failpoint)
-        // stops the run at once: `try_collect` drops the customers still in flight.
-        let customers: Vec<Option<CustomerReport>> = stream::iter(futures)
-            .buffered(self.opts.concurrency.max(1))
-            .try_collect()
-            .await?;
-        report.customers.extend(customers.into_iter().flatten());
-        if !self.opts.dry_run {
-            self.save_statuses(report).await?;
+        // Customers run `concurrency` at a time, in any order (one slow customer
+        // does not hold the others' slots); each finished one goes to the recorder,
+        // which stores them in batches alongside, outside the ConnectWise slots.
+        let (finished, results) = tokio::sync::mpsc::channel(RECORD_BATCH * 4);
+        let produce = async move {
+            let mut customers =
+                stream::iter(futures).buffer_unordered(self.opts.concurrency.max(1));
+            // The first cycle-level error (store failure, lost lease, crash
+            // failpoint) stops the run at once: the customers in flight are dropped.
+            while let Some(result) = customers.next().await {
+                if let Some(done) = result? {
+                    if finished.send(done).await.is_err() {
+                        break; // the recorder failed: its error is returned
+                    }
+                }
+            }
+            Ok::<(), CycleError>(())
+        };
+        let (produced, recorded) = futures::join!(produce, self.record_customers(results, report));
+        recorded?;
+        produced
+    }
+
+    /// Stores finished customers as they come, [`RECORD_BATCH`] at a time: the
+    /// run's per-customer results, and (not in a dry run) each customer's status.
+    /// Counts them into the report and, for the CLI, keeps them in Sophos order.
+    async fn record_customers(
+        &self,
+        mut results: tokio::sync::mpsc::Receiver<(usize, CustomerReport)>,
+        report: &mut RunReport,
+    ) -> StoreResult<()> {
+        let mut kept: Vec<(usize, CustomerReport)> = Vec::new();
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        loop {
+            let next = results.recv().await;
+            let closed = next.is_none();
+            if let Some((index, c)) = next {
+                report.customer_counts.add(&c);
+                batch.push(c.clone());
+                if self.opts.keep_customers {
+                    kept.push((index, c));
+                }
+            }
+            if batch.len() == RECORD_BATCH || (closed && !batch.is_empty()) {
+                self.store_batch(&report.run_id, &std::mem::take(&mut batch))
+                    .await?;
+            }
+            if closed {
+                break;
+            }
+        }
+        kept.sort_by_key(|(index, _)| *index);
+        report.customers.extend(kept.into_iter().map(|(_, c)| c));
+        Ok(())
+    }
+
+    async fn store_batch(&self, run_id: &str, batch: &[CustomerReport]) -> StoreResult<()> {
+        let opts = self.opts;
+        let store = self.engine.store;
+        if !opts.dry_run || opts.record_dry_run {
+            let expires_at = chrono::Duration::from_std(opts.run_retention)
+                .ok()
+                .map(|d| Utc::now() + d);
+            let customers: Vec<RunCustomer> = batch
+                .iter()
+                .map(|c| RunCustomer {
+                    run_id: run_id.to_owned(),
+                    tenant_id: c.tenant_id.clone(),
+                    report: serde_json::to_value(c).unwrap_or_default(),
+                    expires_at,
+                })
+                .collect();
+            store.put_run_customers(&customers).await?;
+        }
+        if !opts.dry_run {
+            let statuses: Vec<CustomerStatus> = batch
+                .iter()
+                .map(|c| CustomerStatus {
+                    tenant_id: c.tenant_id.clone(),
+                    run_id: run_id.to_owned(),
+                    updated_at: Utc::now(),
+                    report: serde_json::to_value(c).unwrap_or_default(),
+                })
+                .collect();
+            store.put_customer_statuses(&statuses).await?;
         }
         Ok(())
     }
@@ -1087,19 +1192,6 @@ impl Ctx<'_> {
             .delete_addition(&tenant.id, identifier)
             .await
     }
-
-    async fn save_statuses(&self, report: &RunReport) -> StoreResult<()> {
-        for c in &report.customers {
-            let status = CustomerStatus {
-                tenant_id: c.tenant_id.clone(),
-                run_id: report.run_id.clone(),
-                updated_at: Utc::now(),
-                report: serde_json::to_value(c).unwrap_or_default(),
-            };
-            self.engine.store.put_customer_status(&status).await?;
-        }
-        Ok(())
-    }
 }
 
 /// How a verified addition create ended (see `Ctx::create_verified`).
@@ -1130,7 +1222,11 @@ fn product_of(additions: &[Addition], addition_id: i64) -> i64 {
 }
 
 type CustomerFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Option<CustomerReport>, CycleError>> + Send + 'a>,
+    Box<
+        dyn std::future::Future<Output = Result<Option<(usize, CustomerReport)>, CycleError>>
+            + Send
+            + 'a,
+    >,
 >;
 
 struct AuditDraft<'a> {

@@ -238,11 +238,94 @@ pub struct RunReport {
     /// Whether the month had usage data (a 404 month has none: nothing changes).
     pub usage_available: bool,
     pub catalog: Vec<CatalogReport>,
+    /// How many customers ended in each state, across every invocation of the run.
+    #[serde(default)]
+    pub customer_counts: CustomerCounts,
+    /// Every customer's result, in Sophos order (the CLI's `sync --json`). A run in
+    /// the service keeps this empty: its customers are stored one record each
+    /// (`Store::list_run_customers`), so nothing grows with the partner.
+    #[serde(default)]
     pub customers: Vec<CustomerReport>,
-    /// Usage lines without a customer, reported instead of guessed.
+    /// Usage lines without a customer, reported instead of guessed (at most
+    /// [`MAX_UNASSIGNED`] in a stored summary; `unassignedUsageOmitted` counts the rest).
     pub unassigned_usage: Vec<UnassignedUsage>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unassigned_usage_omitted: u64,
     pub api_calls: ApiCalls,
     pub writes: u64,
+}
+
+/// How many unassigned usage lines a stored run summary keeps.
+pub const MAX_UNASSIGNED: usize = 200;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Customers of a run by state, and how many had errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerCounts {
+    pub total: u64,
+    pub synced: u64,
+    pub error: u64,
+    pub ignored: u64,
+    pub unmapped: u64,
+    /// Customers with at least one error (errors and unmapped ones).
+    pub with_errors: u64,
+    /// Error reports across all customers.
+    pub errors: u64,
+}
+
+impl CustomerCounts {
+    pub fn add(&mut self, c: &CustomerReport) {
+        self.total += 1;
+        match c.status {
+            CustomerState::Synced => self.synced += 1,
+            CustomerState::Error => self.error += 1,
+            CustomerState::Ignored => self.ignored += 1,
+            CustomerState::Unmapped => self.unmapped += 1,
+        }
+        self.with_errors += u64::from(!c.errors.is_empty());
+        self.errors += c.errors.len() as u64;
+    }
+}
+
+impl RunReport {
+    /// The report as a run record keeps it: without `customers` (stored one record
+    /// each) and with the unassigned usage bounded.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut summary = self.clone_without_lists();
+        let kept = self.unassigned_usage.len().min(MAX_UNASSIGNED);
+        summary.unassigned_usage = self.unassigned_usage[..kept].to_vec();
+        summary.unassigned_usage_omitted += (self.unassigned_usage.len() - kept) as u64;
+        let mut value = serde_json::to_value(summary).unwrap_or_default();
+        if let Some(obj) = value.as_object_mut() {
+            obj.remove("customers");
+        }
+        value
+    }
+
+    fn clone_without_lists(&self) -> RunReport {
+        RunReport {
+            run_id: self.run_id.clone(),
+            status: self.status,
+            month: self.month.clone(),
+            dry_run: self.dry_run,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            held_by: self.held_by.clone(),
+            errors: self.errors.clone(),
+            usage_available: self.usage_available,
+            catalog: self.catalog.clone(),
+            customer_counts: self.customer_counts,
+            customers: Vec::new(),
+            unassigned_usage: Vec::new(),
+            unassigned_usage_omitted: self.unassigned_usage_omitted,
+            api_calls: self.api_calls,
+            writes: self.writes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
