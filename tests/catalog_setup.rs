@@ -7,18 +7,17 @@
 mod support;
 
 use serde_json::{Value, json};
-use sophos_cw_sim::{Api, Fault, FaultKind, LoggedRequest, Scenario};
+use sophos_cw_sim::{Fault, FaultKind, LoggedRequest, Scenario};
 use sophos_cw_sync::config::{Secrets, Settings};
 use sophos_cw_sync::connectwise::{ConnectWiseClient, ConnectWiseConfig};
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
-use sophos_cw_sync::sophos::{SophosClient, SophosConfig};
 use sophos_cw_sync::store::Store;
-use sophos_cw_sync::sync::engine::Engine;
 use sophos_cw_sync::sync::report::{CatalogAction, ErrorCode, ErrorReport, RunReport};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::app::{Harness, customer, demo_settings, tenant};
+use support::sim_log::{cw_fault, cw_log, quick_policy};
 
 const IXA_ID: &str = "Sophos_Intercept_X_Advanced";
 const XDR_ID: &str = "Sophos_Intercept_X_Advanced_XDR";
@@ -27,83 +26,20 @@ const IXA: i64 = 901;
 
 // ------------------------------------------------------------------ helpers
 
-/// Fast backoff, so retries do not slow the tests; `timeout` per request.
+/// Short backoff waits, and `timeout` per request.
 fn policy(timeout: Duration) -> HttpPolicy {
-    HttpPolicy {
-        timeout,
-        max_retries: 5,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        max_retry_after: Duration::from_secs(1),
-    }
+    quick_policy(timeout)
 }
 
 /// One cycle in-process, with clients using `policy`.
 async fn run_with_policy(h: &Harness, settings: &Settings, policy: HttpPolicy) -> RunReport {
-    let secrets = Secrets::from_file(&h.secrets_path).expect("secrets");
-    let counters = Arc::new(ApiCounters::default());
-    let sophos = SophosClient::new(
-        SophosConfig {
-            id_url: h.sim.sophos_url(),
-            api_url: h.sim.sophos_url(),
-            client_id: secrets.sophos_client_id.clone(),
-            client_secret: secrets.sophos_client_secret.clone(),
-        },
-        policy.clone(),
-        counters.clone(),
-    );
-    let cw = ConnectWiseClient::connect(
-        ConnectWiseConfig {
-            site: secrets.cw_site.clone(),
-            company_id: secrets.cw_company_id.clone(),
-            public_key: secrets.cw_public_key.clone(),
-            private_key: secrets.cw_private_key.clone(),
-            client_id: secrets.cw_client_id.clone(),
-            codebase: secrets.cw_codebase.clone(),
-        },
-        policy,
-        counters.clone(),
-    )
-    .await
-    .expect("ConnectWise client");
-    let store: &dyn Store = h.store.as_ref();
-    let engine = Engine {
-        store,
-        sophos: &sophos,
-        cw: &cw,
-        counters,
-        settings,
-    };
-    engine.run(&h.options(false)).await.expect("cycle runs")
+    h.run_with_policy(settings, h.options(false), policy)
+        .await
+        .expect("cycle runs")
 }
 
 async fn run(h: &Harness, settings: &Settings) -> RunReport {
     run_with_policy(h, settings, policy(Duration::from_secs(30))).await
-}
-
-fn cw_fault(method: &str, path: &str, kind: FaultKind) -> Fault {
-    Fault {
-        api: Api::Connectwise,
-        method: Some(method.to_owned()),
-        path_contains: Some(path.to_owned()),
-        nth: 1,
-        times: 1,
-        after_apply: false,
-        kind,
-        seen: 0,
-    }
-}
-
-/// ConnectWise requests since the last clear, in the order received.
-fn cw_log(h: &Harness) -> Vec<LoggedRequest> {
-    let mut log: Vec<LoggedRequest> = h
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.api == Api::Connectwise)
-        .collect();
-    log.sort_by_key(|r| r.seq);
-    log
 }
 
 fn requests_to(h: &Harness, method: &str, path_ends: &str) -> Vec<LoggedRequest> {

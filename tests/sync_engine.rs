@@ -449,8 +449,12 @@ async fn an_unknown_code_is_reported_with_its_line_details_and_the_settings_line
         "{audit:#?}"
     );
     // The same details in the stored status (`status --json`).
-    let stored = h.store.list_customer_statuses().await.unwrap();
-    let beta_status = stored.iter().find(|s| s.tenant_id == tenant(2)).unwrap();
+    let beta_status = h
+        .store
+        .get_customer_status(&tenant(2))
+        .await
+        .unwrap()
+        .expect("Beta's status is stored");
     assert_eq!(
         beta_status.report["errors"][0]["product"]["sku"],
         "ZZUNKNOWN-MSP-SKU"

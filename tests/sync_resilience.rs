@@ -8,7 +8,7 @@ mod support;
 use base64::Engine as _;
 use chrono::Utc;
 use serde_json::Value;
-use sophos_cw_sim::{Api, Fault, FaultKind, Latency, LoggedRequest};
+use sophos_cw_sim::{Api, FaultKind, Latency, LoggedRequest};
 use sophos_cw_sync::config::{Settings, ZeroUsage};
 use sophos_cw_sync::http::HttpPolicy;
 use sophos_cw_sync::store::{LeaseOutcome, RunStatus, Store};
@@ -17,6 +17,7 @@ use sophos_cw_sync::sync::report::{ErrorCode, RunReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use support::app::{Harness, customer, demo_settings, settings_with, tenant};
+use support::sim_log::{cw_fault, cw_log, quick_policy};
 
 /// Catalog item id of Sophos_Intercept_X_Advanced in the demo scenario.
 const IXA: i64 = 901;
@@ -24,20 +25,6 @@ const IXA_ID: &str = "Sophos_Intercept_X_Advanced";
 const XDR_ID: &str = "Sophos_Intercept_X_Advanced_XDR";
 
 // ------------------------------------------------------------------ helpers
-
-/// A ConnectWise fault on the first request matching `method` and `path`.
-fn cw_fault(method: &str, path: &str, kind: FaultKind) -> Fault {
-    Fault {
-        api: Api::Connectwise,
-        method: Some(method.to_owned()),
-        path_contains: Some(path.to_owned()),
-        nth: 1,
-        times: 1,
-        after_apply: false,
-        kind,
-        seen: 0,
-    }
-}
 
 fn qty(v: &Value) -> f64 {
     v["quantity"].as_f64().unwrap()
@@ -74,18 +61,6 @@ fn action(report: &RunReport, n: u32, identifier: &str) -> String {
         .unwrap_or_else(|| panic!("{identifier} in {c}"))
         .clone();
     p["action"].as_str().unwrap().to_owned()
-}
-
-/// ConnectWise requests since the last clear, in the order they were received.
-fn cw_log(h: &Harness) -> Vec<LoggedRequest> {
-    let mut log: Vec<LoggedRequest> = h
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.api == Api::Connectwise)
-        .collect();
-    log.sort_by_key(|r| r.seq);
-    log
 }
 
 /// ConnectWise writes (non-GET) since the last clear, in the order received.
@@ -301,20 +276,13 @@ async fn rate_limit_and_server_error_on_idempotent_requests_are_retried() {
 
 /// The default policy with short backoff waits (the retries stay the same).
 fn quick_backoff() -> HttpPolicy {
-    HttpPolicy {
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        ..HttpPolicy::default()
-    }
+    quick_policy(HttpPolicy::default().timeout)
 }
 
 /// A short timeout, for a hang that must outlast it (the simulator drops a hung
 /// request when the client gives up, so nothing waits for the hang to end).
 fn impatient_policy() -> HttpPolicy {
-    HttpPolicy {
-        timeout: Duration::from_secs(1),
-        ..quick_backoff()
-    }
+    quick_policy(Duration::from_secs(1))
 }
 
 /// The requests on `path` (agreement additions) in order, as "METHOD status".

@@ -4,3 +4,5 @@
 pub mod app;
 #[allow(dead_code)]
 pub mod moto;
+#[allow(dead_code)]
+pub mod sim_log;
