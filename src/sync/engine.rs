@@ -3,10 +3,11 @@
 //!
 //! Crash safety comes from reading ConnectWise before every decision: catalog items
 //! are found by identifier and additions by product on the agreement, so a write
-//! whose result was lost (crash, timeout) is found and adopted on the next run,
-//! never repeated. POSTs are not retried blindly after they may have reached the
-//! server: an addition create whose answer was lost is read back first, then
-//! adopted or sent again in the same run (`Ctx::create_verified`).
+//! whose result a crash cut off is found and adopted on the next run, never
+//! repeated. POSTs are not retried blindly after they may have reached the server:
+//! a create whose answer was lost (5xx, timeout, broken answer) is read back first,
+//! then adopted or sent again in the same run (`Ctx::create_verified` for
+//! additions, `catalog_setup` for catalog items).
 
 mod catalog_setup;
 
