@@ -4,8 +4,8 @@
 //! nothing about speed.
 //!
 //! The simulators run in this process; the sync runs as a child process (the release
-//! binary, `sync --json`), so the peak memory reported is the sync's alone (`wait4`'s
-//! resource usage of that child).
+//! binary, `sync --json`, under `/usr/bin/time -v`), so the peak memory and CPU time
+//! reported are the sync's alone.
 //!
 //! `make bench` or `cargo run --release --example bench_cycle -- [tenants] [products]
 //! [latency_ms]`; `JITTER_MS` adds jitter (default 0), `CONCURRENCY` sets the
@@ -57,38 +57,60 @@ struct Figures {
     writes: u64,
     max_in_flight: u64,
     peak_rss_mb: f64,
+    /// The sync process's CPU time (user + system).
+    cpu_s: f64,
+    /// How long ConnectWise requests took inside the simulator, on average
+    /// (its latency plus its own work).
+    sim_ms: f64,
 }
 
-/// Runs `sync --json` as a child with `envs`, waits for it with `wait4` (its own
-/// peak RSS), and reads its report.
-fn run_sync(binary: &Path, envs: &[(String, String)], out: &Path) -> (f64, f64, Value) {
+/// Runs `sync --json` as a child with `envs` under `/usr/bin/time -v` and reads its
+/// report; returns the wall time, the sync's peak RSS in MB (None without
+/// `/usr/bin/time`), its CPU seconds and the report.
+///
+/// `/usr/bin/time` forks the sync from its own small process. A child forked
+/// straight from this process would not do: Linux keeps the high-water RSS across
+/// `exec`, so its peak would include the simulators' memory (this process's).
+fn run_sync(
+    binary: &Path,
+    envs: &[(String, String)],
+    out: &Path,
+) -> (f64, Option<f64>, f64, Value) {
     let stdout = std::fs::File::create(out).expect("report file");
+    let rusage_file = out.with_extension("time");
+    let time = Path::new("/usr/bin/time");
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.arg("-v").arg("-o").arg(&rusage_file).arg(binary);
+        c
+    } else {
+        Command::new(binary)
+    };
     let started = Instant::now();
-    let child = Command::new(binary)
+    let status = cmd
         .args(["sync", "--json"])
         .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: plain FFI out-parameters; `pid` is our own child, reaped once here.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     let wall = started.elapsed().as_secs_f64();
-    assert_eq!(
-        reaped,
-        pid,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    // Linux reports ru_maxrss in KiB.
-    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    let time_report = std::fs::read_to_string(&rusage_file).unwrap_or_default();
+    let field = |name: &str| {
+        time_report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    // GNU time reports kbytes.
+    let peak_mb = field("Maximum resident set size (kbytes):").map(|kb| kb / 1024.0);
+    // The sync's own CPU time: what of the wall time is not waiting on the vendors.
+    let cpu_s = field("User time (seconds):").unwrap_or(0.0)
+        + field("System time (seconds):").unwrap_or(0.0);
     let text = std::fs::read_to_string(out).expect("read report");
     let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the sync printed no JSON report (exit status {status}): {e}"));
-    (wall, peak_mb, report)
+        .unwrap_or_else(|e| panic!("the sync printed no JSON report ({status}): {e}"));
+    (wall, peak_mb, cpu_s, report)
 }
 
 fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures {
@@ -100,7 +122,17 @@ fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures 
         cw_calls: report["apiCalls"]["connectwise"].as_u64().unwrap_or(0),
         writes: report["writes"].as_u64().unwrap_or(0),
         max_in_flight: sim.counters().connectwise.max_in_flight,
+        sim_ms: {
+            let cw: Vec<u64> = sim
+                .requests()
+                .iter()
+                .filter(|r| r.api == Api::Connectwise)
+                .map(|r| r.duration_ms)
+                .collect();
+            cw.iter().sum::<u64>() as f64 / cw.len().max(1) as f64
+        },
         peak_rss_mb,
+        cpu_s: 0.0,
     }
 }
 
@@ -109,26 +141,33 @@ fn print_row(store: &str, label: &str, f: &Figures, latency_ms: f64, concurrency
     let bound = 1.25 * calls as f64 * latency_ms / 1000.0 / concurrency as f64;
     let within = if f.wall_s <= bound { "yes" } else { "NO" };
     println!(
-        "| {store:<8} | {label:<6} | {:>8.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>8.2} ({within}) | {:>7.1} | {} / {} |",
+        "| {store:<8} | {label:<6} | {:>8.2} | {:>6.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>5.1} | {:>8.2} ({within}) | {:>7.1} ({}) | {} |",
         f.wall_s,
+        f.cpu_s,
         f.sophos_calls,
         f.cw_calls,
         f.writes,
         f.customers,
         f.max_in_flight,
+        f.sim_ms,
         bound,
         f.peak_rss_mb,
-        f.status,
         if f.peak_rss_mb < 128.0 {
-            "<128 MB"
+            "< 128"
         } else {
-            ">=128 MB"
+            "NOT < 128"
         },
+        f.status,
     );
 }
 
+/// The sync binary: the release build, or `BENCH_SYNC_BIN` (e.g. a wrapper that runs
+/// it under a heap profiler).
 fn binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sophos-cw-sync");
+    let path = std::env::var_os("BENCH_SYNC_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/sophos-cw-sync"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --release --bin sophos-cw-sync` (make bench does)",
@@ -203,9 +242,9 @@ async fn main() {
         "bound = 1.25 x calls x {mean_latency} ms / {concurrency}; peak RSS of the sync process\n"
     );
     println!(
-        "| store    | run    | wall (s) | sophos |     cw | writes | custom. | max in flight | bound (s) | peak RSS (MB) | status |"
+        "| store    | run    | wall (s) | sync CPU (s) | sophos calls | cw calls | cw writes | customers | max cw in flight | cw ms in sim | bound (s) | peak RSS (MB) | status |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, spec) in &stores {
         sim.load(scenario.clone());
         for api in [Api::Connectwise, Api::Sophos] {
@@ -223,11 +262,12 @@ async fn main() {
             sim.clear_requests();
             let out = dir.path().join(format!("{name}-{label}.json"));
             let (binary, envs, out2) = (binary.clone(), envs.clone(), out.clone());
-            let (wall, peak, report) =
+            let (wall, peak, cpu, report) =
                 tokio::task::spawn_blocking(move || run_sync(&binary, &envs, &out2))
                     .await
                     .expect("sync child");
-            let f = figures(&sim, wall, peak, &report);
+            let mut f = figures(&sim, wall, peak.unwrap_or(f64::NAN), &report);
+            f.cpu_s = cpu;
             print_row(name, label, &f, mean_latency, concurrency);
         }
     }
