@@ -615,6 +615,9 @@ async fn a_crash_after_any_write_converges_on_the_next_runs() {
             let existing = entity_ids(&h);
             let mut opts = h.options(false);
             opts.concurrency = concurrency;
+            if concurrency == 1 {
+                opts.customers_in_progress = Some(1);
+            }
             opts.crash_after_writes = Some(k);
             let crashed_id = opts.run_id.clone();
             match h.run_with(&settings, opts).await {

@@ -95,6 +95,9 @@ pub struct ConnectWiseClient {
     client_id: HeaderValue,
     policy: HttpPolicy,
     counters: Arc<ApiCounters>,
+    /// At most this many requests in flight (see [`ConnectWiseClient::limited_to`]);
+    /// None: no limit of its own.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl fmt::Debug for ConnectWiseClient {
@@ -166,7 +169,20 @@ impl ConnectWiseClient {
             client_id,
             policy,
             counters,
+            in_flight: None,
         })
+    }
+
+    /// A client sharing this one's connections that keeps at most `max` requests
+    /// in flight, however many tasks use it: ConnectWise's limit is a property of
+    /// the partner's instance, so the client enforces it, and callers can run more
+    /// customers than that (one customer's store bookkeeping overlaps another's
+    /// ConnectWise calls).
+    pub fn limited_to(&self, max: usize) -> Self {
+        Self {
+            in_flight: Some(Arc::new(tokio::sync::Semaphore::new(max.max(1)))),
+            ..self.clone()
+        }
     }
 
     /// The timeouts and retry limits of every request (the engine bounds its
@@ -348,6 +364,13 @@ impl ConnectWiseClient {
         url: &Url,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ApiError> {
+        // Held across the retries' backoff too: a struggling server gets no more
+        // requests from us while we wait to repeat one. The semaphore is never
+        // closed, so acquiring cannot fail.
+        let _permit = match &self.in_flight {
+            Some(limit) => limit.acquire().await.ok(),
+            None => None,
+        };
         http::send(&self.policy, call, || {
             let mut req = self
                 .http

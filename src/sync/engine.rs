@@ -54,8 +54,12 @@ pub struct RunOptions {
     pub trigger: String,
     /// Who is written into the audit trail.
     pub actor: String,
-    /// ConnectWise requests in flight at once.
+    /// ConnectWise requests in flight at once (the `connectwiseConcurrency` setting).
     pub concurrency: usize,
+    /// Customers worked on at once; None: twice `concurrency`, so one customer's
+    /// store bookkeeping overlaps another's ConnectWise calls. (Tests set 1 for a
+    /// deterministic write order.)
+    pub customers_in_progress: Option<usize>,
     pub lease_ttl: Duration,
     /// How long run records are kept (DynamoDB TTL).
     pub run_retention: Duration,
@@ -88,6 +92,7 @@ impl RunOptions {
             trigger: trigger.to_owned(),
             actor: format!("{trigger}:{}", whoami()),
             concurrency: 4,
+            customers_in_progress: None,
             lease_ttl: Duration::from_secs(15 * 60),
             run_retention: Duration::from_secs(90 * 24 * 3600),
             crash_after_writes: None,
@@ -143,6 +148,8 @@ struct Ctx<'a> {
     lease_renewed: tokio::sync::Mutex<tokio::time::Instant>,
     /// Tenants an earlier invocation of this run finished.
     done: BTreeSet<String>,
+    /// The engine's client, kept to `opts.concurrency` requests in flight.
+    cw: ConnectWiseClient,
 }
 
 /// Finished customers are stored this many at a time (DynamoDB's batch size).
@@ -177,6 +184,7 @@ impl Engine<'_> {
             deferred: Default::default(),
             lease_renewed: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             done: carried.done,
+            cw: self.cw.limited_to(opts.concurrency),
         };
         let outcome = ctx.cycle(&agreement_type, &mut report).await;
         let snapshot = self.counters.snapshot();
@@ -406,13 +414,17 @@ impl Ctx<'_> {
                 })
             })
             .collect();
-        // Customers run `concurrency` at a time, in any order (one slow customer
-        // does not hold the others' slots); each finished one goes to the recorder,
-        // which stores them in batches alongside, outside the ConnectWise slots.
+        // ConnectWise requests are limited by the client (`self.cw`); twice as
+        // many customers run, in any order, so one customer's store bookkeeping
+        // (audit entries, remembered additions) overlaps another's ConnectWise
+        // calls and one slow customer does not hold the others up. Each finished
+        // one goes to the recorder, which stores them in batches alongside.
+        let in_progress = (self.opts.customers_in_progress)
+            .unwrap_or(self.opts.concurrency * 2)
+            .max(1);
         let (finished, results) = tokio::sync::mpsc::channel(RECORD_BATCH * 4);
         let produce = async move {
-            let mut customers =
-                stream::iter(futures).buffer_unordered(self.opts.concurrency.max(1));
+            let mut customers = stream::iter(futures).buffer_unordered(in_progress);
             // The first cycle-level error (store failure, lost lease, crash
             // failpoint) stops the run at once: the customers in flight are dropped.
             while let Some(result) = customers.next().await {
@@ -582,7 +594,7 @@ impl Ctx<'_> {
         )>,
         CycleError,
     > {
-        let cw = self.engine.cw;
+        let cw = &self.cw;
         let selected = crate::sync::catalog::lookup_identifiers(self.engine.settings);
         let pinned: Vec<i64> = reads
             .mappings
@@ -744,7 +756,7 @@ impl Ctx<'_> {
         rules: &AdditionRules<'_>,
         c: &mut CustomerReport,
     ) -> Result<(), CycleError> {
-        let additions = match self.engine.cw.additions(agreement.id).await {
+        let additions = match self.cw.additions(agreement.id).await {
             Ok(a) => a,
             Err(e) => {
                 c.errors.push(write_error(&e));
@@ -1067,7 +1079,7 @@ impl Ctx<'_> {
         agreement_id: i64,
         new: &NewAddition,
     ) -> Result<Created, CycleError> {
-        let cw = self.engine.cw;
+        let cw = &self.cw;
         let policy = cw.policy();
         let mut attempt: u32 = 0;
         loop {
@@ -1133,7 +1145,6 @@ impl Ctx<'_> {
         c: &mut CustomerReport,
     ) -> Result<bool, CycleError> {
         match self
-            .engine
             .cw
             .patch_addition(agreement.id, addition_id, &[op])
             .await

@@ -194,7 +194,7 @@ impl Ctx<'_> {
                 format!("the {} setting is empty", table.setting()),
             ));
         }
-        let cw = self.engine.cw;
+        let cw = &self.cw;
         let records = cw
             .find_named(table.kind(), name, scope.map(|s| s.id))
             .await
@@ -233,7 +233,7 @@ impl Ctx<'_> {
             product_class: refs.product_class.clone(),
             taxable_flag: false,
         };
-        let cw = self.engine.cw;
+        let cw = &self.cw;
         let policy = cw.policy();
         let attempts = policy.max_retries + 1;
         let mut attempt = 0;
