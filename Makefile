@@ -174,6 +174,8 @@ lint:
 ## bench: two cycles over a generated partner (5000 tenants, 20 ms latency) against the simulators, on SQLite and on DynamoDB (moto, started here); prints figures
 bench: venv
 	mkdir -p $(RUN_DIR)
+	# The sync's peak memory is measured with GNU time (Debian's `time` package).
+	[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
 	cargo build --release --bin sophos-cw-sync
 	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(RUN_DIR)/bench-moto.log 2>&1 &
 	echo $$! > $(RUN_DIR)/bench-moto.pid
