@@ -8,8 +8,8 @@ mod support;
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Fault, FaultKind, LoggedRequest, Scenario};
+use sophos_cw_sync::cli::build_clients_with_policy;
 use sophos_cw_sync::config::{Secrets, Settings};
-use sophos_cw_sync::connectwise::{ConnectWiseClient, ConnectWiseConfig};
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;
 use sophos_cw_sync::sync::report::{CatalogAction, ErrorCode, ErrorReport, RunReport};
@@ -314,17 +314,12 @@ async fn the_simulator_refuses_what_connectwise_refuses_and_the_engine_passes_it
     // and the report mapping directly through the simulator's rule.
     let h = Harness::start().await;
     let secrets = Secrets::from_file(&h.secrets_path).unwrap();
-    let cw = ConnectWiseClient::connect(
-        ConnectWiseConfig {
-            site: secrets.cw_site.clone(),
-            company_id: secrets.cw_company_id.clone(),
-            public_key: secrets.cw_public_key.clone(),
-            private_key: secrets.cw_private_key.clone(),
-            client_id: secrets.cw_client_id.clone(),
-            codebase: secrets.cw_codebase.clone(),
-        },
+    let counters = Arc::new(ApiCounters::default());
+    let (_, cw) = build_clients_with_policy(
+        &h.env(),
+        &secrets,
+        counters,
         policy(Duration::from_secs(30)),
-        Arc::new(ApiCounters::default()),
     )
     .await
     .unwrap();

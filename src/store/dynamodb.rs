@@ -353,19 +353,27 @@ impl DynamoStore {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    /// A consistent query of every record of partition `pk`, in sort-key order.
+    fn partition(
+        &self,
+        pk: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+    }
+
     /// Every record of one partition, in sort-key order, following every page.
     async fn query_all<T: DeserializeOwned>(&self, what: &str, pk: &str) -> StoreResult<Vec<T>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
+                .partition(pk)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -557,13 +565,7 @@ impl DynamoStore {
         let mut start = after.map(|a| Self::key(pk, a));
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
+                .partition(pk)
                 .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()

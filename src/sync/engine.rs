@@ -477,29 +477,39 @@ impl Ctx<'_> {
     async fn store_batch(&self, run_id: &str, batch: &[CustomerReport]) -> StoreResult<()> {
         let opts = self.opts;
         let store = self.engine.store;
+        // Each result is encoded once: the run's record and the status share it.
+        let encoded: Vec<(&str, serde_json::Value)> = batch
+            .iter()
+            .map(|c| {
+                (
+                    c.tenant_id.as_str(),
+                    serde_json::to_value(c).unwrap_or_default(),
+                )
+            })
+            .collect();
         if !opts.dry_run || opts.record_dry_run {
             let expires_at = chrono::Duration::from_std(opts.run_retention)
                 .ok()
                 .map(|d| Utc::now() + d);
-            let customers: Vec<RunCustomer> = batch
+            let customers: Vec<RunCustomer> = encoded
                 .iter()
-                .map(|c| RunCustomer {
+                .map(|(tenant_id, report)| RunCustomer {
                     run_id: run_id.to_owned(),
-                    tenant_id: c.tenant_id.clone(),
-                    report: serde_json::to_value(c).unwrap_or_default(),
+                    tenant_id: (*tenant_id).to_owned(),
+                    report: report.clone(),
                     expires_at,
                 })
                 .collect();
             store.put_run_customers(&customers).await?;
         }
         if !opts.dry_run {
-            let statuses: Vec<CustomerStatus> = batch
-                .iter()
-                .map(|c| CustomerStatus {
-                    tenant_id: c.tenant_id.clone(),
+            let statuses: Vec<CustomerStatus> = encoded
+                .into_iter()
+                .map(|(tenant_id, report)| CustomerStatus {
+                    tenant_id: tenant_id.to_owned(),
                     run_id: run_id.to_owned(),
                     updated_at: Utc::now(),
-                    report: serde_json::to_value(c).unwrap_or_default(),
+                    report,
                 })
                 .collect();
             store.put_customer_statuses(&statuses).await?;
