@@ -2,7 +2,7 @@
 //! handler, the HTTP API): starting, running and continuing sync cycles, with the
 //! store, secrets and self-invocation as ports.
 
-use crate::cli::{build_clients, load_secrets_with};
+use crate::wiring::{build_clients, load_secrets_with};
 use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings};
 use crate::domain::month::Month;
 use crate::http::ApiCounters;
@@ -123,7 +123,7 @@ impl SecretsCache {
         }
         let secrets = Arc::new(match &self.aws {
             Some(config) => load_secrets_with(&self.spec, config).await?,
-            None => crate::cli::load_secrets(&self.spec).await?,
+            None => crate::wiring::load_secrets(&self.spec).await?,
         });
         *cached = Some((Instant::now(), secrets.clone()));
         Ok(secrets)

@@ -2,18 +2,19 @@
 //! Gateway HTTP API (payload 2.0) and the internal asynchronous run event. Settings,
 //! secrets and SDK clients are built once per container and reused.
 
-use crate::api::{self, ApiRequest};
 use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
+use crate::console::ConsoleConfig;
 use crate::config::{Environment, StoreSpec};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderValue};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use axum::Router;
 use base64::Engine as _;
+use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use tower::ServiceExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -178,21 +179,38 @@ fn margin_from_env() -> Duration {
     Duration::from_secs_f64(secs.max(0.0))
 }
 
+/// What one container serves: the App, and the router (console and API) that
+/// answers its HTTP events.
+#[derive(Clone)]
+pub struct Function {
+    pub app: Arc<App>,
+    pub router: Router,
+}
+
+impl Function {
+    /// The console behind API Gateway is always on https: its cookie is Secure.
+    pub fn new(app: Arc<App>) -> Self {
+        let router = crate::web::router(app.clone(), ConsoleConfig::default());
+        Self { app, router }
+    }
+}
+
 /// Runs the Lambda runtime loop.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = build().await.map_err(|e| e.message)?;
+    let function = Function::new(build().await.map_err(|e| e.message)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let app = app.clone();
-        async move { handle(&app, event).await }
+        let function = function.clone();
+        async move { handle(&function, event).await }
     }))
     .await
 }
 
-pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+pub async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+    let app = function.app.as_ref();
     let deadline = invocation_deadline(event.context.deadline());
     match classify(event.payload) {
-        Incoming::Http(request) => Ok(http(app, *request).await),
+        Incoming::Http(request) => Ok(http(&function.router, *request, event.context).await),
         Incoming::Schedule { tick } => {
             let span = tracing::info_span!("schedule", tick = %tick);
             let report = app
@@ -259,53 +277,37 @@ fn tokio_deadline(deadline: SystemTime, margin: Duration) -> tokio::time::Instan
     tokio::time::Instant::now() + left - margin.min(left / 4)
 }
 
-async fn http(app: &App, request: ApiGatewayV2httpRequest) -> Value {
-    let response = match to_api_request(&request) {
-        Ok(req) => api::handle(app, req).await,
-        Err(message) => api::ApiResponse {
-            status: 400,
-            body: json!({"error": message}),
-        },
-    };
-    let mut out = ApiGatewayV2httpResponse::default();
-    out.status_code = i64::from(response.status);
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Some(allow) = response
-        .allow()
-        .and_then(|a| HeaderValue::from_str(&a).ok())
-    {
-        headers.insert("allow", allow);
+/// An HTTP API (payload 2.0) request through the router, as `lambda_http` converts
+/// it (cookies, base64 bodies, `Set-Cookie` into `cookies`).
+async fn http(router: &Router, request: ApiGatewayV2httpRequest, context: lambda_runtime::Context) -> Value {
+    // lambda_http panics on a body marked base64 that is not: refuse it first.
+    if let Err(message) = check_body(&request) {
+        return json!({
+            "statusCode": 400,
+            "headers": {"content-type": "application/json"},
+            "body": json!({"error": message}).to_string(),
+            "isBase64Encoded": false,
+        });
     }
-    out.headers = headers;
-    out.body = Some(Body::Text(response.body.to_string()));
-    serde_json::to_value(out).unwrap_or_else(|_| json!({"statusCode": 500}))
+    let event = LambdaEvent::new(LambdaRequest::ApiGatewayV2(request), context);
+    let adapter = lambda_http::Adapter::from(router.clone());
+    match adapter.oneshot(event).await {
+        Ok(response) => serde_json::to_value(response).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialise an HTTP response");
+            json!({"statusCode": 500})
+        }),
+        Err(never) => match never {},
+    }
 }
 
-fn to_api_request(r: &ApiGatewayV2httpRequest) -> Result<ApiRequest, String> {
-    let body = match (&r.body, r.is_base64_encoded) {
-        (None, _) => Vec::new(),
-        (Some(b), false) => b.clone().into_bytes(),
+fn check_body(r: &ApiGatewayV2httpRequest) -> Result<(), String> {
+    match (&r.body, r.is_base64_encoded) {
         (Some(b), true) => base64::engine::general_purpose::STANDARD
             .decode(b)
-            .map_err(|_| "the request body is marked base64 but is not valid base64".to_string())?,
-    };
-    let headers = r
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
-        })
-        .collect();
-    Ok(ApiRequest {
-        method: r.request_context.http.method.as_str().to_owned(),
-        path: r.raw_path.clone().unwrap_or_else(|| "/".into()),
-        query: r.raw_query_string.clone().unwrap_or_default(),
-        headers,
-        body,
-    })
+            .map(|_| ())
+            .map_err(|_| "the request body is marked base64 but is not valid base64".to_string()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -352,20 +354,15 @@ mod tests {
     }
 
     #[test]
-    fn base64_bodies_are_decoded_and_bad_ones_refused() {
+    fn a_body_marked_base64_that_is_not_is_refused_before_conversion() {
         let mut r: ApiGatewayV2httpRequest = serde_json::from_value(json!({
             "version":"2.0","rawPath":"/sync","rawQueryString":"a=1",
             "headers":{"authorization":"Bearer t"},
             "requestContext":{"http":{"method":"POST","path":"/sync"}},
             "body":"eyJkcnlSdW4iOnRydWV9","isBase64Encoded":true}))
         .unwrap();
-        let req = to_api_request(&r).unwrap();
-        assert_eq!(req.body, br#"{"dryRun":true}"#);
-        assert_eq!(
-            (req.method.as_str(), req.path.as_str(), req.query.as_str()),
-            ("POST", "/sync", "a=1")
-        );
+        assert!(check_body(&r).is_ok());
         r.body = Some("%%%".into());
-        assert!(to_api_request(&r).unwrap_err().contains("base64"));
+        assert!(check_body(&r).unwrap_err().contains("base64"));
     }
 }

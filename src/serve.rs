@@ -1,18 +1,12 @@
 //! `sophos-cw-sync serve [--addr 127.0.0.1:8080]`: the HTTP API on a local port,
 //! with cycles run as tokio tasks of this process ([`LocalInvoker`]).
 
-use crate::api::{self, ApiRequest, ApiResponse, MAX_BODY};
-use crate::app::{App, Invoker, RunRequest, SecretsCache};
-use crate::cli::Failure;
+use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
 use crate::config::Environment;
+use crate::console::ConsoleConfig;
 use crate::store::{RunRecord, RunStatus, Store, StoreError};
+use crate::web::router;
 use async_trait::async_trait;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
-use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -24,8 +18,6 @@ use tokio::sync::Notify;
 pub const SECRETS_REFRESH: Duration = Duration::from_secs(300);
 /// The lease a cycle takes (also covers the gap between the webhook and the start).
 pub const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
-/// Read beyond the limit (and thrown away) so a 413 reaches the client cleanly.
-const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// Runs cycles as tokio tasks of this process. It holds a weak reference to the
 /// [`App`] it belongs to (the App owns the invoker; a strong reference would be a
@@ -170,47 +162,72 @@ pub fn build_local_app(env: Environment, store: Arc<dyn Store>) -> (Arc<App>, Ar
     (app, invoker)
 }
 
-/// The axum router: every request goes to [`api::handle`].
-pub fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(http_handler).with_state(app)
+/// Serves the router (console and API) on `listener` until the process ends.
+pub async fn serve_on(listener: TcpListener, app: Arc<App>, console: ConsoleConfig) -> std::io::Result<()> {
+    axum::serve(listener, router(app, console)).await
 }
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve_on(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
+/// How `serve` listens.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: String,
+    /// Drop the session cookie's `Secure` flag, so the console works over plain
+    /// `http://` on this machine. Refused unless `addr` is a loopback address.
+    pub insecure_local_cookies: bool,
 }
 
-/// `sophos-cw-sync serve`: the App from the environment like the CLI's, then the API
-/// on `addr` until Ctrl-C / SIGTERM; running cycles are waited for.
-/// `env` and `store` come from the CLI, which has applied `SYNC_SETTINGS` already.
-pub async fn run(addr: &str, env: Environment, store: Arc<dyn Store>) -> Result<(), Failure> {
+/// `sophos-cw-sync serve`: the App from the environment like the CLI's, then the
+/// console and the API on `addr` until Ctrl-C / SIGTERM; running cycles are waited
+/// for. `env` and `store` come from the CLI, which has applied `SYNC_SETTINGS`.
+pub async fn run(opts: ServeOptions, env: Environment, store: Arc<dyn Store>) -> Result<(), AppError> {
     let (app, invoker) = build_local_app(env, store);
     // Fail at start rather than answer every request with 503.
     let secrets = app.secrets.get().await?;
-    if secrets.webhook_token.is_none() {
-        return Err(Failure::Config(
-            "the secret has no webhookToken: add \"webhookToken\": \"<a long random string>\" to it; every API request must send it as `Authorization: Bearer <token>`".into(),
+    if secrets.webhook_token.is_none() && secrets.console_token.is_none() {
+        return Err(AppError::Config(
+            "the secret has neither a webhookToken nor a consoleToken: add \"consoleToken\": \"<a long random password>\" to sign in to the console, and/or \"webhookToken\": \"<a long random string>\" for the API (sent as `Authorization: Bearer <token>`)".into(),
         ));
     }
+    let has_console = secrets.console_token.is_some();
     drop(secrets);
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        Failure::Config(format!(
-            "cannot listen on {addr} ({e}): choose another address with --addr, e.g. 127.0.0.1:8081"
+    let listener = TcpListener::bind(&opts.addr).await.map_err(|e| {
+        AppError::Config(format!(
+            "cannot listen on {} ({e}): choose another address with --addr, e.g. 127.0.0.1:8081",
+            opts.addr
         ))
     })?;
     let local = listener
         .local_addr()
-        .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+        .map_err(|e| AppError::Config(format!("cannot read the bound address: {e}")))?;
+    if opts.insecure_local_cookies && !local.ip().is_loopback() {
+        return Err(AppError::Config(format!(
+            "--insecure-local-cookies only works on a loopback address (127.0.0.1), not {local}: without the Secure flag the session cookie would cross the network in clear text"
+        )));
+    }
     println!("listening on http://{local}");
+    if has_console {
+        println!("console: http://{local}/console/ (sign in with the secret's consoleToken)");
+        if !opts.insecure_local_cookies {
+            println!(
+                "note: the session cookie is Secure, so browsers keep it only over https; on this machine add --insecure-local-cookies"
+            );
+        }
+    } else {
+        println!("console: disabled until the secret has a consoleToken");
+    }
     if !local.ip().is_loopback() {
         eprintln!(
             "note: this is plain HTTP; put a TLS-terminating proxy in front of it when it is reachable beyond this machine"
         );
     }
-    axum::serve(listener, router(app))
+    let console = ConsoleConfig {
+        secure_cookies: !opts.insecure_local_cookies,
+        ..ConsoleConfig::default()
+    };
+    axum::serve(listener, router(app, console))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| Failure::Other(format!("the HTTP server stopped: {e}")))?;
+        .map_err(|e| AppError::Cycle(format!("the HTTP server stopped: {e}")))?;
     if invoker.running() > 0 {
         eprintln!(
             "waiting for {} running cycle(s) to finish (press Ctrl-C again to stop at once)",
@@ -245,73 +262,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = terminate => {}
     }
-}
-
-async fn http_handler(State(app): State<Arc<App>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(()) => {
-            return to_http(ApiResponse {
-                status: 400,
-                body: serde_json::json!({"error": "the request body could not be read: send it again"}),
-            });
-        }
-    };
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let req = ApiRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers,
-        body,
-    };
-    to_http(api::handle(&app, req).await)
-}
-
-/// The body, cut at `MAX_BODY + 1` bytes (enough for `handle` to answer 413).
-async fn read_body(body: Body) -> Result<Vec<u8>, ()> {
-    let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ())?;
-        seen += chunk.len();
-        if out.len() <= MAX_BODY {
-            let room = MAX_BODY + 1 - out.len();
-            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        }
-        if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-fn to_http(response: ApiResponse) -> Response {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let allow = response.allow();
-    let bytes = serde_json::to_vec(&response.body)
-        .unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
-    let mut http = Response::new(Body::from(bytes));
-    *http.status_mut() = status;
-    let headers = http.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        headers.insert(header::ALLOW, allow);
-    }
-    http
 }

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Fault, FaultKind, LoggedRequest, Scenario};
-use sophos_cw_sync::cli::build_clients_with_policy;
+use sophos_cw_sync::wiring::build_clients_with_policy;
 use sophos_cw_sync::config::{Secrets, Settings};
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;

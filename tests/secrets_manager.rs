@@ -3,7 +3,7 @@
 mod support;
 
 use secrecy::ExposeSecret;
-use sophos_cw_sync::cli::load_secrets_with;
+use sophos_cw_sync::wiring::load_secrets_with;
 use sophos_cw_sync::config::SecretsSpec;
 use support::moto::{aws_config, unique_name};
 

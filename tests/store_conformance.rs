@@ -202,6 +202,7 @@ fn audit(run_id: &str, seq: u32, at: DateTime<Utc>) -> AuditEntry {
         entity_id: Some(42),
         old_quantity: None,
         new_quantity: Some(3.0),
+        detail: None,
     }
 }
 
@@ -615,6 +616,7 @@ fn customer_report(i: usize) -> CustomerReport {
             action: ProductAction::Skip,
         }],
         errors: vec![ErrorReport::new(ErrorCode::CwValidation, message)],
+        company_name: None,
     }
 }
 

@@ -281,7 +281,7 @@ async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
     let settings: Settings = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))?;
-    crate::cli::validate_settings(&settings).map_err(|e| ApiError::bad_request(e.0))?;
+    crate::wiring::validate_settings(&settings).map_err(|e| ApiError::bad_request(e.0))?;
     app.store.put_settings(&settings).await?;
     Ok(ok(to_json(&settings)?))
 }

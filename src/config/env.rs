@@ -88,6 +88,9 @@ pub struct Secrets {
     pub cw_client_id: String,
     pub cw_codebase: Option<String>,
     pub webhook_token: Option<SecretString>,
+    /// The console's login password (`consoleToken`), separate from the webhook
+    /// token; without it the console refuses every login and says why.
+    pub console_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -138,6 +141,7 @@ impl Secrets {
             cw_client_id: req("connectwise.clientId")?,
             cw_codebase: field("connectwise.codebase", false)?,
             webhook_token: field("webhookToken", false)?.map(SecretString::from),
+            console_token: field("consoleToken", false)?.map(SecretString::from),
         })
     }
 
@@ -152,7 +156,7 @@ impl Secrets {
     }
 }
 
-const SHAPE: &str = r#"{"sophos":{"clientId":"","clientSecret":""},"connectwise":{"site":"api-na.myconnectwise.net","companyId":"","publicKey":"","privateKey":"","clientId":""},"webhookToken":""}"#;
+const SHAPE: &str = r#"{"sophos":{"clientId":"","clientSecret":""},"connectwise":{"site":"api-na.myconnectwise.net","companyId":"","publicKey":"","privateKey":"","clientId":""},"webhookToken":"","consoleToken":""}"#;
 
 fn missing(path: &str, source: &str) -> ConfigError {
     ConfigError(format!(

@@ -140,6 +140,8 @@ pub struct AuditEntry {
     pub old_quantity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_quantity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

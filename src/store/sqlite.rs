@@ -797,6 +797,7 @@ mod tests {
             entity_id: None,
             old_quantity: None,
             new_quantity: None,
+            detail: None,
         };
         assert_eq!(audit_sort_key(&entry), "2024-01-02T03:04:05.000Z#r1#000007");
     }

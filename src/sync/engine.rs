@@ -665,6 +665,7 @@ impl Ctx<'_> {
             entity_id: d.entity_id,
             old_quantity: d.old,
             new_quantity: d.new,
+            detail: None,
         };
         self.engine.store.append_audit(&entry).await
     }
@@ -688,6 +689,7 @@ impl Ctx<'_> {
             agreement_type: None,
             products: Vec::new(),
             errors: Vec::new(),
+            company_name: None,
         };
         let (company, agreement, newly_discovered) = match resolution {
             Resolution::Ignored(reason) => {

@@ -191,6 +191,8 @@ pub struct CustomerReport {
     pub reason: Option<String>,
     pub company_id: Option<i64>,
     pub company_identifier: Option<String>,
+    #[serde(default)]
+    pub company_name: Option<String>,
     pub agreement_id: Option<i64>,
     pub agreement_name: Option<String>,
     pub agreement_type: Option<String>,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim};
-use sophos_cw_sync::cli::build_clients_with_policy;
+use sophos_cw_sync::wiring::build_clients_with_policy;
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};

@@ -1,0 +1,9 @@
+//! ConnectWise's companies for the mapping suggestions, read once and kept a few
+//! minutes (a mapping session looks at many customers against the same list).
+
+use tokio::sync::Mutex;
+
+#[derive(Default)]
+pub struct CompanyCache {
+    pub(crate) cached: Mutex<Option<(tokio::time::Instant, std::sync::Arc<Vec<crate::connectwise::model::Company>>)>>,
+}

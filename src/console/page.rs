@@ -1,0 +1,271 @@
+//! What every console page shares: signing in (the session extractor), the
+//! layout, rendering, form bodies with their CSRF token, error pages, and the
+//! security headers.
+
+use super::session::{self, Session, SessionKey};
+use crate::web::Web;
+use askama::Template;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use std::time::SystemTime;
+
+/// The strict policy of every console answer: nothing inline, nothing from
+/// elsewhere, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Adds the security headers to every console response (pages, errors, assets).
+pub async fn security_headers(
+    axum::extract::State(_web): axum::extract::State<Web>,
+    mut response: Response,
+) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Pages hold billing data: never kept by a browser or a proxy. Assets set
+    // their own (long) caching and keep it.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// What went wrong, as a page with a 4xx (or 503) status that says what to do.
+#[derive(Debug)]
+pub enum ConsoleError {
+    /// Not signed in (or the session expired, or the token was rotated).
+    SignIn { next: String },
+    BadRequest(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    /// The service cannot do it now (secrets, store or a vendor): not the
+    /// operator's input.
+    Unavailable(String),
+}
+
+impl From<crate::store::StoreError> for ConsoleError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "console: the store failed");
+        ConsoleError::Unavailable(format!(
+            "the store could not be read or written ({e}); try again in a moment"
+        ))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    layout: Layout,
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match &self {
+            ConsoleError::SignIn { next } => {
+                let target = format!("/console/login?next={}", encode(next));
+                return Redirect::to(&target).into_response();
+            }
+            ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
+            ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
+            ConsoleError::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
+            ConsoleError::Unavailable(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m)
+            }
+        };
+        let page = ErrorPage {
+            layout: Layout::anonymous("error"),
+            status: status.as_u16(),
+            title,
+            message,
+        };
+        render_with(status, &page)
+    }
+}
+
+/// The frame of every page: navigation, the signed-in session and the form
+/// token its forms carry.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Which navigation entry is current.
+    pub nav: &'static str,
+    pub signed_in: bool,
+    /// The per-session CSRF token (empty when not signed in).
+    pub csrf: String,
+    /// e.g. `console:1a2b3c4d`.
+    pub actor: String,
+    pub htmx: &'static str,
+    pub css: &'static str,
+}
+
+impl Layout {
+    pub fn anonymous(nav: &'static str) -> Self {
+        Self {
+            nav,
+            signed_in: false,
+            csrf: String::new(),
+            actor: String::new(),
+            htmx: super::assets::HTMX_PATH,
+            css: super::assets::CSS_PATH,
+        }
+    }
+}
+
+/// A signed-in request: its session and the key that signed it.
+pub struct Authed {
+    pub session: Session,
+    pub key: SessionKey,
+}
+
+impl Authed {
+    pub fn layout(&self, nav: &'static str) -> Layout {
+        Layout {
+            nav,
+            signed_in: true,
+            csrf: self.key.form_token(&self.session),
+            actor: self.session.actor(),
+            ..Layout::anonymous(nav)
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        self.session.actor()
+    }
+}
+
+/// The key of the console token in force; a clear error when there is none.
+pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
+    let secrets = web.app.secrets.get().await.map_err(|e| {
+        tracing::error!(error = %e, "console: cannot load the secrets");
+        ConsoleError::Unavailable(
+            "the service cannot read its secrets; the operator finds the cause in the service log".into(),
+        )
+    })?;
+    match &secrets.console_token {
+        Some(token) => Ok(SessionKey::from_token(token)),
+        None => Err(ConsoleError::Unavailable(
+            "the console is switched off: the secret has no \"consoleToken\". Add \"consoleToken\": \"<a long random password>\" to the secret (Secrets Manager, or the SYNC_SECRETS file), then sign in with it.".into(),
+        )),
+    }
+}
+
+/// The signed-in session of a request, or a redirect to the login page that comes
+/// back to `uri` afterwards.
+pub async fn authed(web: &Web, headers: &HeaderMap, uri: &Uri) -> Result<Authed, ConsoleError> {
+    let key = session_key(web).await?;
+    let next = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| super::HOME.to_owned());
+    let session = session::cookie(headers, session::COOKIE)
+        .and_then(|value| key.open(value, SystemTime::now()))
+        .ok_or(ConsoleError::SignIn { next })?;
+    Ok(Authed { session, key })
+}
+
+/// A urlencoded form body. Repeated fields keep every value (bulk selections).
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &Bytes) -> Result<Self, ConsoleError> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .map(Form)
+            .map_err(|_| {
+                ConsoleError::BadRequest(
+                    "the form could not be read (it is not a urlencoded form); open the page again and resubmit".into(),
+                )
+            })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    /// A required field, or a 400 that names it.
+    pub fn required(&self, name: &str, what: &str) -> Result<&str, ConsoleError> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            ConsoleError::BadRequest(format!("the form has no {what} (field {name:?}): fill it in and resubmit"))
+        })
+    }
+}
+
+/// A signed-in POST: the session, the origin check and the form token, then the
+/// form. Stale or forged forms get a 403 page that says to reload.
+pub async fn authed_post(
+    web: &Web,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &Bytes,
+) -> Result<(Authed, Form), ConsoleError> {
+    super::csrf::check_origin(headers).map_err(ConsoleError::Forbidden)?;
+    let authed = authed(web, headers, uri).await?;
+    let form = Form::parse(body)?;
+    let token = form.get("csrf").unwrap_or("");
+    if !authed.key.form_token_matches(&authed.session, token) {
+        return Err(ConsoleError::Forbidden(
+            "this form's security token is missing or belongs to another session (the page may be stale, or you signed in again since); reload the page and submit it again".into(),
+        ));
+    }
+    Ok((authed, form))
+}
+
+pub fn render<T: Template>(page: &T) -> Response {
+    render_with(StatusCode::OK, page)
+}
+
+pub fn render_with<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: a template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the page could not be rendered; see the service log",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// 303 See Other: where a form's POST sends the browser.
+pub fn see_other(location: &str) -> Response {
+    Redirect::to(location).into_response()
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .map(|s| s[2..].to_owned())
+        .unwrap_or_default()
+}
+
+/// A query string's pairs (bad encoding is a 400).
+pub fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ConsoleError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(uri.query().unwrap_or("")).map_err(|_| {
+        ConsoleError::BadRequest("the address's query string is not valid; follow a link from the console instead".into())
+    })
+}
+
+pub fn query_get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}

@@ -1,0 +1,310 @@
+//! The home page: one row per Sophos customer with its latest result, a banner of
+//! what needs a person first, filters by status and free text kept in the query
+//! string (a filtered view is a link to share), and each error's code, message
+//! and advice on the row.
+
+use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render};
+use crate::store::{CustomerStatus, MAX_PAGE, Store};
+use crate::sync::report::{CustomerReport, CustomerState, ProductAction, ProductReport};
+use crate::web::Web;
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::get;
+
+pub fn routes() -> Router<Web> {
+    Router::new().route("/console/", get(customers_page))
+}
+
+/// Rows per page.
+const ROWS: usize = 50;
+/// At most this many stored statuses are read for one page of a filtered view, so
+/// a page costs the same at 50,000 customers; the page then offers "more".
+const SCAN_BUDGET: usize = 5_000;
+
+#[derive(Template)]
+#[template(path = "customers.html")]
+struct CustomersPage {
+    layout: Layout,
+    banner: Banner,
+    filter: Filter,
+    rows: Vec<Row>,
+    /// The cursor of the next page, if there may be more.
+    next: Option<String>,
+    next_link: String,
+    scanned: usize,
+    has_statuses: bool,
+}
+
+/// The state and text filters, as in the query string.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: String,
+    pub q: String,
+}
+
+impl Filter {
+    pub const STATUSES: [&'static str; 4] = ["synced", "error", "unmapped", "ignored"];
+
+    fn parse(pairs: &[(String, String)]) -> Result<Self, ConsoleError> {
+        let status = query_get(pairs, "status").unwrap_or("").to_ascii_lowercase();
+        if !status.is_empty() && !Self::STATUSES.contains(&status.as_str()) {
+            return Err(ConsoleError::BadRequest(format!(
+                "there is no status {status:?}: filter by synced, error, unmapped or ignored"
+            )));
+        }
+        Ok(Self {
+            status,
+            q: query_get(pairs, "q").unwrap_or("").to_owned(),
+        })
+    }
+
+    pub fn matches(&self, c: &CustomerReport) -> bool {
+        if !self.status.is_empty() && state_name(c.status) != self.status {
+            return false;
+        }
+        if self.q.is_empty() {
+            return true;
+        }
+        let needle = self.q.to_lowercase();
+        let company_id = c.company_id.map(|id| id.to_string());
+        [
+            Some(c.tenant_name.as_str()),
+            Some(c.tenant_id.as_str()),
+            c.company_name.as_deref(),
+            c.company_identifier.as_deref(),
+            company_id.as_deref(),
+            c.agreement_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|field| field.to_lowercase().contains(&needle))
+    }
+
+    /// The query string of this filter plus `after` (for links).
+    pub fn link(&self, after: Option<&str>) -> String {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if !self.status.is_empty() {
+            pairs.push(("status", &self.status));
+        }
+        if !self.q.is_empty() {
+            pairs.push(("q", &self.q));
+        }
+        if let Some(a) = after {
+            pairs.push(("after", a));
+        }
+        let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if qs.is_empty() { "/console/".into() } else { format!("/console/?{qs}") }
+    }
+}
+
+pub fn state_name(s: CustomerState) -> &'static str {
+    match s {
+        CustomerState::Synced => "synced",
+        CustomerState::Error => "error",
+        CustomerState::Unmapped => "unmapped",
+        CustomerState::Ignored => "ignored",
+    }
+}
+
+/// What needs a person first, from the latest finished (non-dry) run.
+#[derive(Debug, Default)]
+pub struct Banner {
+    pub run_id: Option<String>,
+    pub unmapped: u64,
+    pub in_error: u64,
+    pub unmapped_codes: u64,
+}
+
+/// One customer's row, ready to show.
+pub struct Row {
+    pub tenant_id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub company: Option<String>,
+    pub company_id: Option<i64>,
+    pub agreement: Option<String>,
+    pub agreement_type: Option<String>,
+    pub products: Vec<ProductRow>,
+    pub change: String,
+    pub errors: Vec<ErrorRow>,
+    pub detail_link: String,
+}
+
+/// An error as the page shows it: its code as the API spells it.
+pub struct ErrorRow {
+    pub code: String,
+    pub message: String,
+    pub advice: String,
+}
+
+impl ErrorRow {
+    pub fn of(e: &crate::sync::report::ErrorReport) -> Self {
+        let code = serde_json::to_value(e.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Self {
+            code,
+            message: e.message.clone(),
+            advice: e.advice.clone(),
+        }
+    }
+}
+
+pub struct ProductRow {
+    pub identifier: String,
+    pub sophos: String,
+    pub connectwise: String,
+    pub action: &'static str,
+}
+
+async fn customers_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+    let authed = page::authed(&web, &headers, &uri).await?;
+    let pairs = query_pairs(&uri)?;
+    let filter = Filter::parse(&pairs)?;
+    let after = query_get(&pairs, "after").map(str::to_owned);
+    let store = web.app.store.as_ref();
+    let (statuses, next, scanned) = scan(store, &filter, after.as_deref()).await?;
+    let rows = statuses.iter().map(row).collect();
+    let banner = banner(store).await?;
+    let has_statuses = !(statuses.is_empty() && after.is_none() && filter.status.is_empty() && filter.q.is_empty());
+    let next_link = filter.link(next.as_deref());
+    Ok(render(&CustomersPage {
+        layout: authed.layout("customers"),
+        banner,
+        filter,
+        rows,
+        next,
+        next_link,
+        scanned,
+        has_statuses,
+    }))
+}
+
+/// Reads stored statuses page by page from `after` until a page of matching rows
+/// is full or the scan budget is spent; returns the rows, the cursor to continue
+/// from and how many statuses were read.
+pub async fn scan(
+    store: &dyn Store,
+    filter: &Filter,
+    after: Option<&str>,
+) -> Result<(Vec<CustomerReport>, Option<String>, usize), ConsoleError> {
+    let mut rows = Vec::new();
+    let mut cursor = after.map(str::to_owned);
+    let mut scanned = 0;
+    loop {
+        let page = store.list_customer_statuses(MAX_PAGE, cursor.as_deref()).await?;
+        let mut stopped_at = None;
+        for status in &page.items {
+            scanned += 1;
+            if let Some(report) = decode(status) {
+                if filter.matches(&report) {
+                    rows.push(report);
+                }
+            }
+            if rows.len() == ROWS {
+                stopped_at = Some(status.tenant_id.clone());
+                break;
+            }
+        }
+        if let Some(last) = stopped_at {
+            // Full: more may follow unless this was the very last status.
+            let more = page.next.is_some() || page.items.last().map(|s| &s.tenant_id) != Some(&last);
+            return Ok((rows, more.then_some(last), scanned));
+        }
+        match page.next {
+            Some(next) if scanned < SCAN_BUDGET => cursor = Some(next),
+            next => return Ok((rows, next, scanned)),
+        }
+    }
+}
+
+fn decode(status: &CustomerStatus) -> Option<CustomerReport> {
+    serde_json::from_value(status.report.clone())
+        .inspect_err(|e| tracing::warn!(tenant_id = %status.tenant_id, error = %e, "console: a stored customer status is unreadable"))
+        .ok()
+}
+
+/// The banner's counts from the latest finished run that wrote (dry runs change
+/// nothing, so they do not say what is outstanding).
+pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
+    let runs = store.list_runs(20, None).await?;
+    let Some(run) = runs.iter().find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object()) else {
+        return Ok(Banner::default());
+    };
+    let counts = &run.report["customerCounts"];
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let codes = &run.report["unmappedCodes"];
+    Ok(Banner {
+        run_id: Some(run.run_id.clone()),
+        unmapped: count(&counts["unmapped"]),
+        in_error: count(&counts["error"]),
+        unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64) + count(&run.report["unmappedCodesOmitted"]),
+    })
+}
+
+fn row(c: &CustomerReport) -> Row {
+    let company = match (&c.company_name, &c.company_identifier) {
+        (Some(name), Some(ident)) => Some(format!("{name} ({ident})")),
+        (Some(name), None) => Some(name.clone()),
+        (None, Some(ident)) => Some(ident.clone()),
+        (None, None) => None,
+    };
+    Row {
+        tenant_id: c.tenant_id.clone(),
+        name: c.tenant_name.clone(),
+        status: state_name(c.status),
+        company,
+        company_id: c.company_id,
+        agreement: c.agreement_name.clone(),
+        agreement_type: c.agreement_type.clone(),
+        products: c.products.iter().map(product_row).collect(),
+        change: change_summary(&c.products),
+        errors: c.errors.iter().map(ErrorRow::of).collect(),
+        detail_link: format!("/console/customers/{}", page::encode(&c.tenant_id)),
+    }
+}
+
+pub fn product_row(p: &ProductReport) -> ProductRow {
+    let cw = p.new_quantity.or(p.previous_quantity);
+    ProductRow {
+        identifier: p.identifier.clone(),
+        sophos: qty(Some(p.sophos_quantity)),
+        connectwise: qty(cw),
+        action: action_name(p.action),
+    }
+}
+
+pub fn action_name(a: ProductAction) -> &'static str {
+    match a {
+        ProductAction::Create => "created",
+        ProductAction::Update => "updated",
+        ProductAction::Unchanged => "unchanged",
+        ProductAction::Zero => "set to zero",
+        ProductAction::Cancel => "cancelled",
+        ProductAction::Adopt => "adopted",
+        ProductAction::Skip => "skipped",
+    }
+}
+
+/// A quantity as a person reads it: whole numbers without decimals, "–" for none.
+pub fn qty(q: Option<f64>) -> String {
+    match q {
+        None => "–".into(),
+        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
+        Some(v) => format!("{v}"),
+    }
+}
+
+/// The last run's change for the customer, e.g. "Sophos_Email: 10 → 12".
+pub fn change_summary(products: &[ProductReport]) -> String {
+    let changes: Vec<String> = products
+        .iter()
+        .filter(|p| !matches!(p.action, ProductAction::Unchanged | ProductAction::Skip))
+        .map(|p| format!("{}: {} → {} ({})", p.identifier, qty(p.previous_quantity), qty(p.new_quantity), action_name(p.action)))
+        .collect();
+    if changes.is_empty() { "no change".into() } else { changes.join("; ") }
+}

@@ -1,0 +1,181 @@
+//! Sign in with the console password (the secret's `consoleToken`) and sign out.
+//! Both are audited; a refused password is answered after a fixed delay.
+
+use crate::console::audit_log::{self, ConsoleAction};
+use crate::console::page::{self, ConsoleError, Form, Layout, query_get, query_pairs, render_with, see_other};
+use crate::console::session::{self, SessionKey};
+use crate::web::Web;
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::ExposeSecret;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+pub fn routes() -> Router<Web> {
+    Router::new()
+        .route("/console", get(|| async { see_other(crate::console::HOME) }))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    next: String,
+    problem: Option<String>,
+    signed_out: bool,
+}
+
+/// Lifetime of the login form's one-time token.
+const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
+
+async fn login_form(State(web): State<Web>, uri: Uri) -> Result<Response, ConsoleError> {
+    page::session_key(&web).await?;
+    let q = query_pairs(&uri)?;
+    let next = safe_next(query_get(&q, "next"));
+    let signed_out = query_get(&q, "signedOut").is_some();
+    Ok(form_page(&web, StatusCode::OK, next, None, signed_out))
+}
+
+/// The form with a fresh one-time token, also set as a cookie (double submit:
+/// before a session exists, only a page of ours can know the cookie's value).
+fn form_page(web: &Web, status: StatusCode, next: String, problem: Option<String>, signed_out: bool) -> Response {
+    let nonce = session::random_hex();
+    let page = LoginPage {
+        layout: Layout::anonymous("login"),
+        csrf: nonce.clone(),
+        next,
+        problem,
+        signed_out,
+    };
+    let mut response = render_with(status, &page);
+    let cookie = session::set_cookie(session::LOGIN_COOKIE, &nonce, LOGIN_FORM_TTL, web.console.config.secure_cookies);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn login(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Result<Response, ConsoleError> {
+    let arrived = Instant::now();
+    crate::console::csrf::check_origin(&headers).map_err(ConsoleError::Forbidden)?;
+    let form = Form::parse(&body)?;
+    let expected_nonce = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or("");
+    let presented_nonce = form.get("csrf").unwrap_or("");
+    if expected_nonce.is_empty()
+        || !crate::api::auth::token_matches(expected_nonce.as_bytes(), presented_nonce.as_bytes())
+    {
+        return Err(ConsoleError::Forbidden(
+            "the sign-in form is stale or was not sent from this console (its security token does not match); open the sign-in page again".into(),
+        ));
+    }
+    let next = safe_next(form.get("next"));
+    let secrets = web.app.secrets.get().await.map_err(|e| {
+        tracing::error!(error = %e, "console: cannot load the secrets");
+        ConsoleError::Unavailable("the service cannot read its secrets; the operator finds the cause in the service log".into())
+    })?;
+    let Some(token) = secrets.console_token.as_ref() else {
+        return Err(page::session_key(&web).await.err().unwrap_or(ConsoleError::Unavailable(
+            "the console is switched off: the secret has no consoleToken".into(),
+        )));
+    };
+    let password = form.get("password").unwrap_or("");
+    if !crate::api::auth::token_matches(token.expose_secret().as_bytes(), password.as_bytes()) {
+        let audit = audit_log::record(
+            web.app.store.as_ref(),
+            ConsoleAction {
+                actor: "console:anonymous".into(),
+                action: "consoleLoginFailed",
+                tenant_id: None,
+                agreement_id: None,
+                detail: "sign-in refused: wrong password".into(),
+            },
+        )
+        .await;
+        // The same wait whatever happened above.
+        tokio::time::sleep_until(arrived + web.console.config.login_delay).await;
+        audit?;
+        return Ok(form_page(
+            &web,
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some("That password is not the console password. Check the secret's consoleToken and try again.".into()),
+            false,
+        ));
+    }
+    let key = SessionKey::from_token(token);
+    let (session, value) = key.issue(SystemTime::now(), web.console.config.session_ttl);
+    audit_log::record(
+        web.app.store.as_ref(),
+        ConsoleAction {
+            actor: session.actor(),
+            action: "consoleLogin",
+            tenant_id: None,
+            agreement_id: None,
+            detail: "signed in".into(),
+        },
+    )
+    .await?;
+    let secure = web.console.config.secure_cookies;
+    let mut response = see_other(&next);
+    let h = response.headers_mut();
+    for cookie in [
+        session::set_cookie(session::COOKIE, &value, web.console.config.session_ttl, secure),
+        session::clear_cookie(session::LOGIN_COOKIE, secure),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn logout(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+    let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    audit_log::record(
+        web.app.store.as_ref(),
+        ConsoleAction {
+            actor: authed.actor(),
+            action: "consoleLogout",
+            tenant_id: None,
+            agreement_id: None,
+            detail: "signed out".into(),
+        },
+    )
+    .await?;
+    let mut response = see_other("/console/login?signedOut=1");
+    let cookie = session::clear_cookie(session::COOKIE, web.console.config.secure_cookies);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response.into_response())
+}
+
+/// Where to go after signing in: only a console path of ours (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains("\\") && !n.contains("://") => n.to_owned(),
+        _ => crate::console::HOME.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_console_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next(Some("/console/runs?x=1")), "/console/runs?x=1");
+        for bad in ["https://evil.example/", "//evil.example", "/other", "/console", "/console/\\evil", "/console/x?u=http://e"] {
+            assert_eq!(safe_next(Some(bad)), "/console/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/console/");
+    }
+}
