@@ -10,7 +10,7 @@ CFN_LINT_PIN:= cfn-lint==1.58.0
 RUN_DIR     := .run
 MOTO_PORT   ?= 5055
 
-.PHONY: run test sim build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra
+.PHONY: run test sim console build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ venv: $(VENV)/.installed
 ## run: the main job against the simulators, on the embedded (SQLite) store
 run:
 	scripts/run-demo.sh
+
+## console: the demo scenario synced once on SQLite, then the operator console on http://127.0.0.1:8080/console/ (Ctrl-C stops everything)
+console:
+	scripts/console.sh
 
 ## sim: start both simulators on their default ports with the demo scenario (Ctrl-C stops)
 sim:
