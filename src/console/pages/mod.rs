@@ -2,6 +2,8 @@
 
 pub mod customers;
 pub mod login;
+pub mod runs;
+pub mod settings;
 
 
 use crate::web::Web;
@@ -11,5 +13,7 @@ pub fn routes() -> Router<Web> {
     Router::new()
         .merge(login::routes())
         .merge(customers::routes())
+        .merge(runs::routes())
+        .merge(settings::routes())
 
 }

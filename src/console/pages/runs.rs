@@ -1,0 +1,343 @@
+//! Runs, latest first; one run's changes, errors and skipped customers (paged);
+//! "Sync now" and "Preview (dry run)", which start a run through the same code as
+//! `POST /sync`, and the progress of a run until it finishes.
+
+use crate::app::StartOutcome;
+use crate::console::audit_log::{self, ConsoleAction};
+use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render, see_other};
+use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
+use crate::domain::month::Month;
+use crate::store::{RunRecord, RunStatus};
+use crate::sync::report::{CustomerReport, ProductAction};
+use crate::web::Web;
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub fn routes() -> Router<Web> {
+    Router::new()
+        .route("/console/runs", get(runs_page))
+        .route("/console/runs/{id}", get(run_page))
+        .route("/console/runs/{id}/progress", get(progress_fragment))
+        .route("/console/sync", post(start_sync))
+}
+
+/// Runs per page of the list.
+const RUNS: usize = 20;
+/// Customers per page of a run.
+const CUSTOMERS: usize = 100;
+/// The progress count reads at most this many finished customers.
+const PROGRESS_COUNT_LIMIT: usize = 5_000;
+
+/// A run as the list shows it.
+pub struct RunRow {
+    pub run_id: String,
+    pub trigger: String,
+    pub month: String,
+    pub status: &'static str,
+    pub dry_run: bool,
+    pub started: String,
+    pub duration: String,
+    pub counts: String,
+    pub writes: String,
+}
+
+pub fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Partial => "partial",
+        RunStatus::Failed => "failed",
+        RunStatus::Skipped => "skipped",
+        RunStatus::Incomplete => "incomplete",
+    }
+}
+
+fn run_row(r: &RunRecord) -> RunRow {
+    let counts = &r.report["customerCounts"];
+    let n = |k: &str| counts[k].as_u64().unwrap_or(0);
+    let counts = if counts.is_object() {
+        format!(
+            "{} customers: {} synced, {} error, {} unmapped, {} ignored",
+            n("total"),
+            n("synced"),
+            n("error"),
+            n("unmapped"),
+            n("ignored")
+        )
+    } else {
+        "–".into()
+    };
+    let duration = match r.finished_at {
+        Some(f) => human_duration((f - r.started_at).num_milliseconds()),
+        None => format!("running for {}", human_duration((chrono::Utc::now() - r.started_at).num_milliseconds())),
+    };
+    RunRow {
+        run_id: r.run_id.clone(),
+        trigger: r.trigger.clone(),
+        month: if r.month.is_empty() { "(setting)".into() } else { r.month.clone() },
+        status: status_name(r.status),
+        dry_run: r.dry_run,
+        started: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        duration,
+        counts,
+        writes: r.report["writes"].as_u64().map_or("–".into(), |w| w.to_string()),
+    }
+}
+
+fn human_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    layout: Layout,
+    runs: Vec<RunRow>,
+    next: Option<String>,
+    busy: Option<String>,
+}
+
+async fn runs_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+    let authed = page::authed(&web, &headers, &uri).await?;
+    let q = query_pairs(&uri)?;
+    let before = query_get(&q, "before");
+    let runs = web.app.store.list_runs(RUNS, before).await?;
+    let next = (runs.len() == RUNS).then(|| runs.last().map(|r| r.run_id.clone())).flatten();
+    Ok(render(&RunsPage {
+        layout: authed.layout("runs"),
+        runs: runs.iter().map(run_row).collect(),
+        next,
+        busy: query_get(&q, "busy").map(str::to_owned),
+    }))
+}
+
+/// "Sync now" / "Preview (dry run)": the same start as `POST /sync`.
+async fn start_sync(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    let dry_run = match form.get("mode") {
+        Some("sync") => false,
+        Some("preview") => true,
+        _ => {
+            return Err(ConsoleError::BadRequest(
+                "say whether to sync or to preview (field \"mode\" is \"sync\" or \"preview\"): use the buttons on the Runs page".into(),
+            ));
+        }
+    };
+    let month = match form.get("month").filter(|m| !m.is_empty()) {
+        Some(m) => Some(m.parse::<Month>().map_err(|e| ConsoleError::BadRequest(format!("the month: {e}")))?),
+        None => None,
+    };
+    let outcome = web.app.start_sync(month, dry_run).await.map_err(|e| {
+        tracing::error!(error = %e, "console: cannot start a sync");
+        ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
+    })?;
+    let (run_id, detail) = match &outcome {
+        StartOutcome::Started { run_id } => (run_id.clone(), format!("started run {run_id}")),
+        StartOutcome::Busy { run_id } => (run_id.clone(), format!("refused: run {run_id} is already running")),
+    };
+    audit_log::record(
+        web.app.store.as_ref(),
+        ConsoleAction {
+            actor: authed.actor(),
+            action: if dry_run { "requestDryRun" } else { "requestSync" },
+            tenant_id: None,
+            agreement_id: None,
+            detail: match month {
+                Some(m) => format!("{detail} for {m}"),
+                None => detail,
+            },
+        },
+    )
+    .await?;
+    Ok(match outcome {
+        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
+        StartOutcome::Busy { .. } => see_other(&format!("/console/runs?busy={}", page::encode(&run_id))),
+    })
+}
+
+pub fn run_link(run_id: &str) -> String {
+    format!("/console/runs/{}", page::encode(run_id))
+}
+
+/// One customer of a run, as the run page shows it.
+pub struct RunCustomerRow {
+    pub tenant_id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub changes: Vec<ChangeRow>,
+    pub skipped: Vec<String>,
+    pub errors: Vec<ErrorRow>,
+    pub reason: Option<String>,
+}
+
+pub struct ChangeRow {
+    pub identifier: String,
+    pub old: String,
+    pub new: String,
+    pub action: &'static str,
+}
+
+fn customer_row(c: &CustomerReport) -> RunCustomerRow {
+    RunCustomerRow {
+        tenant_id: c.tenant_id.clone(),
+        name: c.tenant_name.clone(),
+        status: state_name(c.status),
+        changes: c
+            .products
+            .iter()
+            .filter(|p| !matches!(p.action, ProductAction::Unchanged | ProductAction::Skip))
+            .map(|p| ChangeRow {
+                identifier: p.identifier.clone(),
+                old: qty(p.previous_quantity),
+                new: qty(p.new_quantity),
+                action: action_name(p.action),
+            })
+            .collect(),
+        skipped: c
+            .products
+            .iter()
+            .filter(|p| p.action == ProductAction::Skip)
+            .map(|p| p.identifier.clone())
+            .collect(),
+        errors: c.errors.iter().map(ErrorRow::of).collect(),
+        reason: c.reason.clone(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    layout: Layout,
+    run: RunRow,
+    running: bool,
+    progress: Progress,
+    cycle_errors: Vec<ErrorRow>,
+    unassigned: Vec<String>,
+    customers: Vec<RunCustomerRow>,
+    changed: usize,
+    next: Option<String>,
+    next_link: String,
+    first_page: bool,
+}
+
+/// How far a running run has got.
+pub struct Progress {
+    pub finished: String,
+    pub status: &'static str,
+    pub elapsed: String,
+}
+
+async fn run_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+    let authed = page::authed(&web, &headers, &uri).await?;
+    let q = query_pairs(&uri)?;
+    let after = query_get(&q, "after");
+    let store = web.app.store.as_ref();
+    let Some(run) = store.get_run(&id).await? else {
+        return Err(ConsoleError::NotFound(format!(
+            "there is no run {id:?}; the Runs page lists the known runs (old runs expire after 90 days)"
+        )));
+    };
+    let page = store.list_run_customers(&id, CUSTOMERS, after).await?;
+    let customers: Vec<RunCustomerRow> = page
+        .items
+        .iter()
+        .filter_map(|c| serde_json::from_value::<CustomerReport>(c.report.clone()).ok())
+        .map(|c| customer_row(&c))
+        .collect();
+    let changed = customers.iter().filter(|c| !c.changes.is_empty()).count();
+    let cycle_errors = serde_json::from_value::<Vec<crate::sync::report::ErrorReport>>(run.report["errors"].clone())
+        .unwrap_or_default()
+        .iter()
+        .map(ErrorRow::of)
+        .collect();
+    let unassigned = run.report["unassignedUsage"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} ×{} ({})",
+                        l["productCode"].as_str().unwrap_or("no code"),
+                        qty(l["quantity"].as_f64()),
+                        l["productDescription"].as_str().unwrap_or("no description")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let running = run.status == RunStatus::Running;
+    let progress = progress(&web, &run).await?;
+    Ok(render(&RunPage {
+        layout: authed.layout("runs"),
+        run: run_row(&run),
+        running,
+        progress,
+        cycle_errors,
+        unassigned,
+        customers,
+        changed,
+        next_link: format!("{}?after={}", run_link(&id), page::encode(page.next.as_deref().unwrap_or(""))),
+        next: page.next,
+        first_page: after.is_none(),
+    }))
+}
+
+async fn progress(web: &Web, run: &RunRecord) -> Result<Progress, ConsoleError> {
+    let mut finished = 0usize;
+    let mut after: Option<String> = None;
+    loop {
+        let page = web.app.store.list_run_customers(&run.run_id, crate::store::MAX_PAGE, after.as_deref()).await?;
+        finished += page.items.len();
+        match page.next {
+            Some(n) if finished < PROGRESS_COUNT_LIMIT => after = Some(n),
+            Some(_) => break,
+            None => {
+                return Ok(Progress {
+                    finished: finished.to_string(),
+                    status: status_name(run.status),
+                    elapsed: human_duration((chrono::Utc::now() - run.started_at).num_milliseconds()),
+                });
+            }
+        }
+    }
+    Ok(Progress {
+        finished: format!("more than {finished}"),
+        status: status_name(run.status),
+        elapsed: human_duration((chrono::Utc::now() - run.started_at).num_milliseconds()),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "run_progress.html")]
+struct ProgressFragment {
+    run_id: String,
+    progress: Progress,
+}
+
+/// The progress box, polled by htmx while the run runs; once it has finished the
+/// answer tells htmx to reload the page, which then shows the results.
+async fn progress_fragment(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+    page::authed(&web, &headers, &uri).await?;
+    let Some(run) = web.app.store.get_run(&id).await? else {
+        return Err(ConsoleError::NotFound(format!("there is no run {id:?}")));
+    };
+    let progress = progress(&web, &run).await?;
+    let mut response = render(&ProgressFragment { run_id: id, progress });
+    if run.status != RunStatus::Running {
+        response.headers_mut().insert("hx-refresh", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,193 @@
+//! The settings in force with the product tables (each billing code with the
+//! evidence's confidence), and editing them with the same validation as
+//! `PUT /settings`. Every saved change goes on the audit trail.
+
+use crate::config::Settings;
+use crate::console::audit_log::{self, ConsoleAction};
+use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render, render_with, see_other};
+use crate::domain::products;
+use crate::web::Web;
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::Value;
+
+pub fn routes() -> Router<Web> {
+    Router::new().route("/console/settings", get(settings_page).post(save_settings))
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    json: String,
+    products: Vec<ProductLine>,
+    codes: Vec<CodeLine>,
+    problem: Option<String>,
+    saved: bool,
+}
+
+/// One of the 35 catalog identifiers.
+pub struct ProductLine {
+    pub identifier: &'static str,
+    pub description: &'static str,
+    pub selected: bool,
+    pub own_item: Option<String>,
+}
+
+/// One billing product code of the table in force.
+pub struct CodeLine {
+    pub code: String,
+    pub identifier: String,
+    pub source: &'static str,
+    pub code_confidence: String,
+    pub mapping_confidence: String,
+    pub seen_in: String,
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn tables(settings: &Settings) -> (Vec<ProductLine>, Vec<CodeLine>) {
+    let products = products::PRODUCTS
+        .iter()
+        .map(|(identifier, description)| ProductLine {
+            identifier,
+            description,
+            selected: settings.products.contains(*identifier),
+            own_item: settings.catalog_items.get(*identifier).cloned(),
+        })
+        .collect();
+    let codes = products::code_rows(&settings.product_codes)
+        .into_iter()
+        .map(|row| CodeLine {
+            identifier: row.identifier.clone().unwrap_or_else(|| "(not mapped: reported, never billed)".into()),
+            source: if row.source == "settings" { "your settings" } else { "built in" },
+            code_confidence: row.evidence.map(|e| word(&e.code_confidence)).unwrap_or_else(|| "–".into()),
+            mapping_confidence: row
+                .evidence
+                .and_then(|e| e.mapping_confidence.map(|c| word(&c)))
+                .unwrap_or_else(|| "–".into()),
+            seen_in: row.evidence.map(|e| e.seen_in.to_owned()).unwrap_or_else(|| "–".into()),
+            code: row.product_code,
+        })
+        .collect();
+    (products, codes)
+}
+
+fn settings_page_for(authed: &page::Authed, settings: &Settings, json: String, problem: Option<String>, saved: bool) -> SettingsPage {
+    let (products, codes) = tables(settings);
+    SettingsPage {
+        layout: authed.layout("settings"),
+        json,
+        products,
+        codes,
+        problem,
+        saved,
+    }
+}
+
+async fn settings_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+    let authed = page::authed(&web, &headers, &uri).await?;
+    let q = query_pairs(&uri)?;
+    let settings = web.app.settings().await?;
+    let json = serde_json::to_string_pretty(&settings).unwrap_or_default();
+    Ok(render(&settings_page_for(&authed, &settings, json, None, query_get(&q, "saved").is_some())))
+}
+
+/// The settings of the form's JSON, checked exactly as `PUT /settings` checks them.
+pub fn parse(text: &str) -> Result<Settings, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "the settings are not valid JSON (line {}, column {}): fix the text and save again",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let settings: Settings = serde_json::from_value(value).map_err(|e| format!("the settings are not valid: {e}"))?;
+    crate::wiring::validate_settings(&settings).map_err(|e| e.0)?;
+    Ok(settings)
+}
+
+/// Which top-level settings differ, for the audit trail (e.g. "products, month").
+pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
+    let (Ok(Value::Object(old)), Ok(Value::Object(new))) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| old.get(k) != new.get(k));
+    keys
+}
+
+async fn save_settings(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    let text = form.get("settings").unwrap_or("");
+    let current = web.app.settings().await?;
+    let settings = match parse(text) {
+        Ok(s) => s,
+        Err(problem) => {
+            // The operator's text comes back as typed, with what to fix.
+            let page = settings_page_for(&authed, &current, text.to_owned(), Some(problem), false);
+            return Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let changed = changed_keys(&current, &settings);
+    if changed.is_empty() {
+        return Ok(see_other("/console/settings?saved=1"));
+    }
+    save(&web, &authed.actor(), &current, &settings).await?;
+    Ok(see_other("/console/settings?saved=1"))
+}
+
+/// Stores new settings and records the change; used by every console form that
+/// edits settings (also the mapping of product codes).
+pub async fn save(web: &Web, actor: &str, old: &Settings, new: &Settings) -> Result<(), ConsoleError> {
+    crate::wiring::validate_settings(new).map_err(|e| ConsoleError::BadRequest(e.0))?;
+    web.app.store.put_settings(new).await?;
+    audit_log::record(
+        web.app.store.as_ref(),
+        ConsoleAction {
+            actor: actor.to_owned(),
+            action: "updateSettings",
+            tenant_id: None,
+            agreement_id: None,
+            detail: format!("changed {}", changed_keys(old, new).join(", ")),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_as_the_api_checks_them() {
+        assert!(parse("{}").is_ok());
+        assert!(parse("{").unwrap_err().contains("line 1"));
+        assert!(parse(r#"{"products":["Nope"]}"#).unwrap_err().contains("unknown product identifiers"));
+        assert!(parse(r#"{"bogus":1}"#).unwrap_err().contains("bogus"));
+        assert!(parse(r#"{"connectwiseConcurrency":0}"#).unwrap_err().contains("connectwiseConcurrency"));
+    }
+
+    #[test]
+    fn changed_keys_name_what_differs() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.month = "2026-05".into();
+        b.products.insert("Sophos_Email".into());
+        assert_eq!(changed_keys(&a, &b), vec!["month", "products"]);
+        assert!(changed_keys(&a, &a).is_empty());
+    }
+}
