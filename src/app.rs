@@ -2,13 +2,13 @@
 //! handler, the HTTP API): starting, running and continuing sync cycles, with the
 //! store, secrets and self-invocation as ports.
 
-use crate::wiring::{build_clients, load_secrets_with};
 use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings};
 use crate::domain::month::Month;
 use crate::http::ApiCounters;
 use crate::store::{LeaseOutcome, RunRecord, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions, new_run_id};
 use crate::sync::report::RunReport;
+use crate::wiring::{build_clients, load_secrets_with};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

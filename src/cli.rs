@@ -4,9 +4,7 @@
 use crate::config::{ConfigError, Environment, Settings};
 use crate::domain::{month::Month, products};
 use crate::http::ApiCounters;
-use crate::store::{
-    Mapping, MappingKind, RunStatus, Store, StoreError,
-};
+use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
 use crate::sync::report::RunReport;
 use crate::wiring::{build_clients, load_secrets, open_store, validate_settings};

@@ -3,8 +3,8 @@
 //! secrets and SDK clients are built once per container and reused.
 
 use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
-use crate::console::ConsoleConfig;
 use crate::config::{Environment, StoreSpec};
+use crate::console::ConsoleConfig;
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
@@ -14,10 +14,10 @@ use axum::Router;
 use base64::Engine as _;
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use tower::ServiceExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 /// What arrived.
@@ -279,7 +279,11 @@ fn tokio_deadline(deadline: SystemTime, margin: Duration) -> tokio::time::Instan
 
 /// An HTTP API (payload 2.0) request through the router, as `lambda_http` converts
 /// it (cookies, base64 bodies, `Set-Cookie` into `cookies`).
-async fn http(router: &Router, request: ApiGatewayV2httpRequest, context: lambda_runtime::Context) -> Value {
+async fn http(
+    router: &Router,
+    request: ApiGatewayV2httpRequest,
+    context: lambda_runtime::Context,
+) -> Value {
     // lambda_http panics on a body marked base64 that is not: refuse it first.
     if let Err(message) = check_body(&request) {
         return json!({

@@ -163,7 +163,11 @@ pub fn build_local_app(env: Environment, store: Arc<dyn Store>) -> (Arc<App>, Ar
 }
 
 /// Serves the router (console and API) on `listener` until the process ends.
-pub async fn serve_on(listener: TcpListener, app: Arc<App>, console: ConsoleConfig) -> std::io::Result<()> {
+pub async fn serve_on(
+    listener: TcpListener,
+    app: Arc<App>,
+    console: ConsoleConfig,
+) -> std::io::Result<()> {
     axum::serve(listener, router(app, console)).await
 }
 
@@ -179,7 +183,11 @@ pub struct ServeOptions {
 /// `sophos-cw-sync serve`: the App from the environment like the CLI's, then the
 /// console and the API on `addr` until Ctrl-C / SIGTERM; running cycles are waited
 /// for. `env` and `store` come from the CLI, which has applied `SYNC_SETTINGS`.
-pub async fn run(opts: ServeOptions, env: Environment, store: Arc<dyn Store>) -> Result<(), AppError> {
+pub async fn run(
+    opts: ServeOptions,
+    env: Environment,
+    store: Arc<dyn Store>,
+) -> Result<(), AppError> {
     let (app, invoker) = build_local_app(env, store);
     // Fail at start rather than answer every request with 503.
     let secrets = app.secrets.get().await?;

@@ -3,7 +3,7 @@
 //! `serve`, `lambda`) and the application service call these; nothing here knows
 //! which entry point it serves.
 
-use crate::config::{ConfigError, Secrets, SecretsSpec, Settings, StoreSpec, Environment};
+use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings, StoreSpec};
 use crate::connectwise::client::{ConnectWiseClient, ConnectWiseConfig};
 use crate::domain::month::Month;
 use crate::http::{ApiCounters, HttpPolicy};
@@ -129,4 +129,3 @@ pub async fn build_clients_with_policy(
     .map_err(|e| ConfigError(format!("cannot reach ConnectWise: {e}")))?;
     Ok((sophos, cw))
 }
-

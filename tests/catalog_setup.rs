@@ -8,11 +8,11 @@ mod support;
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Fault, FaultKind, LoggedRequest, Scenario};
-use sophos_cw_sync::wiring::build_clients_with_policy;
 use sophos_cw_sync::config::{Secrets, Settings};
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;
 use sophos_cw_sync::sync::report::{CatalogAction, ErrorCode, ErrorReport, RunReport};
+use sophos_cw_sync::wiring::build_clients_with_policy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,7 +29,11 @@ impl Api {
             .await
             .expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { serve_on(listener, app, Default::default()).await.expect("serve") });
+        tokio::spawn(async move {
+            serve_on(listener, app, Default::default())
+                .await
+                .expect("serve")
+        });
         Api {
             base,
             client: reqwest::Client::new(),

@@ -3,8 +3,8 @@
 mod support;
 
 use secrecy::ExposeSecret;
-use sophos_cw_sync::wiring::load_secrets_with;
 use sophos_cw_sync::config::SecretsSpec;
+use sophos_cw_sync::wiring::load_secrets_with;
 use support::moto::{aws_config, unique_name};
 
 const SECRET: &str = r#"{"sophos":{"clientId":"cid","clientSecret":"S3CRET-sophos"},

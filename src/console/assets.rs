@@ -16,8 +16,14 @@ const CSS: &str = include_str!("assets/console.css");
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route(HTMX_PATH, get(|| async { asset(HTMX, "text/javascript; charset=utf-8") }))
-        .route(CSS_PATH, get(|| async { asset(CSS, "text/css; charset=utf-8") }))
+        .route(
+            HTMX_PATH,
+            get(|| async { asset(HTMX, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            CSS_PATH,
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -15,7 +15,10 @@ pub struct ConsoleAction<'a> {
 
 /// Appends the entry. A failure is logged and returned: a change the trail cannot
 /// record is reported to the operator rather than passed over in silence.
-pub async fn record(store: &dyn Store, action: ConsoleAction<'_>) -> Result<(), crate::store::StoreError> {
+pub async fn record(
+    store: &dyn Store,
+    action: ConsoleAction<'_>,
+) -> Result<(), crate::store::StoreError> {
     let entry = AuditEntry {
         run_id: String::new(),
         // Orders entries of one instant; console entries have no run to count in.

@@ -5,5 +5,10 @@ use tokio::sync::Mutex;
 
 #[derive(Default)]
 pub struct CompanyCache {
-    pub(crate) cached: Mutex<Option<(tokio::time::Instant, std::sync::Arc<Vec<crate::connectwise::model::Company>>)>>,
+    pub(crate) cached: Mutex<
+        Option<(
+            tokio::time::Instant,
+            std::sync::Arc<Vec<crate::connectwise::model::Company>>,
+        )>,
+    >,
 }

@@ -22,7 +22,9 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), String> {
     let Some(origin) = header("origin") else {
         return Err("the request carries neither an Origin nor a Sec-Fetch-Site header, so it cannot be shown to come from a console page; submit the form from the console in a browser".into());
     };
-    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or("");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or("");
     let origin_host = origin
         .split_once("://")
         .map(|(_, rest)| rest)
@@ -58,9 +60,15 @@ mod tests {
         assert!(check_origin(&h(&[("sec-fetch-site", "cross-site")])).is_err());
         assert!(check_origin(&h(&[("sec-fetch-site", "same-site")])).is_err());
         assert!(check_origin(&h(&[("sec-fetch-site", "none")])).is_err());
-        let same = [("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")];
+        let same = [
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080"),
+        ];
         assert!(check_origin(&h(&same)).is_ok());
-        let other = [("origin", "https://evil.example"), ("host", "127.0.0.1:8080")];
+        let other = [
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080"),
+        ];
         assert!(check_origin(&h(&other)).is_err());
         assert!(check_origin(&h(&[("origin", "null"), ("host", "a")])).is_err());
         assert!(check_origin(&h(&[("host", "127.0.0.1:8080")])).is_err());

@@ -8,11 +8,11 @@ pub mod assets;
 pub mod audit_log;
 pub mod companies;
 pub mod csrf;
+pub mod csv;
 
 pub mod page;
 pub mod pages;
 pub mod session;
-
 
 use crate::web::Web;
 use axum::Router;

@@ -20,9 +20,18 @@ pub async fn security_headers(
     mut response: Response,
 ) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Pages hold billing data: never kept by a browser or a proxy. Assets set
     // their own (long) caching and keep it.
@@ -36,7 +45,9 @@ pub async fn security_headers(
 #[derive(Debug)]
 pub enum ConsoleError {
     /// Not signed in (or the session expired, or the token was rotated).
-    SignIn { next: String },
+    SignIn {
+        next: String,
+    },
     BadRequest(String),
     Forbidden(String),
     NotFound(String),
@@ -75,9 +86,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
             ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             ConsoleError::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
-            ConsoleError::Unavailable(m) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m)
-            }
+            ConsoleError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),
         };
         let page = ErrorPage {
             layout: Layout::anonymous("error"),
@@ -144,7 +153,8 @@ pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
     let secrets = web.app.secrets.get().await.map_err(|e| {
         tracing::error!(error = %e, "console: cannot load the secrets");
         ConsoleError::Unavailable(
-            "the service cannot read its secrets; the operator finds the cause in the service log".into(),
+            "the service cannot read its secrets; the operator finds the cause in the service log"
+                .into(),
         )
     })?;
     match &secrets.console_token {
@@ -200,7 +210,9 @@ impl Form {
     /// A required field, or a 400 that names it.
     pub fn required(&self, name: &str, what: &str) -> Result<&str, ConsoleError> {
         self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            ConsoleError::BadRequest(format!("the form has no {what} (field {name:?}): fill it in and resubmit"))
+            ConsoleError::BadRequest(format!(
+                "the form has no {what} (field {name:?}): fill it in and resubmit"
+            ))
         })
     }
 }
@@ -258,7 +270,10 @@ pub fn encode(value: &str) -> String {
 /// A query string's pairs (bad encoding is a 400).
 pub fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ConsoleError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(uri.query().unwrap_or("")).map_err(|_| {
-        ConsoleError::BadRequest("the address's query string is not valid; follow a link from the console instead".into())
+        ConsoleError::BadRequest(
+            "the address's query string is not valid; follow a link from the console instead"
+                .into(),
+        )
     })
 }
 

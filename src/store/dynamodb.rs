@@ -40,8 +40,8 @@
 //! and [`DynamoStore::enable_ttl`]).
 
 use super::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping, Page,
-    RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
+    Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -66,6 +66,11 @@ const SK: &str = "sk";
 const BODY: &str = "body";
 const TTL: &str = "ttl";
 const RUN_ID: &str = "runId";
+const TENANT_ID: &str = "tenantId";
+const ACTION: &str = "action";
+/// At most this many audit entries are evaluated by one `list_audit_page` call, so
+/// a filter that matches little costs a bounded read; the page's `next` continues.
+const AUDIT_EVALUATE_PER_CALL: usize = 5_000;
 const EXPIRES_AT: &str = "expiresAt";
 
 const SETTINGS: &str = "SETTINGS";
@@ -791,7 +796,94 @@ impl Store for DynamoStore {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
         let mut item = Self::item(AUDIT, super::sqlite::audit_sort_key(entry), entry)?;
         item.insert(RUN_ID.to_owned(), s(&entry.run_id));
+        // Top-level copies for the console's filters (the body stays the record).
+        if let Some(t) = &entry.tenant_id {
+            item.insert(TENANT_ID.to_owned(), s(t));
+        }
+        item.insert(ACTION.to_owned(), s(&entry.action));
         self.put(item).await
+    }
+
+    async fn list_audit_page(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let limit = page_limit(limit);
+        let mut items: Vec<AuditEntry> = Vec::new();
+        let mut start: Option<Item> = None;
+        let mut evaluated = 0usize;
+        let mut filters = Vec::new();
+        let mut names = vec![("#pk", PK), ("#sk", SK)];
+        let mut values = vec![(":pk", s(AUDIT))];
+        for (attr, name, value, placeholder) in [
+            (RUN_ID, "#run", &filter.run_id, ":run"),
+            (TENANT_ID, "#tenant", &filter.tenant_id, ":tenant"),
+            (ACTION, "#action", &filter.action, ":action"),
+        ] {
+            if let Some(v) = value {
+                filters.push(format!("{name} = {placeholder}"));
+                names.push((name, attr));
+                values.push((placeholder, s(v)));
+            }
+        }
+        if let Some(b) = before {
+            values.push((":before", s(b)));
+        }
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .key_condition_expression(if before.is_some() {
+                    "#pk = :pk AND #sk < :before"
+                } else {
+                    "#pk = :pk"
+                })
+                // `Limit` counts entries before the filter: ask for what is left of the
+                // evaluation budget, never more than one page plus one.
+                .limit(
+                    i32::try_from((limit + 1).min(AUDIT_EVALUATE_PER_CALL - evaluated).max(1))
+                        .unwrap_or(1),
+                );
+            for (k, v) in &names {
+                q = q.expression_attribute_names(*k, *v);
+            }
+            for (k, v) in &values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            if !filters.is_empty() {
+                q = q.filter_expression(filters.join(" AND "));
+            }
+            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
+            evaluated += usize::try_from(page.scanned_count()).unwrap_or(0);
+            for item in page.items() {
+                if items.len() == limit {
+                    // A further match exists: the next page starts after the last one kept.
+                    let next = items.last().map(super::sqlite::audit_sort_key);
+                    return Ok(Page { items, next });
+                }
+                items.push(self.decode("audit entry", item)?);
+            }
+            let last = page.last_evaluated_key.filter(|k| !k.is_empty());
+            match last {
+                None => return Ok(Page { items, next: None }),
+                Some(k) if evaluated >= AUDIT_EVALUATE_PER_CALL => {
+                    // Budget spent: continue from where DynamoDB stopped (or after the
+                    // last entry kept, if that is later in the order).
+                    let next = match (items.len() == limit, items.last()) {
+                        (true, Some(e)) => Some(super::sqlite::audit_sort_key(e)),
+                        _ => k.get(SK).and_then(|v| v.as_s().ok()).cloned(),
+                    };
+                    return Ok(Page { items, next });
+                }
+                Some(k) => start = Some(k),
+            }
+        }
     }
 
     async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {

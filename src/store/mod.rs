@@ -102,6 +102,16 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
     /// Latest first; with `run_id`, only that run's entries.
     async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>>;
+    /// Latest first, at most `limit` (1..=[`MAX_PAGE`]) entries matching `filter`,
+    /// strictly older than the exclusive cursor `before`; `next` continues. A page
+    /// may hold fewer than `limit` entries and still have a `next` (DynamoDB bounds
+    /// the entries it evaluates per call): follow `next` until it is `None`.
+    async fn list_audit_page(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Page<AuditEntry>>;
 
     // --- the one-cycle-at-a-time lease (conditional write) ---
     /// Takes the lease for `run_id` when it is free or expired at `now`.

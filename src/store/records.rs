@@ -140,8 +140,29 @@ pub struct AuditEntry {
     pub old_quantity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_quantity: Option<f64>,
+    /// What a console action did, in words (e.g. "mapped to company 110, agreement
+    /// 210", "sign-in refused: wrong password").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Which audit entries to list; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub run_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub action: Option<String>,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.run_id.as_ref().is_none_or(|r| *r == e.run_id)
+            && self
+                .tenant_id
+                .as_ref()
+                .is_none_or(|t| Some(t) == e.tenant_id.as_ref())
+            && self.action.as_ref().is_none_or(|a| *a == e.action)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

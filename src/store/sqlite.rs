@@ -20,7 +20,7 @@
 //! | `customer_statuses` | `tenant_id`                  | `body`                        |
 //! | `runs`              | `run_id`                     | `expires_at` (epoch s), `body`|
 //! | `run_customers`     | `run_id`, `tenant_id`        | `expires_at` (epoch s), `body`|
-//! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `body`        |
+//! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `tenant_id`, `action`, `body` |
 //! | `lease`             | `id` (always 1)              | `run_id`, `expires_at` (epoch ms) |
 //! | `claims`            | `key`                        | `run_id`, `expires_at` (epoch ms) |
 //!
@@ -28,8 +28,8 @@
 //! the column is kept for a future prune.
 
 use super::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, Mapping, Page,
-    RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
+    Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -183,6 +183,7 @@ impl SqliteStore {
                 )));
             }
             tx.execute_batch(SCHEMA)?;
+            add_audit_filter_columns(&tx)?;
             if version < SCHEMA_VERSION {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
@@ -316,6 +317,28 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
 
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The audit trail's filter columns (added in place to a store made before them,
+/// filled from each entry's JSON), with an index per filter.
+fn add_audit_filter_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let has_action: bool = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('audit') WHERE name = 'action'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_action {
+        tx.execute_batch(
+            "ALTER TABLE audit ADD COLUMN tenant_id TEXT;
+             ALTER TABLE audit ADD COLUMN action TEXT;
+             UPDATE audit SET tenant_id = json_extract(body, '$.tenantId'),
+                              action = json_extract(body, '$.action');",
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant_id, sort_key);
+         CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, sort_key);",
+    )
 }
 
 /// The audit ordering key, the same one the DynamoDB adapter uses as its sort key:
@@ -648,12 +671,15 @@ impl Store for SqliteStore {
         let body = to_json(entry)?;
         let sort_key = audit_sort_key(entry);
         let run_id = entry.run_id.clone();
+        let tenant_id = entry.tenant_id.clone();
+        let action = entry.action.clone();
         self.call(move |c| {
             // Same key, same entry: a repeated append replaces (as a DynamoDB put does).
             c.execute(
-                "INSERT INTO audit (sort_key, run_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id, body = excluded.body",
-                params![sort_key, run_id, body],
+                "INSERT INTO audit (sort_key, run_id, body, tenant_id, action) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id, body = excluded.body,
+                   tenant_id = excluded.tenant_id, action = excluded.action",
+                params![sort_key, run_id, body, tenant_id, action],
             )?;
             Ok(())
         })
@@ -676,6 +702,47 @@ impl Store for SqliteStore {
                 out.push(decode("audit entry", &key, &body)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_audit_page(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let limit = page_limit(limit);
+        let (run, tenant, action) = (
+            filter.run_id.clone(),
+            filter.tenant_id.clone(),
+            filter.action.clone(),
+        );
+        let before = before.map(str::to_owned);
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT sort_key, body FROM audit
+                 WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR tenant_id = ?2)
+                   AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR sort_key < ?4)
+                 ORDER BY sort_key DESC LIMIT ?5",
+            )?;
+            // One more than a page tells whether another follows.
+            let rows = stmt.query_map(
+                params![run, tenant, action, before, sql_limit(limit + 1)],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            let mut items = Vec::new();
+            let mut keys = Vec::new();
+            for row in rows {
+                let (key, body) = row?;
+                items.push(decode("audit entry", &key, &body)?);
+                keys.push(key);
+            }
+            let next = (items.len() > limit).then(|| {
+                items.truncate(limit);
+                keys[limit - 1].clone()
+            });
+            Ok(Page { items, next })
         })
         .await
     }

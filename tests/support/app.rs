@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim};
-use sophos_cw_sync::wiring::build_clients_with_policy;
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
@@ -11,10 +10,13 @@ use sophos_cw_sync::store::Store;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::sync::engine::{CycleError, Engine, RunOptions};
 use sophos_cw_sync::sync::report::RunReport;
+use sophos_cw_sync::wiring::build_clients_with_policy;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const MONTH: &str = "2026-11";
+/// The console password (`consoleToken`) of every harness's secret.
+pub const CONSOLE_PASSWORD: &str = "console-password-secret-value";
 
 pub struct Harness {
     pub sim: Sim,
@@ -63,7 +65,8 @@ impl Harness {
             "connectwise": {"site": sim.cw_url(), "companyId": scenario.connectwise.company_id,
                 "publicKey": scenario.connectwise.public_key, "privateKey": scenario.connectwise.private_key,
                 "clientId": scenario.connectwise.client_id},
-            "webhookToken": "webhook-token-secret-value"
+            "webhookToken": "webhook-token-secret-value",
+            "consoleToken": CONSOLE_PASSWORD
         });
         std::fs::write(&secrets_path, secret.to_string()).expect("write secrets");
         Harness {

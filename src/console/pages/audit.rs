@@ -103,13 +103,25 @@ fn link(path: &str, f: &AuditFilter, before: Option<&str>) -> String {
         pairs.push(("before", b));
     }
     let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    if qs.is_empty() { path.to_owned() } else { format!("{path}?{qs}") }
+    if qs.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{qs}")
+    }
 }
 
-async fn audit_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+async fn audit_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let q = parse(&uri)?;
-    let page = web.app.store.list_audit_page(&q.filter, ROWS, q.before.as_deref()).await?;
+    let page = web
+        .app
+        .store
+        .list_audit_page(&q.filter, ROWS, q.before.as_deref())
+        .await?;
     Ok(render(&AuditPage {
         layout: authed.layout("audit"),
         tenant: q.filter.tenant_id.clone().unwrap_or_default(),
@@ -117,23 +129,47 @@ async fn audit_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Res
         run: q.filter.run_id.clone().unwrap_or_default(),
         actions: &ACTIONS,
         rows: page.items.iter().map(audit_line).collect(),
-        next_link: page.next.as_deref().map(|n| link("/console/audit", &q.filter, Some(n))),
+        next_link: page
+            .next
+            .as_deref()
+            .map(|n| link("/console/audit", &q.filter, Some(n))),
         csv_link: link("/console/audit.csv", &q.filter, None),
     }))
 }
 
-async fn audit_csv(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+async fn audit_csv(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
     page::authed(&web, &headers, &uri).await?;
     let q = parse(&uri)?;
     let mut out = String::new();
     write_row(
         &mut out,
-        &["at", "actor", "action", "tenantId", "agreementId", "identifier", "entityId", "oldQuantity", "newQuantity", "detail", "runId"].map(Cell::Text),
+        &[
+            "at",
+            "actor",
+            "action",
+            "tenantId",
+            "agreementId",
+            "identifier",
+            "entityId",
+            "oldQuantity",
+            "newQuantity",
+            "detail",
+            "runId",
+        ]
+        .map(Cell::Text),
     );
     let mut before = q.before.clone();
     let mut rows = 0;
     let next = loop {
-        let page = web.app.store.list_audit_page(&q.filter, MAX_PAGE.min(CSV_ROWS - rows), before.as_deref()).await?;
+        let page = web
+            .app
+            .store
+            .list_audit_page(&q.filter, MAX_PAGE.min(CSV_ROWS - rows), before.as_deref())
+            .await?;
         rows += page.items.len();
         for e in &page.items {
             csv_row(&mut out, e);
@@ -145,10 +181,19 @@ async fn audit_csv(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Resu
     };
     let mut response = out.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"audit.csv\""));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit.csv\""),
+    );
     if let Some(n) = next {
-        let next_link = format!("<{}>; rel=\"next\"", link("/console/audit.csv", &q.filter, Some(&n)));
+        let next_link = format!(
+            "<{}>; rel=\"next\"",
+            link("/console/audit.csv", &q.filter, Some(&n))
+        );
         if let Ok(v) = HeaderValue::from_str(&next_link) {
             h.insert(header::LINK, v);
         }

@@ -125,7 +125,12 @@ fn mapping_view(mapping: Option<&Mapping>) -> MappingView {
     }
 }
 
-async fn customer_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenant): Path<String>) -> Result<Response, ConsoleError> {
+async fn customer_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(tenant): Path<String>,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let store = web.app.store.as_ref();
@@ -134,7 +139,9 @@ async fn customer_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Pat
     if status.is_none() && mapping.is_none() {
         return Err(unknown(&tenant));
     }
-    let report: Option<CustomerReport> = status.as_ref().and_then(|s| serde_json::from_value(s.report.clone()).ok());
+    let report: Option<CustomerReport> = status
+        .as_ref()
+        .and_then(|s| serde_json::from_value(s.report.clone()).ok());
     let filter = AuditFilter {
         tenant_id: Some(tenant.clone()),
         ..AuditFilter::default()
@@ -142,8 +149,12 @@ async fn customer_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Pat
     let audit = store.list_audit_page(&filter, AUDIT_ROWS, None).await?;
     let done = match query_get(&q, "done") {
         Some("ignored") => Some("The customer is now ignored: syncs leave it alone."),
-        Some("unignored") => Some("The customer is no longer ignored: the next sync maps it again."),
-        Some("cleared") => Some("The mapping is cleared: the next sync looks for the company by name again."),
+        Some("unignored") => {
+            Some("The customer is no longer ignored: the next sync maps it again.")
+        }
+        Some("cleared") => {
+            Some("The mapping is cleared: the next sync looks for the company by name again.")
+        }
         Some("mapped") => Some("Mapped. Run a sync (Runs page) to bill it."),
         _ => None,
     };
@@ -153,11 +164,13 @@ async fn customer_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Pat
             state_name(r.status),
             r.reason.clone(),
             company_text(r),
-            r.agreement_name.as_ref().map(|n| match (&r.agreement_type, r.agreement_id) {
-                (Some(t), Some(id)) => format!("{n} · {t} (#{id})"),
-                (None, Some(id)) => format!("{n} (#{id})"),
-                _ => n.clone(),
-            }),
+            r.agreement_name
+                .as_ref()
+                .map(|n| match (&r.agreement_type, r.agreement_id) {
+                    (Some(t), Some(id)) => format!("{n} · {t} (#{id})"),
+                    (None, Some(id)) => format!("{n} (#{id})"),
+                    _ => n.clone(),
+                }),
             r.products
                 .iter()
                 .map(|p| ProductLine {
@@ -171,7 +184,15 @@ async fn customer_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Pat
                 .collect(),
             r.errors.iter().map(ErrorRow::of).collect(),
         ),
-        None => (tenant.clone(), "unknown", None, None, None, Vec::new(), Vec::new()),
+        None => (
+            tenant.clone(),
+            "unknown",
+            None,
+            None,
+            None,
+            Vec::new(),
+            Vec::new(),
+        ),
     };
     Ok(render(&CustomerPage {
         layout: authed.layout("customers"),
@@ -220,7 +241,13 @@ pub async fn ensure_known(web: &Web, tenant: &str) -> Result<Option<Mapping>, Co
     Ok(mapping)
 }
 
-async fn ignore(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenant): Path<String>, body: Bytes) -> Result<Response, ConsoleError> {
+async fn ignore(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let before = ensure_known(&web, &tenant).await?;
     let mapping = Mapping {
@@ -235,11 +262,28 @@ async fn ignore(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenan
         Some(m) if m.kind != MappingKind::Ignored => format!("ignored (was {})", describe(&m)),
         _ => "ignored".into(),
     };
-    record(&web, &authed.actor(), "ignoreCustomer", &tenant, None, detail).await?;
-    Ok(see_other(&format!("{}?done=ignored", customer_link(&tenant))))
+    record(
+        &web,
+        &authed.actor(),
+        "ignoreCustomer",
+        &tenant,
+        None,
+        detail,
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "{}?done=ignored",
+        customer_link(&tenant)
+    )))
 }
 
-async fn unignore(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenant): Path<String>, body: Bytes) -> Result<Response, ConsoleError> {
+async fn unignore(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     match ensure_known(&web, &tenant).await? {
         Some(m) if m.kind == MappingKind::Ignored => {}
@@ -250,11 +294,28 @@ async fn unignore(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(ten
         }
     }
     web.app.store.delete_mapping(&tenant).await?;
-    record(&web, &authed.actor(), "unignoreCustomer", &tenant, None, "no longer ignored".into()).await?;
-    Ok(see_other(&format!("{}?done=unignored", customer_link(&tenant))))
+    record(
+        &web,
+        &authed.actor(),
+        "unignoreCustomer",
+        &tenant,
+        None,
+        "no longer ignored".into(),
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "{}?done=unignored",
+        customer_link(&tenant)
+    )))
 }
 
-async fn clear(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenant): Path<String>, body: Bytes) -> Result<Response, ConsoleError> {
+async fn clear(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let Some(before) = ensure_known(&web, &tenant).await? else {
         return Err(ConsoleError::Conflict(format!(
@@ -262,8 +323,19 @@ async fn clear(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(tenant
         )));
     };
     web.app.store.delete_mapping(&tenant).await?;
-    record(&web, &authed.actor(), "clearMapping", &tenant, before.agreement_id, format!("cleared the mapping (was {})", describe(&before))).await?;
-    Ok(see_other(&format!("{}?done=cleared", customer_link(&tenant))))
+    record(
+        &web,
+        &authed.actor(),
+        "clearMapping",
+        &tenant,
+        before.agreement_id,
+        format!("cleared the mapping (was {})", describe(&before)),
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "{}?done=cleared",
+        customer_link(&tenant)
+    )))
 }
 
 pub fn describe(m: &Mapping) -> String {
@@ -279,7 +351,14 @@ pub fn describe(m: &Mapping) -> String {
     }
 }
 
-pub async fn record(web: &Web, actor: &str, action: &str, tenant: &str, agreement_id: Option<i64>, detail: String) -> Result<(), ConsoleError> {
+pub async fn record(
+    web: &Web,
+    actor: &str,
+    action: &str,
+    tenant: &str,
+    agreement_id: Option<i64>,
+    detail: String,
+) -> Result<(), ConsoleError> {
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {

@@ -49,7 +49,9 @@ impl Filter {
     pub const STATUSES: [&'static str; 4] = ["synced", "error", "unmapped", "ignored"];
 
     fn parse(pairs: &[(String, String)]) -> Result<Self, ConsoleError> {
-        let status = query_get(pairs, "status").unwrap_or("").to_ascii_lowercase();
+        let status = query_get(pairs, "status")
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if !status.is_empty() && !Self::STATUSES.contains(&status.as_str()) {
             return Err(ConsoleError::BadRequest(format!(
                 "there is no status {status:?}: filter by synced, error, unmapped or ignored"
@@ -96,7 +98,11 @@ impl Filter {
             pairs.push(("after", a));
         }
         let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        if qs.is_empty() { "/console/".into() } else { format!("/console/?{qs}") }
+        if qs.is_empty() {
+            "/console/".into()
+        } else {
+            format!("/console/?{qs}")
+        }
     }
 }
 
@@ -161,7 +167,11 @@ pub struct ProductRow {
     pub action: &'static str,
 }
 
-async fn customers_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+async fn customers_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let pairs = query_pairs(&uri)?;
     let filter = Filter::parse(&pairs)?;
@@ -170,7 +180,10 @@ async fn customers_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) ->
     let (statuses, next, scanned) = scan(store, &filter, after.as_deref()).await?;
     let rows = statuses.iter().map(row).collect();
     let banner = banner(store).await?;
-    let has_statuses = !(statuses.is_empty() && after.is_none() && filter.status.is_empty() && filter.q.is_empty());
+    let has_statuses = !(statuses.is_empty()
+        && after.is_none()
+        && filter.status.is_empty()
+        && filter.q.is_empty());
     let next_link = filter.link(next.as_deref());
     Ok(render(&CustomersPage {
         layout: authed.layout("customers"),
@@ -196,7 +209,9 @@ pub async fn scan(
     let mut cursor = after.map(str::to_owned);
     let mut scanned = 0;
     loop {
-        let page = store.list_customer_statuses(MAX_PAGE, cursor.as_deref()).await?;
+        let page = store
+            .list_customer_statuses(MAX_PAGE, cursor.as_deref())
+            .await?;
         let mut stopped_at = None;
         for status in &page.items {
             scanned += 1;
@@ -212,7 +227,8 @@ pub async fn scan(
         }
         if let Some(last) = stopped_at {
             // Full: more may follow unless this was the very last status.
-            let more = page.next.is_some() || page.items.last().map(|s| &s.tenant_id) != Some(&last);
+            let more =
+                page.next.is_some() || page.items.last().map(|s| &s.tenant_id) != Some(&last);
             return Ok((rows, more.then_some(last), scanned));
         }
         match page.next {
@@ -232,7 +248,10 @@ fn decode(status: &CustomerStatus) -> Option<CustomerReport> {
 /// nothing, so they do not say what is outstanding).
 pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
     let runs = store.list_runs(20, None).await?;
-    let Some(run) = runs.iter().find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object()) else {
+    let Some(run) = runs
+        .iter()
+        .find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object())
+    else {
         return Ok(Banner::default());
     };
     let counts = &run.report["customerCounts"];
@@ -242,7 +261,8 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
         run_id: Some(run.run_id.clone()),
         unmapped: count(&counts["unmapped"]),
         in_error: count(&counts["error"]),
-        unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64) + count(&run.report["unmappedCodesOmitted"]),
+        unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64)
+            + count(&run.report["unmappedCodesOmitted"]),
     })
 }
 
@@ -304,7 +324,19 @@ pub fn change_summary(products: &[ProductReport]) -> String {
     let changes: Vec<String> = products
         .iter()
         .filter(|p| !matches!(p.action, ProductAction::Unchanged | ProductAction::Skip))
-        .map(|p| format!("{}: {} → {} ({})", p.identifier, qty(p.previous_quantity), qty(p.new_quantity), action_name(p.action)))
+        .map(|p| {
+            format!(
+                "{}: {} → {} ({})",
+                p.identifier,
+                qty(p.previous_quantity),
+                qty(p.new_quantity),
+                action_name(p.action)
+            )
+        })
         .collect();
-    if changes.is_empty() { "no change".into() } else { changes.join("; ") }
+    if changes.is_empty() {
+        "no change".into()
+    } else {
+        changes.join("; ")
+    }
 }

@@ -2,7 +2,9 @@
 //! Both are audited; a refused password is answered after a fixed delay.
 
 use crate::console::audit_log::{self, ConsoleAction};
-use crate::console::page::{self, ConsoleError, Form, Layout, query_get, query_pairs, render_with, see_other};
+use crate::console::page::{
+    self, ConsoleError, Form, Layout, query_get, query_pairs, render_with, see_other,
+};
 use crate::console::session::{self, SessionKey};
 use crate::web::Web;
 use askama::Template;
@@ -18,7 +20,10 @@ use tokio::time::Instant;
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route("/console", get(|| async { see_other(crate::console::HOME) }))
+        .route(
+            "/console",
+            get(|| async { see_other(crate::console::HOME) }),
+        )
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
 }
@@ -46,7 +51,13 @@ async fn login_form(State(web): State<Web>, uri: Uri) -> Result<Response, Consol
 
 /// The form with a fresh one-time token, also set as a cookie (double submit:
 /// before a session exists, only a page of ours can know the cookie's value).
-fn form_page(web: &Web, status: StatusCode, next: String, problem: Option<String>, signed_out: bool) -> Response {
+fn form_page(
+    web: &Web,
+    status: StatusCode,
+    next: String,
+    problem: Option<String>,
+    signed_out: bool,
+) -> Response {
     let nonce = session::random_hex();
     let page = LoginPage {
         layout: Layout::anonymous("login"),
@@ -56,14 +67,23 @@ fn form_page(web: &Web, status: StatusCode, next: String, problem: Option<String
         signed_out,
     };
     let mut response = render_with(status, &page);
-    let cookie = session::set_cookie(session::LOGIN_COOKIE, &nonce, LOGIN_FORM_TTL, web.console.config.secure_cookies);
+    let cookie = session::set_cookie(
+        session::LOGIN_COOKIE,
+        &nonce,
+        LOGIN_FORM_TTL,
+        web.console.config.secure_cookies,
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
 }
 
-async fn login(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Result<Response, ConsoleError> {
+async fn login(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let arrived = Instant::now();
     crate::console::csrf::check_origin(&headers).map_err(ConsoleError::Forbidden)?;
     let form = Form::parse(&body)?;
@@ -79,12 +99,18 @@ async fn login(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Resul
     let next = safe_next(form.get("next"));
     let secrets = web.app.secrets.get().await.map_err(|e| {
         tracing::error!(error = %e, "console: cannot load the secrets");
-        ConsoleError::Unavailable("the service cannot read its secrets; the operator finds the cause in the service log".into())
+        ConsoleError::Unavailable(
+            "the service cannot read its secrets; the operator finds the cause in the service log"
+                .into(),
+        )
     })?;
     let Some(token) = secrets.console_token.as_ref() else {
-        return Err(page::session_key(&web).await.err().unwrap_or(ConsoleError::Unavailable(
-            "the console is switched off: the secret has no consoleToken".into(),
-        )));
+        return Err(page::session_key(&web)
+            .await
+            .err()
+            .unwrap_or(ConsoleError::Unavailable(
+                "the console is switched off: the secret has no consoleToken".into(),
+            )));
     };
     let password = form.get("password").unwrap_or("");
     if !crate::api::auth::token_matches(token.expose_secret().as_bytes(), password.as_bytes()) {
@@ -127,7 +153,12 @@ async fn login(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Resul
     let mut response = see_other(&next);
     let h = response.headers_mut();
     for cookie in [
-        session::set_cookie(session::COOKIE, &value, web.console.config.session_ttl, secure),
+        session::set_cookie(
+            session::COOKIE,
+            &value,
+            web.console.config.session_ttl,
+            secure,
+        ),
         session::clear_cookie(session::LOGIN_COOKIE, secure),
     ] {
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -137,7 +168,12 @@ async fn login(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Resul
     Ok(response)
 }
 
-async fn logout(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+async fn logout(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     audit_log::record(
         web.app.store.as_ref(),
@@ -161,7 +197,14 @@ async fn logout(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Byte
 /// Where to go after signing in: only a console path of ours (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains("\\") && !n.contains("://") => n.to_owned(),
+        Some(n)
+            if n.starts_with("/console/")
+                && !n.starts_with("//")
+                && !n.contains("\\")
+                && !n.contains("://") =>
+        {
+            n.to_owned()
+        }
         _ => crate::console::HOME.to_owned(),
     }
 }
@@ -173,7 +216,14 @@ mod tests {
     #[test]
     fn only_console_paths_are_followed_after_sign_in() {
         assert_eq!(safe_next(Some("/console/runs?x=1")), "/console/runs?x=1");
-        for bad in ["https://evil.example/", "//evil.example", "/other", "/console", "/console/\\evil", "/console/x?u=http://e"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/other",
+            "/console",
+            "/console/\\evil",
+            "/console/x?u=http://e",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/console/", "{bad}");
         }
         assert_eq!(safe_next(None), "/console/");

@@ -7,17 +7,24 @@ pub mod login;
 pub mod runs;
 pub mod settings;
 
-
 use crate::web::Web;
 use axum::Router;
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        // Any other path under /console: a console page that says so, not the API's JSON.
+        .route("/console/{*rest}", axum::routing::any(no_such_page))
         .merge(login::routes())
         .merge(audit::routes())
         .merge(customers::routes())
         .merge(customer::routes())
         .merge(runs::routes())
         .merge(settings::routes())
+}
 
+async fn no_such_page(uri: axum::http::Uri) -> crate::console::page::ConsoleError {
+    crate::console::page::ConsoleError::NotFound(format!(
+        "there is no console page {:?}; use the links at the top of the page",
+        uri.path()
+    ))
 }

@@ -74,18 +74,27 @@ fn run_row(r: &RunRecord) -> RunRow {
     };
     let duration = match r.finished_at {
         Some(f) => human_duration((f - r.started_at).num_milliseconds()),
-        None => format!("running for {}", human_duration((chrono::Utc::now() - r.started_at).num_milliseconds())),
+        None => format!(
+            "running for {}",
+            human_duration((chrono::Utc::now() - r.started_at).num_milliseconds())
+        ),
     };
     RunRow {
         run_id: r.run_id.clone(),
         trigger: r.trigger.clone(),
-        month: if r.month.is_empty() { "(setting)".into() } else { r.month.clone() },
+        month: if r.month.is_empty() {
+            "(setting)".into()
+        } else {
+            r.month.clone()
+        },
         status: status_name(r.status),
         dry_run: r.dry_run,
         started: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         duration,
         counts,
-        writes: r.report["writes"].as_u64().map_or("–".into(), |w| w.to_string()),
+        writes: r.report["writes"]
+            .as_u64()
+            .map_or("–".into(), |w| w.to_string()),
     }
 }
 
@@ -109,12 +118,18 @@ struct RunsPage {
     busy: Option<String>,
 }
 
-async fn runs_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+async fn runs_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let before = query_get(&q, "before");
     let runs = web.app.store.list_runs(RUNS, before).await?;
-    let next = (runs.len() == RUNS).then(|| runs.last().map(|r| r.run_id.clone())).flatten();
+    let next = (runs.len() == RUNS)
+        .then(|| runs.last().map(|r| r.run_id.clone()))
+        .flatten();
     Ok(render(&RunsPage {
         layout: authed.layout("runs"),
         runs: runs.iter().map(run_row).collect(),
@@ -124,7 +139,12 @@ async fn runs_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Resu
 }
 
 /// "Sync now" / "Preview (dry run)": the same start as `POST /sync`.
-async fn start_sync(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+async fn start_sync(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let dry_run = match form.get("mode") {
         Some("sync") => false,
@@ -136,7 +156,10 @@ async fn start_sync(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: 
         }
     };
     let month = match form.get("month").filter(|m| !m.is_empty()) {
-        Some(m) => Some(m.parse::<Month>().map_err(|e| ConsoleError::BadRequest(format!("the month: {e}")))?),
+        Some(m) => Some(
+            m.parse::<Month>()
+                .map_err(|e| ConsoleError::BadRequest(format!("the month: {e}")))?,
+        ),
         None => None,
     };
     let outcome = web.app.start_sync(month, dry_run).await.map_err(|e| {
@@ -145,13 +168,20 @@ async fn start_sync(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: 
     })?;
     let (run_id, detail) = match &outcome {
         StartOutcome::Started { run_id } => (run_id.clone(), format!("started run {run_id}")),
-        StartOutcome::Busy { run_id } => (run_id.clone(), format!("refused: run {run_id} is already running")),
+        StartOutcome::Busy { run_id } => (
+            run_id.clone(),
+            format!("refused: run {run_id} is already running"),
+        ),
     };
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {
             actor: authed.actor(),
-            action: if dry_run { "requestDryRun" } else { "requestSync" },
+            action: if dry_run {
+                "requestDryRun"
+            } else {
+                "requestSync"
+            },
             tenant_id: None,
             agreement_id: None,
             detail: match month {
@@ -163,7 +193,9 @@ async fn start_sync(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: 
     .await?;
     Ok(match outcome {
         StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
-        StartOutcome::Busy { .. } => see_other(&format!("/console/runs?busy={}", page::encode(&run_id))),
+        StartOutcome::Busy { .. } => {
+            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
+        }
     })
 }
 
@@ -239,7 +271,12 @@ pub struct Progress {
     pub elapsed: String,
 }
 
-async fn run_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+async fn run_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let after = query_get(&q, "after");
@@ -257,11 +294,13 @@ async fn run_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id)
         .map(|c| customer_row(&c))
         .collect();
     let changed = customers.iter().filter(|c| !c.changes.is_empty()).count();
-    let cycle_errors = serde_json::from_value::<Vec<crate::sync::report::ErrorReport>>(run.report["errors"].clone())
-        .unwrap_or_default()
-        .iter()
-        .map(ErrorRow::of)
-        .collect();
+    let cycle_errors = serde_json::from_value::<Vec<crate::sync::report::ErrorReport>>(
+        run.report["errors"].clone(),
+    )
+    .unwrap_or_default()
+    .iter()
+    .map(ErrorRow::of)
+    .collect();
     let unassigned = run.report["unassignedUsage"]
         .as_array()
         .map(|lines| {
@@ -289,7 +328,11 @@ async fn run_page(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id)
         unassigned,
         customers,
         changed,
-        next_link: format!("{}?after={}", run_link(&id), page::encode(page.next.as_deref().unwrap_or(""))),
+        next_link: format!(
+            "{}?after={}",
+            run_link(&id),
+            page::encode(page.next.as_deref().unwrap_or(""))
+        ),
         next: page.next,
         first_page: after.is_none(),
     }))
@@ -299,7 +342,11 @@ async fn progress(web: &Web, run: &RunRecord) -> Result<Progress, ConsoleError> 
     let mut finished = 0usize;
     let mut after: Option<String> = None;
     loop {
-        let page = web.app.store.list_run_customers(&run.run_id, crate::store::MAX_PAGE, after.as_deref()).await?;
+        let page = web
+            .app
+            .store
+            .list_run_customers(&run.run_id, crate::store::MAX_PAGE, after.as_deref())
+            .await?;
         finished += page.items.len();
         match page.next {
             Some(n) if finished < PROGRESS_COUNT_LIMIT => after = Some(n),
@@ -308,7 +355,9 @@ async fn progress(web: &Web, run: &RunRecord) -> Result<Progress, ConsoleError> 
                 return Ok(Progress {
                     finished: finished.to_string(),
                     status: status_name(run.status),
-                    elapsed: human_duration((chrono::Utc::now() - run.started_at).num_milliseconds()),
+                    elapsed: human_duration(
+                        (chrono::Utc::now() - run.started_at).num_milliseconds(),
+                    ),
                 });
             }
         }
@@ -329,15 +378,25 @@ struct ProgressFragment {
 
 /// The progress box, polled by htmx while the run runs; once it has finished the
 /// answer tells htmx to reload the page, which then shows the results.
-async fn progress_fragment(State(web): State<Web>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+async fn progress_fragment(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
     page::authed(&web, &headers, &uri).await?;
     let Some(run) = web.app.store.get_run(&id).await? else {
         return Err(ConsoleError::NotFound(format!("there is no run {id:?}")));
     };
     let progress = progress(&web, &run).await?;
-    let mut response = render(&ProgressFragment { run_id: id, progress });
+    let mut response = render(&ProgressFragment {
+        run_id: id,
+        progress,
+    });
     if run.status != RunStatus::Running {
-        response.headers_mut().insert("hx-refresh", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("hx-refresh", HeaderValue::from_static("true"));
     }
     Ok(response)
 }

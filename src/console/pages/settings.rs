@@ -4,7 +4,9 @@
 
 use crate::config::Settings;
 use crate::console::audit_log::{self, ConsoleAction};
-use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render, render_with, see_other};
+use crate::console::page::{
+    self, ConsoleError, Layout, query_get, query_pairs, render, render_with, see_other,
+};
 use crate::domain::products;
 use crate::web::Web;
 use askama::Template;
@@ -69,21 +71,40 @@ fn tables(settings: &Settings) -> (Vec<ProductLine>, Vec<CodeLine>) {
     let codes = products::code_rows(&settings.product_codes)
         .into_iter()
         .map(|row| CodeLine {
-            identifier: row.identifier.clone().unwrap_or_else(|| "(not mapped: reported, never billed)".into()),
-            source: if row.source == "settings" { "your settings" } else { "built in" },
-            code_confidence: row.evidence.map(|e| word(&e.code_confidence)).unwrap_or_else(|| "–".into()),
+            identifier: row
+                .identifier
+                .clone()
+                .unwrap_or_else(|| "(not mapped: reported, never billed)".into()),
+            source: if row.source == "settings" {
+                "your settings"
+            } else {
+                "built in"
+            },
+            code_confidence: row
+                .evidence
+                .map(|e| word(&e.code_confidence))
+                .unwrap_or_else(|| "–".into()),
             mapping_confidence: row
                 .evidence
                 .and_then(|e| e.mapping_confidence.map(|c| word(&c)))
                 .unwrap_or_else(|| "–".into()),
-            seen_in: row.evidence.map(|e| e.seen_in.to_owned()).unwrap_or_else(|| "–".into()),
+            seen_in: row
+                .evidence
+                .map(|e| e.seen_in.to_owned())
+                .unwrap_or_else(|| "–".into()),
             code: row.product_code,
         })
         .collect();
     (products, codes)
 }
 
-fn settings_page_for(authed: &page::Authed, settings: &Settings, json: String, problem: Option<String>, saved: bool) -> SettingsPage {
+fn settings_page_for(
+    authed: &page::Authed,
+    settings: &Settings,
+    json: String,
+    problem: Option<String>,
+    saved: bool,
+) -> SettingsPage {
     let (products, codes) = tables(settings);
     SettingsPage {
         layout: authed.layout("settings"),
@@ -95,12 +116,22 @@ fn settings_page_for(authed: &page::Authed, settings: &Settings, json: String, p
     }
 }
 
-async fn settings_page(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Result<Response, ConsoleError> {
+async fn settings_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
     let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let settings = web.app.settings().await?;
     let json = serde_json::to_string_pretty(&settings).unwrap_or_default();
-    Ok(render(&settings_page_for(&authed, &settings, json, None, query_get(&q, "saved").is_some())))
+    Ok(render(&settings_page_for(
+        &authed,
+        &settings,
+        json,
+        None,
+        query_get(&q, "saved").is_some(),
+    )))
 }
 
 /// The settings of the form's JSON, checked exactly as `PUT /settings` checks them.
@@ -112,14 +143,17 @@ pub fn parse(text: &str) -> Result<Settings, String> {
             e.column()
         )
     })?;
-    let settings: Settings = serde_json::from_value(value).map_err(|e| format!("the settings are not valid: {e}"))?;
+    let settings: Settings =
+        serde_json::from_value(value).map_err(|e| format!("the settings are not valid: {e}"))?;
     crate::wiring::validate_settings(&settings).map_err(|e| e.0)?;
     Ok(settings)
 }
 
 /// Which top-level settings differ, for the audit trail (e.g. "products, month").
 pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
         return Vec::new();
     };
     let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
@@ -129,7 +163,12 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
     keys
 }
 
-async fn save_settings(State(web): State<Web>, headers: HeaderMap, uri: Uri, body: Bytes) -> Result<Response, ConsoleError> {
+async fn save_settings(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let text = form.get("settings").unwrap_or("");
     let current = web.app.settings().await?;
@@ -151,7 +190,12 @@ async fn save_settings(State(web): State<Web>, headers: HeaderMap, uri: Uri, bod
 
 /// Stores new settings and records the change; used by every console form that
 /// edits settings (also the mapping of product codes).
-pub async fn save(web: &Web, actor: &str, old: &Settings, new: &Settings) -> Result<(), ConsoleError> {
+pub async fn save(
+    web: &Web,
+    actor: &str,
+    old: &Settings,
+    new: &Settings,
+) -> Result<(), ConsoleError> {
     crate::wiring::validate_settings(new).map_err(|e| ConsoleError::BadRequest(e.0))?;
     web.app.store.put_settings(new).await?;
     audit_log::record(
@@ -176,9 +220,17 @@ mod tests {
     fn settings_are_checked_as_the_api_checks_them() {
         assert!(parse("{}").is_ok());
         assert!(parse("{").unwrap_err().contains("line 1"));
-        assert!(parse(r#"{"products":["Nope"]}"#).unwrap_err().contains("unknown product identifiers"));
+        assert!(
+            parse(r#"{"products":["Nope"]}"#)
+                .unwrap_err()
+                .contains("unknown product identifiers")
+        );
         assert!(parse(r#"{"bogus":1}"#).unwrap_err().contains("bogus"));
-        assert!(parse(r#"{"connectwiseConcurrency":0}"#).unwrap_err().contains("connectwiseConcurrency"));
+        assert!(
+            parse(r#"{"connectwiseConcurrency":0}"#)
+                .unwrap_err()
+                .contains("connectwiseConcurrency")
+        );
     }
 
     #[test]

@@ -1,0 +1,582 @@
+//! The operator console without a browser: sign-in, the session cookie and its
+//! flags, CSRF refusals, the security headers, 4xx pages for bad input, and the
+//! console served through the Lambda handler from API Gateway 2.0 events.
+
+mod support;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sophos_cw_sync::console::ConsoleConfig;
+use sophos_cw_sync::lambda::{Function, handle};
+use sophos_cw_sync::store::{AuditFilter, MappingKind, Store};
+use sophos_cw_sync::web::router;
+use support::app::{CONSOLE_PASSWORD, Harness, demo_settings, tenant};
+use support::console::{Client, app, test_config};
+
+/// A harness after one sync of the demo scenario, its settings stored.
+async fn synced() -> Harness {
+    let h = Harness::start().await;
+    h.store.put_settings(&demo_settings()).await.unwrap();
+    h.run(&demo_settings()).await;
+    h
+}
+
+fn client(h: &Harness, config: ConsoleConfig) -> Client {
+    let (app, _invoker) = app(h);
+    Client::new(router(app, config))
+}
+
+async fn actions(h: &Harness) -> Vec<String> {
+    let page = h
+        .store
+        .list_audit_page(&AuditFilter::default(), 100, None)
+        .await
+        .unwrap();
+    page.items.into_iter().map(|e| e.action).collect()
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_slowly_and_audited_and_the_right_one_enters() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    // Not signed in: every page sends the browser to the sign-in form, and back after.
+    let home = c.get("/console/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        home.header("location"),
+        Some("/console/login?next=%2Fconsole%2F")
+    );
+
+    let form = c.get("/console/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let refused = c
+        .post(
+            "/console/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("next", "/console/runs"),
+                ("password", "guess"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() >= test_config().login_delay);
+    assert!(
+        refused.body.contains("not the console password"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.set_cookie("scw_session").is_none());
+    assert!(!refused.body.contains(CONSOLE_PASSWORD));
+    assert_eq!(
+        actions(&h).await.first().map(String::as_str),
+        Some("consoleLoginFailed")
+    );
+
+    // The refusal's page carries a fresh form token; with it and the right password:
+    let entered = c
+        .post(
+            "/console/login",
+            &[
+                ("csrf", &refused.csrf()),
+                ("next", "/console/runs"),
+                ("password", CONSOLE_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(entered.status, StatusCode::SEE_OTHER, "{}", entered.body);
+    assert_eq!(entered.header("location"), Some("/console/runs"));
+    let runs = c.get("/console/runs").await;
+    assert_eq!(runs.status, StatusCode::OK);
+    assert!(runs.body.contains("Sync now"));
+    assert_eq!(
+        actions(&h).await.first().map(String::as_str),
+        Some("consoleLogin")
+    );
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_httponly_secure_strict_and_expires() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let form = c.get("/console/login").await;
+    let login_cookie = form
+        .set_cookie("scw_login")
+        .expect("the login form's cookie");
+    assert!(
+        login_cookie.contains("HttpOnly")
+            && login_cookie.contains("SameSite=Strict")
+            && login_cookie.contains("Secure")
+    );
+    let entered = c
+        .post(
+            "/console/login",
+            &[("csrf", &form.csrf()), ("password", CONSOLE_PASSWORD)],
+        )
+        .await;
+    let cookie = entered.set_cookie("scw_session").expect("a session cookie");
+    for flag in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=28800",
+    ] {
+        assert!(
+            cookie.split("; ").any(|a| a == flag),
+            "{flag} missing in {cookie}"
+        );
+    }
+    // The local-only switch drops Secure and nothing else.
+    let mut local = client(
+        &h,
+        ConsoleConfig {
+            secure_cookies: false,
+            ..test_config()
+        },
+    );
+    let form = local.get("/console/login").await;
+    let entered = local
+        .post(
+            "/console/login",
+            &[("csrf", &form.csrf()), ("password", CONSOLE_PASSWORD)],
+        )
+        .await;
+    let cookie = entered.set_cookie("scw_session").unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_rotating_the_token_ends_every_session() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csrf = c.sign_in().await;
+    let out = c.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.header("location"), Some("/console/login?signedOut=1"));
+    assert!(out.set_cookie("scw_session").unwrap().contains("Max-Age=0"));
+    assert_eq!(c.get("/console/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        actions(&h).await.first().map(String::as_str),
+        Some("consoleLogout")
+    );
+
+    // Two sessions; the operator rotates the console token in the secret.
+    let mut a = client(&h, test_config());
+    let mut b = client(&h, test_config());
+    a.sign_in().await;
+    b.sign_in().await;
+    let text = std::fs::read_to_string(&h.secrets_path).unwrap();
+    std::fs::write(
+        &h.secrets_path,
+        text.replace(CONSOLE_PASSWORD, "a-brand-new-console-password"),
+    )
+    .unwrap();
+    for c in [&mut a, &mut b] {
+        let page = c.get("/console/").await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "the old session still works"
+        );
+        assert!(
+            page.header("location")
+                .unwrap()
+                .starts_with("/console/login")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cross_site_post_or_a_missing_form_token_is_refused_and_changes_nothing() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csrf = c.sign_in().await;
+    let unmapped = tenant(3);
+    let path = format!("/console/customers/{unmapped}/ignore");
+    let cases: [(&str, Vec<(&str, &str)>, Vec<(&str, &str)>); 5] = [
+        (
+            "cross-site",
+            vec![("csrf", &csrf)],
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "foreign origin",
+            vec![("csrf", &csrf)],
+            vec![("origin", "https://evil.example")],
+        ),
+        ("no origin at all", vec![("csrf", &csrf)], vec![]),
+        (
+            "no form token",
+            vec![],
+            vec![("sec-fetch-site", "same-origin")],
+        ),
+        (
+            "another session's token",
+            vec![(
+                "csrf",
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            )],
+            vec![("sec-fetch-site", "same-origin")],
+        ),
+    ];
+    for (what, form, headers) in cases {
+        let answer = c.post_with(&path, &form, &headers).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{what}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("reload") || answer.body.contains("console page"),
+            "{what}: {}",
+            answer.body
+        );
+        assert!(
+            h.store.get_mapping(&unmapped).await.unwrap().is_none(),
+            "{what} changed the mapping"
+        );
+    }
+    // The same form from the console itself goes through (same origin by Origin/Host too).
+    let ok = c
+        .post_with(
+            &path,
+            &[("csrf", &csrf)],
+            &[("origin", "http://console.test")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let mapping = h.store.get_mapping(&unmapped).await.unwrap().unwrap();
+    assert_eq!(mapping.kind, MappingKind::Ignored);
+    // The sign-in form checks its own token too (double submit): a forged login is refused.
+    let mut other = client(&h, test_config());
+    let forged = other
+        .post(
+            "/console/login",
+            &[("csrf", "forged"), ("password", CONSOLE_PASSWORD)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.set_cookie("scw_session").is_none());
+}
+
+#[tokio::test]
+async fn every_console_answer_carries_the_security_headers() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+    let anonymous = c.get("/console/login").await;
+    c.sign_in().await;
+    let mut answers = vec![("login", anonymous)];
+    for path in [
+        "/console/",
+        "/console/runs",
+        "/console/audit",
+        "/console/settings",
+        "/console/customers/nope",
+        "/console/assets/htmx-2.0.4.min.js",
+    ] {
+        answers.push((path, c.get(path).await));
+    }
+    for (path, a) in &answers {
+        assert_eq!(a.header("content-security-policy"), Some(csp), "{path}");
+        assert_eq!(
+            a.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(a.header("referrer-policy"), Some("same-origin"), "{path}");
+        assert_eq!(a.header("x-frame-options"), Some("DENY"), "{path}");
+    }
+    for (path, a) in &answers[..answers.len() - 1] {
+        assert_eq!(a.header("cache-control"), Some("no-store"), "{path}");
+        assert!(
+            a.header("content-type").unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        // No inline script: the only script is the vendored one.
+        assert_eq!(a.body.matches("<script").count(), 1, "{path}");
+        assert!(
+            a.body
+                .contains(r#"<script src="/console/assets/htmx-2.0.4.min.js" defer></script>"#),
+            "{path}"
+        );
+    }
+    let asset = &answers.last().unwrap().1;
+    assert_eq!(
+        asset.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(asset.header("cache-control").unwrap().contains("immutable"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_page_that_says_what_is_wrong_with_a_4xx() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csrf = c.sign_in().await;
+    let cases = [
+        (
+            "/console/customers/no-such-tenant",
+            StatusCode::NOT_FOUND,
+            "there is no customer",
+        ),
+        (
+            "/console/runs/r-nope",
+            StatusCode::NOT_FOUND,
+            "there is no run",
+        ),
+        (
+            "/console/?status=weird",
+            StatusCode::BAD_REQUEST,
+            "there is no status",
+        ),
+        (
+            "/console/audit?action=dropTables",
+            StatusCode::BAD_REQUEST,
+            "there is no audit action",
+        ),
+        (
+            "/console/no-such-page",
+            StatusCode::NOT_FOUND,
+            "no console page",
+        ),
+    ];
+    for (path, status, says) in cases {
+        let a = c.get(path).await;
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        assert!(a.body.contains(says), "{path}: {}", a.body);
+        assert!(
+            a.header("content-type").unwrap().starts_with("text/html"),
+            "{path}"
+        );
+    }
+    let posts: [(&str, Vec<(&str, &str)>, StatusCode, &str); 4] = [
+        (
+            "/console/customers/no-such-tenant/ignore",
+            vec![("csrf", &csrf)],
+            StatusCode::NOT_FOUND,
+            "there is no customer",
+        ),
+        (
+            "/console/sync",
+            vec![("csrf", &csrf), ("mode", "maybe")],
+            StatusCode::BAD_REQUEST,
+            "say whether to sync or to preview",
+        ),
+        (
+            "/console/sync",
+            vec![("csrf", &csrf), ("mode", "sync"), ("month", "2026-13")],
+            StatusCode::BAD_REQUEST,
+            "the month",
+        ),
+        (
+            "/console/settings",
+            vec![("csrf", &csrf), ("settings", "{\"products\": [\"Nope\"]}")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown product identifiers",
+        ),
+    ];
+    for (path, form, status, says) in posts {
+        let a = c.post(path, &form).await;
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        assert!(a.body.contains(says), "{path}: {}", a.body);
+    }
+    // A refused settings edit stored nothing.
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+}
+
+/// An HTTP API 2.0 event as API Gateway sends it to the function.
+fn event(
+    method: &str,
+    path: &str,
+    query: &str,
+    cookies: &[String],
+    headers: Value,
+    body: Option<(&str, bool)>,
+) -> Value {
+    let mut e = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.execute-api.eu-west-1.amazonaws.com",
+            "domainPrefix": "api", "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "01/Dec/2026:00:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"}
+        },
+        "isBase64Encoded": false
+    });
+    if !cookies.is_empty() {
+        e["cookies"] = json!(cookies);
+    }
+    if let Some((b, base64)) = body {
+        e["body"] = json!(b);
+        e["isBase64Encoded"] = json!(base64);
+    }
+    e
+}
+
+async fn invoke(f: &Function, payload: Value) -> Value {
+    handle(
+        f,
+        lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default()),
+    )
+    .await
+    .map_err(|e| e.message)
+    .expect("the function answers")
+}
+
+/// `name=value` of each cookie the function set (API Gateway 2.0 `cookies`).
+fn cookie_pairs(response: &Value) -> Vec<String> {
+    response["cookies"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c.as_str().unwrap().split(';').next().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_events() {
+    let h = synced().await;
+    let (app, _invoker) = app(&h);
+    let f = Function::new(app);
+    let host = json!({"host": "api.execute-api.eu-west-1.amazonaws.com"});
+
+    let form = invoke(
+        &f,
+        event(
+            "GET",
+            "/console/login",
+            "next=%2Fconsole%2F",
+            &[],
+            host.clone(),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(form["statusCode"], 200, "{form}");
+    assert!(
+        form["headers"]["content-security-policy"]
+            .as_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let cookies = cookie_pairs(&form);
+    let nonce = cookies
+        .iter()
+        .find(|c| c.starts_with("scw_login="))
+        .expect("login cookie in `cookies`")
+        .clone();
+    let html = form["body"].as_str().unwrap();
+    let csrf = support::console::form_token(html).unwrap();
+
+    // The form body base64-encoded, as API Gateway sends form posts.
+    let body = serde_urlencoded::to_string([
+        ("csrf", csrf.as_str()),
+        ("next", "/console/runs"),
+        ("password", CONSOLE_PASSWORD),
+    ])
+    .unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    let headers = json!({"host": "api.execute-api.eu-west-1.amazonaws.com",
+        "origin": "https://api.execute-api.eu-west-1.amazonaws.com",
+        "content-type": "application/x-www-form-urlencoded"});
+    let entered = invoke(
+        &f,
+        event(
+            "POST",
+            "/console/login",
+            "",
+            &[nonce],
+            headers,
+            Some((&encoded, true)),
+        ),
+    )
+    .await;
+    assert_eq!(entered["statusCode"], 303, "{entered}");
+    assert_eq!(entered["headers"]["location"], "/console/runs");
+    let session = cookie_pairs(&entered)
+        .into_iter()
+        .find(|c| c.starts_with("scw_session="))
+        .expect("a session cookie");
+    let set = entered["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c.as_str().unwrap().starts_with("scw_session="))
+        .unwrap();
+    assert!(
+        set.as_str().unwrap().contains("Secure"),
+        "Lambda's cookie is always Secure: {set}"
+    );
+
+    let home = invoke(
+        &f,
+        event(
+            "GET",
+            "/console/",
+            "",
+            &[session.clone()],
+            host.clone(),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(home["statusCode"], 200, "{home}");
+    assert!(home["body"].as_str().unwrap().contains("Acme Ltd"));
+    assert_eq!(home["headers"]["cache-control"], "no-store");
+
+    // The asset is binary-safe text; the JSON API still answers beside the console.
+    let asset = invoke(
+        &f,
+        event(
+            "GET",
+            "/console/assets/console-1.css",
+            "",
+            &[],
+            host.clone(),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(asset["statusCode"], 200);
+    let status = invoke(
+        &f,
+        event(
+            "GET",
+            "/status",
+            "",
+            &[],
+            json!({"authorization": "Bearer webhook-token-secret-value"}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status["statusCode"], 200, "{status}");
+    let body: Value = serde_json::from_str(status["body"].as_str().unwrap()).unwrap();
+    assert!(body["customers"].as_array().unwrap().len() >= 10);
+    // A body marked base64 that is not is a 400, not a crash.
+    let bad = invoke(
+        &f,
+        event(
+            "POST",
+            "/console/login",
+            "",
+            &[],
+            json!({}),
+            Some(("%%%", true)),
+        ),
+    )
+    .await;
+    assert_eq!(bad["statusCode"], 400);
+}
