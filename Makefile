@@ -9,8 +9,12 @@ MOTO_PIN    := moto[server]==5.2.5
 CFN_LINT_PIN:= cfn-lint==1.58.0
 RUN_DIR     := .run
 MOTO_PORT   ?= 5055
+# The browser tests' Chromium and chromedriver (tests/support/browser.rs reads these).
+CHROMIUM     ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+export CHROMIUM CHROMEDRIVER
 
-.PHONY: run test sim console build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra
+.PHONY: run test sim console build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra browser-deps
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -19,6 +23,23 @@ $(VENV)/.installed: Makefile
 	touch $@
 
 venv: $(VENV)/.installed
+
+## browser-deps: Chromium and chromedriver for the browser tests (Debian's chromium, chromium-driver), installed when missing
+browser-deps:
+	@if [ -x '$(CHROMIUM)' ] && [ -x '$(CHROMEDRIVER)' ]; then exit 0; fi
+	echo "Installing Chromium and chromedriver for the browser tests (apt-get install chromium chromium-driver)..."
+	apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+	if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then apt=(sudo "$${apt[@]}"); fi
+	if ! { "$${apt[@]}" update && "$${apt[@]}" install -y --no-install-recommends chromium chromium-driver; }; then
+	  echo "error: the browser tests need Chromium and chromedriver, and installing them failed." >&2
+	  echo "Install Debian's packages 'chromium' and 'chromium-driver' as root:" >&2
+	  echo "  apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver" >&2
+	  echo "(or set CHROMIUM and CHROMEDRIVER to a matching pair), then run 'make browser-deps' again." >&2
+	  exit 1
+	fi
+	for f in '$(CHROMIUM)' '$(CHROMEDRIVER)'; do
+	  [ -x "$$f" ] || { echo "error: $$f is still missing after the install: set CHROMIUM / CHROMEDRIVER to where they are" >&2; exit 1; }
+	done
 
 ## run: the main job against the simulators, on the embedded (SQLite) store
 run:
@@ -33,7 +54,7 @@ sim:
 	cargo run --quiet -p sophos-cw-sim -- --scenario sim/fixtures/demo.json
 
 ## test: every test, against moto (started here) and the in-process simulators, and cfn-lint on the template
-test: venv lint-infra
+test: venv lint-infra browser-deps
 	mkdir -p $(RUN_DIR)
 	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(RUN_DIR)/moto.log 2>&1 &
 	echo $$! > $(RUN_DIR)/moto.pid

@@ -3,6 +3,8 @@
 #[allow(dead_code)]
 pub mod app;
 #[allow(dead_code)]
+pub mod browser;
+#[allow(dead_code)]
 pub mod console;
 #[allow(dead_code)]
 pub mod moto;
