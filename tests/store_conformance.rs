@@ -131,6 +131,7 @@ conformance!(
     runs_list_latest_first_with_paging,
     audit_append_and_list_latest_first,
     audit_many_entries,
+    audit_pages_filter_by_run_customer_and_action,
     lists_span_several_pages,
     run_customers_page_by_tenant_within_their_run,
     a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
@@ -502,6 +503,169 @@ async fn audit_many_entries(f: &Fixture) {
     let ra_top = s.list_audit(15, Some("ra")).await.unwrap();
     assert_eq!(ra_top.first().map(|e| e.seq), Some(117));
     assert_eq!(ra_top.len(), 15);
+}
+
+/// The console's audit page: filters, paging with a cursor, and console entries
+/// (no run, no product, a detail).
+async fn audit_pages_filter_by_run_customer_and_action(f: &Fixture) {
+    use sophos_cw_sync::store::AuditFilter;
+    let s = f.store();
+    let entries: Vec<AuditEntry> = (0..1200u32)
+        .map(|i| {
+            let mut e = audit(
+                if i % 2 == 0 { "ra" } else { "rb" },
+                i,
+                t0() + chrono::Duration::milliseconds(i64::from(i)),
+            );
+            e.tenant_id = Some(format!("tenant-{}", i % 3));
+            e.action = if i % 5 == 0 {
+                "updateAddition"
+            } else {
+                "createAddition"
+            }
+            .to_owned();
+            e
+        })
+        .collect();
+    for chunk in entries.chunks(50) {
+        futures::future::try_join_all(chunk.iter().map(|e| s.append_audit(e)))
+            .await
+            .unwrap();
+    }
+    // Paging through everything: each entry once, latest first.
+    let all = AuditFilter::default();
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = s
+            .list_audit_page(&all, 500, before.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 500);
+        seen.extend(page.items.iter().map(|e| e.seq));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..1200).rev().collect::<Vec<_>>());
+
+    // Each filter, and all three at once, against the entries themselves.
+    let filters = [
+        AuditFilter {
+            run_id: Some("ra".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            tenant_id: Some("tenant-1".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            action: Some("updateAddition".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            run_id: Some("rb".into()),
+            tenant_id: Some("tenant-2".into()),
+            action: Some("updateAddition".into()),
+        },
+    ];
+    for filter in &filters {
+        let expected: Vec<u32> = entries
+            .iter()
+            .rev()
+            .filter(|e| filter.matches(e))
+            .map(|e| e.seq)
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{filter:?} matches nothing: a useless check"
+        );
+        let mut got = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = s
+                .list_audit_page(filter, 37, before.as_deref())
+                .await
+                .unwrap();
+            assert!(page.items.iter().all(|e| filter.matches(e)), "{filter:?}");
+            got.extend(page.items.iter().map(|e| e.seq));
+            match page.next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, expected, "{filter:?}");
+    }
+
+    // A filter that matches nothing ends (after following any cursors) empty.
+    let none = AuditFilter {
+        tenant_id: Some("tenant-nobody".into()),
+        ..AuditFilter::default()
+    };
+    let mut before: Option<String> = None;
+    for _ in 0..10 {
+        let page = s
+            .list_audit_page(&none, 100, before.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.is_empty());
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert!(
+        before.is_none()
+            || s.list_audit_page(&none, 100, before.as_deref())
+                .await
+                .unwrap()
+                .next
+                .is_none()
+    );
+
+    // A console entry: no run, no product, a detail; found by tenant and action,
+    // never by a run filter.
+    let console = AuditEntry {
+        run_id: String::new(),
+        seq: 7,
+        at: t0() + chrono::Duration::seconds(60),
+        actor: "console:1a2b3c4d".into(),
+        action: "ignoreCustomer".into(),
+        tenant_id: Some("tenant-1".into()),
+        agreement_id: None,
+        identifier: String::new(),
+        entity_id: None,
+        old_quantity: None,
+        new_quantity: None,
+        detail: Some("ignored".into()),
+    };
+    s.append_audit(&console).await.unwrap();
+    let by_action = AuditFilter {
+        action: Some("ignoreCustomer".into()),
+        ..AuditFilter::default()
+    };
+    let page = s.list_audit_page(&by_action, 10, None).await.unwrap();
+    assert_eq!(page.items, vec![console.clone()]);
+    let latest = s
+        .list_audit_page(
+            &AuditFilter {
+                tenant_id: Some("tenant-1".into()),
+                ..AuditFilter::default()
+            },
+            1,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(latest.items, vec![console]);
+    assert!(
+        s.list_audit(2000, Some("ra"))
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.run_id == "ra")
+    );
 }
 
 /// Enough data that a DynamoDB query needs several 1 MB pages.

@@ -815,7 +815,7 @@ impl Store for DynamoStore {
         let mut start: Option<Item> = None;
         let mut evaluated = 0usize;
         let mut filters = Vec::new();
-        let mut names = vec![("#pk", PK), ("#sk", SK)];
+        let mut names = vec![("#pk", PK)];
         let mut values = vec![(":pk", s(AUDIT))];
         for (attr, name, value, placeholder) in [
             (RUN_ID, "#run", &filter.run_id, ":run"),
@@ -828,7 +828,9 @@ impl Store for DynamoStore {
                 values.push((placeholder, s(v)));
             }
         }
+        // DynamoDB refuses names and values an expression does not use.
         if let Some(b) = before {
+            names.push(("#sk", SK));
             values.push((":before", s(b)));
         }
         loop {

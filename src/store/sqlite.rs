@@ -850,6 +850,49 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A store written before the audit filter columns gains them, filled from
+    /// each entry, when it is opened.
+    #[tokio::test]
+    async fn an_older_audit_table_is_migrated_and_its_entries_found_by_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE audit (sort_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, body TEXT NOT NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            let body = r#"{"runId":"r1","seq":1,"at":"2026-01-01T00:00:00Z","actor":"cli","action":"createAddition","tenantId":"t-old","identifier":"X"}"#;
+            c.execute(
+                "INSERT INTO audit (sort_key, run_id, body) VALUES ('2026-01-01T00:00:00.000Z#r1#000001', 'r1', ?1)",
+                params![body],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let filter = AuditFilter {
+            tenant_id: Some("t-old".into()),
+            action: Some("createAddition".into()),
+            ..AuditFilter::default()
+        };
+        let page = store.list_audit_page(&filter, 10, None).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].tenant_id.as_deref(), Some("t-old"));
+        // Opening again changes nothing.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store
+                .list_audit_page(&filter, 10, None)
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+    }
+
     #[test]
     fn audit_sort_key_is_fixed_width() {
         let entry = AuditEntry {
