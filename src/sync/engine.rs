@@ -190,7 +190,9 @@ impl Engine<'_> {
             done: carried.done,
             cw: self.cw.limited_to(opts.concurrency),
         };
-        let outcome = ctx.cycle(&agreement_type, &mut report).await;
+        let outcome = ctx
+            .cycle(&agreement_type, carried.unmapped_seen, &mut report)
+            .await;
         let snapshot = self.counters.snapshot();
         report.api_calls = ApiCalls {
             sophos: carried.api_calls.sophos + snapshot.sophos_calls,
@@ -253,6 +255,8 @@ struct Carried {
     writes: u64,
     audit_seq: u32,
     done: BTreeSet<String>,
+    /// The unmapped product codes of the customers in `done`.
+    unmapped_seen: UnmappedCodesSeen,
 }
 
 impl Engine<'_> {
@@ -264,6 +268,7 @@ impl Engine<'_> {
         };
         report.started_at = previous.started_at;
         let mut done = BTreeSet::new();
+        let mut unmapped_seen = UnmappedCodesSeen::default();
         let mut after: Option<String> = None;
         loop {
             let page = self
@@ -278,6 +283,7 @@ impl Engine<'_> {
                     ))
                 })?;
                 report.customer_counts.add(&c);
+                report.add_unmapped_codes(&c, &mut unmapped_seen);
                 done.insert(stored.tenant_id);
             }
             match page.next {
@@ -291,6 +297,7 @@ impl Engine<'_> {
             // Leaves room for the earlier invocations' entries of this run.
             audit_seq: (previous.writes as u32 + 1) * 1000,
             done,
+            unmapped_seen,
         })
     }
 }
@@ -311,6 +318,8 @@ fn empty_report(opts: &RunOptions) -> RunReport {
         customers: Vec::new(),
         unassigned_usage: Vec::new(),
         unassigned_usage_omitted: 0,
+        unmapped_codes: Vec::new(),
+        unmapped_codes_omitted: 0,
         api_calls: ApiCalls::default(),
         writes: 0,
     }
@@ -364,7 +373,14 @@ struct Reads {
 }
 
 impl Ctx<'_> {
-    async fn cycle(&self, agreement_type: &str, report: &mut RunReport) -> Result<(), CycleError> {
+    /// `unmapped_seen`: the product codes already in the report's
+    /// `unmapped_codes` (from earlier invocations), for `record_customers`.
+    async fn cycle(
+        &self,
+        agreement_type: &str,
+        unmapped_seen: UnmappedCodesSeen,
+        report: &mut RunReport,
+    ) -> Result<(), CycleError> {
         let Some(reads) = self.read_sophos(report).await? else {
             return Ok(());
         };
@@ -440,17 +456,20 @@ impl Ctx<'_> {
             }
             Ok::<(), CycleError>(())
         };
-        let (produced, recorded) = futures::join!(produce, self.record_customers(results, report));
+        let recorder = self.record_customers(results, unmapped_seen, report);
+        let (produced, recorded) = futures::join!(produce, recorder);
         recorded?;
         produced
     }
 
     /// Stores finished customers as they come, [`RECORD_BATCH`] at a time: the
     /// run's per-customer results, and (not in a dry run) each customer's status.
-    /// Counts them into the report and, for the CLI, keeps them in Sophos order.
+    /// Counts them (and their unmapped product codes) into the report and, for the
+    /// CLI, keeps them in Sophos order.
     async fn record_customers(
         &self,
         mut results: tokio::sync::mpsc::Receiver<(usize, CustomerReport)>,
+        mut unmapped_seen: UnmappedCodesSeen,
         report: &mut RunReport,
     ) -> StoreResult<()> {
         let mut kept: Vec<(usize, CustomerReport)> = Vec::new();
@@ -460,6 +479,7 @@ impl Ctx<'_> {
             let closed = next.is_none();
             if let Some((index, c)) = next {
                 report.customer_counts.add(&c);
+                report.add_unmapped_codes(&c, &mut unmapped_seen);
                 batch.push(c.clone());
                 if self.opts.keep_customers {
                     kept.push((index, c));

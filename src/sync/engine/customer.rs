@@ -25,6 +25,7 @@ impl Ctx<'_> {
             reason: None,
             company_id: None,
             company_identifier: None,
+            company_name: None,
             agreement_id: None,
             agreement_name: None,
             agreement_type: None,
@@ -46,6 +47,7 @@ impl Ctx<'_> {
             Resolution::AgreementProblem(company, e) => {
                 c.company_id = Some(company.id);
                 c.company_identifier = Some(company.identifier);
+                c.company_name = Some(company.name);
                 c.status = CustomerState::Unmapped;
                 c.reason = Some(e.message.clone());
                 c.errors.push(e);
@@ -59,6 +61,7 @@ impl Ctx<'_> {
         };
         c.company_id = Some(company.id);
         c.company_identifier = Some(company.identifier.clone());
+        c.company_name = Some(company.name.clone());
         c.agreement_id = Some(agreement.id);
         c.agreement_name = Some(agreement.name.clone());
         c.agreement_type = agreement
