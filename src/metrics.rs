@@ -90,6 +90,8 @@ mod tests {
             customers: vec![],
             unassigned_usage: vec![],
             unassigned_usage_omitted: 0,
+            unmapped_codes: vec![],
+            unmapped_codes_omitted: 0,
             api_calls: ApiCalls {
                 sophos: 4,
                 connectwise: 9,

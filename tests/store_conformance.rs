@@ -768,6 +768,7 @@ fn customer_report(i: usize) -> CustomerReport {
         reason: None,
         company_id: Some(10_000 + i as i64),
         company_identifier: Some(format!("CUST{i:05}")),
+        company_name: Some(format!("Customer {i:05} Holdings GmbH & Co. KG")),
         agreement_id: Some(20_000 + i as i64),
         agreement_name: Some(format!("Sophos MSP - Customer {i:05}")),
         agreement_type: Some("Sophos MSP".into()),
@@ -780,7 +781,6 @@ fn customer_report(i: usize) -> CustomerReport {
             action: ProductAction::Skip,
         }],
         errors: vec![ErrorReport::new(ErrorCode::CwValidation, message)],
-        company_name: None,
     }
 }
 

@@ -6,7 +6,9 @@ mod support;
 use serde_json::Value;
 use sophos_cw_sync::config::ZeroUsage;
 use sophos_cw_sync::store::{MappingKind, RunStatus, Store};
-use sophos_cw_sync::sync::report::{CustomerState, ErrorCode, ProductAction};
+use sophos_cw_sync::sync::engine::RunOptions;
+use sophos_cw_sync::sync::report::{CustomerState, ErrorCode, ProductAction, RunReport};
+use std::time::Duration;
 use support::app::{Harness, customer, demo_settings, settings_with, tenant};
 
 fn qty(v: &Value) -> f64 {
@@ -79,6 +81,8 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     let c = customer(&report, &tenant(1));
     assert_eq!(c["status"], "synced");
     assert_eq!(c["companyId"], 101);
+    assert_eq!(c["companyIdentifier"], "AcmeLtd");
+    assert_eq!(c["companyName"], "Acme Ltd");
     assert_eq!(c["agreementId"], 201);
     assert_eq!(c["agreementType"], "Sophos MSP");
 
@@ -93,6 +97,8 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
     let c = customer(&report, &tenant(2));
     assert_eq!(c["status"], "error");
     assert_eq!(codes(&c), ["PRODUCT_UNMAPPED"]);
+    // The company's name as ConnectWise spells it, not the Sophos customer's.
+    assert_eq!(c["companyName"], "  beta corp ");
     let p = &c["products"][0];
     assert_eq!(
         (p["previousQuantity"].as_f64(), p["newQuantity"].as_f64()),
@@ -113,6 +119,10 @@ async fn demo_cycle_maps_creates_updates_and_reports_every_case() {
         assert_eq!(codes(&c), [code], "tenant {n}");
         assert!(c["errors"][0]["advice"].as_str().unwrap().len() > 40);
     }
+    // An agreement problem still names the company that was found.
+    let epsilon = customer(&report, &tenant(5));
+    assert_eq!(epsilon["companyId"], 105);
+    assert_eq!(epsilon["companyName"], "Epsilon GmbH");
     assert!(
         h.additions_of(205).is_empty()
             && h.additions_of(206).is_empty()
@@ -440,6 +450,18 @@ async fn an_unknown_code_is_reported_with_its_line_details_and_the_settings_line
         .map(|p| p["identifier"].as_str().unwrap())
         .collect();
     assert_eq!(products, ["Sophos_Intercept_X_Advanced"]);
+    // The run lists the code once, with the line's details, whoever has it.
+    let listed: Vec<&str> = report
+        .unmapped_codes
+        .iter()
+        .map(|p| p.product_code.as_str())
+        .collect();
+    assert_eq!(listed, ["ZZUNKNOWN-MSP"], "{:#?}", report.unmapped_codes);
+    assert_eq!(
+        report.unmapped_codes[0].sku.as_deref(),
+        Some("ZZUNKNOWN-MSP-SKU")
+    );
+    assert_eq!(report.unmapped_codes_omitted, 0);
     let audit = h.store.list_audit(1000, None).await.unwrap();
     assert!(
         audit
@@ -458,6 +480,66 @@ async fn an_unknown_code_is_reported_with_its_line_details_and_the_settings_line
     assert_eq!(
         beta_status.report["errors"][0]["product"]["sku"],
         "ZZUNKNOWN-MSP-SKU"
+    );
+}
+
+/// A run carried on over several invocations (as Lambda does near its deadline)
+/// still lists the unknown code, though the invocation that met Beta was not the
+/// last: each one rebuilds the list from the customers stored before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_run_keeps_the_unmapped_codes_its_earlier_invocations_met() {
+    let h = Harness::start().await;
+    let settings = demo_settings();
+    // A deadline already due: an invocation does its first customer, then stops
+    // taking new ones and ends incomplete (`deadline_margin`, no waiting).
+    let one_customer = |mut opts: RunOptions| {
+        opts.deadline = Some(tokio::time::Instant::now());
+        opts.deadline_margin = Duration::ZERO;
+        opts.customers_in_progress = Some(1);
+        opts
+    };
+    let mut report = h
+        .run_with(&settings, one_customer(h.options(false)))
+        .await
+        .expect("first invocation");
+    let mut invocations = 1;
+    let mut beta_in = None;
+    loop {
+        if report.customers.iter().any(|c| c.tenant_id == tenant(2)) {
+            beta_in = Some(invocations);
+        }
+        if report.status != RunStatus::Incomplete {
+            break;
+        }
+        assert!(invocations < 50, "each invocation makes progress");
+        // Resumed from the stored summary, as the service does.
+        let stored = h.store.get_run(&report.run_id).await.unwrap().unwrap();
+        let previous: RunReport = serde_json::from_value(stored.report).unwrap();
+        let opts = RunOptions::resuming(previous, "test").unwrap();
+        report = h
+            .run_with(&settings, one_customer(opts))
+            .await
+            .expect("next invocation");
+        invocations += 1;
+    }
+    assert_eq!(
+        beta_in,
+        Some(2),
+        "one customer per invocation, in Sophos order"
+    );
+    assert!(invocations > 2, "Beta's invocation was not the last");
+    assert_eq!(report.status, RunStatus::Partial, "{report:#?}");
+    assert_eq!(report.customer_counts.total as usize, invocations);
+    let listed: Vec<&str> = report
+        .unmapped_codes
+        .iter()
+        .map(|p| p.product_code.as_str())
+        .collect();
+    assert_eq!(listed, ["ZZUNKNOWN-MSP"]);
+    let stored = h.store.get_run(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.report["unmappedCodes"],
+        serde_json::to_value(&report.unmapped_codes).unwrap()
     );
 }
 

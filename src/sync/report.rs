@@ -2,6 +2,7 @@
 //! with every error's code, message and advice.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -191,6 +192,8 @@ pub struct CustomerReport {
     pub reason: Option<String>,
     pub company_id: Option<i64>,
     pub company_identifier: Option<String>,
+    /// The ConnectWise company's name, beside its identifier (absent from results
+    /// stored before it was reported).
     #[serde(default)]
     pub company_name: Option<String>,
     pub agreement_id: Option<i64>,
@@ -253,11 +256,21 @@ pub struct RunReport {
     pub unassigned_usage: Vec<UnassignedUsage>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unassigned_usage_omitted: u64,
+    /// The billing product codes the run's customers had usage of but no catalog
+    /// identifier for, once each (the details of the first customer seen with it),
+    /// across every invocation of the run: what to add to `productCodes` without
+    /// reading every customer. At most [`MAX_UNASSIGNED`]; `unmappedCodesOmitted`
+    /// counts the further distinct codes.
+    #[serde(default)]
+    pub unmapped_codes: Vec<UnmappedProduct>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unmapped_codes_omitted: u64,
     pub api_calls: ApiCalls,
     pub writes: u64,
 }
 
-/// How many unassigned usage lines a stored run summary keeps.
+/// How many unassigned usage lines (and unmapped product codes) a stored run
+/// summary keeps.
 pub const MAX_UNASSIGNED: usize = 200;
 
 fn is_zero(n: &u64) -> bool {
@@ -293,9 +306,39 @@ impl CustomerCounts {
     }
 }
 
+/// The product codes a run has met so far, so that each distinct code is listed
+/// (or, past the bound, counted) once however many customers have it. Kept by the
+/// engine beside the report for the run's whole invocation; a resumed invocation
+/// rebuilds it from the customers stored before (as it does `customer_counts`).
+#[derive(Debug, Default)]
+pub struct UnmappedCodesSeen(BTreeSet<String>);
+
 impl RunReport {
+    /// Adds a finished customer's unmapped product codes (from its
+    /// `PRODUCT_UNMAPPED` errors) to `unmapped_codes`: a code already seen is
+    /// skipped (the first customer's details stay), and past [`MAX_UNASSIGNED`]
+    /// a new code is only counted in `unmapped_codes_omitted`.
+    pub fn add_unmapped_codes(&mut self, c: &CustomerReport, seen: &mut UnmappedCodesSeen) {
+        let products = c
+            .errors
+            .iter()
+            .filter(|e| e.code == ErrorCode::ProductUnmapped)
+            .filter_map(|e| e.product.as_deref());
+        for product in products {
+            if !seen.0.insert(product.product_code.clone()) {
+                continue;
+            }
+            if self.unmapped_codes.len() < MAX_UNASSIGNED {
+                self.unmapped_codes.push(product.clone());
+            } else {
+                self.unmapped_codes_omitted += 1;
+            }
+        }
+    }
+
     /// The report as a run record keeps it: without `customers` (stored one record
-    /// each) and with the unassigned usage bounded.
+    /// each) and with the unassigned usage bounded (the unmapped codes are bounded
+    /// as they are added).
     pub fn summary(&self) -> serde_json::Value {
         let mut summary = self.clone_without_lists();
         let kept = self.unassigned_usage.len().min(MAX_UNASSIGNED);
@@ -324,6 +367,9 @@ impl RunReport {
             customers: Vec::new(),
             unassigned_usage: Vec::new(),
             unassigned_usage_omitted: self.unassigned_usage_omitted,
+            // Bounded as it is filled (`add_unmapped_codes`), so kept whole.
+            unmapped_codes: self.unmapped_codes.clone(),
+            unmapped_codes_omitted: self.unmapped_codes_omitted,
             api_calls: self.api_calls,
             writes: self.writes,
         }
@@ -336,4 +382,122 @@ pub struct UnassignedUsage {
     pub product_code: Option<String>,
     pub product_description: Option<String>,
     pub quantity: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A run summary as stored before the unmapped codes were reported: the new
+    /// fields default, so old run records still read.
+    fn old_report() -> RunReport {
+        serde_json::from_value(json!({
+            "runId": "r1", "status": "running", "month": "2026-11", "dryRun": false,
+            "startedAt": "2026-11-29T00:50:12Z", "finishedAt": null, "errors": [],
+            "usageAvailable": true, "catalog": [], "unassignedUsage": [],
+            "apiCalls": {"sophos": 0, "connectwise": 0}, "writes": 0
+        }))
+        .expect("an old summary reads")
+    }
+
+    fn product(code: &str, quantity: f64) -> UnmappedProduct {
+        UnmappedProduct {
+            product_code: code.into(),
+            product_description: Some(format!("{code} description")),
+            sku: None,
+            product_group: None,
+            quantity,
+            known_as: None,
+        }
+    }
+
+    fn customer(tenant_id: &str, codes: &[(&str, f64)]) -> CustomerReport {
+        let mut errors: Vec<ErrorReport> = codes
+            .iter()
+            .map(|(code, q)| ErrorReport::unmapped_product(product(code, *q)))
+            .collect();
+        // Other errors name no product code and must not count.
+        errors.push(ErrorReport::new(ErrorCode::CwValidation, "rejected"));
+        CustomerReport {
+            tenant_id: tenant_id.into(),
+            tenant_name: tenant_id.into(),
+            status: CustomerState::Error,
+            reason: None,
+            company_id: Some(1),
+            company_identifier: Some("Acme".into()),
+            company_name: Some("Acme Ltd".into()),
+            agreement_id: Some(2),
+            agreement_name: None,
+            agreement_type: None,
+            products: Vec::new(),
+            errors,
+        }
+    }
+
+    fn codes(report: &RunReport) -> Vec<&str> {
+        report
+            .unmapped_codes
+            .iter()
+            .map(|p| p.product_code.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_code_two_customers_have_is_listed_once_with_the_first_customers_details() {
+        let mut report = old_report();
+        assert!(report.unmapped_codes.is_empty());
+        let mut seen = UnmappedCodesSeen::default();
+        report.add_unmapped_codes(&customer("t1", &[("ZZ-A", 3.0)]), &mut seen);
+        report.add_unmapped_codes(&customer("t2", &[("ZZ-A", 7.0), ("ZZ-B", 1.0)]), &mut seen);
+        assert_eq!(codes(&report), ["ZZ-A", "ZZ-B"]);
+        assert_eq!(report.unmapped_codes[0].quantity, 3.0, "first seen wins");
+        assert_eq!(report.unmapped_codes_omitted, 0);
+        let summary = report.summary();
+        assert_eq!(summary["unmappedCodes"][0]["productCode"], "ZZ-A");
+        assert_eq!(summary["unmappedCodes"].as_array().map(Vec::len), Some(2));
+        assert!(
+            summary.get("unmappedCodesOmitted").is_none(),
+            "zero is left out: {summary}"
+        );
+    }
+
+    #[test]
+    fn past_the_bound_further_distinct_codes_are_counted_once_each() {
+        let mut report = old_report();
+        let mut seen = UnmappedCodesSeen::default();
+        let many: Vec<String> = (0..MAX_UNASSIGNED + 5)
+            .map(|i| format!("ZZ-{i:03}"))
+            .collect();
+        let all: Vec<(&str, f64)> = many.iter().map(|c| (c.as_str(), 1.0)).collect();
+        report.add_unmapped_codes(&customer("t1", &all), &mut seen);
+        // A second customer with codes past the bound, one already counted.
+        let again = [(many[MAX_UNASSIGNED + 4].as_str(), 1.0), ("ZZ-NEW", 1.0)];
+        report.add_unmapped_codes(&customer("t2", &again), &mut seen);
+        assert_eq!(report.unmapped_codes.len(), MAX_UNASSIGNED);
+        assert_eq!(
+            report.unmapped_codes[MAX_UNASSIGNED - 1].product_code,
+            many[MAX_UNASSIGNED - 1]
+        );
+        assert_eq!(report.unmapped_codes_omitted, 6);
+        let summary = report.summary();
+        assert_eq!(
+            summary["unmappedCodes"].as_array().map(Vec::len),
+            Some(MAX_UNASSIGNED)
+        );
+        assert_eq!(summary["unmappedCodesOmitted"], 6);
+        let back: RunReport = serde_json::from_value(summary).expect("the summary reads back");
+        assert_eq!(back.unmapped_codes, report.unmapped_codes);
+        assert_eq!(back.unmapped_codes_omitted, 6);
+    }
+
+    #[test]
+    fn a_customer_result_stored_without_a_company_name_still_reads() {
+        let mut stored = serde_json::to_value(customer("t1", &[])).unwrap();
+        assert_eq!(stored["companyName"], "Acme Ltd");
+        stored.as_object_mut().unwrap().remove("companyName");
+        let c: CustomerReport = serde_json::from_value(stored).expect("reads");
+        assert_eq!(c.company_name, None);
+        assert_eq!(c.company_identifier.as_deref(), Some("Acme"));
+    }
 }
