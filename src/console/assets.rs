@@ -10,9 +10,11 @@ use axum::routing::get;
 
 pub const HTMX_PATH: &str = "/console/assets/htmx-2.0.4.min.js";
 pub const CSS_PATH: &str = "/console/assets/console-1.css";
+pub const ICON_PATH: &str = "/console/assets/favicon-1.svg";
 
 const HTMX: &str = include_str!("assets/htmx-2.0.4.min.js");
 const CSS: &str = include_str!("assets/console.css");
+const ICON: &str = include_str!("assets/favicon.svg");
 
 pub fn routes() -> Router<Web> {
     Router::new()
