@@ -18,6 +18,7 @@ const ICON: &str = include_str!("assets/favicon.svg");
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        .route(ICON_PATH, get(|| async { asset(ICON, "image/svg+xml") }))
         .route(
             HTMX_PATH,
             get(|| async { asset(HTMX, "text/javascript; charset=utf-8") }),

@@ -13,6 +13,7 @@ pub mod csv;
 pub mod page;
 pub mod pages;
 pub mod session;
+pub mod suggest;
 
 use crate::web::Web;
 use axum::Router;

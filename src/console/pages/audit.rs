@@ -2,7 +2,7 @@
 //! the query string), paged; and its CSV export with spreadsheet formulas
 //! neutralised.
 
-use crate::console::csv::{Cell, write_row};
+use crate::console::csv::{Cell, write_cells, write_row};
 use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render};
 use crate::console::pages::customer::{AuditLine, audit_line};
 use crate::store::{AuditEntry, AuditFilter, MAX_PAGE};
@@ -159,8 +159,7 @@ async fn audit_csv(
             "newQuantity",
             "detail",
             "runId",
-        ]
-        .map(Cell::Text),
+        ],
     );
     let mut before = q.before.clone();
     let mut rows = 0;
@@ -204,18 +203,17 @@ async fn audit_csv(
 fn csv_row(out: &mut String, e: &AuditEntry) {
     let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let opt_num = |v: Option<f64>| v.map_or(Cell::Text(""), Cell::Number);
-    let agreement = e.agreement_id.map(|v| v as f64);
-    let entity = e.entity_id.map(|v| v as f64);
-    write_row(
+    let opt_int = |v: Option<i64>| v.map_or(Cell::Text(""), Cell::Integer);
+    write_cells(
         out,
         &[
             Cell::Text(&at),
             Cell::Text(&e.actor),
             Cell::Text(&e.action),
             Cell::Text(e.tenant_id.as_deref().unwrap_or("")),
-            opt_num(agreement),
+            opt_int(e.agreement_id),
             Cell::Text(&e.identifier),
-            opt_num(entity),
+            opt_int(e.entity_id),
             opt_num(e.old_quantity),
             opt_num(e.new_quantity),
             Cell::Text(e.detail.as_deref().unwrap_or("")),
