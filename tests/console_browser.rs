@@ -87,6 +87,27 @@ async fn rows(c: &Client) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Polls the listed rows (a condition on the page, not a fixed wait) until `done`
+/// holds; the rows then. A swap in progress (stale rows) is read again.
+async fn until_rows(
+    c: &Client,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let now = rows(c).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never showed what was expected: {now:?} at {}",
+            url(c).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn row_text(c: &Client, tenant_id: &str) -> String {
     text_of(c, &format!("tr.customer[data-tenant='{tenant_id}']")).await
 }
@@ -201,33 +222,24 @@ async fn filters_narrow_the_list_and_stay_in_the_address() {
     assert!(listed.iter().all(|(_, s)| s == "error"), "{listed:?}");
     assert!(url(&c).await.contains("status=error"));
 
-    // Status and free text together, as a shareable link.
+    // Status and free text together, as a shareable link. htmx swaps the list in
+    // as the filters change, so each step waits for the list it should show.
     find(&c, "#status")
         .await
         .select_by_value("unmapped")
         .await
         .unwrap();
-    type_into(&c, "#q", "kap").await;
-    click(&c, "#apply-filter").await;
-    wait_for(
-        &c,
-        &format!("tr.customer[data-tenant='{}']", tenant(10)),
-        WAIT,
-    )
+    let unmapped = until_rows(&c, |rows| {
+        rows.len() == 6 && rows.iter().all(|(_, s)| s == "unmapped")
+    })
     .await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let now = rows(&c).await;
-        if now.len() == 1 {
-            assert_eq!(now[0], (tenant(10), "unmapped".to_owned()));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the filter did not narrow: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        unmapped.iter().any(|(t, _)| *t == tenant(10)),
+        "{unmapped:?}"
+    );
+    find(&c, "#q").await.send_keys("kap\n").await.unwrap();
+    let narrowed = until_rows(&c, |rows| rows.len() == 1).await;
+    assert_eq!(narrowed, vec![(tenant(10), "unmapped".to_owned())]);
     let shared = url(&c).await;
     assert!(
         shared.contains("status=unmapped") && shared.contains("q=kap"),

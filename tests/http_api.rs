@@ -254,8 +254,8 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
     assert_eq!(run["report"]["writes"], 6);
     // The record keeps a summary; the customers come as a page beside it.
     assert!(run["report"].get("customers").is_none(), "{run}");
-    assert_eq!(run["report"]["customerCounts"]["total"], 13);
-    assert_eq!(run["customers"].as_array().unwrap().len(), 13);
+    assert_eq!(run["report"]["customerCounts"]["total"], 14);
+    assert_eq!(run["customers"].as_array().unwrap().len(), 14);
     assert_eq!(run["next"], Value::Null, "one page holds them all");
 
     // ConnectWise shows the demo result: Beta's addition 5 -> 8, Acme 42.
@@ -279,7 +279,7 @@ async fn the_webhook_runs_the_demo_cycle_and_the_results_are_served() {
     let (status, st) = api.get("/status").await;
     assert_eq!(status, 200);
     let customers = st["customers"].as_array().unwrap();
-    assert_eq!(customers.len(), 13);
+    assert_eq!(customers.len(), 14);
     let ids: Vec<&str> = customers
         .iter()
         .map(|c| c["tenantId"].as_str().unwrap())
@@ -410,9 +410,9 @@ async fn a_runs_customers_and_the_status_are_served_in_pages() {
     let (api, _invoker) = Api::local(&h).await;
     let run_id = api.sync(&json!({})).await;
     let run = api.finished(&run_id).await;
-    assert_eq!(run["report"]["customerCounts"]["total"], 13, "{run}");
+    assert_eq!(run["report"]["customerCounts"]["total"], 14, "{run}");
 
-    let mut expected: Vec<String> = (1..=13).map(tenant).collect();
+    let mut expected: Vec<String> = (1..=14).map(tenant).collect();
     expected.sort();
     for path in [format!("/runs/{run_id}"), "/status".to_owned()] {
         let (ids, pages) = tenant_ids_by_page(&api, &path, 5).await;
@@ -745,7 +745,7 @@ async fn malformed_requests_get_a_4xx_that_says_what_to_fix() {
         ("GET", "/runs/r-no-such-run".into(), None, 404, "no run"),
         ("GET", "/nope".into(), None, 404, "no such route"),
         ("GET", "/runs/a/b".into(), None, 404, "no such route"),
-        ("GET", "/".into(), None, 404, "no such route"),
+        ("GET", "/index.html".into(), None, 404, "no such route"),
         ("GET", "/sync".into(), None, 405, "use POST"),
         ("DELETE", "/settings".into(), None, 405, "use GET or PUT"),
         ("POST", "/mappings".into(), bad("{}"), 405, "use GET"),
