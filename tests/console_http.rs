@@ -14,6 +14,11 @@ use sophos_cw_sync::web::router;
 use support::app::{CONSOLE_PASSWORD, Harness, demo_settings, tenant};
 use support::console::{Client, app, test_config};
 
+/// (what it is, form fields, request headers)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+/// (path, form fields, status, what the page says)
+type BadPost<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+
 /// A harness after one sync of the demo scenario, its settings stored.
 async fn synced() -> Harness {
     let h = Harness::start().await;
@@ -197,7 +202,7 @@ async fn a_cross_site_post_or_a_missing_form_token_is_refused_and_changes_nothin
     let csrf = c.sign_in().await;
     let unmapped = tenant(3);
     let path = format!("/console/customers/{unmapped}/ignore");
-    let cases: [(&str, Vec<(&str, &str)>, Vec<(&str, &str)>); 5] = [
+    let cases: [Case; 5] = [
         (
             "cross-site",
             vec![("csrf", &csrf)],
@@ -355,7 +360,7 @@ async fn bad_input_gets_a_page_that_says_what_is_wrong_with_a_4xx() {
             "{path}"
         );
     }
-    let posts: [(&str, Vec<(&str, &str)>, StatusCode, &str); 4] = [
+    let posts: [BadPost; 4] = [
         (
             "/console/customers/no-such-tenant/ignore",
             vec![("csrf", &csrf)],
@@ -526,7 +531,7 @@ async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_event
             "GET",
             "/console/",
             "",
-            &[session.clone()],
+            std::slice::from_ref(&session),
             host.clone(),
             None,
         ),

@@ -4,6 +4,7 @@
 use tokio::sync::Mutex;
 
 #[derive(Default)]
+#[allow(dead_code)]
 pub struct CompanyCache {
     pub(crate) cached: Mutex<
         Option<(
