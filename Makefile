@@ -151,7 +151,7 @@ invoke-local: venv
 	  "sophos": {"clientId": "sim-sophos-client", "clientSecret": "sim-sophos-secret"},
 	  "connectwise": {"site": "http://$(SIM_CW_ADDR)", "companyId": "simmsp", "publicKey": "sim-public-key",
 	                  "privateKey": "sim-private-key", "clientId": "3f1c2a4e-8d9b-4c7a-b6e5-0a1b2c3d4e5f"},
-	  "webhookToken": "demo-webhook-token"})
+	  "webhookToken": "demo-webhook-token", "consoleToken": "demo-console-password"})
 	secret_exists = any(s["Name"] == "sophos-cw-sync" for s in sm.list_secrets()["SecretList"])
 	(sm.put_secret_value(SecretId="sophos-cw-sync", SecretString=secret) if secret_exists
 	  else sm.create_secret(Name="sophos-cw-sync", SecretString=secret))

@@ -189,6 +189,9 @@ def events():
     ev[m + "runs-limit-not-number.json"] = api("GET", "/runs", query="limit=abc")
     ev[m + "runs-limit-too-large.json"] = api("GET", "/runs", query="limit=100000")
     ev[m + "unknown-route.json"] = api("GET", "/nope", route="$default")
+    # The operator console (HTML; signed in with the secret's consoleToken).
+    ev["console-login.json"] = api("GET", "/console/login", route="GET /console/{proxy+}",
+                                   path_params={"proxy": "login"}, token=None)
     return ev
 
 

@@ -343,7 +343,8 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
         "connectwise": {"site": sim.cw_url(), "companyId": scenario.connectwise.company_id,
             "publicKey": scenario.connectwise.public_key, "privateKey": scenario.connectwise.private_key,
             "clientId": scenario.connectwise.client_id},
-        "webhookToken": "demo-webhook-token"
+        "webhookToken": "demo-webhook-token",
+        "consoleToken": "demo-console-password"
     });
     aws_sdk_secretsmanager::Client::new(&config)
         .create_secret()
@@ -485,9 +486,9 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     );
     assert_eq!(record.month, MONTH);
     assert!(record.finished_at.is_some());
-    assert_eq!(run_customer_count(&store, &run_id).await, 13);
+    assert_eq!(run_customer_count(&store, &run_id).await, 14);
     assert_eq!(
-        record.report["customerCounts"]["total"], 13,
+        record.report["customerCounts"]["total"], 14,
         "{:#}",
         record.report
     );
@@ -537,8 +538,35 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["customers"].as_array().map(Vec::len),
-        Some(13),
+        Some(14),
         "{body}"
+    );
+    // The console's sign-in form, through lambda_http: HTML, its one-time cookie in
+    // the API Gateway 2.0 `cookies` field, the security headers.
+    let page = function.invoke("console-login.json").await;
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert_eq!(
+        page["headers"]["content-type"], "text/html; charset=utf-8",
+        "{page}"
+    );
+    assert!(
+        page["headers"]["content-security-policy"]
+            .as_str()
+            .unwrap_or("")
+            .contains("frame-ancestors 'none'"),
+        "{page}"
+    );
+    let cookies = page["cookies"].as_array().expect("cookies");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("scw_login=")
+                && c.as_str().unwrap().contains("Secure")),
+        "{page}"
+    );
+    assert!(
+        page["body"].as_str().unwrap().contains("name=\"password\""),
+        "{page}"
     );
     let (status, body) = function.api("api-audit.json").await;
     assert_eq!(status, 200, "{body}");
@@ -596,8 +624,8 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
         "{record:#?}"
     );
     assert_eq!(record.report["writes"], 0, "nothing left to do");
-    assert_eq!(record.report["customerCounts"]["total"], 13, "{record:#?}");
-    assert_eq!(run_customer_count(&store, &record.run_id).await, 13);
+    assert_eq!(record.report["customerCounts"]["total"], 14, "{record:#?}");
+    assert_eq!(run_customer_count(&store, &record.run_id).await, 14);
     assert_eq!(sim.counters().connectwise.writes, 0);
     assert_eq!(runs(&store).await.len(), 2);
     let again = function.invoke("schedule.json").await;
