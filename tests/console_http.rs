@@ -585,3 +585,69 @@ async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_event
     .await;
     assert_eq!(bad["statusCode"], 400);
 }
+
+#[tokio::test]
+async fn settings_are_edited_from_the_console_with_the_apis_validation_and_audited() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csrf = c.sign_in().await;
+    let page = c.get("/console/settings").await;
+    assert!(page.body.contains("Sophos_Intercept_X_Advanced"));
+    assert!(
+        page.body.contains("likely") || page.body.contains("confirmed"),
+        "the code table shows confidence"
+    );
+
+    // The product checkboxes: exactly the ticked ones are synced afterwards.
+    let saved = c
+        .post(
+            "/console/settings/products",
+            &[
+                ("csrf", &csrf),
+                ("product", "Sophos_Intercept_X_Advanced"),
+                ("product", "Sophos_Email_Advanced"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let stored = h.store.get_settings().await.unwrap().unwrap();
+    let products: Vec<&str> = stored.products.iter().map(String::as_str).collect();
+    assert_eq!(
+        products,
+        ["Sophos_Email_Advanced", "Sophos_Intercept_X_Advanced"]
+    );
+    assert_eq!(
+        stored.agreement_type,
+        demo_settings().agreement_type,
+        "other settings kept"
+    );
+    let entry = h
+        .store
+        .list_audit_page(&AuditFilter::default(), 1, None)
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!(entry.action, "updateSettings");
+    assert_eq!(entry.detail.as_deref(), Some("changed products"));
+    assert!(entry.actor.starts_with("console:"));
+
+    let unknown = c
+        .post(
+            "/console/settings/products",
+            &[("csrf", &csrf), ("product", "Sophos_Nope")],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.body.contains("there is no product"));
+
+    // The JSON editor: a valid document is stored whole.
+    let mut edited = demo_settings();
+    edited.month = "2026-10".into();
+    let text = serde_json::to_string_pretty(&edited).unwrap();
+    let saved = c
+        .post("/console/settings", &[("csrf", &csrf), ("settings", &text)])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(edited));
+}

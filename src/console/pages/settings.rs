@@ -19,7 +19,12 @@ use axum::routing::get;
 use serde_json::Value;
 
 pub fn routes() -> Router<Web> {
-    Router::new().route("/console/settings", get(settings_page).post(save_settings))
+    Router::new()
+        .route("/console/settings", get(settings_page).post(save_settings))
+        .route(
+            "/console/settings/products",
+            axum::routing::post(save_products),
+        )
 }
 
 #[derive(Template)]
@@ -185,6 +190,30 @@ async fn save_settings(
         return Ok(see_other("/console/settings?saved=1"));
     }
     save(&web, &authed.actor(), &current, &settings).await?;
+    Ok(see_other("/console/settings?saved=1"))
+}
+
+/// The product checkboxes: the ticked identifiers become `products`, everything else
+/// stays as it is.
+async fn save_products(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    let current = web.app.settings().await?;
+    let mut next = current.clone();
+    next.products = form.all("product").map(str::to_owned).collect();
+    if let Some(unknown) = next.products.iter().find(|p| !products::is_known(p)) {
+        return Err(ConsoleError::BadRequest(format!(
+            "there is no product {unknown:?}: tick products from the list on the Settings page"
+        )));
+    }
+    if changed_keys(&current, &next).is_empty() {
+        return Ok(see_other("/console/settings?saved=1"));
+    }
+    save(&web, &authed.actor(), &current, &next).await?;
     Ok(see_other("/console/settings?saved=1"))
 }
 
