@@ -254,6 +254,24 @@ impl ConnectWiseClient {
         self.get_all("/company/companies", &query).await
     }
 
+    /// Every company, those in the recycle bin included (`deletedFlag` either way),
+    /// for the console's mapping suggestions: an operator must see a deleted
+    /// duplicate to tell it from the live company. The sync never uses this.
+    pub async fn companies_for_suggestions(&self) -> Result<Vec<Company>, ApiError> {
+        let query = collection_query(
+            "deletedFlag=false or deletedFlag=true".to_string(),
+            Some(COMPANY_FIELDS),
+        );
+        self.get_all("/company/companies", &query).await
+    }
+
+    /// Every agreement of one company, of any type and status (the caller decides
+    /// which are usable).
+    pub async fn agreements_of_company(&self, company_id: i64) -> Result<Vec<Agreement>, ApiError> {
+        let query = collection_query(format!("company/id={company_id}"), Some(AGREEMENT_FIELDS));
+        self.get_all("/finance/agreements", &query).await
+    }
+
     /// One company by id; `None` if ConnectWise has no such company.
     pub async fn company(&self, id: i64) -> Result<Option<Company>, ApiError> {
         let path = format!("/company/companies/{id}");

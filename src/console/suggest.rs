@@ -5,7 +5,7 @@
 //! is deliberately simple enough to explain in one sentence per suggestion
 //! ([`Suggestion::why`]).
 //!
-//! Three kinds of match, best first ([`MatchKind`]):
+//! Four kinds of match, best first ([`MatchKind`]):
 //!
 //! * **Exact**: the names are equal after trimming. Score [`EXACT_SCORE`].
 //! * **Normalised**: the names are equal after [`normalise`] (case, accents,
@@ -17,6 +17,11 @@
 //!   Similarity = 1 − edits ÷ length of the longer name, kept when at least
 //!   [`CLOSE_THRESHOLD`]; score = similarity × [`CLOSE_WEIGHT`], so a close match
 //!   always scores below a normalised one.
+//! * **Partial**: not close, but one normalised name is how the other begins, in
+//!   whole words ("kappa" and "kappa holdings group"): a customer is often known
+//!   by the first word of its company's name. The shorter name needs at least
+//!   [`PARTIAL_MIN_CHARS`] characters. Score = [`PARTIAL_WEIGHT`] × the shorter
+//!   name's words ÷ the longer name's words, always below a close match.
 //!
 //! Within a kind, companies that are in use come first, then those with another
 //! status (e.g. "Inactive"), then those in the recycle bin, so that a deleted
@@ -48,6 +53,12 @@ pub const CLOSE_THRESHOLD: f64 = 0.80;
 /// A [`MatchKind::Close`] match scores its similarity times this, so it is at
 /// most 0.9 and always below [`NORMALISED_SCORE`].
 pub const CLOSE_WEIGHT: f64 = 0.9;
+/// A [`MatchKind::Partial`] match scores the share of the longer name's words
+/// that the shorter name covers times this: below 0.5, so below any close match.
+pub const PARTIAL_WEIGHT: f64 = 0.5;
+/// The shortest (normalised) name a [`MatchKind::Partial`] match starts from:
+/// shorter ones ("ab") begin too many names to mean anything.
+pub const PARTIAL_MIN_CHARS: usize = 3;
 
 /// Legal-form suffixes that [`normalise`] removes from the end of a name,
 /// repeatedly ("Acme Pty. Ltd." → "acme"), in normalised spelling: lower case,
@@ -150,6 +161,7 @@ pub enum MatchKind {
     Exact,
     Normalised,
     Close,
+    Partial,
 }
 
 /// One suggested company.
@@ -266,6 +278,9 @@ impl CompanyIndex {
                 if let Some(close) = close(&probe, key) {
                     let score = close.similarity * CLOSE_WEIGHT;
                     hits.push(Hit::new(i, MatchKind::Close, score, Some(close)));
+                } else if let Some(words) = partial(&probe.text, &key.text) {
+                    let score = PARTIAL_WEIGHT * words.short as f64 / words.long as f64;
+                    hits.push(Hit::new(i, MatchKind::Partial, score, None));
                 }
             }
         }
@@ -392,6 +407,28 @@ fn close(probe: &Key, key: &Key) -> Option<Close> {
     })
 }
 
+/// Word counts of a [`MatchKind::Partial`] match.
+#[derive(Debug, Clone, Copy)]
+struct PartialWords {
+    short: usize,
+    long: usize,
+}
+
+/// Whether one of two different non-empty normalised names is how the other
+/// begins, in whole words, the shorter having at least [`PARTIAL_MIN_CHARS`]
+/// characters.
+fn partial(a: &str, b: &str) -> Option<PartialWords> {
+    let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
+    if short.chars().count() < PARTIAL_MIN_CHARS {
+        return None;
+    }
+    long.strip_prefix(short)?.strip_prefix(' ')?;
+    Some(PartialWords {
+        short: short.split(' ').count(),
+        long: long.split(' ').count(),
+    })
+}
+
 #[derive(Debug)]
 struct Hit {
     index: usize,
@@ -436,6 +473,24 @@ fn why(customer: &str, probe: &Key, company: &CompanyCandidate, key: &Key, hit: 
             (c.similarity * 100.0).floor()
         ),
         (MatchKind::Close, None) => "similar name".to_owned(),
+        (MatchKind::Partial, _) => {
+            let (short, long) = if probe.text.len() < key.text.len() {
+                (&probe.text, &key.text)
+            } else {
+                (&key.text, &probe.text)
+            };
+            let words = short.split(' ').count();
+            format!(
+                "partial name: {} is the first {} of {} after normalising",
+                quoted(short),
+                if words == 1 {
+                    "word".to_owned()
+                } else {
+                    format!("{words} words")
+                },
+                quoted(long)
+            )
+        }
     };
     if company.deleted {
         why.push_str("; in the recycle bin");
@@ -1005,6 +1060,41 @@ mod tests {
     }
 
     #[test]
+    fn a_name_that_begins_the_other_in_whole_words_is_a_partial_match_after_close_ones() {
+        let companies = [
+            company(1, "Kappa Holdings Group"), // the customer's name, then 2 words
+            company(2, "Kappas"),               // close: 1 edit in 6
+            company(3, "Kappadocia Tours"),     // not whole words
+            company(4, "The Kappa Group"),      // not how it begins
+            company(5, "Kappa Group Ltd"),      // 1 of 2 words after the suffix
+        ];
+        let got = suggest("Kappa", &companies, 10);
+        assert_eq!(ids(&got), [2, 5, 1]);
+        assert_eq!(
+            kinds(&got),
+            [MatchKind::Close, MatchKind::Partial, MatchKind::Partial]
+        );
+        assert!((got[1].score - PARTIAL_WEIGHT / 2.0).abs() < 1e-12);
+        assert!((got[2].score - PARTIAL_WEIGHT / 3.0).abs() < 1e-12);
+        assert!(got[1].score < got[0].score);
+        assert_eq!(
+            got[2].why,
+            "partial name: \"kappa\" is the first word of \"kappa holdings group\" after \
+             normalising"
+        );
+        // Either way round: the company's name begins the customer's.
+        let got = suggest("Acme Widgets Europe", &[company(1, "ACME Widgets")], 10);
+        assert_eq!(kinds(&got), [MatchKind::Partial]);
+        assert!(
+            got[0].why.contains("the first 2 words of"),
+            "{}",
+            got[0].why
+        );
+        // Too short a name begins too much to mean anything.
+        assert!(suggest("AB", &[company(1, "AB Foods")], 10).is_empty());
+    }
+
+    #[test]
     fn word_order_is_a_close_match() {
         let got = suggest("Sons Smith", &[company(1, "Smith Sons")], 10);
         assert_eq!(kinds(&got), [MatchKind::Close]);
@@ -1223,6 +1313,19 @@ mod tests {
                     hits.push((c, MatchKind::Close, similarity * CLOSE_WEIGHT));
                     if 1.0 - (edits + 1) as f64 / longer < CLOSE_THRESHOLD {
                         at_limit += 1;
+                    }
+                } else {
+                    let (short, long) = if key.len() < wanted.len() {
+                        (key.as_str(), wanted.as_str())
+                    } else {
+                        (wanted.as_str(), key.as_str())
+                    };
+                    if short.chars().count() >= PARTIAL_MIN_CHARS
+                        && long.starts_with(&format!("{short} "))
+                    {
+                        let share =
+                            short.split(' ').count() as f64 / long.split(' ').count() as f64;
+                        hits.push((c, MatchKind::Partial, share * PARTIAL_WEIGHT));
                     }
                 }
             }

@@ -228,7 +228,9 @@ fn resolve_company<'a>(
     }
 }
 
-fn eligible(agreement: &Agreement, company_id: i64, agreement_type: &str) -> bool {
+/// Whether the sync would bill `agreement` for `company_id`: the company's,
+/// of the configured type, and [`usable`]. The console offers only these.
+pub fn eligible(agreement: &Agreement, company_id: i64, agreement_type: &str) -> bool {
     let of_company = agreement.company.as_ref().and_then(|c| c.id) == Some(company_id);
     let of_type = agreement
         .agreement_type
@@ -239,7 +241,7 @@ fn eligible(agreement: &Agreement, company_id: i64, agreement_type: &str) -> boo
 }
 
 /// Active and not cancelled (expired or inactive agreements do not bill).
-fn usable(agreement: &Agreement) -> bool {
+pub fn usable(agreement: &Agreement) -> bool {
     agreement.cancelled_flag != Some(true)
         && agreement
             .agreement_status

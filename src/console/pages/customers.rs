@@ -247,11 +247,7 @@ fn decode(status: &CustomerStatus) -> Option<CustomerReport> {
 /// The banner's counts from the latest finished run that wrote (dry runs change
 /// nothing, so they do not say what is outstanding).
 pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
-    let runs = store.list_runs(20, None).await?;
-    let Some(run) = runs
-        .iter()
-        .find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object())
-    else {
+    let Some(run) = latest_finished_run(store).await? else {
         return Ok(Banner::default());
     };
     let counts = &run.report["customerCounts"];
@@ -264,6 +260,16 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
         unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64)
             + count(&run.report["unmappedCodesOmitted"]),
     })
+}
+
+/// The latest finished run that wrote (among the 20 latest runs), with a summary.
+pub async fn latest_finished_run(
+    store: &dyn Store,
+) -> Result<Option<crate::store::RunRecord>, ConsoleError> {
+    let runs = store.list_runs(20, None).await?;
+    Ok(runs
+        .into_iter()
+        .find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object()))
 }
 
 fn row(c: &CustomerReport) -> Row {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod customer;
 pub mod customers;
 pub mod login;
+pub mod mapping;
 pub mod runs;
 pub mod settings;
 
@@ -18,6 +19,7 @@ pub fn routes() -> Router<Web> {
         .merge(audit::routes())
         .merge(customers::routes())
         .merge(customer::routes())
+        .merge(mapping::routes())
         .merge(runs::routes())
         .merge(settings::routes())
 }

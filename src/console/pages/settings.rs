@@ -225,8 +225,25 @@ pub async fn save(
     old: &Settings,
     new: &Settings,
 ) -> Result<(), ConsoleError> {
+    save_noting(web, actor, old, new, None).await
+}
+
+/// [`save`] with what the change was for on the audit entry, e.g. "mapped
+/// billing code X to Y" (the changed keys follow in brackets).
+pub async fn save_noting(
+    web: &Web,
+    actor: &str,
+    old: &Settings,
+    new: &Settings,
+    note: Option<&str>,
+) -> Result<(), ConsoleError> {
     crate::wiring::validate_settings(new).map_err(|e| ConsoleError::BadRequest(e.0))?;
     web.app.store.put_settings(new).await?;
+    let changed = changed_keys(old, new).join(", ");
+    let detail = match note {
+        Some(note) => format!("{note} (changed {changed})"),
+        None => format!("changed {changed}"),
+    };
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {
@@ -234,7 +251,7 @@ pub async fn save(
             action: "updateSettings",
             tenant_id: None,
             agreement_id: None,
-            detail: format!("changed {}", changed_keys(old, new).join(", ")),
+            detail,
         },
     )
     .await?;

@@ -1,0 +1,903 @@
+//! The Mapping page: unmapped customers first, each with candidate ConnectWise
+//! companies as suggestions (exact name, then equal after normalising, then close
+//! matches with a score). Nothing is ever mapped by itself: the operator picks a
+//! company (a plain link), then one of its active agreements of the configured
+//! type (a POST form), and the mapping is checked against ConnectWise again before
+//! it is stored. Below: the billing product codes the latest run could not map,
+//! each with a form that adds it to the settings.
+
+use crate::config::Settings;
+use crate::connectwise::model::{Agreement, Company};
+use crate::console::companies::{self, Companies};
+use crate::console::page::{
+    self, ConsoleError, Layout, encode, query_get, query_pairs, render, see_other,
+};
+use crate::console::pages::customer::{customer_link, describe, ensure_known, record};
+use crate::console::pages::customers::{self, ErrorRow, Filter, qty, state_name};
+use crate::console::pages::settings;
+use crate::console::suggest::{CompanyCandidate, CompanyIndex, MatchKind, Suggestion};
+use crate::domain::products;
+use crate::store::{Mapping, MappingKind, Store};
+use crate::sync::plan;
+use crate::sync::report::CustomerReport;
+use crate::web::Web;
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::Value;
+
+pub fn routes() -> Router<Web> {
+    Router::new()
+        .route("/console/mapping", get(mapping_page))
+        .route("/console/mapping/codes", post(map_code))
+        .route("/console/customers/{tenant}/map", post(map_customer))
+}
+
+/// Suggestions per customer.
+const SUGGESTIONS: usize = 8;
+/// Companies a search shows.
+const SEARCH_HITS: usize = 25;
+/// The longest billing product code the codes form takes.
+const MAX_CODE_LEN: usize = 100;
+
+#[derive(Template)]
+#[template(path = "mapping.html")]
+struct MappingPage {
+    layout: Layout,
+    notice: Option<String>,
+    /// `?tenant=`: one customer, whatever its status.
+    single: bool,
+    customers: Vec<CustomerBlock>,
+    next_link: Option<String>,
+    scanned: usize,
+    companies: Option<CompaniesInfo>,
+    codes: CodesView,
+}
+
+struct CompaniesInfo {
+    count: usize,
+    deleted: usize,
+    age: String,
+    refresh_link: String,
+}
+
+struct CustomerBlock {
+    tenant_id: String,
+    name: String,
+    status: &'static str,
+    detail_link: String,
+    ignore_action: String,
+    ignored: bool,
+    /// The stored mapping, described (single-customer view only).
+    mapping: Option<String>,
+    reason: Option<String>,
+    errors: Vec<ErrorRow>,
+    suggestions: Vec<CompanyLine>,
+    search: Option<SearchView>,
+    picked: Option<Picked>,
+}
+
+/// A company as the page lists it (a suggestion or a search hit).
+struct CompanyLine {
+    id: i64,
+    identifier: String,
+    name: String,
+    status: String,
+    deleted: bool,
+    /// "exact", "normalised", "close" (empty for a search hit).
+    kind: &'static str,
+    score: String,
+    why: String,
+    /// Why it cannot be picked, if it cannot.
+    refused: Option<String>,
+    pick_link: String,
+}
+
+struct SearchView {
+    q: String,
+    hits: Vec<CompanyLine>,
+    more: bool,
+}
+
+struct Picked {
+    company: CompanyLine,
+    /// Set when no agreement can be offered at all (no type configured).
+    problem: Option<String>,
+    agreements: Vec<AgreementLine>,
+    offered: usize,
+    action: String,
+}
+
+struct AgreementLine {
+    id: i64,
+    name: String,
+    type_name: String,
+    status: String,
+    /// Why it is not offered, if it is not.
+    refused: Option<String>,
+}
+
+struct CodesView {
+    run_id: Option<String>,
+    codes: Vec<CodeLine>,
+    omitted: u64,
+    identifiers: Vec<IdentifierOption>,
+}
+
+struct CodeLine {
+    code: String,
+    description: String,
+    sku: String,
+    group: String,
+    quantity: String,
+    known_as: String,
+    /// What the settings in force map it to now (mapped since the run).
+    now: Option<String>,
+}
+
+struct IdentifierOption {
+    identifier: &'static str,
+    description: &'static str,
+    selected: bool,
+}
+
+/// A customer the page shows.
+struct Known {
+    tenant_id: String,
+    report: Option<CustomerReport>,
+}
+
+impl Known {
+    fn name(&self) -> &str {
+        self.report
+            .as_ref()
+            .map_or(self.tenant_id.as_str(), |r| r.tenant_name.as_str())
+    }
+}
+
+async fn mapping_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ConsoleError> {
+    let authed = page::authed(&web, &headers, &uri).await?;
+    let q = query_pairs(&uri)?;
+    let store = web.app.store.as_ref();
+    let settings = web.app.settings().await?;
+    let tenant = query_get(&q, "tenant").map(str::to_owned);
+    let company = query_get(&q, "company")
+        .map(|v| parse_id(v, "company"))
+        .transpose()?;
+    if company.is_some() && tenant.is_none() {
+        return Err(ConsoleError::BadRequest(
+            "a company is picked for a customer, and this address names no customer (tenant=…): follow a \"Pick\" link of the Mapping page".into(),
+        ));
+    }
+    let search = query_get(&q, "q").map(str::to_owned);
+    let refresh = query_get(&q, "refresh").is_some();
+    let after = query_get(&q, "after").map(str::to_owned);
+
+    let (known, next, scanned) = match &tenant {
+        Some(t) => (vec![one_customer(&web, t).await?], None, 1),
+        None => {
+            let filter = Filter {
+                status: "unmapped".into(),
+                q: String::new(),
+            };
+            let (reports, next, scanned) =
+                customers::scan(store, &filter, after.as_deref()).await?;
+            let known = reports
+                .into_iter()
+                .map(|r| Known {
+                    tenant_id: r.tenant_id.clone(),
+                    report: Some(r),
+                })
+                .collect();
+            (known, next, scanned)
+        }
+    };
+
+    // ConnectWise is asked only when there is someone to suggest for.
+    let companies = if known.is_empty() {
+        None
+    } else {
+        Some(web.console.companies.get(&web, refresh).await?)
+    };
+    let mut blocks = Vec::with_capacity(known.len());
+    for k in &known {
+        let mut block = customer_block(k, companies.as_ref().map(|c| c.index.as_ref()));
+        if tenant.is_some() {
+            let mapping = store.get_mapping(&k.tenant_id).await?;
+            block.ignored = mapping
+                .as_ref()
+                .is_some_and(|m| m.kind == MappingKind::Ignored);
+            block.mapping = Some(match &mapping {
+                Some(m) => describe(m),
+                None => "none stored".into(),
+            });
+            if let (Some(q), Some(c)) = (&search, &companies) {
+                block.search = Some(search_companies(&c.index, &k.tenant_id, q));
+            }
+            if let Some(company_id) = company {
+                block.picked = Some(pick(&web, &settings, &k.tenant_id, company_id).await?);
+            }
+        }
+        blocks.push(block);
+    }
+    let refresh_link = refresh_link(&q);
+    let companies = companies.map(|c| companies_info(&c, refresh_link));
+    let next_link = next.map(|n| format!("/console/mapping?after={}", encode(&n)));
+    let codes = codes_view(store, &settings).await?;
+    Ok(render(&MappingPage {
+        layout: authed.layout("mapping"),
+        notice: notice(&q, &settings),
+        single: tenant.is_some(),
+        customers: blocks,
+        next_link,
+        scanned,
+        companies,
+        codes,
+    }))
+}
+
+/// `?tenant=`: the customer whatever its status; a 404 when no sync has seen it
+/// and it has no mapping.
+async fn one_customer(web: &Web, tenant: &str) -> Result<Known, ConsoleError> {
+    ensure_known(web, tenant).await?;
+    let report = web
+        .app
+        .store
+        .get_customer_status(tenant)
+        .await?
+        .and_then(|s| serde_json::from_value(s.report).ok());
+    Ok(Known {
+        tenant_id: tenant.to_owned(),
+        report,
+    })
+}
+
+fn customer_block(k: &Known, index: Option<&CompanyIndex>) -> CustomerBlock {
+    let link = customer_link(&k.tenant_id);
+    let suggestions = index
+        .map(|i| i.suggest(k.name(), SUGGESTIONS))
+        .unwrap_or_default()
+        .iter()
+        .map(|s| suggestion_line(&k.tenant_id, s))
+        .collect();
+    let report = k.report.as_ref();
+    CustomerBlock {
+        tenant_id: k.tenant_id.clone(),
+        name: k.name().to_owned(),
+        status: report.map_or("unknown", |r| state_name(r.status)),
+        ignore_action: format!("{link}/ignore"),
+        detail_link: link,
+        ignored: false,
+        mapping: None,
+        // An unmapped customer's reason is its error's message: shown once.
+        reason: report
+            .filter(|r| r.errors.is_empty())
+            .and_then(|r| r.reason.clone()),
+        errors: report
+            .map(|r| r.errors.iter().map(ErrorRow::of).collect())
+            .unwrap_or_default(),
+        suggestions,
+        search: None,
+        picked: None,
+    }
+}
+
+fn kind_name(kind: MatchKind) -> &'static str {
+    match kind {
+        MatchKind::Exact => "exact",
+        MatchKind::Normalised => "normalised",
+        MatchKind::Close => "close",
+        MatchKind::Partial => "partial",
+    }
+}
+
+fn pick_link(tenant: &str, company_id: i64) -> String {
+    format!(
+        "/console/mapping?tenant={}&company={company_id}#pick",
+        encode(tenant)
+    )
+}
+
+fn status_text(c: &CompanyCandidate) -> String {
+    c.status.clone().unwrap_or_else(|| "(no status)".into())
+}
+
+/// Why a company cannot be picked: in the recycle bin, or not active.
+fn company_refusal(c: &CompanyCandidate) -> Option<String> {
+    if c.deleted {
+        return Some(
+            "in ConnectWise's recycle bin: a deleted company is never billed. Pick the live company, or restore this one in ConnectWise and re-read the companies".into(),
+        );
+    }
+    if !c.is_active() {
+        return Some(format!(
+            "its ConnectWise status is {:?}, not Active: set it to Active in ConnectWise and re-read the companies, or pick another company",
+            status_text(c)
+        ));
+    }
+    None
+}
+
+fn company_line(tenant: &str, c: &CompanyCandidate) -> CompanyLine {
+    CompanyLine {
+        id: c.id,
+        identifier: c.identifier.clone(),
+        name: c.name.clone(),
+        status: status_text(c),
+        deleted: c.deleted,
+        kind: "",
+        score: String::new(),
+        why: String::new(),
+        refused: company_refusal(c),
+        pick_link: pick_link(tenant, c.id),
+    }
+}
+
+fn suggestion_line(tenant: &str, s: &Suggestion) -> CompanyLine {
+    CompanyLine {
+        kind: kind_name(s.kind),
+        score: format!("{:.2}", s.score),
+        why: s.why.clone(),
+        ..company_line(tenant, &s.company)
+    }
+}
+
+/// Companies whose name or identifier contains `q` (any case), or whose id is `q`:
+/// active ones first, then by name.
+fn search_companies(index: &CompanyIndex, tenant: &str, q: &str) -> SearchView {
+    let needle = q.to_lowercase();
+    let id: Option<i64> = q.trim_start_matches('#').parse().ok();
+    let mut hits: Vec<&CompanyCandidate> = index
+        .companies()
+        .iter()
+        .filter(|c| {
+            Some(c.id) == id
+                || c.name.to_lowercase().contains(&needle)
+                || c.identifier.to_lowercase().contains(&needle)
+        })
+        .collect();
+    hits.sort_by(|a, b| {
+        company_refusal(a)
+            .is_some()
+            .cmp(&company_refusal(b).is_some())
+            .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
+            .then(a.id.cmp(&b.id))
+    });
+    let more = hits.len() > SEARCH_HITS;
+    SearchView {
+        q: q.to_owned(),
+        hits: hits
+            .into_iter()
+            .take(SEARCH_HITS)
+            .map(|c| company_line(tenant, c))
+            .collect(),
+        more,
+    }
+}
+
+fn agreement_type_name(a: &Agreement) -> String {
+    a.agreement_type
+        .as_ref()
+        .and_then(|t| t.name.clone())
+        .unwrap_or_default()
+}
+
+fn agreement_status(a: &Agreement) -> String {
+    match (a.cancelled_flag, &a.agreement_status) {
+        (Some(true), Some(s)) if !s.eq_ignore_ascii_case("Cancelled") => format!("{s}, cancelled"),
+        (Some(true), None) => "cancelled".into(),
+        (_, Some(s)) => s.clone(),
+        (_, None) => "(no status)".into(),
+    }
+}
+
+/// Why the sync would not bill `a` for `company_id` (its rule: `plan::eligible`
+/// decides; this only says why), or `None` when it would.
+fn agreement_refusal(a: &Agreement, company_id: i64, agreement_type: &str) -> Option<String> {
+    if plan::eligible(a, company_id, agreement_type) {
+        return None;
+    }
+    let owner = a.company.as_ref().and_then(|c| c.id);
+    if owner != Some(company_id) {
+        return Some(match owner {
+            Some(other) => format!("it belongs to company #{other}, not #{company_id}"),
+            None => format!("ConnectWise does not say it belongs to company #{company_id}"),
+        });
+    }
+    let type_name = agreement_type_name(a);
+    if !type_name.trim().eq_ignore_ascii_case(agreement_type.trim()) {
+        return Some(format!(
+            "its type is {type_name:?}, not the configured agreement type {agreement_type:?}: the sync bills only agreements of that type (Settings: agreementType)"
+        ));
+    }
+    if !plan::usable(a) {
+        return Some(format!(
+            "it is {}: a cancelled, expired or inactive agreement does not bill",
+            agreement_status(a)
+        ));
+    }
+    Some("the sync would not bill it".into())
+}
+
+/// The customer (other than `tenant`) whose mapping holds `agreement_id`.
+fn holder(mappings: &[Mapping], tenant: &str, agreement_id: i64) -> Option<Mapping> {
+    mappings
+        .iter()
+        .find(|m| {
+            m.tenant_id != tenant
+                && m.kind != MappingKind::Ignored
+                && m.agreement_id == Some(agreement_id)
+        })
+        .cloned()
+}
+
+/// "customer "Nu Shared" (a0…13, discovered mapping)".
+async fn holder_text(store: &dyn Store, m: &Mapping) -> Result<String, ConsoleError> {
+    let name = store
+        .get_customer_status(&m.tenant_id)
+        .await?
+        .and_then(|s| {
+            s.report
+                .get("tenantName")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let kind = match m.kind {
+        MappingKind::Manual => "manual",
+        MappingKind::Discovered => "discovered",
+        MappingKind::Ignored => "ignored",
+    };
+    Ok(match name {
+        Some(n) => format!("customer {n:?} ({}, {kind} mapping)", m.tenant_id),
+        None => format!("customer {} ({kind} mapping)", m.tenant_id),
+    })
+}
+
+/// The picked company, read from ConnectWise now, with its agreements and which
+/// of them can be used.
+async fn pick(
+    web: &Web,
+    settings: &Settings,
+    tenant: &str,
+    company_id: i64,
+) -> Result<Picked, ConsoleError> {
+    let cw = companies::connectwise(web).await?;
+    let company = cw
+        .company(company_id)
+        .await
+        .map_err(|e| companies::failed(&format!("read company #{company_id}"), &e))?
+        .ok_or_else(|| no_company(company_id))?;
+    let candidate = CompanyCandidate::from(&company);
+    let line = company_line(tenant, &candidate);
+    let action = format!("{}/map", customer_link(tenant));
+    if line.refused.is_some() {
+        return Ok(Picked {
+            company: line,
+            problem: None,
+            agreements: Vec::new(),
+            offered: 0,
+            action,
+        });
+    }
+    let Some(agreement_type) = settings.agreement_type.as_deref() else {
+        return Ok(Picked {
+            company: line,
+            problem: Some(no_agreement_type()),
+            agreements: Vec::new(),
+            offered: 0,
+            action,
+        });
+    };
+    let mut agreements = cw.agreements_of_company(company_id).await.map_err(|e| {
+        companies::failed(&format!("read the agreements of company #{company_id}"), &e)
+    })?;
+    agreements.sort_by_key(|a| a.id);
+    let mappings = web.app.store.list_mappings().await?;
+    let mut lines = Vec::with_capacity(agreements.len());
+    for a in &agreements {
+        let mut refused = agreement_refusal(a, company_id, agreement_type);
+        if refused.is_none() {
+            if let Some(m) = holder(&mappings, tenant, a.id) {
+                refused = Some(format!(
+                    "it already bills {}: one agreement bills one customer",
+                    holder_text(web.app.store.as_ref(), &m).await?
+                ));
+            }
+        }
+        lines.push(AgreementLine {
+            id: a.id,
+            name: a.name.clone(),
+            type_name: agreement_type_name(a),
+            status: agreement_status(a),
+            refused,
+        });
+    }
+    let offered = lines.iter().filter(|l| l.refused.is_none()).count();
+    Ok(Picked {
+        company: line,
+        problem: None,
+        agreements: lines,
+        offered,
+        action,
+    })
+}
+
+fn companies_info(c: &Companies, refresh_link: String) -> CompaniesInfo {
+    CompaniesInfo {
+        count: c.index.len(),
+        deleted: c.index.companies().iter().filter(|c| c.deleted).count(),
+        age: companies::age(c.read_at),
+        refresh_link,
+    }
+}
+
+/// This page's address with `refresh=1`: the companies are read again.
+fn refresh_link(pairs: &[(String, String)]) -> String {
+    let mut kept: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "tenant" | "company" | "q" | "after"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    kept.push(("refresh", "1"));
+    format!(
+        "/console/mapping?{}",
+        serde_urlencoded::to_string(&kept).unwrap_or_default()
+    )
+}
+
+fn notice(pairs: &[(String, String)], settings: &Settings) -> Option<String> {
+    match query_get(pairs, "done") {
+        Some("code") => {
+            let code = query_get(pairs, "code")?;
+            let identifier = settings.product_codes.get(code)?;
+            let mut text = format!("Billing code {code} now bills as {identifier}");
+            if let Some(own) = settings.own_catalog_item(identifier) {
+                text.push_str(&format!(" (your own catalog item {own})"));
+            }
+            text.push_str(". The next sync uses it.");
+            if !settings.products.contains(identifier) {
+                text.push_str(&format!(
+                    " {identifier} is not among the synced products, so it is still not billed: select it on the Settings page."
+                ));
+            }
+            Some(text)
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- codes
+
+async fn codes_view(store: &dyn Store, settings: &Settings) -> Result<CodesView, ConsoleError> {
+    let identifiers = products::PRODUCTS
+        .iter()
+        .map(|(identifier, description)| IdentifierOption {
+            identifier,
+            description,
+            selected: settings.products.contains(*identifier),
+        })
+        .collect();
+    let Some(run) = customers::latest_finished_run(store).await? else {
+        return Ok(CodesView {
+            run_id: None,
+            codes: Vec::new(),
+            omitted: 0,
+            identifiers,
+        });
+    };
+    let text = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map_or_else(|| "–".to_owned(), str::to_owned)
+    };
+    let codes = run
+        .report
+        .get("unmappedCodes")
+        .and_then(Value::as_array)
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(|c| {
+                    let code = c.get("productCode")?.as_str()?.to_owned();
+                    Some(CodeLine {
+                        now: settings.product_codes.get(&code).cloned(),
+                        description: text(c, "productDescription"),
+                        sku: text(c, "sku"),
+                        group: text(c, "productGroup"),
+                        quantity: qty(c.get("quantity").and_then(Value::as_f64)),
+                        known_as: text(c, "knownAs"),
+                        code,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(CodesView {
+        run_id: Some(run.run_id),
+        codes,
+        omitted: run
+            .report
+            .get("unmappedCodesOmitted")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        identifiers,
+    })
+}
+
+async fn map_code(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    let code = form.required("code", "billing product code")?.to_owned();
+    if code.chars().count() > MAX_CODE_LEN || code.chars().any(char::is_control) {
+        return Err(ConsoleError::BadRequest(format!(
+            "the billing product code must be at most {MAX_CODE_LEN} printable characters, as in the run's list of unmapped codes: copy it from there"
+        )));
+    }
+    let identifier = form
+        .required("identifier", "catalog identifier to bill the code as")?
+        .to_owned();
+    if !products::is_known(&identifier) {
+        return Err(ConsoleError::BadRequest(format!(
+            "{identifier:?} is not one of the 35 catalog identifiers: choose one from the list (the Settings page describes each)"
+        )));
+    }
+    let own_item = form.get("ownItem").filter(|v| !v.is_empty());
+    let current = web.app.settings().await?;
+    let mut new = current.clone();
+    new.product_codes.insert(code.clone(), identifier.clone());
+    if let Some(item) = own_item {
+        new.catalog_items
+            .insert(identifier.clone(), item.to_owned());
+    }
+    crate::wiring::validate_settings(&new)
+        .map_err(|e| ConsoleError::BadRequest(format!("nothing was saved: {}", e.0)))?;
+    let done = format!("/console/mapping?done=code&code={}#codes", encode(&code));
+    if new == current {
+        return Ok(see_other(&done));
+    }
+    let mut note = format!("mapped billing code {code} to {identifier}");
+    if let Some(item) = own_item {
+        note.push_str(&format!(", billed as your own catalog item {item}"));
+    }
+    settings::save_noting(&web, &authed.actor(), &current, &new, Some(&note)).await?;
+    Ok(see_other(&done))
+}
+
+// ---------------------------------------------------------------- map a customer
+
+fn parse_id(value: &str, field: &str) -> Result<i64, ConsoleError> {
+    value
+        .trim_start_matches('#')
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ConsoleError::BadRequest(format!(
+                "{field} {value:?} is not a ConnectWise id (a whole number such as 110): pick it from the Mapping page"
+            ))
+        })
+}
+
+fn no_company(id: i64) -> ConsoleError {
+    ConsoleError::NotFound(format!(
+        "ConnectWise has no company #{id}: the page may be stale or the id mistyped; open the Mapping page again and pick a company from its suggestions"
+    ))
+}
+
+fn no_agreement_type() -> String {
+    "no agreement type is configured, so no agreement can be offered: set agreementType (e.g. \"Sophos MSP\") on the Settings page first".into()
+}
+
+async fn map_customer(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
+    let company_id = parse_id(form.required("company", "ConnectWise company")?, "company")?;
+    let agreement_id = parse_id(
+        form.required(
+            "agreement",
+            "agreement (choose one of the offered agreements)",
+        )?,
+        "agreement",
+    )?;
+    let before = ensure_known(&web, &tenant).await?;
+    let settings = web.app.settings().await?;
+    let agreement_type = settings.agreement_type.clone().ok_or_else(|| {
+        ConsoleError::BadRequest(format!("nothing was mapped: {}", no_agreement_type()))
+    })?;
+
+    let cw = companies::connectwise(&web).await?;
+    let company: Company = cw
+        .company(company_id)
+        .await
+        .map_err(|e| companies::failed(&format!("check company #{company_id}"), &e))?
+        .ok_or_else(|| no_company(company_id))?;
+    if let Some(why) = company_refusal(&CompanyCandidate::from(&company)) {
+        return Err(ConsoleError::Conflict(format!(
+            "company {} ({}, #{}) cannot be mapped: {why}. Nothing was mapped",
+            company.name, company.identifier, company.id
+        )));
+    }
+    let agreement = cw
+        .agreements_by_ids(&[agreement_id])
+        .await
+        .map_err(|e| companies::failed(&format!("check agreement #{agreement_id}"), &e))?
+        .into_iter()
+        .find(|a| a.id == agreement_id)
+        .ok_or_else(|| {
+            ConsoleError::NotFound(format!(
+                "ConnectWise has no agreement #{agreement_id}: the page may be stale; pick the company again on the Mapping page and choose one of the agreements it offers. Nothing was mapped"
+            ))
+        })?;
+    if let Some(why) = agreement_refusal(&agreement, company.id, &agreement_type) {
+        let text = format!(
+            "agreement {} (#{}) cannot bill {} ({}, #{}): {why}. Nothing was mapped; pick the company again on the Mapping page and choose one of the agreements it offers",
+            agreement.name, agreement.id, company.name, company.identifier, company.id
+        );
+        let owner = agreement.company.as_ref().and_then(|c| c.id);
+        return Err(if owner == Some(company.id) {
+            ConsoleError::Conflict(text)
+        } else {
+            ConsoleError::BadRequest(text)
+        });
+    }
+    let mappings = web.app.store.list_mappings().await?;
+    if let Some(m) = holder(&mappings, &tenant, agreement_id) {
+        let held_by = holder_text(web.app.store.as_ref(), &m).await?;
+        return Err(ConsoleError::Conflict(format!(
+            "agreement {} (#{}) already bills {held_by}, and one agreement bills one customer. Nothing was mapped. If that customer should not have it, clear its mapping on its page ({}) first; otherwise pick another agreement for this customer (or create one of type {agreement_type:?} in ConnectWise)",
+            agreement.name,
+            agreement.id,
+            customer_link(&m.tenant_id)
+        )));
+    }
+
+    let mapping = Mapping {
+        tenant_id: tenant.clone(),
+        kind: MappingKind::Manual,
+        company_id: Some(company.id),
+        agreement_id: Some(agreement.id),
+        updated_at: chrono::Utc::now(),
+    };
+    web.app.store.put_mapping(&mapping).await?;
+    let mut detail = format!(
+        "mapped to {} ({}, #{}), agreement {} (#{})",
+        company.name, company.identifier, company.id, agreement.name, agreement.id
+    );
+    if let Some(b) = &before {
+        detail.push_str(&format!(" (was {})", describe(b)));
+    }
+    record(
+        &web,
+        &authed.actor(),
+        "setMapping",
+        &tenant,
+        Some(agreement.id),
+        detail,
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "{}?done=mapped",
+        customer_link(&tenant)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectwise::model::Reference;
+
+    fn agreement(company: i64, type_name: &str, cancelled: bool, status: &str) -> Agreement {
+        Agreement {
+            id: 210,
+            name: "Sophos".into(),
+            agreement_type: Some(Reference {
+                name: Some(type_name.into()),
+                ..Reference::default()
+            }),
+            company: Some(Reference::id(company)),
+            cancelled_flag: Some(cancelled),
+            agreement_status: Some(status.into()),
+        }
+    }
+
+    #[test]
+    fn agreements_are_offered_by_the_engines_rule_and_refusals_say_why() {
+        assert_eq!(
+            agreement_refusal(
+                &agreement(110, "sophos msp ", false, "Active"),
+                110,
+                "Sophos MSP"
+            ),
+            None
+        );
+        let other = agreement_refusal(
+            &agreement(111, "Sophos MSP", false, "Active"),
+            110,
+            "Sophos MSP",
+        );
+        assert!(other.unwrap().contains("company #111"));
+        let typed = agreement_refusal(
+            &agreement(110, "Managed", false, "Active"),
+            110,
+            "Sophos MSP",
+        );
+        assert!(typed.unwrap().contains("\"Managed\""));
+        let cancelled = agreement_refusal(
+            &agreement(110, "Sophos MSP", true, "Cancelled"),
+            110,
+            "Sophos MSP",
+        );
+        assert!(cancelled.unwrap().contains("Cancelled"));
+        let expired = agreement_refusal(
+            &agreement(110, "Sophos MSP", false, "Expired"),
+            110,
+            "Sophos MSP",
+        );
+        assert!(expired.unwrap().contains("Expired"));
+    }
+
+    #[test]
+    fn deleted_and_inactive_companies_cannot_be_picked() {
+        let c = |status: Option<&str>, deleted| CompanyCandidate {
+            id: 1,
+            identifier: "A".into(),
+            name: "A".into(),
+            status: status.map(str::to_owned),
+            deleted,
+        };
+        assert_eq!(company_refusal(&c(Some("Active"), false)), None);
+        assert_eq!(company_refusal(&c(None, false)), None);
+        assert!(
+            company_refusal(&c(Some("Active"), true))
+                .unwrap()
+                .contains("recycle bin")
+        );
+        assert!(
+            company_refusal(&c(Some("Inactive"), false))
+                .unwrap()
+                .contains("Inactive")
+        );
+    }
+
+    #[test]
+    fn ids_must_be_positive_whole_numbers() {
+        assert_eq!(parse_id("110", "company").unwrap(), 110);
+        assert_eq!(parse_id("#110", "company").unwrap(), 110);
+        for bad in ["", "abc", "-1", "0", "1.5"] {
+            assert!(
+                matches!(parse_id(bad, "company"), Err(ConsoleError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_refresh_link_keeps_the_view() {
+        let pairs = vec![
+            ("tenant".to_owned(), "t 1".to_owned()),
+            ("company".to_owned(), "5".to_owned()),
+            ("done".to_owned(), "code".to_owned()),
+        ];
+        assert_eq!(
+            refresh_link(&pairs),
+            "/console/mapping?tenant=t+1&company=5&refresh=1"
+        );
+    }
+}
