@@ -108,6 +108,30 @@ async fn until_rows(
     }
 }
 
+/// The run page's status once it is no longer "running" (the page reloads itself
+/// when the run ends; the status is read from whichever page is loaded).
+async fn finished_status(c: &Client) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = c
+            .execute(
+                "return document.querySelector('#run-status')?.textContent ?? null;",
+                Vec::new(),
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
+        if let Some(status) = now.filter(|s| s != "running") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn row_text(c: &Client, tenant_id: &str) -> String {
     text_of(c, &format!("tr.customer[data-tenant='{tenant_id}']")).await
 }
@@ -136,7 +160,6 @@ async fn a_wrong_password_is_refused_the_right_one_enters_and_sign_out_leaves() 
     // Back to where it was going.
     wait_for(&c, "#sync-now", WAIT).await;
     assert!(url(&c).await.ends_with("/console/runs"));
-    screenshot(&c, "runs").await;
 
     click(&c, "#logout").await;
     wait_for(&c, "#signed-out", WAIT).await;
@@ -293,28 +316,56 @@ async fn mapping_a_customer_from_a_suggestion_then_sync_now_bills_it() {
     );
     assert!(s.h.additions_of(210).is_empty(), "billed before any sync");
 
+    // First the preview: the plan shows Kappa's addition and nothing is written.
+    c.goto(&format!("{}/console/runs", s.base)).await.unwrap();
+    wait_for(&c, "#preview", WAIT).await;
+    click(&c, "#preview").await;
+    wait_for(&c, "#dry-run-note", WAIT).await;
+    assert_eq!(finished_status(&c).await, "succeeded");
+    let plan = text_of(
+        &c,
+        &format!("tr.run-customer[data-tenant='{}']", tenant(10)),
+    )
+    .await;
+    assert!(
+        plan.contains("Sophos_Intercept_X_Advanced") && plan.contains("(created)"),
+        "{plan}"
+    );
+    assert!(
+        s.h.additions_of(210).is_empty(),
+        "the preview wrote to ConnectWise"
+    );
+
+    // Then Sync now: the run page follows the progress, then shows the result.
     c.goto(&format!("{}/console/runs", s.base)).await.unwrap();
     wait_for(&c, "#sync-now", WAIT).await;
     click(&c, "#sync-now").await;
-    // The run page shows the progress, then reloads itself with the result.
-    let status = wait_for(&c, "#run-status", WAIT).await;
-    let _ = status;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = text_of(&c, "#run-status").await;
-        if now != "running" {
-            assert!(
-                now == "succeeded" || now == "partial",
-                "the run ended {now}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(&c, "#run-status", WAIT).await;
+    let ended = finished_status(&c).await;
+    assert!(
+        ended == "succeeded" || ended == "partial",
+        "the run ended {ended}"
+    );
+    assert!(c.find(Locator::Css("#dry-run-note")).await.is_err());
+    let changed = text_of(
+        &c,
+        &format!("tr.run-customer[data-tenant='{}']", tenant(10)),
+    )
+    .await;
+    assert!(
+        changed.contains("→") && changed.contains("(created)"),
+        "{changed}"
+    );
+    screenshot(&c, "run").await;
+    c.goto(&format!("{}/console/runs", s.base)).await.unwrap();
+    wait_for(&c, "tr.run", WAIT).await;
+    let listed = js(&c, "return document.querySelectorAll('tr.run').length;").await;
+    assert_eq!(
+        listed,
+        Value::from(3),
+        "the first sync, the preview and this run"
+    );
+    screenshot(&c, "runs").await;
     // ConnectWise now holds Kappa's addition, and the customers page says synced.
     let additions = s.h.additions_of(210);
     assert_eq!(additions.len(), 1, "{additions:?}");
