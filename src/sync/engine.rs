@@ -665,6 +665,7 @@ impl Ctx<'_> {
             entity_id: d.entity_id,
             old_quantity: d.old,
             new_quantity: d.new,
+            detail: None,
         };
         self.engine.store.append_audit(&entry).await
     }
