@@ -323,7 +323,10 @@ async fn mapping_a_customer_from_a_suggestion_then_sync_now_bills_it() {
     wait_for(&c, "#dry-run-note", WAIT).await;
     // The demo keeps customers in error, so a whole run is "partial".
     let planned = finished_status(&c).await;
-    assert!(planned == "succeeded" || planned == "partial", "the preview ended {planned}");
+    assert!(
+        planned == "succeeded" || planned == "partial",
+        "the preview ended {planned}"
+    );
     let plan = text_of(
         &c,
         &format!("tr.run-customer[data-tenant='{}']", tenant(10)),

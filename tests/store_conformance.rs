@@ -19,8 +19,8 @@ use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::store::{
-    AdditionRecord, AuditEntry, CatalogRecord, CustomerStatus, Lease, LeaseOutcome, MAX_PAGE,
-    Mapping, MappingKind, RunCustomer, RunRecord, RunStatus, Store, StoreError,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
+    MAX_PAGE, Mapping, MappingKind, Page, RunCustomer, RunRecord, RunStatus, Store, StoreError,
 };
 use sophos_cw_sync::sync::report::{
     CustomerReport, CustomerState, ErrorCode, ErrorReport, ProductAction, ProductReport,
@@ -131,7 +131,9 @@ conformance!(
     runs_list_latest_first_with_paging,
     audit_append_and_list_latest_first,
     audit_many_entries,
-    audit_pages_filter_by_run_customer_and_action,
+    audit_console_entries_round_trip_and_belong_to_no_run,
+    audit_pages_filter_by_tenant_action_and_run,
+    audit_pages_walk_1200_entries_once_each_latest_first,
     lists_span_several_pages,
     run_customers_page_by_tenant_within_their_run,
     a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
@@ -205,6 +207,66 @@ fn audit(run_id: &str, seq: u32, at: DateTime<Utc>) -> AuditEntry {
         new_quantity: Some(3.0),
         detail: None,
     }
+}
+
+/// An entry of the operator console: no run, no product, a sentence.
+fn console_audit(seq: u32, at: DateTime<Utc>, action: &str, tenant: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        run_id: String::new(),
+        seq,
+        at,
+        actor: "console:alice".to_owned(),
+        action: action.to_owned(),
+        tenant_id: tenant.map(str::to_owned),
+        agreement_id: None,
+        identifier: String::new(),
+        entity_id: None,
+        old_quantity: None,
+        new_quantity: None,
+        detail: Some(format!("{action} by alice")),
+    }
+}
+
+fn audit_filter(run: Option<&str>, tenant: Option<&str>, action: Option<&str>) -> AuditFilter {
+    AuditFilter {
+        run_id: run.map(str::to_owned),
+        tenant_id: tenant.map(str::to_owned),
+        action: action.map(str::to_owned),
+    }
+}
+
+/// Every page of `filter`, following `next` from the first page until it is None.
+async fn walk_audit(s: &dyn Store, filter: &AuditFilter, limit: usize) -> Vec<Page<AuditEntry>> {
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = s
+            .list_audit_page(filter, limit, before.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= limit, "{filter:?}: page over {limit}");
+        assert!(
+            pages.len() < 10_000,
+            "{filter:?}: following `next` does not end"
+        );
+        let next = page.next.clone();
+        pages.push(page);
+        match next {
+            Some(n) => {
+                assert_ne!(
+                    before.as_deref(),
+                    Some(n.as_str()),
+                    "{filter:?}: cursor stuck"
+                );
+                before = Some(n);
+            }
+            None => return pages,
+        }
+    }
+}
+
+fn walked(pages: &[Page<AuditEntry>]) -> Vec<AuditEntry> {
+    pages.iter().flat_map(|p| p.items.iter().cloned()).collect()
 }
 
 /// A JSON value of roughly `bytes` bytes (DynamoDB items are at most 400 KB).
@@ -505,167 +567,254 @@ async fn audit_many_entries(f: &Fixture) {
     assert_eq!(ra_top.len(), 15);
 }
 
-/// The console's audit page: filters, paging with a cursor, and console entries
-/// (no run, no product, a detail).
-async fn audit_pages_filter_by_run_customer_and_action(f: &Fixture) {
-    use sophos_cw_sync::store::AuditFilter;
+async fn audit_console_entries_round_trip_and_belong_to_no_run(f: &Fixture) {
     let s = f.store();
-    let entries: Vec<AuditEntry> = (0..1200u32)
+    let at = t0() + secs(5);
+    // A console entry at the same instant and seq as a run's entry: both are kept.
+    let login = console_audit(1, at, "login", None);
+    let mut mapped = console_audit(2, at, "putMapping", Some("tenant-a"));
+    mapped.detail = Some("mapped to company 110, agreement 210".to_owned());
+    let mut failed = console_audit(3, at, "login", None);
+    failed.detail = Some("wrong password".to_owned());
+    let run_entry = audit("r1", 1, at);
+    for e in [&login, &run_entry, &mapped, &failed] {
+        s.append_audit(e).await.unwrap();
+    }
+
+    let all = s
+        .list_audit_page(&AuditFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(all.next, None);
+    assert_eq!(all.items.len(), 4, "{:?}", all.items);
+    for e in [&login, &run_entry, &mapped, &failed] {
+        assert!(all.items.contains(e), "{e:?} round-trips: {:?}", all.items);
+    }
+    let got_failed = all.items.iter().find(|e| e.seq == 3).unwrap();
+    assert_eq!(got_failed.detail.as_deref(), Some("wrong password"));
+    assert_eq!(got_failed.run_id, "");
+    assert_eq!(got_failed.identifier, "");
+
+    // A run's entries never include the console's.
+    assert_eq!(
+        s.list_audit(10, Some("r1")).await.unwrap(),
+        vec![run_entry.clone()]
+    );
+    let r1 = s
+        .list_audit_page(&audit_filter(Some("r1"), None, None), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(r1.items, vec![run_entry.clone()]);
+    // The empty run id selects the console's own entries.
+    let console = s
+        .list_audit_page(&audit_filter(Some(""), None, None), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        console.items,
+        vec![failed.clone(), mapped.clone(), login.clone()]
+    );
+    assert_eq!(console.next, None);
+    assert_eq!(
+        s.list_audit(10, Some("")).await.unwrap(),
+        vec![failed.clone(), mapped.clone(), login.clone()]
+    );
+    // An empty tenant id selects the entries about no customer.
+    let no_customer = s
+        .list_audit_page(&audit_filter(None, Some(""), None), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(no_customer.items, vec![failed.clone(), login.clone()]);
+    let customer = s
+        .list_audit_page(&audit_filter(None, Some("tenant-a"), None), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(customer.items, vec![run_entry.clone(), mapped.clone()]);
+    // An empty cursor is no cursor.
+    assert_eq!(
+        s.list_audit_page(&AuditFilter::default(), 10, Some(""))
+            .await
+            .unwrap(),
+        all
+    );
+}
+
+async fn audit_pages_filter_by_tenant_action_and_run(f: &Fixture) {
+    let s = f.store();
+    let mut mapped = console_audit(1, t0() + secs(6), "putMapping", Some("t2"));
+    mapped.detail = Some("mapped to company 110, agreement 210".to_owned());
+    let mut login = console_audit(1, t0() + secs(4), "login", None);
+    login.detail = Some("wrong password".to_owned());
+    let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
+        let mut e = audit(run, seq, t0() + secs(at));
+        e.tenant_id = Some(tenant.to_owned());
+        e.action = action.to_owned();
+        e
+    };
+    let e = [
+        entry("r1", 1, 1, "t1", "createAddition"),
+        entry("r1", 2, 2, "t2", "updateAddition"),
+        entry("r1", 3, 3, "t1", "updateAddition"),
+        login,
+        entry("r2", 1, 5, "t1", "createAddition"),
+        mapped,
+        entry("r2", 2, 7, "t2", "cancelAddition"),
+        entry("r2", 3, 8, "t3", "createAddition"),
+    ];
+    for i in [3, 0, 7, 1, 5, 2, 6, 4] {
+        s.append_audit(&e[i]).await.unwrap();
+    }
+    let pick = |idx: &[usize]| idx.iter().map(|&i| e[i].clone()).collect::<Vec<_>>();
+    let cases: Vec<(AuditFilter, Vec<usize>)> = vec![
+        (audit_filter(None, None, None), vec![7, 6, 5, 4, 3, 2, 1, 0]),
+        (audit_filter(None, Some("t1"), None), vec![4, 2, 0]),
+        (audit_filter(None, Some("t2"), None), vec![6, 5, 1]),
+        (audit_filter(None, Some(""), None), vec![3]),
+        (
+            audit_filter(None, None, Some("createAddition")),
+            vec![7, 4, 0],
+        ),
+        (audit_filter(None, None, Some("login")), vec![3]),
+        (audit_filter(Some("r1"), None, None), vec![2, 1, 0]),
+        (audit_filter(Some("r2"), None, None), vec![7, 6, 4]),
+        (audit_filter(Some(""), None, None), vec![5, 3]),
+        (audit_filter(Some("r2"), Some("t1"), None), vec![4]),
+        (
+            audit_filter(Some("r1"), None, Some("updateAddition")),
+            vec![2, 1],
+        ),
+        (
+            audit_filter(None, Some("t1"), Some("updateAddition")),
+            vec![2],
+        ),
+        (audit_filter(None, Some("t2"), Some("putMapping")), vec![5]),
+        (
+            audit_filter(Some("r1"), Some("t2"), Some("updateAddition")),
+            vec![1],
+        ),
+        // Each filter matches something, not all of them together.
+        (
+            audit_filter(Some("r2"), Some("t1"), Some("cancelAddition")),
+            vec![],
+        ),
+        (audit_filter(None, Some("t9"), None), vec![]),
+        (audit_filter(Some("r9"), None, None), vec![]),
+        (audit_filter(None, None, Some("zeroAddition")), vec![]),
+    ];
+    for (filter, expected) in &cases {
+        let page = s.list_audit_page(filter, 10, None).await.unwrap();
+        assert_eq!(page.items, pick(expected), "{filter:?}");
+        assert_eq!(page.next, None, "{filter:?}: nothing follows");
+        // Small pages: the same entries, in the same order, each once.
+        let pages = walk_audit(s, filter, 2).await;
+        assert_eq!(walked(&pages), pick(expected), "{filter:?} in pages of 2");
+    }
+
+    // Pages of a filter, from a cursor.
+    let t1 = audit_filter(None, Some("t1"), None);
+    let first = s.list_audit_page(&t1, 1, None).await.unwrap();
+    assert_eq!(first.items, pick(&[4]));
+    let cursor = first.next.expect("more entries of t1 follow");
+    let rest = s.list_audit_page(&t1, 10, Some(&cursor)).await.unwrap();
+    assert_eq!(rest.items, pick(&[2, 0]));
+    assert_eq!(rest.next, None);
+    // The cursor is exclusive and need not be an entry's key: this one sorts just
+    // after e[2] (same instant, a run id after "r1").
+    let between = format!(
+        "{}#r1~",
+        (t0() + secs(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    let older = s
+        .list_audit_page(&AuditFilter::default(), 10, Some(&between))
+        .await
+        .unwrap();
+    assert_eq!(older.items, pick(&[2, 1, 0]));
+    // A limit of 0 means 1 and one over MAX_PAGE means MAX_PAGE, as for other lists.
+    let one = s
+        .list_audit_page(&AuditFilter::default(), 0, None)
+        .await
+        .unwrap();
+    assert_eq!(one.items, pick(&[7]));
+    assert!(one.next.is_some());
+}
+
+async fn audit_pages_walk_1200_entries_once_each_latest_first(f: &Fixture) {
+    let s = f.store();
+    const N: usize = 1200;
+    const ACTIONS: [&str; 4] = [
+        "createAddition",
+        "updateAddition",
+        "zeroAddition",
+        "cancelAddition",
+    ];
+    // Entry i is later than entry i - 1: two entries an instant, a run every 100.
+    let entries: Vec<AuditEntry> = (0..N)
         .map(|i| {
             let mut e = audit(
-                if i % 2 == 0 { "ra" } else { "rb" },
-                i,
-                t0() + chrono::Duration::milliseconds(i64::from(i)),
+                &format!("r{:02}", i / 100),
+                (i % 100) as u32,
+                t0() + secs((i / 2) as i64),
             );
-            e.tenant_id = Some(format!("tenant-{}", i % 3));
-            e.action = if i % 5 == 0 {
-                "updateAddition"
-            } else {
-                "createAddition"
-            }
-            .to_owned();
+            e.tenant_id = Some(format!("t{}", i % 3));
+            e.action = ACTIONS[i % 4].to_owned();
             e
         })
         .collect();
-    for chunk in entries.chunks(50) {
-        futures::future::try_join_all(chunk.iter().map(|e| s.append_audit(e)))
-            .await
-            .unwrap();
-    }
-    // Paging through everything: each entry once, latest first.
-    let all = AuditFilter::default();
-    let mut seen = Vec::new();
-    let mut before: Option<String> = None;
-    loop {
-        let page = s
-            .list_audit_page(&all, 500, before.as_deref())
-            .await
-            .unwrap();
-        assert!(page.items.len() <= 500);
-        seen.extend(page.items.iter().map(|e| e.seq));
-        match page.next {
-            Some(n) => before = Some(n),
-            None => break,
+    // Appended in an order other than time's.
+    for offset in 0..3 {
+        for e in entries.iter().skip(offset).step_by(3).rev() {
+            s.append_audit(e).await.unwrap();
         }
     }
-    assert_eq!(seen, (0..1200).rev().collect::<Vec<_>>());
-
-    // Each filter, and all three at once, against the entries themselves.
-    let filters = [
-        AuditFilter {
-            run_id: Some("ra".into()),
-            ..AuditFilter::default()
-        },
-        AuditFilter {
-            tenant_id: Some("tenant-1".into()),
-            ..AuditFilter::default()
-        },
-        AuditFilter {
-            action: Some("updateAddition".into()),
-            ..AuditFilter::default()
-        },
-        AuditFilter {
-            run_id: Some("rb".into()),
-            tenant_id: Some("tenant-2".into()),
-            action: Some("updateAddition".into()),
-        },
-    ];
-    for filter in &filters {
-        let expected: Vec<u32> = entries
-            .iter()
+    let latest_first = |keep: &dyn Fn(usize) -> bool| {
+        (0..N)
             .rev()
-            .filter(|e| filter.matches(e))
-            .map(|e| e.seq)
-            .collect();
-        assert!(
-            !expected.is_empty(),
-            "{filter:?} matches nothing: a useless check"
-        );
-        let mut got = Vec::new();
-        let mut before: Option<String> = None;
-        loop {
-            let page = s
-                .list_audit_page(filter, 37, before.as_deref())
-                .await
-                .unwrap();
-            assert!(page.items.iter().all(|e| filter.matches(e)), "{filter:?}");
-            got.extend(page.items.iter().map(|e| e.seq));
-            match page.next {
-                Some(n) => before = Some(n),
-                None => break,
-            }
-        }
-        assert_eq!(got, expected, "{filter:?}");
-    }
-
-    // A filter that matches nothing ends (after following any cursors) empty.
-    let none = AuditFilter {
-        tenant_id: Some("tenant-nobody".into()),
-        ..AuditFilter::default()
+            .filter(|&i| keep(i))
+            .map(|i| entries[i].clone())
+            .collect::<Vec<_>>()
     };
-    let mut before: Option<String> = None;
-    for _ in 0..10 {
-        let page = s
-            .list_audit_page(&none, 100, before.as_deref())
-            .await
-            .unwrap();
-        assert!(page.items.is_empty());
-        match page.next {
-            Some(n) => before = Some(n),
-            None => break,
-        }
-    }
+
+    // Everything, in pages of MAX_PAGE: full pages, then the rest, then no cursor.
+    assert_eq!(MAX_PAGE, 500);
+    let pages = walk_audit(s, &AuditFilter::default(), MAX_PAGE).await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.items.len()).collect();
+    assert_eq!(sizes, vec![500, 500, 200]);
+    assert!(pages[..2].iter().all(|p| p.next.is_some()));
+    assert_eq!(pages[2].next, None);
+    let all = walked(&pages);
+    assert_eq!(all.len(), N);
     assert!(
-        before.is_none()
-            || s.list_audit_page(&none, 100, before.as_deref())
-                .await
-                .unwrap()
-                .next
-                .is_none()
+        all == latest_first(&|_| true),
+        "each entry once, latest first"
     );
 
-    // A console entry: no run, no product, a detail; found by tenant and action,
-    // never by a run filter.
-    let console = AuditEntry {
-        run_id: String::new(),
-        seq: 7,
-        at: t0() + chrono::Duration::seconds(60),
-        actor: "console:1a2b3c4d".into(),
-        action: "ignoreCustomer".into(),
-        tenant_id: Some("tenant-1".into()),
-        agreement_id: None,
-        identifier: String::new(),
-        entity_id: None,
-        old_quantity: None,
-        new_quantity: None,
-        detail: Some("ignored".into()),
-    };
-    s.append_audit(&console).await.unwrap();
-    let by_action = AuditFilter {
-        action: Some("ignoreCustomer".into()),
-        ..AuditFilter::default()
-    };
-    let page = s.list_audit_page(&by_action, 10, None).await.unwrap();
-    assert_eq!(page.items, vec![console.clone()]);
-    let latest = s
-        .list_audit_page(
-            &AuditFilter {
-                tenant_id: Some("tenant-1".into()),
-                ..AuditFilter::default()
-            },
-            1,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(latest.items, vec![console]);
-    assert!(
-        s.list_audit(2000, Some("ra"))
-            .await
-            .unwrap()
-            .iter()
-            .all(|e| e.run_id == "ra")
-    );
+    // A filter's entries, each once and in order, however the pages fall.
+    let by_tenant = walked(&walk_audit(s, &audit_filter(None, Some("t0"), None), 150).await);
+    assert_eq!(by_tenant.len(), 400);
+    assert!(by_tenant == latest_first(&|i| i % 3 == 0));
+    let by_action =
+        walked(&walk_audit(s, &audit_filter(None, None, Some("zeroAddition")), MAX_PAGE).await);
+    assert!(by_action == latest_first(&|i| i % 4 == 2));
+    let combined = audit_filter(Some("r05"), Some("t1"), Some("updateAddition"));
+    let combined = walked(&walk_audit(s, &combined, 7).await);
+    let expected = latest_first(&|i| i / 100 == 5 && i % 3 == 1 && i % 4 == 1);
+    assert!(!expected.is_empty());
+    assert!(combined == expected);
+
+    // Filters that match nothing: empty pages (on DynamoDB possibly several, each
+    // with a cursor) until `next` is None.
+    for filter in [
+        audit_filter(None, Some("nobody"), None),
+        audit_filter(None, None, Some("login")),
+        audit_filter(Some(""), None, None),
+        // Run ids match whole: "r1" is no prefix of "r10".
+        audit_filter(Some("r1"), None, None),
+        audit_filter(Some("r0"), Some("t1"), Some("updateAddition")),
+    ] {
+        let pages = walk_audit(s, &filter, MAX_PAGE).await;
+        assert!(walked(&pages).is_empty(), "{filter:?}");
+        assert_eq!(pages.last().unwrap().next, None);
+    }
 }
 
 /// Enough data that a DynamoDB query needs several 1 MB pages.
@@ -1135,6 +1284,101 @@ mod sqlite_only {
             .unwrap();
         assert_eq!(mode, "wal");
     }
+
+    /// A schema-1 file (audit with `run_id` only) gains the filter columns, filled
+    /// from the bodies; a body that is not JSON does not stop it.
+    #[tokio::test]
+    async fn a_schema_1_audit_trail_is_migrated_and_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
+            let mut e = audit(run, seq, t0() + secs(at));
+            e.tenant_id = Some(tenant.to_owned());
+            e.action = action.to_owned();
+            e
+        };
+        let old = [
+            entry("r1", 1, 1, "t1", "createAddition"),
+            entry("r1", 2, 2, "t2", "updateAddition"),
+            entry("r2", 1, 3, "t1", "updateAddition"),
+        ];
+        let key = |e: &AuditEntry| {
+            format!(
+                "{}#{}#{:06}",
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                e.run_id,
+                e.seq
+            )
+        };
+        {
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            raw.execute_batch(
+                "CREATE TABLE audit (
+                     sort_key TEXT PRIMARY KEY,
+                     run_id   TEXT NOT NULL,
+                     body     TEXT NOT NULL
+                 );
+                 CREATE INDEX audit_by_run ON audit (run_id, sort_key);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            for e in &old {
+                let mut body = serde_json::to_value(e).unwrap();
+                body.as_object_mut().unwrap().remove("detail");
+                raw.execute(
+                    "INSERT INTO audit (sort_key, run_id, body) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![key(e), e.run_id, body.to_string()],
+                )
+                .unwrap();
+            }
+            raw.execute(
+                "INSERT INTO audit (sort_key, run_id, body) VALUES ('0000#rx#000001', 'rx', '{not json')",
+                [],
+            )
+            .unwrap();
+        }
+
+        let store = SqliteStore::open(&path).unwrap();
+        let new = entry("r3", 1, 4, "t1", "zeroAddition");
+        store.append_audit(&new).await.unwrap();
+        let page = |f: AuditFilter| {
+            let store = store.clone();
+            async move { store.list_audit_page(&f, 10, None).await.unwrap() }
+        };
+        let t1 = page(audit_filter(None, Some("t1"), None)).await;
+        assert_eq!(t1.items, vec![new.clone(), old[2].clone(), old[0].clone()]);
+        assert_eq!(t1.next, None);
+        let updates = page(audit_filter(None, None, Some("updateAddition"))).await;
+        assert_eq!(updates.items, vec![old[2].clone(), old[1].clone()]);
+        let r1 = page(audit_filter(Some("r1"), Some("t2"), None)).await;
+        assert_eq!(r1.items, vec![old[1].clone()]);
+        // The unreadable body is reported when read, naming the file.
+        match store.list_audit(10, Some("rx")).await {
+            Err(StoreError::Corrupt(msg)) => {
+                assert!(msg.contains(&path.display().to_string()), "{msg}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        drop(store);
+
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, sophos_cw_sync::store::sqlite::SCHEMA_VERSION);
+        let columns: Vec<(String, String)> = raw
+            .prepare("SELECT sort_key, tenant_id || '/' || action FROM audit ORDER BY sort_key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns[0], ("0000#rx#000001".to_owned(), "/".to_owned()));
+        assert_eq!(columns[1].1, "t1/createAddition");
+        // Opening it again changes nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_audit(10, Some("r1")).await.unwrap().len(), 2);
+    }
 }
 
 // ---------------------------------------------------------------- DynamoDB only
@@ -1308,6 +1552,28 @@ mod dynamodb_only {
         .await
         .unwrap();
         assert_eq!(a.get("runId"), Some(&AttributeValue::S("r1".to_owned())));
+        assert_eq!(
+            a.get("tenantId"),
+            Some(&AttributeValue::S("tenant-a".to_owned()))
+        );
+        assert_eq!(
+            a.get("action"),
+            Some(&AttributeValue::S("createAddition".to_owned()))
+        );
+        // A console entry has no run and no customer: no empty attributes for them.
+        let login = console_audit(3, t0(), "login", None);
+        store.append_audit(&login).await.unwrap();
+        let c = raw_item(&client, table, "AUDIT", "2024-05-01T06:00:00.000Z##000003")
+            .await
+            .unwrap();
+        assert!(
+            !c.contains_key("runId") && !c.contains_key("tenantId"),
+            "{c:?}"
+        );
+        assert_eq!(
+            c.get("action"),
+            Some(&AttributeValue::S("login".to_owned()))
+        );
         let lease = raw_item(&client, table, "LEASE", "LEASE").await.unwrap();
         assert_eq!(
             lease.get("runId"),
@@ -1320,6 +1586,160 @@ mod dynamodb_only {
             ))
         );
         assert!(lease.get("body").is_some_and(|b| b.is_s()));
+    }
+
+    fn audit_key(e: &AuditEntry) -> String {
+        format!(
+            "{}#{}#{:06}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            e.run_id,
+            e.seq
+        )
+    }
+
+    /// An audit item as the build before `tenantId`/`action` attributes wrote it:
+    /// keys, `runId` and a body without `detail`.
+    fn legacy_audit_item(e: &AuditEntry) -> std::collections::HashMap<String, AttributeValue> {
+        let mut body = serde_json::to_value(e).unwrap();
+        body.as_object_mut().unwrap().remove("detail");
+        std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("AUDIT".to_owned())),
+            ("sk".to_owned(), AttributeValue::S(audit_key(e))),
+            ("body".to_owned(), AttributeValue::S(body.to_string())),
+            ("runId".to_owned(), AttributeValue::S(e.run_id.clone())),
+        ])
+    }
+
+    /// Entries written before the filter attributes are found by every filter.
+    #[tokio::test]
+    async fn audit_entries_without_filter_attributes_are_still_found() {
+        let (conf, store) = new_dynamo_table().await;
+        let client = Client::new(&conf);
+        let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
+            let mut e = audit(run, seq, t0() + secs(at));
+            e.tenant_id = Some(tenant.to_owned());
+            e.action = action.to_owned();
+            e
+        };
+        let old = [
+            entry("r1", 1, 1, "t1", "createAddition"),
+            entry("r1", 2, 2, "t2", "updateAddition"),
+            // A tenant id that is a prefix of another, and one JSON must escape.
+            entry("r1", 3, 3, "t", "updateAddition"),
+            entry("r1", 4, 4, "t\"q", "zeroAddition"),
+        ];
+        for e in &old {
+            client
+                .put_item()
+                .table_name(store.table_name())
+                .set_item(Some(legacy_audit_item(e)))
+                .send()
+                .await
+                .unwrap();
+        }
+        let new = [
+            entry("r2", 1, 5, "t1", "updateAddition"),
+            console_audit(1, t0() + secs(6), "login", None),
+        ];
+        for e in &new {
+            store.append_audit(e).await.unwrap();
+        }
+        let cases = [
+            (audit_filter(None, Some("t1"), None), vec![&new[0], &old[0]]),
+            (audit_filter(None, Some("t"), None), vec![&old[2]]),
+            (audit_filter(None, Some("t\"q"), None), vec![&old[3]]),
+            (audit_filter(None, Some(""), None), vec![&new[1]]),
+            (
+                audit_filter(None, None, Some("updateAddition")),
+                vec![&new[0], &old[2], &old[1]],
+            ),
+            (audit_filter(None, None, Some("update")), vec![]),
+            (
+                audit_filter(Some("r1"), None, None),
+                vec![&old[3], &old[2], &old[1], &old[0]],
+            ),
+            (
+                audit_filter(Some("r1"), Some("t2"), Some("updateAddition")),
+                vec![&old[1]],
+            ),
+            (audit_filter(Some(""), None, None), vec![&new[1]]),
+        ];
+        for (filter, expected) in cases {
+            let page = store.list_audit_page(&filter, 10, None).await.unwrap();
+            let expected: Vec<AuditEntry> = expected.into_iter().cloned().collect();
+            assert_eq!(page.items, expected, "{filter:?}");
+            assert_eq!(page.next, None, "{filter:?}");
+        }
+    }
+
+    /// One call reads a bounded part of the trail: a filter that matches only the
+    /// oldest of 6,001 entries returns an empty page with a cursor first, and the
+    /// entry when the cursor is followed.
+    #[tokio::test]
+    async fn a_filtered_audit_page_reads_a_bounded_part_of_the_trail() {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        use sophos_cw_sync::store::dynamodb::{AUDIT_FILTERED_QUERY_LIMIT, AUDIT_QUERY_PAGES};
+        let (conf, store) = new_dynamo_table().await;
+        let client = Client::new(&conf);
+        let bound = AUDIT_QUERY_PAGES * AUDIT_FILTERED_QUERY_LIMIT as usize;
+        assert_eq!(bound, 5_000);
+        let mut needle = audit("r0", 0, t0());
+        needle.tenant_id = Some("needle".to_owned());
+        store.append_audit(&needle).await.unwrap();
+        // `bound + 1000` later entries of other customers, as `append_audit` writes them.
+        let others: Vec<AuditEntry> = (1..=bound as u32 + 1000)
+            .map(|i| audit("r1", i, t0() + chrono::Duration::milliseconds(i64::from(i))))
+            .collect();
+        for chunk in others.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|e| {
+                    let item = std::collections::HashMap::from([
+                        ("pk".to_owned(), AttributeValue::S("AUDIT".to_owned())),
+                        ("sk".to_owned(), AttributeValue::S(audit_key(e))),
+                        (
+                            "body".to_owned(),
+                            AttributeValue::S(serde_json::to_string(e).unwrap()),
+                        ),
+                        ("runId".to_owned(), AttributeValue::S(e.run_id.clone())),
+                        (
+                            "tenantId".to_owned(),
+                            AttributeValue::S(e.tenant_id.clone().unwrap()),
+                        ),
+                        ("action".to_owned(), AttributeValue::S(e.action.clone())),
+                    ]);
+                    let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            let out = client
+                .batch_write_item()
+                .request_items(store.table_name(), requests)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                out.unprocessed_items.unwrap_or_default().is_empty(),
+                "moto processes every item"
+            );
+        }
+
+        let filter = audit_filter(None, Some("needle"), None);
+        let first = store.list_audit_page(&filter, 10, None).await.unwrap();
+        assert!(first.items.is_empty(), "{:?}", first.items);
+        let cursor = first.next.expect("a cursor where the call stopped");
+        // It stopped after reading `bound` entries, the newest first.
+        assert_eq!(cursor, audit_key(&others[others.len() - bound]));
+        let second = store
+            .list_audit_page(&filter, 10, Some(&cursor))
+            .await
+            .unwrap();
+        assert_eq!(second.items, vec![needle.clone()]);
+        assert_eq!(second.next, None);
+        // `list_audit` follows the cursors itself.
+        let unfiltered = store.list_audit(bound + 2000, None).await.unwrap();
+        assert_eq!(unfiltered.len(), bound + 1001);
+        assert_eq!(unfiltered.last(), Some(&needle));
     }
 
     #[tokio::test]

@@ -14,20 +14,37 @@
 //! | customer status | `CUSTOMER` | tenantId                              | `body`                                   |
 //! | run             | `RUN`      | runId                                 | `body`, `ttl` (N, epoch s, if `expiresAt`)|
 //! | run customer    | `RUNCUST#{runId}` | tenantId                       | `body`, `ttl` (N, epoch s, if `expiresAt`)|
-//! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`                          |
+//! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`, `tenantId`, `action` (2) |
 //! | lease           | `LEASE`    | `LEASE`                               | `body`, `runId`, `expiresAt` (N, epoch ms)|
 //! | claim           | `CLAIM`    | the de-duplication key                | `body`, `runId`, `expiresAt` (N, epoch ms), `ttl` (N, epoch s) |
 //!
 //! (1) `at` is RFC 3339 in UTC with milliseconds (`2024-05-01T06:00:00.123Z`), fixed
-//! width, so the sort key orders entries by time.
+//! width, so the sort key orders entries by time. The console's own entries have no
+//! run: their key is `{at}##{seq:06}`.
+//!
+//! (2) Copies of the body's fields for filters, each written only when not empty (an
+//! entry without a run, about no customer). Entries written before `tenantId` and
+//! `action` were (they have `runId` only) are still found by the tenant and action
+//! filters: for an item without `action` the filter tests the JSON body instead
+//! (`contains(body, :json)` with `:json` = `"tenantId":"t-1"`, exact because the body
+//! is compact JSON, in which a field's quotes cannot come from inside a string), and
+//! every decoded entry is checked against the filter again before it is returned.
 //!
 //! Access patterns: every list is a `Query` on one partition, following
 //! `LastEvaluatedKey` until done; the lists that grow with the partner (customer
 //! statuses, a run's customers) are read a page at a time from an exclusive
 //! tenant-id cursor, and written with `BatchWriteItem` (25 items a call, unprocessed
 //! items retried). A run's summary item stays small whatever the partner's size. Run ids sort by start time, so runs are listed with
-//! `ScanIndexForward=false` (latest first) and paged with `sk < :before`. Audit
-//! entries of one run are found with a `FilterExpression` on `runId`.
+//! `ScanIndexForward=false` (latest first) and paged with `sk < :before`.
+//!
+//! The audit trail is one partition read the same way, latest first from the cursor
+//! `sk < :before`, with a `FilterExpression` for the run, customer and action
+//! filters. DynamoDB applies a filter after `Limit` and after reading, so a filtered
+//! page is collected over several query pages (`ExclusiveStartKey`); one
+//! `list_audit_page` call reads at most [`AUDIT_QUERY_PAGES`] query pages of at most
+//! [`AUDIT_FILTERED_QUERY_LIMIT`] entries (5,000 entries: about 2 MB and 500 read
+//! units at 400 bytes an entry), then returns what it found, possibly nothing, with
+//! the key of the last entry read as `next`.
 //!
 //! The lease is one item written with a conditional `PutItem`
 //! (`attribute_not_exists(pk) OR expiresAt < :now OR runId = :run`): only one cycle
@@ -68,9 +85,6 @@ const TTL: &str = "ttl";
 const RUN_ID: &str = "runId";
 const TENANT_ID: &str = "tenantId";
 const ACTION: &str = "action";
-/// At most this many audit entries are evaluated by one `list_audit_page` call, so
-/// a filter that matches little costs a bounded read; the page's `next` continues.
-const AUDIT_EVALUATE_PER_CALL: usize = 5_000;
 const EXPIRES_AT: &str = "expiresAt";
 
 const SETTINGS: &str = "SETTINGS";
@@ -93,6 +107,12 @@ const CONDITIONAL_ATTEMPTS: usize = 5;
 const BATCH_WRITE_MAX: usize = 25;
 /// Rounds of re-sending `UnprocessedItems` (with backoff) before giving up.
 const BATCH_WRITE_ROUNDS: u32 = 8;
+
+/// One `list_audit_page` call reads at most this many query pages...
+pub const AUDIT_QUERY_PAGES: usize = 10;
+/// ... and, with a filter, at most this many entries a query page (`Limit`, which
+/// DynamoDB counts before the filter): at most 5,000 entries evaluated a call.
+pub const AUDIT_FILTERED_QUERY_LIMIT: i32 = 500;
 
 /// The DynamoDB adapter of [`Store`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -394,14 +414,13 @@ impl DynamoStore {
     }
 
     /// Latest-first records of one partition, up to `limit`, optionally with
-    /// `sk < before` and a `runId = run_id` filter; follows pages until done.
+    /// `sk < before`; follows pages until done.
     async fn query_latest<T: DeserializeOwned>(
         &self,
         what: &str,
         pk: &str,
         limit: usize,
         before: Option<&str>,
-        run_id: Option<&str>,
     ) -> StoreResult<Vec<T>> {
         let mut out = Vec::new();
         if limit == 0 {
@@ -425,15 +444,11 @@ impl DynamoStore {
                     .expression_attribute_values(":before", s(b)),
                 None => q.key_condition_expression("#pk = :pk"),
             };
-            q = match run_id {
-                // `Limit` counts items before the filter: let pages be full (1 MB).
-                Some(r) => q
-                    .filter_expression("#run = :run")
-                    .expression_attribute_names("#run", RUN_ID)
-                    .expression_attribute_values(":run", s(r)),
-                None => q.limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX)),
-            };
-            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
+            let page = q
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
             for item in page.items() {
                 out.push(self.decode(what, item)?);
                 if out.len() == limit {
@@ -664,6 +679,99 @@ fn validation_error(
     }
 }
 
+/// The `FilterExpression` of an [`AuditFilter`] with the names and values it uses
+/// (DynamoDB refuses unused ones). A superset of the filter: exact for entries that
+/// carry `tenantId`/`action`, a JSON-body test for older ones, and an empty filter
+/// value becomes "attribute absent"; the caller checks each decoded entry again.
+struct AuditFilterExpression {
+    expression: String,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl AuditFilterExpression {
+    fn of(filter: &AuditFilter) -> Option<Self> {
+        let mut e = Self {
+            expression: String::new(),
+            names: Vec::new(),
+            values: Vec::new(),
+        };
+        let mut terms = Vec::new();
+        if let Some(run) = filter.run_id.as_deref() {
+            e.name("#run", RUN_ID);
+            if run.is_empty() {
+                terms.push("attribute_not_exists(#run)".to_owned());
+            } else {
+                e.values.push((":run", s(run)));
+                terms.push("#run = :run".to_owned());
+            }
+        }
+        let copies = [
+            (
+                filter.tenant_id.as_deref(),
+                "#tenant",
+                TENANT_ID,
+                ":tenant",
+                ":tenantJson",
+            ),
+            (
+                filter.action.as_deref(),
+                "#action",
+                ACTION,
+                ":action",
+                ":actionJson",
+            ),
+        ];
+        for (value, name, attribute, placeholder, json_placeholder) in copies {
+            let Some(value) = value else { continue };
+            e.name(name, attribute);
+            if value.is_empty() {
+                terms.push(format!("attribute_not_exists({name})"));
+                continue;
+            }
+            // Entries older than the `action` attribute: the field in the JSON body.
+            e.name("#action", ACTION);
+            e.name("#body", BODY);
+            let json = format!(
+                "{}:{}",
+                serde_json::Value::from(attribute),
+                serde_json::Value::from(value)
+            );
+            e.values.push((placeholder, s(value)));
+            e.values.push((json_placeholder, AttributeValue::S(json)));
+            terms.push(format!(
+                "({name} = {placeholder} OR (attribute_not_exists(#action) AND \
+                 contains(#body, {json_placeholder})))"
+            ));
+        }
+        if terms.is_empty() {
+            return None;
+        }
+        e.expression = terms.join(" AND ");
+        Some(e)
+    }
+
+    fn name(&mut self, placeholder: &'static str, attribute: &'static str) {
+        if !self.names.iter().any(|(p, _)| *p == placeholder) {
+            self.names.push((placeholder, attribute));
+        }
+    }
+
+    fn apply(
+        &self,
+        mut q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        q = q.filter_expression(&self.expression);
+        for (placeholder, attribute) in &self.names {
+            q = q.expression_attribute_names(*placeholder, *attribute);
+        }
+        for (placeholder, value) in &self.values {
+            q = q.expression_attribute_values(*placeholder, value.clone());
+        }
+        q
+    }
+}
+
 fn run_customer_pk(run_id: &str) -> String {
     format!("{RUN_CUSTOMER}{run_id}")
 }
@@ -790,17 +898,21 @@ impl Store for DynamoStore {
     }
 
     async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>> {
-        self.query_latest("run", RUN, limit, before, None).await
+        self.query_latest("run", RUN, limit, before).await
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
         let mut item = Self::item(AUDIT, super::sqlite::audit_sort_key(entry), entry)?;
-        item.insert(RUN_ID.to_owned(), s(&entry.run_id));
-        // Top-level copies for the console's filters (the body stays the record).
-        if let Some(t) = &entry.tenant_id {
-            item.insert(TENANT_ID.to_owned(), s(t));
+        let copies = [
+            (RUN_ID, Some(entry.run_id.as_str())),
+            (TENANT_ID, entry.tenant_id.as_deref()),
+            (ACTION, Some(entry.action.as_str())),
+        ];
+        for (name, value) in copies {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                item.insert(name.to_owned(), s(v));
+            }
         }
-        item.insert(ACTION.to_owned(), s(&entry.action));
         self.put(item).await
     }
 
@@ -811,86 +923,77 @@ impl Store for DynamoStore {
         before: Option<&str>,
     ) -> StoreResult<Page<AuditEntry>> {
         let limit = page_limit(limit);
-        let mut items: Vec<AuditEntry> = Vec::new();
+        let before = before.filter(|b| !b.is_empty());
+        let expression = AuditFilterExpression::of(filter);
+        let mut items: Vec<AuditEntry> = Vec::with_capacity(limit);
+        let mut last_sk: Option<String> = None;
         let mut start: Option<Item> = None;
-        let mut evaluated = 0usize;
-        let mut filters = Vec::new();
-        let mut names = vec![("#pk", PK)];
-        let mut values = vec![(":pk", s(AUDIT))];
-        for (attr, name, value, placeholder) in [
-            (RUN_ID, "#run", &filter.run_id, ":run"),
-            (TENANT_ID, "#tenant", &filter.tenant_id, ":tenant"),
-            (ACTION, "#action", &filter.action, ":action"),
-        ] {
-            if let Some(v) = value {
-                filters.push(format!("{name} = {placeholder}"));
-                names.push((name, attr));
-                values.push((placeholder, s(v)));
-            }
-        }
-        // DynamoDB refuses names and values an expression does not use.
-        if let Some(b) = before {
-            names.push(("#sk", SK));
-            values.push((":before", s(b)));
-        }
-        loop {
+        for _ in 0..AUDIT_QUERY_PAGES {
             let mut q = self
                 .client
                 .query()
                 .table_name(&self.table)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(AUDIT))
                 .scan_index_forward(false)
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .key_condition_expression(if before.is_some() {
-                    "#pk = :pk AND #sk < :before"
-                } else {
-                    "#pk = :pk"
-                })
-                // `Limit` counts entries before the filter: ask for what is left of the
-                // evaluation budget, never more than one page plus one.
-                .limit(
-                    i32::try_from((limit + 1).min(AUDIT_EVALUATE_PER_CALL - evaluated).max(1))
-                        .unwrap_or(1),
-                );
-            for (k, v) in &names {
-                q = q.expression_attribute_names(*k, *v);
-            }
-            for (k, v) in &values {
-                q = q.expression_attribute_values(*k, v.clone());
-            }
-            if !filters.is_empty() {
-                q = q.filter_expression(filters.join(" AND "));
-            }
+                .set_exclusive_start_key(start.take());
+            q = match before {
+                Some(b) => q
+                    .key_condition_expression("#pk = :pk AND #sk < :before")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":before", s(b)),
+                None => q.key_condition_expression("#pk = :pk"),
+            };
+            q = match &expression {
+                Some(e) => e.apply(q).limit(AUDIT_FILTERED_QUERY_LIMIT),
+                // One entry more than the page tells whether another page follows.
+                None => q.limit(i32::try_from(limit - items.len() + 1).unwrap_or(i32::MAX)),
+            };
             let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
-            evaluated += usize::try_from(page.scanned_count()).unwrap_or(0);
             for item in page.items() {
-                if items.len() == limit {
-                    // A further match exists: the next page starts after the last one kept.
-                    let next = items.last().map(super::sqlite::audit_sort_key);
-                    return Ok(Page { items, next });
+                let entry: AuditEntry = self.decode("audit entry", item)?;
+                if !filter.matches(&entry) {
+                    continue;
                 }
-                items.push(self.decode("audit entry", item)?);
+                if items.len() == limit {
+                    return Ok(Page {
+                        items,
+                        next: last_sk,
+                    });
+                }
+                items.push(entry);
+                last_sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
             }
-            let last = page.last_evaluated_key.filter(|k| !k.is_empty());
-            match last {
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
                 None => return Ok(Page { items, next: None }),
-                Some(k) if evaluated >= AUDIT_EVALUATE_PER_CALL => {
-                    // Budget spent: continue from where DynamoDB stopped (or after the
-                    // last entry kept, if that is later in the order).
-                    let next = match (items.len() == limit, items.last()) {
-                        (true, Some(e)) => Some(super::sqlite::audit_sort_key(e)),
-                        _ => k.get(SK).and_then(|v| v.as_s().ok()).cloned(),
-                    };
-                    return Ok(Page { items, next });
+                Some(_) if items.len() == limit => {
+                    return Ok(Page {
+                        items,
+                        next: last_sk,
+                    });
                 }
                 Some(k) => start = Some(k),
             }
         }
-    }
-
-    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
-        self.query_latest("audit entry", AUDIT, limit, None, run_id)
-            .await
+        // The bound: carry on after the last entry read, matched or not.
+        let next = start
+            .as_ref()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "DynamoDB table {}: a Query of the audit trail returned a \
+                     LastEvaluatedKey without a string `sk`; retry, and check the \
+                     table's key schema (pk S hash + sk S range)",
+                    self.table
+                ))
+            })?;
+        Ok(Page {
+            items,
+            next: Some(next),
+        })
     }
 
     async fn acquire_lease(

@@ -98,20 +98,48 @@ pub trait Store: Send + Sync {
     /// Latest first; `before` is an exclusive run-id cursor for the next page.
     async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>>;
 
-    // --- audit trail: append only ---
+    // --- audit trail: append only, keyed by `{at}#{runId}#{seq:06}` ---
+    /// A second entry with the same key (same instant, run and seq) replaces the first.
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    /// Latest first; with `run_id`, only that run's entries.
-    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>>;
     /// Latest first, at most `limit` (1..=[`MAX_PAGE`]) entries matching `filter`,
-    /// strictly older than the exclusive cursor `before`; `next` continues. A page
-    /// may hold fewer than `limit` entries and still have a `next` (DynamoDB bounds
-    /// the entries it evaluates per call): follow `next` until it is `None`.
+    /// strictly older than the exclusive cursor `before`; `next` is the cursor of the
+    /// following page. The cursor is opaque (an entry's key); an empty one is the same
+    /// as None.
+    ///
+    /// `next` is None only when no matching entry is left. Without a filter a page is
+    /// full unless it is the last. With a filter, SQLite's pages are full too, but
+    /// DynamoDB bounds the entries one call reads (filters apply after reading), so
+    /// its page may hold fewer than `limit` entries, even none, with a `next`: keep
+    /// following `next` until it is None to see every match.
     async fn list_audit_page(
         &self,
         filter: &AuditFilter,
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Page<AuditEntry>>;
+    /// Latest first, at most `limit`; with `run_id`, only that run's entries (with
+    /// `Some("")`, the console's own). Reads page after page of
+    /// [`Store::list_audit_page`]: for tools and tests, not for a partner's whole
+    /// trail.
+    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
+        let filter = AuditFilter {
+            run_id: run_id.map(str::to_owned),
+            ..AuditFilter::default()
+        };
+        let mut out = Vec::new();
+        let mut before: Option<String> = None;
+        while out.len() < limit {
+            let page = self
+                .list_audit_page(&filter, limit - out.len(), before.as_deref())
+                .await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
 
     // --- the one-cycle-at-a-time lease (conditional write) ---
     /// Takes the lease for `run_id` when it is free or expired at `now`.

@@ -116,10 +116,19 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// One ConnectWise write, or one change the store caught up with, kept forever.
+/// One ConnectWise write, one change the store caught up with, or one action of the
+/// operator console (a login, a mapping or settings change, a sync requested), kept
+/// forever.
+///
+/// The console's own entries belong to no run and no product: they have an empty
+/// `run_id` and an empty `identifier`. Entries are keyed by `{at}#{run_id}#{seq:06}`
+/// (`at` to the millisecond) and a second entry with the same key replaces the
+/// first, so a writer without a run must still give entries of the same millisecond
+/// distinct `seq`s (e.g. from a counter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
+    /// The run that wrote it; empty for the console's own entries.
     pub run_id: String,
     /// Orders entries of one run (and of one instant).
     pub seq: u32,
@@ -127,12 +136,14 @@ pub struct AuditEntry {
     /// Who wrote: e.g. "cli:alice@host" or "lambda:schedule".
     pub actor: String,
     /// "createCatalogItem", "createAddition", "updateAddition", "zeroAddition",
-    /// "cancelAddition", "adoptCatalogItem", "adoptAddition", "reconcileAddition".
+    /// "cancelAddition", "adoptCatalogItem", "adoptAddition", "reconcileAddition",
+    /// or one of the console's (e.g. "login", "putMapping", "putSettings").
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement_id: Option<i64>,
+    /// The Sophos product identifier; empty when the entry is about no product.
     pub identifier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<i64>,
@@ -140,13 +151,18 @@ pub struct AuditEntry {
     pub old_quantity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_quantity: Option<f64>,
-    /// What a console action did, in words (e.g. "mapped to company 110, agreement
-    /// 210", "sign-in refused: wrong password").
+    /// A human sentence, e.g. "mapped to company 110, agreement 210" or
+    /// "wrong password".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-/// Which audit entries to list; `None` fields do not filter.
+/// Which audit entries [`Store::list_audit_page`](super::Store::list_audit_page)
+/// returns: every field that is set must match exactly (None: any value).
+///
+/// An empty string matches entries without that value: `run_id: Some("")` selects
+/// the console's own entries (they have no run), `tenant_id: Some("")` the entries
+/// about no customer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditFilter {
     pub run_id: Option<String>,
@@ -155,13 +171,20 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    pub fn matches(&self, e: &AuditEntry) -> bool {
-        self.run_id.as_ref().is_none_or(|r| *r == e.run_id)
-            && self
-                .tenant_id
-                .as_ref()
-                .is_none_or(|t| Some(t) == e.tenant_id.as_ref())
-            && self.action.as_ref().is_none_or(|a| *a == e.action)
+    /// Whether `entry` passes the filter: the definition every adapter follows.
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        let run = self.run_id.as_deref().is_none_or(|r| entry.run_id == r);
+        let tenant = self
+            .tenant_id
+            .as_deref()
+            .is_none_or(|t| entry.tenant_id.as_deref().unwrap_or("") == t);
+        let action = self.action.as_deref().is_none_or(|a| entry.action == a);
+        run && tenant && action
+    }
+
+    /// Whether no field is set (every entry passes).
+    pub fn is_empty(&self) -> bool {
+        self.run_id.is_none() && self.tenant_id.is_none() && self.action.is_none()
     }
 }
 

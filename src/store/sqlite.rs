@@ -26,6 +26,14 @@
 //!
 //! Run records are not dropped when `expires_at` passes (DynamoDB TTL does that);
 //! the column is kept for a future prune.
+//!
+//! The audit trail is filtered by run, customer and action in SQL, on columns of
+//! their own (`tenant_id` is `''` for an entry about no customer), each with an index
+//! `(column, sort_key)`: a filtered page walks one index latest first and stops when
+//! the page is full, whatever the size of the trail. Schema 1 had only `run_id`;
+//! opening such a file adds `tenant_id` and `action` and fills them from each
+//! entry's JSON body, once (a body that is not JSON is left with `''` and reported
+//! as corrupt when read).
 
 use super::{
     AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
@@ -42,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The schema this build writes; stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a call waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,9 +91,11 @@ CREATE TABLE IF NOT EXISTS run_customers (
     PRIMARY KEY (run_id, tenant_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
-    sort_key TEXT PRIMARY KEY,
-    run_id   TEXT NOT NULL,
-    body     TEXT NOT NULL
+    sort_key  TEXT PRIMARY KEY,
+    run_id    TEXT NOT NULL,
+    tenant_id TEXT NOT NULL DEFAULT '',
+    action    TEXT NOT NULL DEFAULT '',
+    body      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id, sort_key);
 CREATE TABLE IF NOT EXISTS lease (
@@ -98,6 +108,22 @@ CREATE TABLE IF NOT EXISTS claims (
     run_id     TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+";
+
+/// Schema 1 -> 2: the audit trail's filter columns, filled from the JSON bodies.
+const AUDIT_FILTER_COLUMNS: &str = "
+ALTER TABLE audit ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN action TEXT NOT NULL DEFAULT '';
+UPDATE audit SET
+    tenant_id = COALESCE(json_extract(body, '$.tenantId'), ''),
+    action    = COALESCE(json_extract(body, '$.action'), '')
+WHERE json_valid(body);
+";
+
+/// Created after [`AUDIT_FILTER_COLUMNS`], which a schema-1 file needs first.
+const AUDIT_FILTER_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant_id, sort_key);
+CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, sort_key);
 ";
 
 /// The SQLite adapter of [`Store`]. Cheap to clone (one shared connection).
@@ -183,7 +209,10 @@ impl SqliteStore {
                 )));
             }
             tx.execute_batch(SCHEMA)?;
-            add_audit_filter_columns(&tx)?;
+            if !has_column(&tx, "audit", "tenant_id")? {
+                tx.execute_batch(AUDIT_FILTER_COLUMNS)?;
+            }
+            tx.execute_batch(AUDIT_FILTER_INDEXES)?;
             if version < SCHEMA_VERSION {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
@@ -287,6 +316,51 @@ fn page_of<T: DeserializeOwned>(
     Ok(Page { items, next })
 }
 
+fn has_column(c: &Connection, table: &str, column: &str) -> FResult<bool> {
+    let mut stmt = c.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?;
+    Ok(stmt.exists(params![table, column])?)
+}
+
+/// One audit page's query, latest first: an equality per filter that is set, the
+/// cursor, then `LIMIT` as the last parameter. Each equality is on an indexed
+/// `(column, sort_key)` pair, so SQLite walks one index in order and stops at the
+/// limit instead of reading the trail (see `filtered_audit_queries_use_an_index`).
+///
+/// With several filters, SQLite (without statistics) would pick any of the indexes;
+/// the query names the one to walk by keeping the others' columns out of index use
+/// (`+column`): the customer's (a customer has few entries), else the run's (bounded
+/// by one run), else the action's.
+fn audit_page_query(filter: &AuditFilter, before: Option<&str>) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    let columns = [
+        ("tenant_id", &filter.tenant_id),
+        ("run_id", &filter.run_id),
+        ("action", &filter.action),
+    ];
+    for (column, value) in columns {
+        if let Some(v) = value {
+            let walked = if args.is_empty() { "" } else { "+" };
+            args.push(v.clone());
+            conds.push(format!("{walked}{column} = ?{}", args.len()));
+        }
+    }
+    if let Some(b) = before {
+        args.push(b.to_owned());
+        conds.push(format!("sort_key < ?{}", args.len()));
+    }
+    let filter_sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT sort_key, body FROM audit {filter_sql}ORDER BY sort_key DESC LIMIT ?{}",
+        args.len() + 1
+    );
+    (sql, args)
+}
+
 fn to_json<T: Serialize>(record: &T) -> StoreResult<String> {
     serde_json::to_string(record)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode a record as JSON: {e}")))
@@ -317,28 +391,6 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
 
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// The audit trail's filter columns (added in place to a store made before them,
-/// filled from each entry's JSON), with an index per filter.
-fn add_audit_filter_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let has_action: bool = tx.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('audit') WHERE name = 'action'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_action {
-        tx.execute_batch(
-            "ALTER TABLE audit ADD COLUMN tenant_id TEXT;
-             ALTER TABLE audit ADD COLUMN action TEXT;
-             UPDATE audit SET tenant_id = json_extract(body, '$.tenantId'),
-                              action = json_extract(body, '$.action');",
-        )?;
-    }
-    tx.execute_batch(
-        "CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant_id, sort_key);
-         CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, sort_key);",
-    )
 }
 
 /// The audit ordering key, the same one the DynamoDB adapter uses as its sort key:
@@ -671,37 +723,19 @@ impl Store for SqliteStore {
         let body = to_json(entry)?;
         let sort_key = audit_sort_key(entry);
         let run_id = entry.run_id.clone();
-        let tenant_id = entry.tenant_id.clone();
+        let tenant_id = entry.tenant_id.clone().unwrap_or_default();
         let action = entry.action.clone();
         self.call(move |c| {
             // Same key, same entry: a repeated append replaces (as a DynamoDB put does).
             c.execute(
-                "INSERT INTO audit (sort_key, run_id, body, tenant_id, action) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id, body = excluded.body,
-                   tenant_id = excluded.tenant_id, action = excluded.action",
-                params![sort_key, run_id, body, tenant_id, action],
+                "INSERT INTO audit (sort_key, run_id, tenant_id, action, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id,
+                     tenant_id = excluded.tenant_id, action = excluded.action,
+                     body = excluded.body",
+                params![sort_key, run_id, tenant_id, action, body],
             )?;
             Ok(())
-        })
-        .await
-    }
-
-    async fn list_audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
-        let run_id = run_id.map(str::to_owned);
-        self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT sort_key, body FROM audit WHERE ?1 IS NULL OR run_id = ?1
-                 ORDER BY sort_key DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![run_id, sql_limit(limit)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (key, body) = row?;
-                out.push(decode("audit entry", &key, &body)?);
-            }
-            Ok(out)
         })
         .await
     }
@@ -713,36 +747,30 @@ impl Store for SqliteStore {
         before: Option<&str>,
     ) -> StoreResult<Page<AuditEntry>> {
         let limit = page_limit(limit);
-        let (run, tenant, action) = (
-            filter.run_id.clone(),
-            filter.tenant_id.clone(),
-            filter.action.clone(),
-        );
-        let before = before.map(str::to_owned);
+        let (sql, args) = audit_page_query(filter, before.filter(|b| !b.is_empty()));
         self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT sort_key, body FROM audit
-                 WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR tenant_id = ?2)
-                   AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR sort_key < ?4)
-                 ORDER BY sort_key DESC LIMIT ?5",
-            )?;
-            // One more than a page tells whether another follows.
-            let rows = stmt.query_map(
-                params![run, tenant, action, before, sql_limit(limit + 1)],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-            )?;
-            let mut items = Vec::new();
-            let mut keys = Vec::new();
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut values: Vec<rusqlite::types::Value> =
+                args.into_iter().map(rusqlite::types::Value::Text).collect();
+            // One row more than the page tells whether another page follows.
+            values.push(rusqlite::types::Value::Integer(sql_limit(limit + 1)));
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut items = Vec::with_capacity(limit);
+            let mut last_key = None;
             for row in rows {
                 let (key, body) = row?;
+                if items.len() == limit {
+                    return Ok(Page {
+                        items,
+                        next: last_key,
+                    });
+                }
                 items.push(decode("audit entry", &key, &body)?);
-                keys.push(key);
+                last_key = Some(key);
             }
-            let next = (items.len() > limit).then(|| {
-                items.truncate(limit);
-                keys[limit - 1].clone()
-            });
-            Ok(Page { items, next })
+            Ok(Page { items, next: None })
         })
         .await
     }
@@ -850,49 +878,6 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    /// A store written before the audit filter columns gains them, filled from
-    /// each entry, when it is opened.
-    #[tokio::test]
-    async fn an_older_audit_table_is_migrated_and_its_entries_found_by_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE audit (sort_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, body TEXT NOT NULL);
-                 PRAGMA user_version = 1;",
-            )
-            .unwrap();
-            let body = r#"{"runId":"r1","seq":1,"at":"2026-01-01T00:00:00Z","actor":"cli","action":"createAddition","tenantId":"t-old","identifier":"X"}"#;
-            c.execute(
-                "INSERT INTO audit (sort_key, run_id, body) VALUES ('2026-01-01T00:00:00.000Z#r1#000001', 'r1', ?1)",
-                params![body],
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        let filter = AuditFilter {
-            tenant_id: Some("t-old".into()),
-            action: Some("createAddition".into()),
-            ..AuditFilter::default()
-        };
-        let page = store.list_audit_page(&filter, 10, None).await.unwrap();
-        assert_eq!(page.items.len(), 1);
-        assert_eq!(page.items[0].tenant_id.as_deref(), Some("t-old"));
-        // Opening again changes nothing.
-        drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            store
-                .list_audit_page(&filter, 10, None)
-                .await
-                .unwrap()
-                .items
-                .len(),
-            1
-        );
-    }
-
     #[test]
     fn audit_sort_key_is_fixed_width() {
         let entry = AuditEntry {
@@ -910,5 +895,55 @@ mod tests {
             detail: None,
         };
         assert_eq!(audit_sort_key(&entry), "2024-01-02T03:04:05.000Z#r1#000007");
+    }
+
+    /// Every audit page, filtered or not, walks an index in key order (no full scan
+    /// of the trail, no sort of it), whichever filters and cursor it has.
+    #[test]
+    fn filtered_audit_queries_use_an_index() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(AUDIT_FILTER_INDEXES).unwrap();
+        let v = |x: &str| Some(x.to_owned());
+        for run_id in [None, v("r1")] {
+            for tenant_id in [None, v("t1")] {
+                for action in [None, v("login")] {
+                    for before in [None, Some("2024-01-01")] {
+                        let filter = AuditFilter {
+                            run_id: run_id.clone(),
+                            tenant_id: tenant_id.clone(),
+                            action: action.clone(),
+                        };
+                        let (sql, args) = audit_page_query(&filter, before);
+                        let mut values: Vec<rusqlite::types::Value> =
+                            args.into_iter().map(rusqlite::types::Value::Text).collect();
+                        values.push(rusqlite::types::Value::Integer(11));
+                        let plan: Vec<String> = c
+                            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                            .unwrap()
+                            .query_map(rusqlite::params_from_iter(values), |r| r.get(3))
+                            .unwrap()
+                            .collect::<Result<_, _>>()
+                            .unwrap();
+                        let plan = plan.join("; ");
+                        assert!(plan.contains("USING INDEX"), "{filter:?}: {plan}");
+                        assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: {plan}");
+                        if !filter.is_empty() || before.is_some() {
+                            assert!(plan.starts_with("SEARCH audit"), "{filter:?}: {plan}");
+                        }
+                        let walked = if filter.tenant_id.is_some() {
+                            "audit_by_tenant"
+                        } else if filter.run_id.is_some() {
+                            "audit_by_run"
+                        } else if filter.action.is_some() {
+                            "audit_by_action"
+                        } else {
+                            "sqlite_autoindex_audit_1"
+                        };
+                        assert!(plan.contains(walked), "{filter:?}: {plan}");
+                    }
+                }
+            }
+        }
     }
 }
