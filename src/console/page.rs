@@ -217,9 +217,48 @@ impl Form {
     }
 }
 
+/// The biggest console form accepted (the settings editor's JSON is the largest).
+const MAX_FORM: usize = 256 * 1024;
+
+/// A signed-in request, as an extractor: a handler that takes `Authed` is only
+/// reached with a valid session; anything else is sent to the sign-in page.
+impl axum::extract::FromRequestParts<Web> for Authed {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        web: &Web,
+    ) -> Result<Self, Self::Rejection> {
+        authed(web, &parts.headers, &parts.uri).await
+    }
+}
+
+/// A signed-in POST's form, as an extractor (the last one of a handler: it reads
+/// the body): the origin check, the session and the form token all passed.
+pub struct SignedForm {
+    pub authed: Authed,
+    pub form: Form,
+}
+
+impl axum::extract::FromRequest<Web> for SignedForm {
+    type Rejection = ConsoleError;
+
+    async fn from_request(req: axum::extract::Request, web: &Web) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+            ConsoleError::BadRequest(format!(
+                "the form could not be read (larger than {} KiB, or cut short); shorten it and resubmit",
+                MAX_FORM / 1024
+            ))
+        })?;
+        let (authed, form) = authed_post(web, &parts.headers, &parts.uri, &body).await?;
+        Ok(Self { authed, form })
+    }
+}
+
 /// A signed-in POST: the session, the origin check and the form token, then the
 /// form. Stale or forged forms get a 403 page that says to reload.
-pub async fn authed_post(
+async fn authed_post(
     web: &Web,
     headers: &HeaderMap,
     uri: &Uri,

@@ -3,14 +3,14 @@
 //! neutralised.
 
 use crate::console::csv::{Cell, write_cells, write_row};
-use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render};
+use crate::console::page::{Authed, ConsoleError, Layout, query_get, query_pairs, render};
 use crate::console::pages::customer::{AuditLine, audit_line};
 use crate::store::{AuditEntry, AuditFilter, MAX_PAGE};
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -112,10 +112,9 @@ fn link(path: &str, f: &AuditFilter, before: Option<&str>) -> String {
 
 async fn audit_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = parse(&uri)?;
     let page = web
         .app
@@ -139,10 +138,9 @@ async fn audit_page(
 
 async fn audit_csv(
     State(web): State<Web>,
-    headers: HeaderMap,
+    _authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    page::authed(&web, &headers, &uri).await?;
     let q = parse(&uri)?;
     let mut out = String::new();
     write_row(

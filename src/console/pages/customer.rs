@@ -3,16 +3,17 @@
 //! mapping (mapping to a company is on the Mapping page, with suggestions).
 
 use crate::console::audit_log::{self, ConsoleAction};
-use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render, see_other};
+use crate::console::page::{
+    self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
+};
 use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
 use crate::store::{AuditEntry, AuditFilter, Mapping, MappingKind};
 use crate::sync::report::CustomerReport;
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::{get, post};
 
@@ -127,11 +128,10 @@ fn mapping_view(mapping: Option<&Mapping>) -> MappingView {
 
 async fn customer_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
     Path(tenant): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let store = web.app.store.as_ref();
     let status = store.get_customer_status(&tenant).await?;
@@ -243,12 +243,9 @@ pub async fn ensure_known(web: &Web, tenant: &str) -> Result<Option<Mapping>, Co
 
 async fn ignore(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(tenant): Path<String>,
-    body: Bytes,
+    SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let before = ensure_known(&web, &tenant).await?;
     let mapping = Mapping {
         tenant_id: tenant.clone(),
@@ -279,12 +276,9 @@ async fn ignore(
 
 async fn unignore(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(tenant): Path<String>,
-    body: Bytes,
+    SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     match ensure_known(&web, &tenant).await? {
         Some(m) if m.kind == MappingKind::Ignored => {}
         _ => {
@@ -311,12 +305,9 @@ async fn unignore(
 
 async fn clear(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(tenant): Path<String>,
-    body: Bytes,
+    SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let Some(before) = ensure_known(&web, &tenant).await? else {
         return Err(ConsoleError::Conflict(format!(
             "customer {tenant:?} has no mapping to clear; reload its page"

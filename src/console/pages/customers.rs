@@ -3,14 +3,14 @@
 //! string (a filtered view is a link to share), and each error's code, message
 //! and advice on the row.
 
-use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render};
+use crate::console::page::{self, Authed, ConsoleError, Layout, query_get, query_pairs, render};
 use crate::store::{CustomerStatus, MAX_PAGE, Store};
 use crate::sync::report::{CustomerReport, CustomerState, ProductAction, ProductReport};
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 
@@ -169,10 +169,9 @@ pub struct ProductRow {
 
 async fn customers_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let pairs = query_pairs(&uri)?;
     let filter = Filter::parse(&pairs)?;
     let after = query_get(&pairs, "after").map(str::to_owned);

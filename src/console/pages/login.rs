@@ -3,7 +3,7 @@
 
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
-    self, ConsoleError, Form, Layout, query_get, query_pairs, render_with, see_other,
+    self, ConsoleError, Form, Layout, SignedForm, query_get, query_pairs, render_with, see_other,
 };
 use crate::console::session::{self, SessionKey};
 use crate::web::Web;
@@ -170,11 +170,8 @@ async fn login(
 
 async fn logout(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, _form) = page::authed_post(&web, &headers, &uri, &body).await?;
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {

@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::connectwise::model::{Agreement, Company};
 use crate::console::companies::{self, Companies};
 use crate::console::page::{
-    self, ConsoleError, Layout, encode, query_get, query_pairs, render, see_other,
+    Authed, ConsoleError, Layout, SignedForm, encode, query_get, query_pairs, render, see_other,
 };
 use crate::console::pages::customer::{customer_link, describe, ensure_known, record};
 use crate::console::pages::customers::{self, ErrorRow, Filter, qty, state_name};
@@ -23,9 +23,8 @@ use crate::sync::report::CustomerReport;
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::Value;
@@ -161,10 +160,9 @@ impl Known {
 
 async fn mapping_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let store = web.app.store.as_ref();
     let settings = web.app.settings().await?;
@@ -634,11 +632,8 @@ async fn codes_view(store: &dyn Store, settings: &Settings) -> Result<CodesView,
 
 async fn map_code(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let code = form.required("code", "billing product code")?.to_owned();
     if code.chars().count() > MAX_CODE_LEN || code.chars().any(char::is_control) {
         return Err(ConsoleError::BadRequest(format!(
@@ -702,12 +697,9 @@ fn no_agreement_type() -> String {
 
 async fn map_customer(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(tenant): Path<String>,
-    body: Bytes,
+    SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let company_id = parse_id(form.required("company", "ConnectWise company")?, "company")?;
     let agreement_id = parse_id(
         form.required(

@@ -4,7 +4,9 @@
 
 use crate::app::StartOutcome;
 use crate::console::audit_log::{self, ConsoleAction};
-use crate::console::page::{self, ConsoleError, Layout, query_get, query_pairs, render, see_other};
+use crate::console::page::{
+    self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
+};
 use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
 use crate::domain::month::Month;
 use crate::store::{RunRecord, RunStatus};
@@ -12,9 +14,8 @@ use crate::sync::report::{CustomerReport, ProductAction};
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderValue, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 
@@ -120,10 +121,9 @@ struct RunsPage {
 
 async fn runs_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let before = query_get(&q, "before");
     let runs = web.app.store.list_runs(RUNS, before).await?;
@@ -141,11 +141,8 @@ async fn runs_page(
 /// "Sync now" / "Preview (dry run)": the same start as `POST /sync`.
 async fn start_sync(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let dry_run = match form.get("mode") {
         Some("sync") => false,
         Some("preview") => true,
@@ -273,11 +270,10 @@ pub struct Progress {
 
 async fn run_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let after = query_get(&q, "after");
     let store = web.app.store.as_ref();
@@ -380,11 +376,10 @@ struct ProgressFragment {
 /// answer tells htmx to reload the page, which then shows the results.
 async fn progress_fragment(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
+    _authed: Authed,
+    _uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    page::authed(&web, &headers, &uri).await?;
     let Some(run) = web.app.store.get_run(&id).await? else {
         return Err(ConsoleError::NotFound(format!("there is no run {id:?}")));
     };

@@ -5,15 +5,15 @@
 use crate::config::Settings;
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
-    self, ConsoleError, Layout, query_get, query_pairs, render, render_with, see_other,
+    self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, render_with,
+    see_other,
 };
 use crate::domain::products;
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::Value;
@@ -123,10 +123,9 @@ fn settings_page_for(
 
 async fn settings_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    authed: Authed,
     uri: Uri,
 ) -> Result<Response, ConsoleError> {
-    let authed = page::authed(&web, &headers, &uri).await?;
     let q = query_pairs(&uri)?;
     let settings = web.app.settings().await?;
     let json = serde_json::to_string_pretty(&settings).unwrap_or_default();
@@ -170,11 +169,8 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
 
 async fn save_settings(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let text = form.get("settings").unwrap_or("");
     let current = web.app.settings().await?;
     let settings = match parse(text) {
@@ -197,11 +193,8 @@ async fn save_settings(
 /// stays as it is.
 async fn save_products(
     State(web): State<Web>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let (authed, form) = page::authed_post(&web, &headers, &uri, &body).await?;
     let current = web.app.settings().await?;
     let mut next = current.clone();
     next.products = form.all("product").map(str::to_owned).collect();
