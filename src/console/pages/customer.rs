@@ -259,19 +259,16 @@ async fn ignore(
         Some(m) if m.kind != MappingKind::Ignored => format!("ignored (was {})", describe(&m)),
         _ => "ignored".into(),
     };
-    record(
+    audited_redirect(
         &web,
-        &authed.actor(),
+        &authed,
         "ignoreCustomer",
         &tenant,
         None,
         detail,
+        "ignored",
     )
-    .await?;
-    Ok(see_other(&format!(
-        "{}?done=ignored",
-        customer_link(&tenant)
-    )))
+    .await
 }
 
 async fn unignore(
@@ -288,19 +285,16 @@ async fn unignore(
         }
     }
     web.app.store.delete_mapping(&tenant).await?;
-    record(
+    audited_redirect(
         &web,
-        &authed.actor(),
+        &authed,
         "unignoreCustomer",
         &tenant,
         None,
         "no longer ignored".into(),
+        "unignored",
     )
-    .await?;
-    Ok(see_other(&format!(
-        "{}?done=unignored",
-        customer_link(&tenant)
-    )))
+    .await
 }
 
 async fn clear(
@@ -314,19 +308,31 @@ async fn clear(
         )));
     };
     web.app.store.delete_mapping(&tenant).await?;
-    record(
+    audited_redirect(
         &web,
-        &authed.actor(),
+        &authed,
         "clearMapping",
         &tenant,
         before.agreement_id,
         format!("cleared the mapping (was {})", describe(&before)),
+        "cleared",
     )
-    .await?;
-    Ok(see_other(&format!(
-        "{}?done=cleared",
-        customer_link(&tenant)
-    )))
+    .await
+}
+
+/// Records a customer action on the audit trail, then sends the browser back to the
+/// customer's page with a notice (`?done=`).
+async fn audited_redirect(
+    web: &Web,
+    authed: &Authed,
+    action: &str,
+    tenant: &str,
+    agreement_id: Option<i64>,
+    detail: String,
+    done: &str,
+) -> Result<Response, ConsoleError> {
+    record(web, &authed.actor(), action, tenant, agreement_id, detail).await?;
+    Ok(see_other(&format!("{}?done={done}", customer_link(tenant))))
 }
 
 pub fn describe(m: &Mapping) -> String {

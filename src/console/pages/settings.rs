@@ -181,11 +181,19 @@ async fn save_settings(
             return Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    let changed = changed_keys(&current, &settings);
-    if changed.is_empty() {
-        return Ok(see_other("/console/settings?saved=1"));
+    save_and_return(&web, &authed, &current, &settings).await
+}
+
+/// Saves (and audits) only when something changed, then back to the page.
+async fn save_and_return(
+    web: &Web,
+    authed: &Authed,
+    current: &Settings,
+    next: &Settings,
+) -> Result<Response, ConsoleError> {
+    if !changed_keys(current, next).is_empty() {
+        save(web, &authed.actor(), current, next).await?;
     }
-    save(&web, &authed.actor(), &current, &settings).await?;
     Ok(see_other("/console/settings?saved=1"))
 }
 
@@ -203,11 +211,7 @@ async fn save_products(
             "there is no product {unknown:?}: tick products from the list on the Settings page"
         )));
     }
-    if changed_keys(&current, &next).is_empty() {
-        return Ok(see_other("/console/settings?saved=1"));
-    }
-    save(&web, &authed.actor(), &current, &next).await?;
-    Ok(see_other("/console/settings?saved=1"))
+    save_and_return(&web, &authed, &current, &next).await
 }
 
 /// Stores new settings and records the change; used by every console form that
