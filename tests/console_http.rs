@@ -651,3 +651,44 @@ async fn settings_are_edited_from_the_console_with_the_apis_validation_and_audit
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     assert_eq!(h.store.get_settings().await.unwrap(), Some(edited));
 }
+
+#[tokio::test]
+async fn a_runs_page_lists_its_changes_errors_or_skipped_customers() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    c.sign_in().await;
+    let run = h.store.list_runs(1, None).await.unwrap().remove(0);
+    let listed = |body: &str| -> Vec<String> {
+        body.match_indices(r#"<tr class="run-customer" data-tenant=""#)
+            .map(|(i, m)| body[i + m.len()..].split('"').next().unwrap().to_owned())
+            .collect()
+    };
+    let all = c.get(&format!("/console/runs/{}", run.run_id)).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(listed(&all.body).len(), 14);
+    // Acme and Nu created, Beta updated, Mu zeroed.
+    let changes = c
+        .get(&format!("/console/runs/{}?show=changes", run.run_id))
+        .await;
+    assert_eq!(listed(&changes.body), [1, 2, 12, 13].map(tenant));
+    assert!(
+        changes.body.contains("5 → 8"),
+        "Beta's old and new quantity"
+    );
+    let errors = c
+        .get(&format!("/console/runs/{}?show=errors", run.run_id))
+        .await;
+    assert_eq!(
+        listed(&errors.body),
+        [2, 3, 4, 5, 6, 10, 11, 14].map(tenant)
+    );
+    let skipped = c
+        .get(&format!("/console/runs/{}?show=skipped", run.run_id))
+        .await;
+    assert_eq!(listed(&skipped.body), [tenant(11)]);
+    let bad = c
+        .get(&format!("/console/runs/{}?show=everything", run.run_id))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("show all, changes, errors or skipped"));
+}

@@ -12,6 +12,7 @@ pub mod csv;
 
 pub mod page;
 pub mod pages;
+pub mod scan;
 pub mod session;
 pub mod suggest;
 

@@ -4,7 +4,7 @@
 //! and advice on the row.
 
 use crate::console::page::{self, Authed, ConsoleError, Layout, query_get, query_pairs, render};
-use crate::store::{CustomerStatus, MAX_PAGE, Store};
+use crate::store::Store;
 use crate::sync::report::{CustomerReport, CustomerState, ProductAction, ProductReport};
 use crate::web::Web;
 use askama::Template;
@@ -17,12 +17,6 @@ use axum::routing::get;
 pub fn routes() -> Router<Web> {
     Router::new().route("/console/", get(customers_page))
 }
-
-/// Rows per page.
-const ROWS: usize = 50;
-/// At most this many stored statuses are read for one page of a filtered view, so
-/// a page costs the same at 50,000 customers; the page then offers "more".
-const SCAN_BUDGET: usize = 5_000;
 
 #[derive(Template)]
 #[template(path = "customers.html")]
@@ -204,43 +198,9 @@ pub async fn scan(
     filter: &Filter,
     after: Option<&str>,
 ) -> Result<(Vec<CustomerReport>, Option<String>, usize), ConsoleError> {
-    let mut rows = Vec::new();
-    let mut cursor = after.map(str::to_owned);
-    let mut scanned = 0;
-    loop {
-        let page = store
-            .list_customer_statuses(MAX_PAGE, cursor.as_deref())
-            .await?;
-        let mut stopped_at = None;
-        for status in &page.items {
-            scanned += 1;
-            if let Some(report) = decode(status) {
-                if filter.matches(&report) {
-                    rows.push(report);
-                }
-            }
-            if rows.len() == ROWS {
-                stopped_at = Some(status.tenant_id.clone());
-                break;
-            }
-        }
-        if let Some(last) = stopped_at {
-            // Full: more may follow unless this was the very last status.
-            let more =
-                page.next.is_some() || page.items.last().map(|s| &s.tenant_id) != Some(&last);
-            return Ok((rows, more.then_some(last), scanned));
-        }
-        match page.next {
-            Some(next) if scanned < SCAN_BUDGET => cursor = Some(next),
-            next => return Ok((rows, next, scanned)),
-        }
-    }
-}
-
-fn decode(status: &CustomerStatus) -> Option<CustomerReport> {
-    serde_json::from_value(status.report.clone())
-        .inspect_err(|e| tracing::warn!(tenant_id = %status.tenant_id, error = %e, "console: a stored customer status is unreadable"))
-        .ok()
+    use crate::console::scan::{Source, scan_reports};
+    let scan = scan_reports(store, Source::Statuses, |r| filter.matches(r), after).await?;
+    Ok((scan.rows, scan.next, scan.scanned))
 }
 
 /// The banner's counts from the latest finished run that wrote (dry runs change

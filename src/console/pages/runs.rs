@@ -8,6 +8,7 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
 };
 use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
+use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::store::{RunRecord, RunStatus};
 use crate::sync::report::{CustomerReport, ProductAction};
@@ -29,8 +30,6 @@ pub fn routes() -> Router<Web> {
 
 /// Runs per page of the list.
 const RUNS: usize = 20;
-/// Customers per page of a run.
-const CUSTOMERS: usize = 100;
 /// The progress count reads at most this many finished customers.
 const PROGRESS_COUNT_LIMIT: usize = 5_000;
 
@@ -200,6 +199,54 @@ pub fn run_link(run_id: &str) -> String {
     format!("/console/runs/{}", page::encode(run_id))
 }
 
+/// Which of a run's customers its page lists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Show {
+    All,
+    /// Customers with at least one written (or, in a plan, planned) change.
+    Changes,
+    Errors,
+    /// Customers with a product left alone because of an error.
+    Skipped,
+}
+
+impl Show {
+    pub const ALL: [Show; 4] = [Show::All, Show::Changes, Show::Errors, Show::Skipped];
+
+    fn parse(value: Option<&str>) -> Result<Self, ConsoleError> {
+        match value.unwrap_or("all") {
+            "all" => Ok(Show::All),
+            "changes" => Ok(Show::Changes),
+            "errors" => Ok(Show::Errors),
+            "skipped" => Ok(Show::Skipped),
+            other => Err(ConsoleError::BadRequest(format!(
+                "there is no view {other:?} of a run: show all, changes, errors or skipped"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Show::All => "all",
+            Show::Changes => "changes",
+            Show::Errors => "errors",
+            Show::Skipped => "skipped",
+        }
+    }
+
+    fn keeps(self, c: &CustomerReport) -> bool {
+        match self {
+            Show::All => true,
+            Show::Changes => c
+                .products
+                .iter()
+                .any(|p| !matches!(p.action, ProductAction::Unchanged | ProductAction::Skip)),
+            Show::Errors => !c.errors.is_empty(),
+            Show::Skipped => c.products.iter().any(|p| p.action == ProductAction::Skip),
+        }
+    }
+}
+
 /// One customer of a run, as the run page shows it.
 pub struct RunCustomerRow {
     pub tenant_id: String,
@@ -259,6 +306,9 @@ struct RunPage {
     next: Option<String>,
     next_link: String,
     first_page: bool,
+    /// Which customers the page lists: all, changes, errors, skipped.
+    show: &'static str,
+    scanned: usize,
 }
 
 /// How far a running run has got.
@@ -276,19 +326,15 @@ async fn run_page(
 ) -> Result<Response, ConsoleError> {
     let q = query_pairs(&uri)?;
     let after = query_get(&q, "after");
+    let show = Show::parse(query_get(&q, "show"))?;
     let store = web.app.store.as_ref();
     let Some(run) = store.get_run(&id).await? else {
         return Err(ConsoleError::NotFound(format!(
             "there is no run {id:?}; the Runs page lists the known runs (old runs expire after 90 days)"
         )));
     };
-    let page = store.list_run_customers(&id, CUSTOMERS, after).await?;
-    let customers: Vec<RunCustomerRow> = page
-        .items
-        .iter()
-        .filter_map(|c| serde_json::from_value::<CustomerReport>(c.report.clone()).ok())
-        .map(|c| customer_row(&c))
-        .collect();
+    let page = scan_reports(store, Source::Run(&id), |c| show.keeps(c), after).await?;
+    let customers: Vec<RunCustomerRow> = page.rows.iter().map(customer_row).collect();
     let changed = customers.iter().filter(|c| !c.changes.is_empty()).count();
     let cycle_errors = serde_json::from_value::<Vec<crate::sync::report::ErrorReport>>(
         run.report["errors"].clone(),
@@ -324,9 +370,12 @@ async fn run_page(
         unassigned,
         customers,
         changed,
+        show: show.name(),
+        scanned: page.scanned,
         next_link: format!(
-            "{}?after={}",
+            "{}?show={}&after={}",
             run_link(&id),
+            show.name(),
             page::encode(page.next.as_deref().unwrap_or(""))
         ),
         next: page.next,
