@@ -28,5 +28,55 @@ pub fn router(app: Arc<App>, config: ConsoleConfig) -> Router {
         .route("/", get(|| async { Redirect::to(console::HOME) }))
         .merge(console::routes(web.clone()))
         .fallback(json_api::handle)
+        .layer(axum::middleware::from_fn(answer_panics))
         .with_state(web)
+}
+
+/// A bug in a handler answers 500 and is logged, instead of dropping the
+/// connection (`serve`) or failing the invocation (Lambda). The JSON API catches
+/// its own panics too; this covers the console and everything else.
+async fn answer_panics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures::FutureExt;
+    let path = request.uri().path().to_owned();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(path, "a request handler panicked");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the request could not be answered; the operator finds the cause in the service log",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        let app: Router = Router::new()
+            .route("/boom", get(|| async { panic!("a bug") }))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(answer_panics));
+        let request = |path: &str| {
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let boom = app.clone().oneshot(request("/boom")).await.unwrap();
+        assert_eq!(boom.status(), 500);
+        let fine = app.oneshot(request("/fine")).await.unwrap();
+        assert_eq!(fine.status(), 200);
+    }
 }
