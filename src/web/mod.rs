@@ -63,10 +63,14 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
+    async fn boom() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_is_answered_500() {
         let app: Router = Router::new()
-            .route("/boom", get(|| async { panic!("a bug") }))
+            .route("/boom", get(boom))
             .route("/fine", get(|| async { "fine" }))
             .layer(axum::middleware::from_fn(answer_panics));
         let request = |path: &str| {
