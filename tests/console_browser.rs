@@ -379,6 +379,43 @@ async fn mapping_a_customer_from_a_suggestion_then_sync_now_bills_it() {
         .unwrap();
     wait_for(&c, "#customers", WAIT).await;
     assert_eq!(rows(&c).await, vec![(tenant(10), "synced".to_owned())]);
+
+    // The audit page shows what this session did, latest first, with its writes.
+    c.goto(&format!("{}/console/audit?tenant={}", s.base, tenant(10)))
+        .await
+        .unwrap();
+    wait_for(&c, "#audit", WAIT).await;
+    let kappa = js(
+        &c,
+        "return [...document.querySelectorAll('tr.audit-row')].map(r => r.dataset.action);",
+    )
+    .await;
+    assert_eq!(
+        kappa,
+        serde_json::json!(["createAddition", "setMapping"]),
+        "Kappa's trail"
+    );
+    c.goto(&format!("{}/console/audit", s.base)).await.unwrap();
+    wait_for(&c, "#audit", WAIT).await;
+    let all = js(
+        &c,
+        "return [...document.querySelectorAll('tr.audit-row')].map(r => r.dataset.action);",
+    )
+    .await;
+    let all: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for action in ["requestSync", "requestDryRun", "setMapping", "consoleLogin"] {
+        assert!(all.contains(&action), "{action} missing from {all:?}");
+    }
+    let who = text_of(&c, "tr.audit-row[data-action='setMapping']").await;
+    assert!(
+        who.contains("console:"),
+        "the entry names the console session: {who}"
+    );
     c.close().await.unwrap();
 }
 
