@@ -148,15 +148,21 @@ impl Authed {
     }
 }
 
-/// The key of the console token in force; a clear error when there is none.
-pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
-    let secrets = web.app.secrets.get().await.map_err(|e| {
+/// The secrets in force; a page that sends the operator to the log when they
+/// cannot be read (the cause may name a secret's source, never for a visitor).
+pub async fn secrets(web: &Web) -> Result<std::sync::Arc<crate::config::Secrets>, ConsoleError> {
+    web.app.secrets.get().await.map_err(|e| {
         tracing::error!(error = %e, "console: cannot load the secrets");
         ConsoleError::Unavailable(
             "the service cannot read its secrets; the operator finds the cause in the service log"
                 .into(),
         )
-    })?;
+    })
+}
+
+/// The key of the console token in force; a clear error when there is none.
+pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
+    let secrets = secrets(web).await?;
     match &secrets.console_token {
         Some(token) => Ok(SessionKey::from_token(token)),
         None => Err(ConsoleError::Unavailable(

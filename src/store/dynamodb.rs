@@ -415,6 +415,32 @@ impl DynamoStore {
 
     /// Latest-first records of one partition, up to `limit`, optionally with
     /// `sk < before`; follows pages until done.
+    /// A consistent query of partition `pk`, latest first, strictly before the sort
+    /// key `before`, from `start` (the previous page's last key).
+    fn latest_first(
+        &self,
+        pk: &str,
+        before: Option<&str>,
+        start: Option<Item>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .set_exclusive_start_key(start);
+        match before {
+            Some(b) => q
+                .key_condition_expression("#pk = :pk AND #sk < :before")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":before", s(b)),
+            None => q.key_condition_expression("#pk = :pk"),
+        }
+    }
+
     async fn query_latest<T: DeserializeOwned>(
         &self,
         what: &str,
@@ -428,22 +454,7 @@ impl DynamoStore {
         }
         let mut start: Option<Item> = None;
         loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(pk))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            q = match before {
-                Some(b) => q
-                    .key_condition_expression("#pk = :pk AND #sk < :before")
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_values(":before", s(b)),
-                None => q.key_condition_expression("#pk = :pk"),
-            };
+            let q = self.latest_first(pk, before, start.take());
             let page = q
                 .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
                 .send()
@@ -929,22 +940,7 @@ impl Store for DynamoStore {
         let mut last_sk: Option<String> = None;
         let mut start: Option<Item> = None;
         for _ in 0..AUDIT_QUERY_PAGES {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(AUDIT))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            q = match before {
-                Some(b) => q
-                    .key_condition_expression("#pk = :pk AND #sk < :before")
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_values(":before", s(b)),
-                None => q.key_condition_expression("#pk = :pk"),
-            };
+            let mut q = self.latest_first(AUDIT, before, start.take());
             q = match &expression {
                 Some(e) => e.apply(q).limit(AUDIT_FILTERED_QUERY_LIMIT),
                 // One entry more than the page tells whether another page follows.

@@ -97,13 +97,7 @@ async fn login(
         ));
     }
     let next = safe_next(form.get("next"));
-    let secrets = web.app.secrets.get().await.map_err(|e| {
-        tracing::error!(error = %e, "console: cannot load the secrets");
-        ConsoleError::Unavailable(
-            "the service cannot read its secrets; the operator finds the cause in the service log"
-                .into(),
-        )
-    })?;
+    let secrets = page::secrets(&web).await?;
     let Some(token) = secrets.console_token.as_ref() else {
         return Err(page::session_key(&web)
             .await
