@@ -263,6 +263,7 @@ async fn filters_narrow_the_list_and_stay_in_the_address() {
     find(&c, "#q").await.send_keys("kap\n").await.unwrap();
     let narrowed = until_rows(&c, |rows| rows.len() == 1).await;
     assert_eq!(narrowed, vec![(tenant(10), "unmapped".to_owned())]);
+
     let shared = url(&c).await;
     assert!(
         shared.contains("status=unmapped") && shared.contains("q=kap"),
