@@ -159,11 +159,31 @@ async fn logout_ends_the_session_and_rotating_the_token_ends_every_session() {
     let h = synced().await;
     let mut c = client(&h, test_config());
     let csrf = c.sign_in().await;
+    let copied = c.jar.get("scw_session").cloned().expect("a session cookie");
+    let mut other = client(&h, test_config());
+    let other_csrf = other.sign_in().await;
     let out = c.post("/console/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.header("location"), Some("/console/login?signedOut=1"));
     assert!(out.set_cookie("scw_session").unwrap().contains("Max-Age=0"));
     assert_eq!(c.get("/console/").await.status, StatusCode::SEE_OTHER);
+    // A copy of the signed-out session's cookie no longer signs anyone in...
+    c.jar.insert("scw_session".into(), copied);
+    let replayed = c.get("/console/").await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::SEE_OTHER,
+        "a signed-out cookie still works"
+    );
+    assert!(
+        replayed
+            .header("location")
+            .unwrap()
+            .starts_with("/console/login")
+    );
+    // ...while another session goes on.
+    assert_eq!(other.get("/console/").await.status, StatusCode::OK);
+    assert!(!other_csrf.is_empty());
     assert_eq!(
         actions(&h).await.first().map(String::as_str),
         Some("consoleLogout")

@@ -141,6 +141,7 @@ conformance!(
     lease_expired_can_be_taken_over,
     lease_race_has_one_winner,
     claim_once_dedups_until_expiry,
+    claimed_reads_a_claim_until_it_expires,
     claim_once_race_has_one_winner,
 );
 
@@ -1148,6 +1149,25 @@ async fn claim_once_dedups_until_expiry(f: &Fixture) {
             .unwrap(),
         Some("r3".to_owned())
     );
+}
+
+/// `claimed` reads a claim without making one (the console's ended sessions).
+async fn claimed_reads_a_claim_until_it_expires(f: &Fixture) {
+    let s = f.store();
+    let t = t0();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(s.claimed("logout#a", t).await.unwrap(), None);
+    // Reading recorded nothing: the key can still be claimed.
+    assert_eq!(
+        s.claim_once("logout#a", "ended", t, hour).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.claimed("logout#a", t + secs(60)).await.unwrap(),
+        Some("ended".to_owned())
+    );
+    assert_eq!(s.claimed("logout#b", t + secs(60)).await.unwrap(), None);
+    assert_eq!(s.claimed("logout#a", t + secs(3601)).await.unwrap(), None);
 }
 
 async fn claim_once_race_has_one_winner(f: &Fixture) {

@@ -181,8 +181,23 @@ pub async fn authed(web: &Web, headers: &HeaderMap, uri: &Uri) -> Result<Authed,
         .unwrap_or_else(|| super::HOME.to_owned());
     let session = session::cookie(headers, session::COOKIE)
         .and_then(|value| key.open(value, SystemTime::now()))
-        .ok_or(ConsoleError::SignIn { next })?;
+        .ok_or_else(|| ConsoleError::SignIn { next: next.clone() })?;
+    // A signed-out session stays signed out, even if its cookie was copied.
+    let ended = web
+        .app
+        .store
+        .claimed(&ended_key(&session), chrono::Utc::now())
+        .await?;
+    if ended.is_some() {
+        return Err(ConsoleError::SignIn { next });
+    }
     Ok(Authed { session, key })
+}
+
+/// The store key that marks a session as signed out (kept until the session
+/// would have expired anyway).
+pub fn ended_key(session: &Session) -> String {
+    format!("console-signed-out#{}", session.id)
 }
 
 /// A urlencoded form body. Repeated fields keep every value (bulk selections).

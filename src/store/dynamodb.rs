@@ -1081,6 +1081,25 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>> {
+        let Some(item) = self.get_item(CLAIM, key).await? else {
+            return Ok(None);
+        };
+        let expires = item
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let holder = item.get(RUN_ID).and_then(|v| v.as_s().ok());
+        match (expires, holder) {
+            // DynamoDB's TTL deletes expired items late: the expiry decides.
+            (Some(e), Some(h)) => Ok((e >= now.timestamp_millis()).then(|| h.clone())),
+            _ => Err(StoreError::Corrupt(format!(
+                "the claim {key:?} in DynamoDB table {} lacks `runId` (S) or `expiresAt` (N)",
+                self.table
+            ))),
+        }
+    }
+
     async fn claim_once(
         &self,
         key: &str,

@@ -169,4 +169,7 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> StoreResult<Option<String>>;
+    /// The run id recorded for `key` if a claim is recorded and not expired at
+    /// `now`; records nothing (a read, e.g. "was this console session ended?").
+    async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
 }

@@ -839,6 +839,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        let now_ms = millis(now);
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT run_id FROM claims WHERE key = ?1 AND expires_at >= ?2",
+                params![key, now_ms],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn claim_once(
         &self,
         key: &str,

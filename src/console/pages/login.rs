@@ -166,6 +166,23 @@ async fn logout(
     State(web): State<Web>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    // The cookie is removed below; the store remembers the session as ended, so a
+    // copy of the cookie no longer signs anyone in.
+    let remaining = authed.session.expires.saturating_sub(
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    );
+    web.app
+        .store
+        .claim_once(
+            &page::ended_key(&authed.session),
+            "signed-out",
+            chrono::Utc::now(),
+            Duration::from_secs(remaining + 60),
+        )
+        .await?;
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {
