@@ -270,6 +270,14 @@ fn walked(pages: &[Page<AuditEntry>]) -> Vec<AuditEntry> {
     pages.iter().flat_map(|p| p.items.iter().cloned()).collect()
 }
 
+/// An audit entry of `run` about `tenant`, `at` seconds after [`t0`].
+fn tagged_audit(run: &str, seq: u32, at: i64, tenant: &str, action: &str) -> AuditEntry {
+    let mut e = audit(run, seq, t0() + secs(at));
+    e.tenant_id = Some(tenant.to_owned());
+    e.action = action.to_owned();
+    e
+}
+
 /// A JSON value of roughly `bytes` bytes (DynamoDB items are at most 400 KB).
 fn big_value(bytes: usize) -> serde_json::Value {
     serde_json::json!({ "padding": "x".repeat(bytes) })
@@ -646,12 +654,7 @@ async fn audit_pages_filter_by_tenant_action_and_run(f: &Fixture) {
     mapped.detail = Some("mapped to company 110, agreement 210".to_owned());
     let mut login = console_audit(1, t0() + secs(4), "login", None);
     login.detail = Some("wrong password".to_owned());
-    let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
-        let mut e = audit(run, seq, t0() + secs(at));
-        e.tenant_id = Some(tenant.to_owned());
-        e.action = action.to_owned();
-        e
-    };
+    let entry = tagged_audit;
     let e = [
         entry("r1", 1, 1, "t1", "createAddition"),
         entry("r1", 2, 2, "t2", "updateAddition"),
@@ -1311,12 +1314,7 @@ mod sqlite_only {
     async fn a_schema_1_audit_trail_is_migrated_and_filtered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
-            let mut e = audit(run, seq, t0() + secs(at));
-            e.tenant_id = Some(tenant.to_owned());
-            e.action = action.to_owned();
-            e
-        };
+        let entry = tagged_audit;
         let old = [
             entry("r1", 1, 1, "t1", "createAddition"),
             entry("r1", 2, 2, "t2", "updateAddition"),
@@ -1635,12 +1633,7 @@ mod dynamodb_only {
     async fn audit_entries_without_filter_attributes_are_still_found() {
         let (conf, store) = new_dynamo_table().await;
         let client = Client::new(&conf);
-        let entry = |run: &str, seq: u32, at: i64, tenant: &str, action: &str| {
-            let mut e = audit(run, seq, t0() + secs(at));
-            e.tenant_id = Some(tenant.to_owned());
-            e.action = action.to_owned();
-            e
-        };
+        let entry = tagged_audit;
         let old = [
             entry("r1", 1, 1, "t1", "createAddition"),
             entry("r1", 2, 2, "t2", "updateAddition"),

@@ -160,14 +160,19 @@ pub async fn secrets(web: &Web) -> Result<std::sync::Arc<crate::config::Secrets>
     })
 }
 
+/// The console without a `consoleToken` in the secret: nobody can sign in.
+pub fn switched_off() -> ConsoleError {
+    ConsoleError::Unavailable(
+        "the console is switched off: the secret has no \"consoleToken\". Add \"consoleToken\": \"<a long random password>\" to the secret (Secrets Manager, or the SYNC_SECRETS file), then sign in with it.".into(),
+    )
+}
+
 /// The key of the console token in force; a clear error when there is none.
 pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
     let secrets = secrets(web).await?;
     match &secrets.console_token {
         Some(token) => Ok(SessionKey::from_token(token)),
-        None => Err(ConsoleError::Unavailable(
-            "the console is switched off: the secret has no \"consoleToken\". Add \"consoleToken\": \"<a long random password>\" to the secret (Secrets Manager, or the SYNC_SECRETS file), then sign in with it.".into(),
-        )),
+        None => Err(switched_off()),
     }
 }
 
@@ -313,6 +318,15 @@ pub fn render_with<T: Template>(status: StatusCode, page: &T) -> Response {
                 .into_response()
         }
     }
+}
+
+/// How the API spells an enum value (its serde name), so a page shows the same
+/// word as `status`, the JSON report and the CLI.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// 303 See Other: where a form's POST sends the browser.

@@ -5,8 +5,9 @@
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
+    wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
+use crate::console::pages::customers::{ErrorRow, action_name, qty};
 use crate::store::{AuditEntry, AuditFilter, Mapping, MappingKind};
 use crate::sync::report::CustomerReport;
 use crate::web::Web;
@@ -34,7 +35,7 @@ struct CustomerPage {
     layout: Layout,
     tenant_id: String,
     name: String,
-    status: &'static str,
+    status: String,
     reason: Option<String>,
     company: Option<String>,
     agreement: Option<String>,
@@ -161,7 +162,7 @@ async fn customer_page(
     let (name, status_name, reason, company, agreement, products, errors) = match &report {
         Some(r) => (
             r.tenant_name.clone(),
-            state_name(r.status),
+            wire_name(&r.status),
             r.reason.clone(),
             company_text(r),
             r.agreement_name
@@ -186,7 +187,7 @@ async fn customer_page(
         ),
         None => (
             tenant.clone(),
-            "unknown",
+            "unknown".to_owned(),
             None,
             None,
             None,

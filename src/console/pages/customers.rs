@@ -3,9 +3,12 @@
 //! string (a filtered view is a link to share), and each error's code, message
 //! and advice on the row.
 
-use crate::console::page::{self, Authed, ConsoleError, Layout, query_get, query_pairs, render};
+use crate::console::page::{
+    self, Authed, ConsoleError, Layout, query_get, query_pairs, render, wire_name,
+};
+use crate::console::scan::{Scan, Source, scan_reports};
 use crate::store::Store;
-use crate::sync::report::{CustomerReport, CustomerState, ProductAction, ProductReport};
+use crate::sync::report::{CustomerReport, ProductAction, ProductReport};
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
@@ -58,7 +61,7 @@ impl Filter {
     }
 
     pub fn matches(&self, c: &CustomerReport) -> bool {
-        if !self.status.is_empty() && state_name(c.status) != self.status {
+        if !self.status.is_empty() && wire_name(&c.status) != self.status {
             return false;
         }
         if self.q.is_empty() {
@@ -100,15 +103,6 @@ impl Filter {
     }
 }
 
-pub fn state_name(s: CustomerState) -> &'static str {
-    match s {
-        CustomerState::Synced => "synced",
-        CustomerState::Error => "error",
-        CustomerState::Unmapped => "unmapped",
-        CustomerState::Ignored => "ignored",
-    }
-}
-
 /// What needs a person first, from the latest finished (non-dry) run.
 #[derive(Debug, Default)]
 pub struct Banner {
@@ -122,7 +116,7 @@ pub struct Banner {
 pub struct Row {
     pub tenant_id: String,
     pub name: String,
-    pub status: &'static str,
+    pub status: String,
     pub company: Option<String>,
     pub company_id: Option<i64>,
     pub agreement: Option<String>,
@@ -142,10 +136,7 @@ pub struct ErrorRow {
 
 impl ErrorRow {
     pub fn of(e: &crate::sync::report::ErrorReport) -> Self {
-        let code = serde_json::to_value(e.code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let code = wire_name(&e.code);
         Self {
             code,
             message: e.message.clone(),
@@ -170,7 +161,17 @@ async fn customers_page(
     let filter = Filter::parse(&pairs)?;
     let after = query_get(&pairs, "after").map(str::to_owned);
     let store = web.app.store.as_ref();
-    let (statuses, next, scanned) = scan(store, &filter, after.as_deref()).await?;
+    let Scan {
+        rows: statuses,
+        next,
+        scanned,
+    } = scan_reports(
+        store,
+        Source::Statuses,
+        |r| filter.matches(r),
+        after.as_deref(),
+    )
+    .await?;
     let rows = statuses.iter().map(row).collect();
     let banner = banner(store).await?;
     let has_statuses = !(statuses.is_empty()
@@ -188,19 +189,6 @@ async fn customers_page(
         scanned,
         has_statuses,
     }))
-}
-
-/// Reads stored statuses page by page from `after` until a page of matching rows
-/// is full or the scan budget is spent; returns the rows, the cursor to continue
-/// from and how many statuses were read.
-pub async fn scan(
-    store: &dyn Store,
-    filter: &Filter,
-    after: Option<&str>,
-) -> Result<(Vec<CustomerReport>, Option<String>, usize), ConsoleError> {
-    use crate::console::scan::{Source, scan_reports};
-    let scan = scan_reports(store, Source::Statuses, |r| filter.matches(r), after).await?;
-    Ok((scan.rows, scan.next, scan.scanned))
 }
 
 /// The banner's counts from the latest finished run that wrote (dry runs change
@@ -241,7 +229,7 @@ fn row(c: &CustomerReport) -> Row {
     Row {
         tenant_id: c.tenant_id.clone(),
         name: c.tenant_name.clone(),
-        status: state_name(c.status),
+        status: wire_name(&c.status),
         company,
         company_id: c.company_id,
         agreement: c.agreement_name.clone(),

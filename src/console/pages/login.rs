@@ -99,12 +99,7 @@ async fn login(
     let next = safe_next(form.get("next"));
     let secrets = page::secrets(&web).await?;
     let Some(token) = secrets.console_token.as_ref() else {
-        return Err(page::session_key(&web)
-            .await
-            .err()
-            .unwrap_or(ConsoleError::Unavailable(
-                "the console is switched off: the secret has no consoleToken".into(),
-            )));
+        return Err(page::switched_off());
     };
     let password = form.get("password").unwrap_or("");
     if !crate::api::auth::token_matches(token.expose_secret().as_bytes(), password.as_bytes()) {

@@ -6,8 +6,9 @@ use crate::app::StartOutcome;
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
+    wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, qty, state_name};
+use crate::console::pages::customers::{ErrorRow, action_name, qty};
 use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::store::{RunRecord, RunStatus};
@@ -38,23 +39,12 @@ pub struct RunRow {
     pub run_id: String,
     pub trigger: String,
     pub month: String,
-    pub status: &'static str,
+    pub status: String,
     pub dry_run: bool,
     pub started: String,
     pub duration: String,
     pub counts: String,
     pub writes: String,
-}
-
-pub fn status_name(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Partial => "partial",
-        RunStatus::Failed => "failed",
-        RunStatus::Skipped => "skipped",
-        RunStatus::Incomplete => "incomplete",
-    }
 }
 
 fn run_row(r: &RunRecord) -> RunRow {
@@ -87,7 +77,7 @@ fn run_row(r: &RunRecord) -> RunRow {
         } else {
             r.month.clone()
         },
-        status: status_name(r.status),
+        status: wire_name(&r.status),
         dry_run: r.dry_run,
         started: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         duration,
@@ -251,7 +241,7 @@ impl Show {
 pub struct RunCustomerRow {
     pub tenant_id: String,
     pub name: String,
-    pub status: &'static str,
+    pub status: String,
     pub changes: Vec<ChangeRow>,
     pub skipped: Vec<String>,
     pub errors: Vec<ErrorRow>,
@@ -269,7 +259,7 @@ fn customer_row(c: &CustomerReport) -> RunCustomerRow {
     RunCustomerRow {
         tenant_id: c.tenant_id.clone(),
         name: c.tenant_name.clone(),
-        status: state_name(c.status),
+        status: wire_name(&c.status),
         changes: c
             .products
             .iter()
@@ -314,7 +304,7 @@ struct RunPage {
 /// How far a running run has got.
 pub struct Progress {
     pub finished: String,
-    pub status: &'static str,
+    pub status: String,
     pub elapsed: String,
 }
 
@@ -386,7 +376,7 @@ async fn run_page(
 async fn progress(web: &Web, run: &RunRecord) -> Result<Progress, ConsoleError> {
     let mut finished = 0usize;
     let mut after: Option<String> = None;
-    loop {
+    let more = loop {
         let page = web
             .app
             .store
@@ -395,21 +385,16 @@ async fn progress(web: &Web, run: &RunRecord) -> Result<Progress, ConsoleError> 
         finished += page.items.len();
         match page.next {
             Some(n) if finished < PROGRESS_COUNT_LIMIT => after = Some(n),
-            Some(_) => break,
-            None => {
-                return Ok(Progress {
-                    finished: finished.to_string(),
-                    status: status_name(run.status),
-                    elapsed: human_duration(
-                        (chrono::Utc::now() - run.started_at).num_milliseconds(),
-                    ),
-                });
-            }
+            next => break next.is_some(),
         }
-    }
+    };
     Ok(Progress {
-        finished: format!("more than {finished}"),
-        status: status_name(run.status),
+        finished: if more {
+            format!("more than {finished}")
+        } else {
+            finished.to_string()
+        },
+        status: wire_name(&run.status),
         elapsed: human_duration((chrono::Utc::now() - run.started_at).num_milliseconds()),
     })
 }
@@ -426,7 +411,6 @@ struct ProgressFragment {
 async fn progress_fragment(
     State(web): State<Web>,
     _authed: Authed,
-    _uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let Some(run) = web.app.store.get_run(&id).await? else {

@@ -6,7 +6,7 @@ use crate::config::Settings;
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, render_with,
-    see_other,
+    see_other, wire_name,
 };
 use crate::domain::products;
 use crate::web::Web;
@@ -56,13 +56,6 @@ pub struct CodeLine {
     pub seen_in: String,
 }
 
-fn word<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn tables(settings: &Settings) -> (Vec<ProductLine>, Vec<CodeLine>) {
     let products = products::PRODUCTS
         .iter()
@@ -87,11 +80,11 @@ fn tables(settings: &Settings) -> (Vec<ProductLine>, Vec<CodeLine>) {
             },
             code_confidence: row
                 .evidence
-                .map(|e| word(&e.code_confidence))
+                .map(|e| wire_name(&e.code_confidence))
                 .unwrap_or_else(|| "–".into()),
             mapping_confidence: row
                 .evidence
-                .and_then(|e| e.mapping_confidence.map(|c| word(&c)))
+                .and_then(|e| e.mapping_confidence.map(|c| wire_name(&c)))
                 .unwrap_or_else(|| "–".into()),
             seen_in: row
                 .evidence

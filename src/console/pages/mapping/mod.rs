@@ -17,11 +17,13 @@ use crate::connectwise::model::{Agreement, Company};
 use crate::console::companies::{self, Companies};
 use crate::console::page::{
     Authed, ConsoleError, Layout, SignedForm, encode, query_get, query_pairs, render, see_other,
+    wire_name,
 };
 use crate::console::pages::customer::{customer_link, describe, ensure_known, record};
-use crate::console::pages::customers::{self, ErrorRow, Filter, qty, state_name};
+use crate::console::pages::customers::{self, ErrorRow, Filter, qty};
 use crate::console::pages::settings;
-use crate::console::suggest::{CompanyCandidate, CompanyIndex, MatchKind, Suggestion};
+use crate::console::scan::{Scan, Source, scan_reports};
+use crate::console::suggest::{CompanyCandidate, CompanyIndex, Suggestion};
 use crate::domain::products;
 use crate::store::{Mapping, MappingKind, Store};
 use crate::sync::plan;
@@ -73,7 +75,7 @@ struct CompaniesInfo {
 struct CustomerBlock {
     tenant_id: String,
     name: String,
-    status: &'static str,
+    status: String,
     detail_link: String,
     ignore_action: String,
     ignored: bool,
@@ -94,7 +96,7 @@ struct CompanyLine {
     status: String,
     deleted: bool,
     /// "exact", "normalised", "close" (empty for a search hit).
-    kind: &'static str,
+    kind: String,
     score: String,
     why: String,
     /// Why it cannot be picked, if it cannot.
@@ -192,8 +194,17 @@ async fn mapping_page(
                 status: "unmapped".into(),
                 q: String::new(),
             };
-            let (reports, next, scanned) =
-                customers::scan(store, &filter, after.as_deref()).await?;
+            let Scan {
+                rows: reports,
+                next,
+                scanned,
+            } = scan_reports(
+                store,
+                Source::Statuses,
+                |r| filter.matches(r),
+                after.as_deref(),
+            )
+            .await?;
             let known = reports
                 .into_iter()
                 .map(|r| Known {
@@ -276,7 +287,7 @@ fn customer_block(k: &Known, index: Option<&CompanyIndex>) -> CustomerBlock {
     CustomerBlock {
         tenant_id: k.tenant_id.clone(),
         name: k.name().to_owned(),
-        status: report.map_or("unknown", |r| state_name(r.status)),
+        status: report.map_or_else(|| "unknown".to_owned(), |r| wire_name(&r.status)),
         ignore_action: format!("{link}/ignore"),
         detail_link: link,
         ignored: false,
@@ -291,15 +302,6 @@ fn customer_block(k: &Known, index: Option<&CompanyIndex>) -> CustomerBlock {
         suggestions,
         search: None,
         picked: None,
-    }
-}
-
-fn kind_name(kind: MatchKind) -> &'static str {
-    match kind {
-        MatchKind::Exact => "exact",
-        MatchKind::Normalised => "normalised",
-        MatchKind::Close => "close",
-        MatchKind::Partial => "partial",
     }
 }
 
@@ -337,7 +339,7 @@ fn company_line(tenant: &str, c: &CompanyCandidate) -> CompanyLine {
         name: c.name.clone(),
         status: status_text(c),
         deleted: c.deleted,
-        kind: "",
+        kind: String::new(),
         score: String::new(),
         why: String::new(),
         refused: company_refusal(c),
@@ -347,7 +349,7 @@ fn company_line(tenant: &str, c: &CompanyCandidate) -> CompanyLine {
 
 fn suggestion_line(tenant: &str, s: &Suggestion) -> CompanyLine {
     CompanyLine {
-        kind: kind_name(s.kind),
+        kind: wire_name(&s.kind),
         score: format!("{:.2}", s.score),
         why: s.why.clone(),
         ..company_line(tenant, &s.company)
