@@ -35,6 +35,10 @@ pub struct Settings {
     /// how much they take.
     #[serde(default = "default_connectwise_concurrency")]
     pub connectwise_concurrency: usize,
+    /// Which planned addition changes wait for a person's approval instead of being
+    /// written (`sync::review`). Off by default: every rule is off when absent.
+    #[serde(default, skip_serializing_if = "ReviewPolicy::is_off")]
+    pub review: ReviewPolicy,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             zero_usage: ZeroUsage::default(),
             month: default_month(),
             connectwise_concurrency: default_connectwise_concurrency(),
+            review: ReviewPolicy::default(),
         }
     }
 }
@@ -104,6 +109,72 @@ impl Settings {
             )),
             None => Ok(()),
         }
+    }
+}
+
+/// The review policy: each rule that is set holds the planned changes it matches
+/// for a person (see `sync::review::rule_for`). Every field is optional; an absent
+/// one is a rule that is off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReviewPolicy {
+    /// A decrease of more than this many units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrease_over_units: Option<f64>,
+    /// A decrease of more than this percentage of the current quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrease_over_percent: Option<f64>,
+    /// A drop to zero, or a cancellation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_or_cancel: Option<bool>,
+    /// A customer's first addition of a product above this many units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_addition_over: Option<f64>,
+    /// Any change on a customer mapped for the first time in this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newly_mapped: Option<bool>,
+    /// Any change to a quantity above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity_over: Option<f64>,
+}
+
+impl ReviewPolicy {
+    /// No rule is on: every planned change is written as before.
+    pub fn is_off(&self) -> bool {
+        self.decrease_over_units.is_none()
+            && self.decrease_over_percent.is_none()
+            && self.zero_or_cancel != Some(true)
+            && self.first_addition_over.is_none()
+            && self.newly_mapped != Some(true)
+            && self.quantity_over.is_none()
+    }
+
+    /// Checks the thresholds: each a finite number of at least 0 (a percentage at
+    /// most 100).
+    pub fn check(&self) -> Result<(), String> {
+        let numbers = [
+            ("decreaseOverUnits", self.decrease_over_units, None),
+            (
+                "decreaseOverPercent",
+                self.decrease_over_percent,
+                Some(100.0),
+            ),
+            ("firstAdditionOver", self.first_addition_over, None),
+            ("quantityOver", self.quantity_over, None),
+        ];
+        for (name, value, most) in numbers {
+            let Some(v) = value else { continue };
+            if !v.is_finite() || v < 0.0 || most.is_some_and(|m| v > m) {
+                let range = match most {
+                    Some(m) => format!("between 0 and {m}"),
+                    None => "0 or more".to_owned(),
+                };
+                return Err(format!(
+                    "review.{name} is {v}: give a number {range}, or leave the key out to switch the rule off"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@
 //! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`, `tenantId`, `action` (2) |
 //! | lease           | `LEASE`    | `LEASE`                               | `body`, `runId`, `expiresAt` (N, epoch ms)|
 //! | claim           | `CLAIM`    | the de-duplication key                | `body`, `runId`, `expiresAt` (N, epoch ms), `ttl` (N, epoch s) |
+//! | held change     | `HELD`     | id (`{month}-{hash}`)                 | `body`, `open` (N 0/1), `version` (N), `ttl` (N, epoch s, if `expiresAt`) |
 //!
 //! (1) `at` is RFC 3339 in UTC with milliseconds (`2024-05-01T06:00:00.123Z`), fixed
 //! width, so the sort key orders entries by time. The console's own entries have no
@@ -51,14 +52,23 @@
 //! can hold it. Renew and release are conditional on `runId = :run`. `claim_once` is
 //! a conditional put of a `CLAIM` item (`attribute_not_exists(pk) OR expiresAt < :now`).
 //!
+//! Held changes are one partition, listed latest month first (ids begin with their
+//! month) with `ScanIndexForward=false`, the open ones with a filter on `open`
+//! (at most [`HELD_QUERY_PAGES`] query pages a call, like the audit trail). A put is
+//! conditional on the `version` read (`attribute_not_exists(pk)` for a new one), so
+//! an operator's decision and a run never overwrite each other unseen; a run reads
+//! one customer's changes with one `BatchGetItem` (consistent, unprocessed keys
+//! asked again).
+//!
 //! IAM: the function needs `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `DeleteItem`,
-//! `BatchWriteItem` and `Query` on the table (plus `CreateTable`, `DescribeTable`,
+//! `BatchWriteItem`, `BatchGetItem` and `Query` on the table (plus `CreateTable`, `DescribeTable`,
 //! `UpdateTimeToLive` and `DescribeTimeToLive` only for [`DynamoStore::create_table_if_missing`]
 //! and [`DynamoStore::enable_ttl`]).
 
 use super::{
-    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
-    Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, HeldChange, Lease,
+    LeaseOutcome, Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult,
+    page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -98,6 +108,13 @@ const RUN_CUSTOMER: &str = "RUNCUST#";
 const AUDIT: &str = "AUDIT";
 const LEASE: &str = "LEASE";
 const CLAIM: &str = "CLAIM";
+const HELD: &str = "HELD";
+const OPEN: &str = "open";
+const VERSION: &str = "version";
+/// The most query pages one filtered `list_held_changes` call reads.
+const HELD_QUERY_PAGES: usize = 10;
+/// How many times unprocessed BatchGetItem keys are asked for again.
+const BATCH_GET_ROUNDS: u32 = 8;
 
 /// How many times a conditional write is retried when the item that made it fail
 /// disappeared before it could be read (released or expired in between).
@@ -990,6 +1007,143 @@ impl Store for DynamoStore {
             items,
             next: Some(next),
         })
+    }
+
+    async fn put_held_change(
+        &self,
+        change: &HeldChange,
+        expected: Option<u64>,
+    ) -> StoreResult<bool> {
+        let mut item = Self::item(HELD, change.id.clone(), change)?;
+        item.insert(OPEN.to_owned(), n(i64::from(change.status.is_open())));
+        item.insert(
+            VERSION.to_owned(),
+            AttributeValue::N(change.version.to_string()),
+        );
+        if let Some(expires) = change.expires_at {
+            item.insert(TTL.to_owned(), n(expires.timestamp()));
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .expression_attribute_names("#pk", PK);
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(#pk)"),
+            Some(v) => put
+                .condition_expression("#ver = :ver")
+                .expression_attribute_names("#ver", VERSION)
+                .expression_attribute_values(":ver", AttributeValue::N(v.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.sdk_err("PutItem", e)),
+        }
+    }
+
+    async fn get_held_change(&self, id: &str) -> StoreResult<Option<HeldChange>> {
+        self.get("held change", HELD, id).await
+    }
+
+    async fn get_held_changes(&self, ids: &[String]) -> StoreResult<Vec<HeldChange>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::MAX_HELD_IDS) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| Self::key(HELD, id.as_str()))
+                .collect();
+            let mut wanted = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Config(format!("cannot describe a batch get: {e}")))?;
+            let mut round = 0;
+            loop {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, wanted)
+                    .send()
+                    .await
+                    .map_err(|e| self.sdk_err("BatchGetItem", e))?;
+                for item in got
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    out.push(self.decode("held change", &item)?);
+                }
+                match got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => wanted = rest,
+                    _ => break,
+                }
+                round += 1;
+                if round == BATCH_GET_ROUNDS {
+                    return Err(StoreError::Unavailable(format!(
+                        "DynamoDB left keys of a BatchGetItem on table {} unprocessed after \
+                         {BATCH_GET_ROUNDS} attempts (throttled); retry later",
+                        self.table
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50u64 << round.min(5))).await;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_held_changes(
+        &self,
+        open_only: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<HeldChange>> {
+        let limit = page_limit(limit);
+        let after = after.filter(|a| !a.is_empty());
+        let mut items: Vec<HeldChange> = Vec::with_capacity(limit);
+        let mut last: Option<String> = None;
+        let mut start: Option<Item> = None;
+        for _ in 0..HELD_QUERY_PAGES {
+            let mut q = self.latest_first(HELD, after, start.take());
+            q = if open_only {
+                q.filter_expression("#open = :one")
+                    .expression_attribute_names("#open", OPEN)
+                    .expression_attribute_values(":one", n(1))
+                    .limit(i32::try_from(super::MAX_PAGE).unwrap_or(i32::MAX))
+            } else {
+                q.limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+            };
+            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                if items.len() == limit {
+                    return Ok(Page { items, next: last });
+                }
+                items.push(self.decode("held change", item)?);
+                last = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                None => return Ok(Page { items, next: None }),
+                Some(k) => {
+                    if items.len() == limit {
+                        return Ok(Page { items, next: last });
+                    }
+                    start = Some(k);
+                }
+            }
+        }
+        // The bound: carry on after the last item read, matched or not.
+        let next = start
+            .as_ref()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok(Page { items, next })
     }
 
     async fn acquire_lease(

@@ -42,6 +42,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// and one API response (API Gateway answers at most 6 MB).
 pub const MAX_PAGE: usize = 500;
 
+/// The most ids one [`Store::get_held_changes`] call takes (DynamoDB's
+/// BatchGetItem takes 100 keys).
+pub const MAX_HELD_IDS: usize = 100;
+
 /// `limit` brought into 1..=[`MAX_PAGE`].
 pub fn page_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE)
@@ -140,6 +144,31 @@ pub trait Store: Send + Sync {
         }
         Ok(out)
     }
+
+    // --- changes held for review, keyed by id ---
+    /// Writes `change` if the stored record's `version` is still `expected` (None:
+    /// no record with its id exists); the caller has already bumped
+    /// `change.version` past `expected`. Returns false, writing nothing, when
+    /// someone else wrote in between: read again and decide again.
+    async fn put_held_change(
+        &self,
+        change: &HeldChange,
+        expected: Option<u64>,
+    ) -> StoreResult<bool>;
+    async fn get_held_change(&self, id: &str) -> StoreResult<Option<HeldChange>>;
+    /// Those of `ids` that exist, in any order; at most [`MAX_HELD_IDS`] ids a call.
+    async fn get_held_changes(&self, ids: &[String]) -> StoreResult<Vec<HeldChange>>;
+    /// In descending id order (ids begin with their month: latest month first), at
+    /// most `limit` (1..=[`MAX_PAGE`]) after the exclusive cursor `after` (the last
+    /// id of the previous page, `next`); with `open_only`, only the
+    /// changes still held or approved. Like [`Store::list_audit_page`], a filtered
+    /// DynamoDB page may be short (even empty) with a `next`: follow `next` until None.
+    async fn list_held_changes(
+        &self,
+        open_only: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<HeldChange>>;
 
     // --- the one-cycle-at-a-time lease (conditional write) ---
     /// Takes the lease for `run_id` when it is free or expired at `now`.

@@ -200,3 +200,131 @@ pub enum LeaseOutcome {
     Acquired,
     HeldBy(Lease),
 }
+
+/// Where a held change stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeldStatus {
+    /// Waiting for a person: nothing was written.
+    Held,
+    /// Approved: the next run of its month writes it (after checking ConnectWise
+    /// still holds `current_quantity`).
+    Approved,
+    /// Rejected: the same month's same proposal is not made again.
+    Rejected,
+    /// Written to ConnectWise by `applied_by_run`.
+    Applied,
+    /// Over without a write: usage came back to the ConnectWise quantity, the
+    /// month ended, or the product or customer left the sync (`closed_reason`).
+    Closed,
+}
+
+impl HeldStatus {
+    /// Still waiting for a decision or for the run that writes it.
+    pub fn is_open(self) -> bool {
+        matches!(self, HeldStatus::Held | HeldStatus::Approved)
+    }
+}
+
+/// Which review rule held a change (the `review` settings' keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReviewRule {
+    DecreaseOverUnits,
+    DecreaseOverPercent,
+    ZeroOrCancel,
+    FirstAdditionOver,
+    NewlyMapped,
+    QuantityOver,
+}
+
+/// What the held change would do to the agreement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeldOp {
+    Create,
+    Update,
+    Zero,
+    Cancel,
+}
+
+/// One Sophos usage line behind a proposal (the evidence shown beside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldUsageLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_description: Option<String>,
+    pub quantity: f64,
+}
+
+/// A planned addition change that a review rule held instead of writing, keyed by
+/// `id` (one per month, customer and product: see `sync::review::held_change_id`).
+/// A later run updates the same record, so a proposal is never duplicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldChange {
+    pub id: String,
+    /// The usage month (`YYYY-MM`) the proposal is for.
+    pub month: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    /// The ConnectWise company's identifier (as `status` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+    pub agreement_id: i64,
+    /// None for a first addition (a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addition_id: Option<i64>,
+    /// The Sophos product identifier.
+    pub identifier: String,
+    /// The ConnectWise catalog item the addition is (or would be) of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<i64>,
+    pub op: HeldOp,
+    /// What ConnectWise held when the change was proposed (0 for a create).
+    pub current_quantity: f64,
+    pub proposed_quantity: f64,
+    /// The usage lines behind the proposal (at most `sync::review::MAX_LINES`).
+    #[serde(default)]
+    pub usage_lines: Vec<HeldUsageLine>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub usage_lines_omitted: u64,
+    pub rule: ReviewRule,
+    /// Why the rule matched, in words ("a decrease of 12 units (from 40 to 28)").
+    pub reason: String,
+    /// The run that proposed (or last updated) it.
+    pub run_id: String,
+    pub status: HeldStatus,
+    /// Rejected proposals of this month: not proposed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_quantities: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by_run: Option<String>,
+    /// Why it closed, or why an approval went back to review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the record may be dropped (DynamoDB TTL): well after its month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Bumped by every write: [`Store::put_held_change`](super::Store::put_held_change)
+    /// writes only over the version it read, so a decision and a run never overwrite
+    /// each other unseen.
+    #[serde(default)]
+    pub version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

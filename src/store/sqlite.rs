@@ -21,6 +21,7 @@
 //! | `runs`              | `run_id`                     | `expires_at` (epoch s), `body`|
 //! | `run_customers`     | `run_id`, `tenant_id`        | `expires_at` (epoch s), `body`|
 //! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `tenant_id`, `action`, `body` |
+//! | `held_changes`      | `id`                         | `open` (0/1), `version`, `body` |
 //! | `lease`             | `id` (always 1)              | `run_id`, `expires_at` (epoch ms) |
 //! | `claims`            | `key`                        | `run_id`, `expires_at` (epoch ms) |
 //!
@@ -36,8 +37,9 @@
 //! as corrupt when read).
 
 use super::{
-    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
-    Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult, page_limit,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, HeldChange, Lease,
+    LeaseOutcome, Mapping, Page, RunCustomer, RunRecord, Store, StoreError, StoreResult,
+    page_limit,
 };
 use crate::config::Settings;
 use async_trait::async_trait;
@@ -98,6 +100,13 @@ CREATE TABLE IF NOT EXISTS audit (
     body      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id, sort_key);
+CREATE TABLE IF NOT EXISTS held_changes (
+    id      TEXT PRIMARY KEY,
+    open    INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_changes_open ON held_changes (open, id);
 CREATE TABLE IF NOT EXISTS lease (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     run_id     TEXT NOT NULL,
@@ -387,6 +396,10 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn sql_version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn sql_limit(limit: usize) -> i64 {
@@ -835,6 +848,102 @@ impl Store for SqliteStore {
         self.call(move |c| {
             c.execute("DELETE FROM lease WHERE id = 1 AND run_id = ?1", [&run_id])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_held_change(
+        &self,
+        change: &HeldChange,
+        expected: Option<u64>,
+    ) -> StoreResult<bool> {
+        let body = to_json(change)?;
+        let id = change.id.clone();
+        let open = i64::from(change.status.is_open());
+        let version = sql_version(change.version);
+        let expected = expected.map(sql_version);
+        self.call(move |c| {
+            // One statement: it writes only over the version the caller read.
+            let n = match expected {
+                None => c.execute(
+                    "INSERT INTO held_changes (id, open, version, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![id, open, version, body],
+                )?,
+                Some(v) => c.execute(
+                    "UPDATE held_changes SET open = ?2, version = ?3, body = ?4
+                     WHERE id = ?1 AND version = ?5",
+                    params![id, open, version, body, v],
+                )?,
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn get_held_change(&self, id: &str) -> StoreResult<Option<HeldChange>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM held_changes WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            body.map(|b| decode("held change", &id, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn get_held_changes(&self, ids: &[String]) -> StoreResult<Vec<HeldChange>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.call(move |c| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            let sql = format!("SELECT id, body FROM held_changes WHERE id IN ({marks})");
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(ids.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row?;
+                out.push(decode("held change", &key, &body)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_held_changes(
+        &self,
+        open_only: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<HeldChange>> {
+        let limit = page_limit(limit);
+        let after = after.filter(|a| !a.is_empty()).map(str::to_owned);
+        // `open >= ?1`: 1 selects the open ones (walking the index), 0 all.
+        let open = i64::from(open_only);
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, body FROM held_changes
+                 WHERE open >= ?1 AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![open, after, sql_limit(limit)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut items = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (key, body) = row?;
+                items.push(decode("held change", &key, &body)?);
+                last = Some(key);
+            }
+            let next = last.filter(|_| items.len() == limit);
+            Ok(Page { items, next })
         })
         .await
     }

@@ -4,3 +4,4 @@ pub mod catalog;
 pub mod engine;
 pub mod plan;
 pub mod report;
+pub mod review;

@@ -153,6 +153,8 @@ pub struct UnmappedProduct {
 #[serde(rename_all = "camelCase")]
 pub enum CustomerState {
     Synced,
+    /// Synced except for changes held for review (see the products' `heldChangeId`).
+    Review,
     Error,
     Ignored,
     Unmapped,
@@ -170,6 +172,11 @@ pub enum ProductAction {
     Adopt,
     /// Not touched because of an error (see the customer's errors).
     Skip,
+    /// The planned change waits for a person (`heldChangeId`, `reviewRule`): nothing
+    /// was written.
+    Hold,
+    /// The planned change was rejected for this month: nothing was written.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +188,11 @@ pub struct ProductReport {
     pub new_quantity: Option<f64>,
     pub addition_id: Option<i64>,
     pub action: ProductAction,
+    /// The held change behind a `hold`, `rejected` or approved write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_change_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_rule: Option<crate::store::ReviewRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +295,9 @@ fn is_zero(n: &u64) -> bool {
 pub struct CustomerCounts {
     pub total: u64,
     pub synced: u64,
+    /// Customers with changes held for review.
+    #[serde(default)]
+    pub review: u64,
     pub error: u64,
     pub ignored: u64,
     pub unmapped: u64,
@@ -290,6 +305,9 @@ pub struct CustomerCounts {
     pub with_errors: u64,
     /// Error reports across all customers.
     pub errors: u64,
+    /// Product changes held for review across all customers (new or still held).
+    #[serde(default)]
+    pub held: u64,
 }
 
 impl CustomerCounts {
@@ -297,12 +315,18 @@ impl CustomerCounts {
         self.total += 1;
         match c.status {
             CustomerState::Synced => self.synced += 1,
+            CustomerState::Review => self.review += 1,
             CustomerState::Error => self.error += 1,
             CustomerState::Ignored => self.ignored += 1,
             CustomerState::Unmapped => self.unmapped += 1,
         }
         self.with_errors += u64::from(!c.errors.is_empty());
         self.errors += c.errors.len() as u64;
+        self.held += c
+            .products
+            .iter()
+            .filter(|p| p.action == ProductAction::Hold)
+            .count() as u64;
     }
 }
 

@@ -260,6 +260,8 @@ pub fn action_name(a: ProductAction) -> &'static str {
         ProductAction::Cancel => "cancelled",
         ProductAction::Adopt => "adopted",
         ProductAction::Skip => "skipped",
+        ProductAction::Hold => "held for review",
+        ProductAction::Rejected => "rejected in review",
     }
 }
 

@@ -47,6 +47,8 @@ impl Ctx<'_> {
             new_quantity: None,
             addition_id: None,
             action: ProductAction::Skip,
+            held_change_id: None,
+            review_rule: None,
         };
         let dry = self.opts.dry_run;
         let draft = |action, entity_id, old, new| AuditDraft {
