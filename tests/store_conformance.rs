@@ -19,8 +19,9 @@ use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::store::{
-    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, Lease, LeaseOutcome,
-    MAX_PAGE, Mapping, MappingKind, Page, RunCustomer, RunRecord, RunStatus, Store, StoreError,
+    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, HeldChange, HeldOp,
+    HeldStatus, HeldUsageLine, Lease, LeaseOutcome, MAX_PAGE, Mapping, MappingKind, Page,
+    ReviewRule, RunCustomer, RunRecord, RunStatus, Store, StoreError,
 };
 use sophos_cw_sync::sync::report::{
     CustomerReport, CustomerState, ErrorCode, ErrorReport, ProductAction, ProductReport,
@@ -143,6 +144,9 @@ conformance!(
     claim_once_dedups_until_expiry,
     claimed_reads_a_claim_until_it_expires,
     claim_once_race_has_one_winner,
+    held_changes_write_over_the_version_read,
+    held_changes_list_open_ones_latest_month_first_in_pages,
+    held_change_race_has_one_winner,
 );
 
 // ---------------------------------------------------------------- data
@@ -932,6 +936,9 @@ fn customer_report(i: usize) -> CustomerReport {
             new_quantity: Some(12.0),
             addition_id: Some(30_000 + i as i64),
             action: ProductAction::Skip,
+            proposed_quantity: None,
+            held_change_id: None,
+            review_rule: None,
         }],
         errors: vec![ErrorReport::new(ErrorCode::CwValidation, message)],
     }
@@ -1805,4 +1812,158 @@ mod dynamodb_only {
             Some(Settings::default())
         );
     }
+}
+
+// ---------------------------------------------------------------- held changes
+
+fn held(id: &str, status: HeldStatus) -> HeldChange {
+    HeldChange {
+        id: id.to_owned(),
+        month: id[..7].to_owned(),
+        tenant_id: "t-1".into(),
+        tenant_name: "Acme Ltd".into(),
+        company_identifier: Some("ACME".into()),
+        company_id: Some(101),
+        agreement_id: 201,
+        addition_id: Some(301),
+        identifier: "Sophos_Intercept_X_Advanced".into(),
+        product_id: Some(901),
+        op: HeldOp::Update,
+        current_quantity: 40.0,
+        proposed_quantity: 28.0,
+        usage_lines: vec![HeldUsageLine {
+            product_code: Some("CIXA-MSP".into()),
+            sku: None,
+            product_description: Some("Intercept X Advanced".into()),
+            quantity: 28.0,
+        }],
+        usage_lines_omitted: 0,
+        rule: ReviewRule::DecreaseOverUnits,
+        reason: "a decrease of 12 units".into(),
+        run_id: "r1".into(),
+        status,
+        rejected_quantities: Vec::new(),
+        decided_by: None,
+        decided_at: None,
+        applied_by_run: None,
+        note: None,
+        created_at: t0(),
+        updated_at: t0(),
+        expires_at: Some(t0() + chrono::Duration::days(120)),
+        version: 1,
+    }
+}
+
+async fn held_changes_write_over_the_version_read(f: &Fixture) {
+    let s = f.store.as_ref();
+    let first = held("2026-11-aaaaaaaaaaaa", HeldStatus::Held);
+    assert!(s.put_held_change(&first, None).await.unwrap());
+    assert!(
+        !s.put_held_change(&first, None).await.unwrap(),
+        "a second create of the same id is refused"
+    );
+    assert_eq!(
+        s.get_held_change(&first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    let approved = HeldChange {
+        status: HeldStatus::Approved,
+        version: 2,
+        ..first.clone()
+    };
+    assert!(s.put_held_change(&approved, Some(1)).await.unwrap());
+    // A writer that read version 1 is refused and changes nothing.
+    let stale = HeldChange {
+        proposed_quantity: 30.0,
+        version: 2,
+        ..first.clone()
+    };
+    assert!(!s.put_held_change(&stale, Some(1)).await.unwrap());
+    assert_eq!(s.get_held_change(&first.id).await.unwrap(), Some(approved));
+    assert_eq!(s.get_held_change("2026-11-nothere").await.unwrap(), None);
+    let other = held("2026-11-bbbbbbbbbbbb", HeldStatus::Held);
+    s.put_held_change(&other, None).await.unwrap();
+    let mut got = s
+        .get_held_changes(&[first.id.clone(), other.id.clone(), "2026-11-missing".into()])
+        .await
+        .unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ids(&got, |h| &h.id), [first.id.clone(), other.id.clone()]);
+    assert!(s.get_held_changes(&[]).await.unwrap().is_empty());
+}
+
+async fn held_changes_list_open_ones_latest_month_first_in_pages(f: &Fixture) {
+    let s = f.store.as_ref();
+    let statuses = [
+        HeldStatus::Held,
+        HeldStatus::Approved,
+        HeldStatus::Rejected,
+        HeldStatus::Applied,
+        HeldStatus::Closed,
+    ];
+    let mut open = Vec::new();
+    let mut every = Vec::new();
+    for month in ["2026-10", "2026-11"] {
+        for i in 0..30 {
+            let status = statuses[i % statuses.len()];
+            let h = held(&format!("{month}-{i:012x}"), status);
+            s.put_held_change(&h, None).await.unwrap();
+            every.push(h.id.clone());
+            if status.is_open() {
+                open.push(h.id.clone());
+            }
+        }
+    }
+    every.sort_by(|a, b| b.cmp(a));
+    open.sort_by(|a, b| b.cmp(a));
+    for (open_only, expected) in [(false, &every), (true, &open)] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s
+                .list_held_changes(open_only, 7, after.as_deref())
+                .await
+                .unwrap();
+            assert!(page.items.len() <= 7);
+            seen.extend(page.items.iter().map(|h| h.id.clone()));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(&seen, expected, "open_only {open_only}");
+    }
+    assert!(open[0].starts_with("2026-11"), "latest month first");
+}
+
+async fn held_change_race_has_one_winner(f: &Fixture) {
+    let base = held("2026-11-cccccccccccc", HeldStatus::Held);
+    f.store.put_held_change(&base, None).await.unwrap();
+    let n = 6;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = racers(f, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let barrier = Arc::clone(&barrier);
+            let mine = HeldChange {
+                decided_by: Some(format!("racer-{i}")),
+                status: HeldStatus::Approved,
+                version: 2,
+                ..base.clone()
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.put_held_change(&mine, Some(1)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let stored = f.store.get_held_change(&base.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert!(stored.decided_by.is_some());
 }

@@ -1027,10 +1027,11 @@ impl Store for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .expression_attribute_names("#pk", PK);
+            .set_item(Some(item));
         let put = match expected {
-            None => put.condition_expression("attribute_not_exists(#pk)"),
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
             Some(v) => put
                 .condition_expression("#ver = :ver")
                 .expression_attribute_names("#ver", VERSION)

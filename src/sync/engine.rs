@@ -16,6 +16,7 @@
 mod additions;
 mod catalog_setup;
 mod customer;
+mod review;
 
 use crate::config::{ConfigError, Settings};
 use crate::connectwise::client::ConnectWiseClient;
@@ -154,6 +155,8 @@ struct Ctx<'a> {
     done: BTreeSet<String>,
     /// The engine's client, kept to `opts.concurrency` requests in flight.
     cw: ConnectWiseClient,
+    /// Whether customers' plans go through the review (`review::review_active`).
+    review_active: bool,
 }
 
 /// Finished customers are stored this many at a time (DynamoDB's batch size).
@@ -179,6 +182,7 @@ impl Engine<'_> {
             }
             self.store.put_run(&run_record(&report, opts)).await?;
         }
+        let review_active = review::active(self.store, &self.settings.review).await?;
         let ctx = Ctx {
             engine: self,
             opts,
@@ -189,6 +193,7 @@ impl Engine<'_> {
             lease_renewed: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             done: carried.done,
             cw: self.cw.limited_to(opts.concurrency),
+            review_active,
         };
         let outcome = ctx
             .cycle(&agreement_type, carried.unmapped_seen, &mut report)
@@ -401,6 +406,9 @@ impl Ctx<'_> {
         let catalog = self
             .ensure_catalog(selected, &found_catalog, report)
             .await?;
+        if self.review_active {
+            self.close_outlived().await?;
+        }
         let rules = AdditionRules {
             selected,
             catalog: &catalog,

@@ -5,7 +5,7 @@ use crate::config::{QuantityField, ZeroUsage};
 use crate::connectwise::model::{Addition, Agreement, CatalogItem, Company};
 use crate::domain::{month::Month, products};
 use crate::sophos::model::{Tenant, UsageLine};
-use crate::store::{AdditionRecord, Mapping, MappingKind};
+use crate::store::{AdditionRecord, HeldUsageLine, Mapping, MappingKind};
 use crate::sync::report::{ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +22,8 @@ pub struct TenantUsage {
     pub by_product: BTreeMap<String, f64>,
     /// billing product codes with no catalog identifier, with what their lines say
     pub unmapped_codes: BTreeMap<String, UnmappedProduct>,
+    /// identifier -> the usage lines behind its sum (a held change's evidence)
+    pub lines: BTreeMap<String, Vec<HeldUsageLine>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,7 +58,17 @@ pub fn aggregate_usage(
         let usage = summary.tenants.entry(tenant.to_owned()).or_default();
         match code.as_deref().and_then(|c| codes.get(c)) {
             Some(identifier) => {
-                *usage.by_product.entry(identifier.clone()).or_default() += quantity
+                *usage.by_product.entry(identifier.clone()).or_default() += quantity;
+                usage
+                    .lines
+                    .entry(identifier.clone())
+                    .or_default()
+                    .push(HeldUsageLine {
+                        product_code: line.product_code.clone(),
+                        sku: line.sku.clone(),
+                        product_description: line.product_description.clone(),
+                        quantity,
+                    });
             }
             None => {
                 let code = code.unwrap_or_else(|| "(no product code)".into());

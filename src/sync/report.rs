@@ -188,6 +188,10 @@ pub struct ProductReport {
     pub new_quantity: Option<f64>,
     pub addition_id: Option<i64>,
     pub action: ProductAction,
+    /// What a held (or rejected) change would have set; ConnectWise keeps
+    /// `previousQuantity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_quantity: Option<f64>,
     /// The held change behind a `hold`, `rejected` or approved write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_change_id: Option<String>,

@@ -47,6 +47,7 @@ impl Ctx<'_> {
             new_quantity: None,
             addition_id: None,
             action: ProductAction::Skip,
+            proposed_quantity: None,
             held_change_id: None,
             review_rule: None,
         };

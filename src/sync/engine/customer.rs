@@ -3,6 +3,7 @@
 //! unmapped product codes, read its agreement's additions and carry out the plan
 //! for each selected product (the writes themselves are in `additions`).
 
+use super::review::CustomerReview;
 use super::{Ctx, CycleError, Reads, write_error};
 use crate::connectwise::model::Agreement;
 use crate::store::{AdditionRecord, Mapping, MappingKind};
@@ -93,20 +94,34 @@ impl Ctx<'_> {
         }
         // A month without usage data (404) changes nothing: unknown is not zero.
         if reads.usage.is_some() && !rules.selected.is_empty() {
-            self.sync_additions(tenant, &agreement, usage, reads, rules, &mut c)
-                .await?;
+            let newly_mapped = newly_discovered && !reads.mappings.contains_key(&tenant.id)
+                || first_billing(tenant, reads);
+            self.sync_additions(
+                tenant,
+                &agreement,
+                usage,
+                newly_mapped,
+                reads,
+                rules,
+                &mut c,
+            )
+            .await?;
         }
         if !c.errors.is_empty() {
             c.status = CustomerState::Error;
+        } else if c.products.iter().any(|p| p.action == ProductAction::Hold) {
+            c.status = CustomerState::Review;
         }
         Ok(c)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn sync_additions(
         &self,
         tenant: &crate::sophos::model::Tenant,
         agreement: &Agreement,
         usage: Option<&TenantUsage>,
+        newly_mapped: bool,
         reads: &Reads,
         rules: &AdditionRules<'_>,
         c: &mut CustomerReport,
@@ -130,10 +145,36 @@ impl Ctx<'_> {
             }
         }
         let plans = plan::plan_additions(usage, &additions, &records, rules);
-        for p in plans {
-            let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
+        if !self.review_active {
+            for p in plans {
+                let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
+                c.products.push(product);
+            }
+            return Ok(());
+        }
+        let review = CustomerReview {
+            tenant,
+            agreement,
+            usage,
+            newly_mapped,
+            held: self.held_of(&tenant.id, rules.selected.iter()).await?,
+        };
+        for p in &plans {
+            let product = self.reviewed(&review, &additions, p, c).await?;
             c.products.push(product);
         }
+        self.settle_unplanned(&review, &plans).await?;
         Ok(())
     }
+}
+
+/// A customer billed for the first time: mapped by hand (or remembered) but no
+/// addition of it is remembered yet. With a mapping discovered in this run, this
+/// is what the `newlyMapped` review rule means by "mapped for the first time".
+fn first_billing(tenant: &crate::sophos::model::Tenant, reads: &Reads) -> bool {
+    reads
+        .mappings
+        .get(&tenant.id)
+        .is_some_and(|m| m.kind == MappingKind::Manual)
+        && !reads.records.iter().any(|r| r.tenant_id == tenant.id)
 }
