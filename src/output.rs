@@ -73,6 +73,12 @@ pub fn print_report(r: &RunReport) {
             opt(&u.product_description)
         );
     }
+    let held = r.customer_counts.held;
+    if held > 0 {
+        println!(
+            "\n{held} change(s) held for review, nothing written for them: see `sophos-cw-sync review`"
+        );
+    }
     println!(
         "\nAPI calls: sophos {}, connectwise {}; ConnectWise writes: {}",
         r.api_calls.sophos, r.api_calls.connectwise, r.writes
@@ -105,6 +111,9 @@ fn print_customer(c: &CustomerReport) {
                 .map(|a| format!(" (addition {a})"))
                 .unwrap_or_default()
         );
+        if let (Some(id), Some(proposed)) = (&p.held_change_id, p.proposed_quantity) {
+            println!("      proposed {proposed}, not written: held change {id}");
+        }
     }
     for e in &c.errors {
         println!(
