@@ -459,3 +459,29 @@ async fn without_a_policy_nothing_is_held() {
     );
     assert_eq!(qty(&additions(&h, 212, 901)[0]), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_dies_after_writing_an_approval_is_not_written_twice() {
+    let h = Harness::start().await;
+    let settings = with_review(json!({"firstAdditionOver": 40}));
+    h.run(&settings).await;
+    let held = held_of(&h, 1, IXA).await.unwrap();
+    approve(&h, &held.id).await;
+    // The process dies right after its first ConnectWise write: the approved create.
+    let mut opts = h.options(false);
+    opts.customers_in_progress = Some(1);
+    opts.crash_after_writes = Some(1);
+    let crashed = h.run_with(&settings, opts).await;
+    assert!(crashed.is_err(), "the failpoint stops the run");
+    let written = additions(&h, 201, 901);
+    assert_eq!(written.len(), 1, "the approved create landed");
+    assert_eq!(held_of(&h, 1, IXA).await.unwrap().status, HeldStatus::Approved);
+    // The lease of the dead run expires; the next run finds the write and settles.
+    let mut opts = h.options(false);
+    opts.clock_offset = chrono::Duration::hours(1);
+    let report = h.run_with(&settings, opts).await.unwrap();
+    assert_eq!(additions(&h, 201, 901).len(), 1, "never written twice");
+    let settled = held_of(&h, 1, IXA).await.unwrap();
+    assert_eq!(settled.status, HeldStatus::Applied, "{settled:#?}");
+    assert_eq!(product(&report, 1, IXA)["action"], "adopt");
+}

@@ -41,7 +41,9 @@ impl Ctx<'_> {
             return Ok(());
         }
         let store = self.engine.store;
-        let mut after: Option<String> = None;
+        // Ids begin with their month and list in descending order: starting after
+        // the run's month reads only earlier months' changes.
+        let mut after: Option<String> = Some(self.opts.month.to_string());
         loop {
             let page = store.list_held_changes(true, 200, after.as_deref()).await?;
             for h in &page.items {
