@@ -269,7 +269,7 @@ async fn approve_writes_once_and_reject_is_not_proposed_again() {
     approve(&h, &acme.id).await;
     let out = decide(
         h.store.as_ref(),
-        &[mu.id.clone()],
+        std::slice::from_ref(&mu.id),
         Decision::Reject,
         "test:bob",
     )
@@ -430,7 +430,7 @@ async fn a_held_change_does_not_outlive_its_month_and_a_dry_run_stores_nothing()
     // Too late to approve.
     let out = decide(
         h.store.as_ref(),
-        &[old.id.clone()],
+        std::slice::from_ref(&old.id),
         Decision::Approve,
         "test",
     )
