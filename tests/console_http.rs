@@ -566,7 +566,7 @@ async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_event
         &f,
         event(
             "GET",
-            "/console/assets/console-1.css",
+            "/console/assets/console-2.css",
             "",
             &[],
             host.clone(),

@@ -148,16 +148,30 @@ async fn start_sync(
         ),
         None => None,
     };
+    Ok(match request_sync(&web, &authed, month, dry_run).await? {
+        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
+        StartOutcome::Busy { run_id } => {
+            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
+        }
+    })
+}
+
+/// Starts a run as `POST /sync` does, on the audit trail as the session's request
+/// (`requestSync` / `requestDryRun`, refused ones too): "Sync now", "Preview" and
+/// the review page's "Sync now after approving".
+pub async fn request_sync(
+    web: &Web,
+    authed: &Authed,
+    month: Option<Month>,
+    dry_run: bool,
+) -> Result<StartOutcome, ConsoleError> {
     let outcome = web.app.start_sync(month, dry_run).await.map_err(|e| {
         tracing::error!(error = %e, "console: cannot start a sync");
         ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
     })?;
-    let (run_id, detail) = match &outcome {
-        StartOutcome::Started { run_id } => (run_id.clone(), format!("started run {run_id}")),
-        StartOutcome::Busy { run_id } => (
-            run_id.clone(),
-            format!("refused: run {run_id} is already running"),
-        ),
+    let detail = match &outcome {
+        StartOutcome::Started { run_id } => format!("started run {run_id}"),
+        StartOutcome::Busy { run_id } => format!("refused: run {run_id} is already running"),
     };
     audit_log::record(
         web.app.store.as_ref(),
@@ -177,12 +191,7 @@ async fn start_sync(
         },
     )
     .await?;
-    Ok(match outcome {
-        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
-        StartOutcome::Busy { .. } => {
-            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
-        }
-    })
+    Ok(outcome)
 }
 
 pub fn run_link(run_id: &str) -> String {
