@@ -12,7 +12,7 @@ use crate::console::page::{
 use crate::console::pages::customers::qty;
 use crate::console::pages::runs::{request_sync, run_link};
 use crate::domain::month::Month;
-use crate::store::{HeldChange, HeldStatus, MAX_PAGE, Store};
+use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, MAX_PAGE, Store};
 use crate::sync::review::{Decision, DecisionOutcome, decide};
 use crate::web::Web;
 use askama::Template;
@@ -409,7 +409,11 @@ async fn refusal(
     store: &dyn Store,
     refused: &[&DecisionOutcome],
 ) -> Result<ConsoleError, ConsoleError> {
-    let ids: Vec<String> = refused.iter().map(|o| o.id.clone()).collect();
+    let ids: Vec<String> = refused
+        .iter()
+        .map(|o| o.id.clone())
+        .take(MAX_HELD_IDS)
+        .collect();
     let known = store.get_held_changes(&ids).await?;
     let reasons: Vec<String> = refused
         .iter()
