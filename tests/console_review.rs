@@ -13,6 +13,9 @@ use support::app::{Harness, MONTH, demo_settings, tenant};
 use support::console::{Client, app, test_config};
 use support::review::{held, put, with_status};
 
+/// Form fields (or request headers) of a test request.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 const XA: &str = "Sophos_Intercept_X_Advanced";
 const XDR: &str = "Sophos_Intercept_X_Advanced_XDR";
 
@@ -183,7 +186,7 @@ async fn decision_forms_without_the_sessions_token_or_from_another_site_change_n
     c.sign_in().await;
     let csrf = review_csrf(&mut c).await;
     let act = format!("approve:{}", s.acme_xa.id);
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(&str, Pairs, Pairs)> = vec![
         (
             "no token",
             vec![("act", &act)],
@@ -241,7 +244,7 @@ async fn unknown_finished_or_missing_choices_get_a_4xx_that_says_what_to_do() {
     let csrf = review_csrf(&mut c).await;
     let unknown = "approve:2026-11-000000000000".to_owned();
     let applied = format!("reject:{}", s.applied.id);
-    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    let cases: Vec<(Pairs, StatusCode, &str)> = vec![
         (
             vec![("act", &unknown)],
             StatusCode::NOT_FOUND,
