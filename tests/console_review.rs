@@ -180,6 +180,24 @@ async fn the_review_list_pages_with_the_stores_cursor() {
 }
 
 #[tokio::test]
+async fn the_banner_stops_counting_at_500() {
+    let h = Harness::start().await;
+    for n in 0..501u32 {
+        let c = held(MONTH, &tenant(1000 + n), "Many", XA, 50.0, 5.0);
+        put(h.store.as_ref(), &c).await;
+    }
+    let mut c = client(&h);
+    c.sign_in().await;
+    let home = c.get("/console/").await;
+    assert!(
+        home.body
+            .contains("<strong>500+</strong> changes wait for review"),
+        "{}",
+        home.body
+    );
+}
+
+#[tokio::test]
 async fn decision_forms_without_the_sessions_token_or_from_another_site_change_nothing() {
     let s = held_changes().await;
     let mut c = client(&s.h);

@@ -42,21 +42,25 @@ pub fn change_link(id: &str) -> String {
     format!("{PATH}?id={}", page::encode(id))
 }
 
-/// The open held changes, counted up to [`COUNT_CAP`]: (count, more beyond it).
+/// The open held changes, counted up to [`COUNT_CAP`] in at most [`READS`] store
+/// reads: (count, more beyond it). "More" is also said when the reads ran out first.
 pub async fn count_open(store: &dyn Store) -> Result<(usize, bool), ConsoleError> {
     let mut count = 0;
     let mut after: Option<String> = None;
-    loop {
+    for _ in 0..READS {
         let page = store
             .list_held_changes(true, MAX_PAGE.min(COUNT_CAP), after.as_deref())
             .await?;
         count += page.items.len();
+        if count >= COUNT_CAP {
+            return Ok((COUNT_CAP, count > COUNT_CAP || page.next.is_some()));
+        }
         match page.next {
-            Some(next) if count < COUNT_CAP => after = Some(next),
-            Some(_) => return Ok((COUNT_CAP, true)),
-            None => return Ok((count.min(COUNT_CAP), count > COUNT_CAP)),
+            Some(next) => after = Some(next),
+            None => return Ok((count, false)),
         }
     }
+    Ok((count, true))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -247,8 +251,9 @@ fn flash(pairs: &[(String, String)]) -> Option<Flash> {
         .unwrap_or(0);
     let noun = if n == 1 { "change" } else { "changes" };
     let mut text = format!("{verb} {n} {noun}.");
+    let busy = query_get(pairs, "busy").is_some();
     if verb == "Approved" && n > 0 {
-        text.push_str(if query_get(pairs, "run").is_some() {
+        text.push_str(if query_get(pairs, "run").is_some() && !busy {
             " A sync was requested to write them now."
         } else {
             " The next sync of their month writes them."
@@ -267,7 +272,7 @@ fn flash(pairs: &[(String, String)]) -> Option<Flash> {
         text,
         refused,
         run_id: query_get(pairs, "run").map(str::to_owned),
-        busy: query_get(pairs, "busy").is_some(),
+        busy,
     })
 }
 
@@ -449,6 +454,12 @@ mod tests {
         assert_eq!(f.refused, vec!["2026-11-aa".to_owned()]);
         assert_eq!(f.run_id.as_deref(), Some("r1"));
         assert!(!f.busy);
+        let f = flash(&pairs("done=approve&n=1&run=r1&busy=1")).unwrap();
+        assert_eq!(
+            f.text,
+            "Approved 1 change. The next sync of their month writes them."
+        );
+        assert!(f.busy);
         let f = flash(&pairs("done=reject&n=1")).unwrap();
         assert!(f.text.starts_with("Rejected 1 change."), "{}", f.text);
         assert!(flash(&pairs("done=<script>&n=1")).is_none());
