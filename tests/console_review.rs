@@ -477,6 +477,21 @@ async fn customers_in_review_are_filtered_and_link_their_held_changes() {
     status.report["products"][0]["heldChangeId"] = change.id.clone().into();
     status.report["products"][0]["reviewRule"] = "decreaseOverUnits".into();
     h.store.put_customer_status(&status).await.unwrap();
+    // And in the run's own results.
+    let run_id = status.run_id.clone();
+    let mut run_customers = h
+        .store
+        .list_run_customers(&run_id, 500, None)
+        .await
+        .unwrap()
+        .items;
+    for rc in run_customers
+        .iter_mut()
+        .filter(|rc| rc.tenant_id == tenant(1))
+    {
+        rc.report = status.report.clone();
+    }
+    h.store.put_run_customers(&run_customers).await.unwrap();
 
     let mut c = client(&h);
     c.sign_in().await;
@@ -494,4 +509,7 @@ async fn customers_in_review_are_filtered_and_link_their_held_changes() {
     let page = c.get(&format!("/console/customers/{}", tenant(1))).await;
     assert!(page.body.contains("chip review"), "{}", page.body);
     assert!(page.body.contains(&link), "{}", page.body);
+    let run = c.get(&format!("/console/runs/{run_id}")).await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.body);
+    assert!(run.body.contains(&link), "{}", run.body);
 }

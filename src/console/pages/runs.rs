@@ -8,7 +8,7 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, qty};
+use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
 use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::store::{RunRecord, RunStatus};
@@ -262,6 +262,8 @@ pub struct ChangeRow {
     pub old: String,
     pub new: String,
     pub action: &'static str,
+    /// A change held for review: (its id, its review link).
+    pub held: Option<(String, String)>,
 }
 
 fn customer_row(c: &CustomerReport) -> RunCustomerRow {
@@ -278,6 +280,7 @@ fn customer_row(c: &CustomerReport) -> RunCustomerRow {
                 old: qty(p.previous_quantity),
                 new: qty(p.new_quantity),
                 action: action_name(p.action),
+                held: held_link(p),
             })
             .collect(),
         skipped: c
