@@ -294,6 +294,16 @@ async fn unknown_finished_or_missing_choices_get_a_4xx_that_says_what_to_do() {
             "names no held change",
         ),
     ];
+    let many: Vec<String> = (0..101).map(|n| format!("2026-11-{n:012}")).collect();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf), ("act", "approve-selected")];
+    form.extend(many.iter().map(|id| ("id", id.as_str())));
+    let answer = c.post("/console/review", &form).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.body.contains("approve at most 100 at once"),
+        "{}",
+        answer.body
+    );
     for (mut form, status, says) in cases {
         form.push(("csrf", &csrf));
         let answer = c.post("/console/review", &form).await;

@@ -34,6 +34,8 @@ const ROWS: usize = 50;
 const READS: usize = 20;
 /// The home page's banner counts open held changes up to this many ("500+").
 pub const COUNT_CAP: usize = 500;
+/// Changes one "Approve selected" decides at most (a page shows [`ROWS`]).
+const MAX_SELECTED: usize = 2 * ROWS;
 /// Ids named in a flash message at most.
 const FLASH_IDS: usize = 5;
 
@@ -336,6 +338,12 @@ fn what(form: &page::Form) -> Result<(Decision, Vec<String>), ConsoleError> {
             return Err(ConsoleError::BadRequest(
                 "no change is selected: tick the boxes of the changes to approve, then press Approve selected".into(),
             ));
+        }
+        if ids.len() > MAX_SELECTED {
+            return Err(ConsoleError::BadRequest(format!(
+                "{} changes are selected; approve at most {MAX_SELECTED} at once (a page lists {ROWS})",
+                ids.len()
+            )));
         }
         return Ok((Decision::Approve, ids));
     }
