@@ -192,6 +192,15 @@ def events():
     # The operator console (HTML; signed in with the secret's consoleToken).
     ev["console-login.json"] = api("GET", "/console/login", route="GET /console/{proxy+}",
                                    path_params={"proxy": "login"}, token=None)
+    # Review (added last, so the earlier events keep their request ids).
+    ev["api-review.json"] = api("GET", "/review", query="limit=100")
+    held_id = "2026-11-000000000000"  # made up: 404
+    ev["api-review-approve.json"] = api("POST", f"/review/{held_id}/approve",
+                                        route="POST /review/{id}/approve",
+                                        path_params={"id": held_id}, body={"sync": True})
+    ev[m + "review-sync-not-boolean.json"] = api(
+        "POST", f"/review/{held_id}/approve", route="POST /review/{id}/approve",
+        path_params={"id": held_id}, body={"sync": "now"})
     return ev
 
 

@@ -7,6 +7,7 @@ use crate::http::ApiCounters;
 use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
 use crate::sync::report::RunReport;
+use crate::sync::review::{Decision, DecisionOutcome};
 use crate::wiring::{build_clients, load_secrets, open_store, validate_settings};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -68,6 +69,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Changes held for review: list them (open ones; --all every status), or
+    /// approve or reject them by id.
+    #[command(args_conflicts_with_subcommands = true)]
+    Review {
+        #[command(subcommand)]
+        action: Option<ReviewAction>,
+        #[arg(long)]
+        json: bool,
+        /// Every held change (applied, closed and rejected too), not only the open ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Serve the operator console (/console/) and the HTTP API (webhook, runs,
     /// status, audit, mappings, settings).
     Serve {
@@ -77,6 +90,28 @@ pub enum Command {
         /// address (drops its Secure flag); refused on any other address.
         #[arg(long)]
         insecure_local_cookies: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReviewAction {
+    /// Approve held changes: the next sync of their month writes them.
+    Approve {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Run a sync cycle of each approved change's month right away, so the
+        /// approval is written now.
+        #[arg(long)]
+        sync: bool,
+    },
+    /// Reject held changes: the same proposal is not made again this month.
+    Reject {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,6 +194,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Runs { run_id, json } => runs(store, run_id, json).await,
         Command::Audit { json } => audit(store, json).await,
+        Command::Review { action, json, all } => match action {
+            None => review_list(store, json, all).await,
+            Some(ReviewAction::Approve { ids, json, sync }) => {
+                let outcomes = decide(store, &ids, Decision::Approve).await?;
+                review_approved(store, &env, &settings, outcomes, json, sync).await
+            }
+            Some(ReviewAction::Reject { ids, json }) => {
+                let outcomes = decide(store, &ids, Decision::Reject).await?;
+                print_decisions(&outcomes, Decision::Reject, json, Vec::new());
+                Ok(decisions_code(&outcomes))
+            }
+        },
         // Boxed: the server future is deep, and inlined it overflows the layout query.
         Command::Serve {
             addr,
@@ -213,6 +260,26 @@ async fn sync(
             .map_err(|e| ConfigError(format!("--month: {e}")))?,
         None => Month::from_setting(&settings.month).map_err(ConfigError)?,
     };
+    let report = cycle(store, env, settings, dry_run, month).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        crate::output::print_report(&report);
+    }
+    Ok(exit_code(&report))
+}
+
+/// One sync cycle of `month` (the engine, wired to the vendors of the environment).
+async fn cycle(
+    store: &dyn Store,
+    env: &Environment,
+    settings: &Settings,
+    dry_run: bool,
+    month: Month,
+) -> Result<RunReport, Failure> {
     let secrets = load_secrets(&env.secrets).await?;
     let counters = Arc::new(ApiCounters::default());
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
@@ -239,15 +306,7 @@ async fn sync(
         Err(CycleError::Config(e)) => return Err(Failure::Config(e.0)),
         Err(e) => return Err(Failure::Other(e.to_string())),
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        crate::output::print_report(&report);
-    }
-    Ok(exit_code(&report))
+    Ok(report)
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -403,6 +462,116 @@ async fn audit(store: &dyn Store, json: bool) -> Result<u8, Failure> {
         crate::output::print_audit(&entries);
     }
     Ok(0)
+}
+
+// ---------------------------------------------------------------- review
+
+/// Who decides from the command line.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "sophos-cw-sync".into())
+    )
+}
+
+/// `review [--all]`: the held changes page by page, printed as they are read.
+async fn review_list(store: &dyn Store, json: bool, all: bool) -> Result<u8, Failure> {
+    let mut out = crate::output::HeldList::new(
+        json,
+        if all {
+            "no change was ever held for review"
+        } else {
+            "no change waits for review (`sophos-cw-sync review --all` lists the decided ones)"
+        },
+    );
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_held_changes(!all, CLI_PAGE, after.as_deref())
+            .await?;
+        out.page(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.finish();
+    Ok(0)
+}
+
+async fn decide(
+    store: &dyn Store,
+    ids: &[String],
+    decision: Decision,
+) -> Result<Vec<DecisionOutcome>, Failure> {
+    Ok(crate::sync::review::decide(store, ids, decision, &cli_actor()).await?)
+}
+
+/// Approvals, then (with `--sync`) one cycle per month of the approved changes.
+async fn review_approved(
+    store: &dyn Store,
+    env: &Environment,
+    settings: &Settings,
+    outcomes: Vec<DecisionOutcome>,
+    json: bool,
+    sync: bool,
+) -> Result<u8, Failure> {
+    let mut code = decisions_code(&outcomes);
+    let mut reports = Vec::new();
+    if sync {
+        let months: std::collections::BTreeSet<String> = outcomes
+            .iter()
+            .filter_map(|o| o.change.as_ref())
+            .filter(|c| c.status == crate::store::HeldStatus::Approved)
+            .map(|c| c.month.clone())
+            .collect();
+        for month in months {
+            let month = month
+                .parse::<Month>()
+                .map_err(|e| Failure::Other(format!("held change month {month:?}: {e}")))?;
+            let report = cycle(store, env, settings, false, month).await?;
+            code = code.max(exit_code(&report));
+            reports.push(report);
+        }
+    }
+    print_decisions(&outcomes, Decision::Approve, json, reports);
+    Ok(code)
+}
+
+fn decisions_code(outcomes: &[DecisionOutcome]) -> u8 {
+    if outcomes.iter().all(DecisionOutcome::ok) {
+        0
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// `{"decisions":[...]}` (plus `"runs"` after `--sync`), or a line per id; a
+/// refusal's reason also goes to stderr.
+fn print_decisions(
+    outcomes: &[DecisionOutcome],
+    decision: Decision,
+    json: bool,
+    reports: Vec<RunReport>,
+) {
+    if json {
+        let mut doc = serde_json::json!({ "decisions": outcomes });
+        if !reports.is_empty() {
+            doc["runs"] = serde_json::to_value(&reports).unwrap_or_default();
+        }
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        crate::output::print_decisions(outcomes, decision);
+        for report in &reports {
+            println!();
+            crate::output::print_report(report);
+        }
+    }
+    for o in outcomes {
+        if let Some(e) = &o.error {
+            eprintln!("error: {e}");
+        }
+    }
 }
 
 fn print_settings(s: &Settings) {

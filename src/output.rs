@@ -1,7 +1,8 @@
 //! Human-readable tables for the CLI (the `--json` forms carry the same data).
 
-use crate::store::{AuditEntry, RunRecord};
+use crate::store::{AuditEntry, HeldChange, RunRecord};
 use crate::sync::report::{CustomerReport, RunReport};
+use crate::sync::review::{Decision, DecisionOutcome};
 
 fn code(c: crate::sync::report::ErrorCode) -> String {
     serde_json::to_value(c)
@@ -266,5 +267,148 @@ pub fn print_audit(entries: &[AuditEntry]) {
             e.run_id,
             e.actor
         );
+    }
+}
+
+/// An enum's serde spelling ("decreaseOverUnits", "held"), as the JSON has it.
+fn wire<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// "40 -> 28 (-12)".
+fn change_of(h: &HeldChange) -> String {
+    let diff = h.proposed_quantity - h.current_quantity;
+    let sign = if diff > 0.0 { "+" } else { "" };
+    format!(
+        "{} -> {} ({sign}{diff})",
+        h.current_quantity, h.proposed_quantity
+    )
+}
+
+/// Prints held changes as they are read, a page at a time: one JSON array, or a
+/// table grouped by month and customer (a customer's changes are grouped within a
+/// page of the store's reading; one spread over two pages shows its heading twice).
+pub struct HeldList {
+    json: bool,
+    empty_note: &'static str,
+    printed: usize,
+    /// (month, tenant id) of the last heading printed.
+    group: Option<(String, String)>,
+}
+
+impl HeldList {
+    pub fn new(json: bool, empty_note: &'static str) -> Self {
+        Self {
+            json,
+            empty_note,
+            printed: 0,
+            group: None,
+        }
+    }
+
+    pub fn page(&mut self, mut changes: Vec<HeldChange>) {
+        if !self.json {
+            // Latest month first (the store's order), then by customer.
+            changes.sort_by(|a, b| {
+                b.month
+                    .cmp(&a.month)
+                    .then_with(|| a.tenant_name.cmp(&b.tenant_name))
+                    .then_with(|| a.tenant_id.cmp(&b.tenant_id))
+                    .then_with(|| a.identifier.cmp(&b.identifier))
+            });
+        }
+        for h in changes {
+            if self.json {
+                let text = serde_json::to_string_pretty(&h).unwrap_or_default();
+                let sep = if self.printed == 0 { "[" } else { "," };
+                println!("{sep}\n{}", indent(&text));
+            } else {
+                self.print_row(&h);
+            }
+            self.printed += 1;
+        }
+    }
+
+    fn print_row(&mut self, h: &HeldChange) {
+        let key = (h.month.clone(), h.tenant_id.clone());
+        if self.group.as_ref() != Some(&key) {
+            if self.group.is_some() {
+                println!();
+            }
+            println!(
+                "{}  {}  company {}  agreement {}  tenant {}",
+                h.month,
+                h.tenant_name,
+                h.company_identifier.as_deref().unwrap_or("-"),
+                h.agreement_id,
+                h.tenant_id
+            );
+            println!(
+                "  {:<20} {:<32} {:<7} {:<20} {:<20} {:<9} run",
+                "id", "product", "op", "connectwise -> new", "rule", "status"
+            );
+            self.group = Some(key);
+        }
+        println!(
+            "  {:<20} {:<32} {:<7} {:<20} {:<20} {:<9} {}",
+            h.id,
+            h.identifier,
+            wire(&h.op),
+            change_of(h),
+            wire(&h.rule),
+            wire(&h.status),
+            h.run_id
+        );
+        println!("      why: {}", h.reason);
+        if let Some(by) = &h.decided_by {
+            println!(
+                "      decided by {by}{}",
+                h.decided_at
+                    .map(|at| format!(" at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(note) = &h.note {
+            println!("      note: {note}");
+        }
+    }
+
+    pub fn finish(self) {
+        match (self.json, self.printed) {
+            (true, 0) => println!("[]"),
+            (true, _) => println!("]"),
+            (false, 0) => println!("{}", self.empty_note),
+            (false, _) => {}
+        }
+    }
+}
+
+/// A line per decided id (refusals are reported on stderr by the caller).
+pub fn print_decisions(outcomes: &[DecisionOutcome], decision: Decision) {
+    for o in outcomes {
+        let Some(h) = &o.change else { continue };
+        if o.error.is_some() {
+            continue;
+        }
+        let what = format!(
+            "{} {} of {} ({})",
+            h.tenant_name,
+            h.identifier,
+            h.month,
+            change_of(h)
+        );
+        match decision {
+            Decision::Approve => println!(
+                "{}: approved: {what}; the next sync of {} writes it",
+                o.id, h.month
+            ),
+            Decision::Reject => println!(
+                "{}: rejected: {what}; this proposal is not made again this month",
+                o.id
+            ),
+        }
     }
 }

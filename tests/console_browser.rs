@@ -495,3 +495,137 @@ async fn ignoring_a_customer_shows_on_its_page_and_on_the_audit_trail_and_its_cs
     );
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn held_changes_are_approved_one_by_one_in_bulk_and_rejected_on_the_review_page() {
+    use sophos_cw_sync::store::HeldStatus;
+    use support::review::{held, put};
+    let s = served().await;
+    let month = support::app::MONTH;
+    let xa = "Sophos_Intercept_X_Advanced";
+    let xdr = "Sophos_Intercept_X_Advanced_XDR";
+    let one = held(month, &tenant(1), "Acme Ltd", xa, 40.0, 28.0);
+    let bulk_a = held(month, &tenant(1), "Acme Ltd", xdr, 12.0, 2.0);
+    let bulk_b = held(month, &tenant(4), "Delta Co", xa, 30.0, 10.0);
+    let reject = held(month, &tenant(5), "Echo Labs", xa, 25.0, 0.0);
+    for c in [&one, &bulk_a, &bulk_b, &reject] {
+        put(s.h.store.as_ref(), c).await;
+    }
+    let row = |id: &str| format!("tr.held-change[data-id='{id}']");
+    let c = Browser::session().await;
+    sign_in(&c, &s.base).await;
+    // The home page's banner counts them and leads to the page.
+    let banner = text_of(&c, "#banner-review").await;
+    assert!(banner.contains("4 changes wait for review"), "{banner}");
+    click(&c, "#banner-review").await;
+    wait_for(&c, &row(&one.id), WAIT).await;
+    assert!(url(&c).await.ends_with("/console/review"));
+    let acme = text_of(&c, &row(&one.id)).await;
+    for part in [
+        "40 → 28",
+        "(-12)",
+        "decreaseOverUnits",
+        "CIXA-MSP",
+        "r-proposer",
+    ] {
+        assert!(acme.contains(part), "{part:?} not in {acme:?}");
+    }
+    screenshot(&c, "review").await;
+
+    // Approve one.
+    click(&c, &format!("{} button.approve", row(&one.id))).await;
+    wait_for(
+        &c,
+        &format!("{}[data-status='approved']", row(&one.id)),
+        WAIT,
+    )
+    .await;
+    assert!(text_of(&c, "#done").await.contains("Approved 1 change."));
+    let stored = s.h.store.get_held_change(&one.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, HeldStatus::Approved);
+    let actor = stored.decided_by.clone().expect("decided by");
+    assert!(actor.starts_with("console:"), "{actor}");
+
+    // Tick two, approve the selection.
+    click(&c, &format!("{} input.select", row(&bulk_a.id))).await;
+    click(&c, &format!("{} input.select", row(&bulk_b.id))).await;
+    click(&c, "#approve-selected").await;
+    wait_for(
+        &c,
+        &format!("{}[data-status='approved']", row(&bulk_b.id)),
+        WAIT,
+    )
+    .await;
+    assert!(text_of(&c, "#done").await.contains("Approved 2 changes."));
+    for id in [&bulk_a.id, &bulk_b.id] {
+        let stored = s.h.store.get_held_change(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, HeldStatus::Approved, "{id}");
+        assert_eq!(stored.decided_by.as_deref(), Some(actor.as_str()));
+    }
+    let held_still =
+        s.h.store
+            .get_held_change(&reject.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        held_still.status,
+        HeldStatus::Held,
+        "an unticked one was approved"
+    );
+
+    // Reject one: it leaves the open view and shows under All.
+    click(&c, &format!("{} button.reject", row(&reject.id))).await;
+    wait_for(&c, "#done", WAIT).await;
+    let flash = text_of(&c, "#done").await;
+    assert!(flash.contains("Rejected 1 change."), "{flash}");
+    assert!(c.find(Locator::Css(&row(&reject.id))).await.is_err());
+    let stored =
+        s.h.store
+            .get_held_change(&reject.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored.status, HeldStatus::Rejected);
+    assert_eq!(stored.decided_by.as_deref(), Some(actor.as_str()));
+    click(&c, "#view-all").await;
+    wait_for(
+        &c,
+        &format!("{}[data-status='rejected']", row(&reject.id)),
+        WAIT,
+    )
+    .await;
+
+    // The audit page shows the decisions, with the session as actor.
+    c.goto(&format!("{}/console/audit", s.base)).await.unwrap();
+    wait_for(&c, "#audit", WAIT).await;
+    find(&c, "#action")
+        .await
+        .select_by_value("approveChange")
+        .await
+        .unwrap();
+    click(&c, "#apply-audit-filter").await;
+    wait_for(&c, "tr.audit-row[data-action='approveChange']", WAIT).await;
+    let approvals = js(
+        &c,
+        "return [...document.querySelectorAll('tr.audit-row')].map(r => [r.dataset.action, r.textContent]);",
+    )
+    .await;
+    let approvals = approvals.as_array().unwrap();
+    assert_eq!(approvals.len(), 3, "{approvals:?}");
+    assert!(
+        approvals
+            .iter()
+            .all(|a| a[0] == "approveChange" && a[1].as_str().unwrap().contains(&actor)),
+        "{approvals:?}"
+    );
+    c.goto(&format!("{}/console/audit?action=rejectChange", s.base))
+        .await
+        .unwrap();
+    wait_for(&c, "tr.audit-row[data-action='rejectChange']", WAIT).await;
+    let rejection = text_of(&c, "tr.audit-row[data-action='rejectChange']").await;
+    assert!(rejection.contains(&actor), "{rejection}");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.close().await.unwrap();
+}

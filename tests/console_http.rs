@@ -566,7 +566,7 @@ async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_event
         &f,
         event(
             "GET",
-            "/console/assets/console-1.css",
+            "/console/assets/console-2.css",
             "",
             &[],
             host.clone(),
@@ -711,4 +711,53 @@ async fn a_runs_page_lists_its_changes_errors_or_skipped_customers() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("show all, changes, errors or skipped"));
+}
+
+#[tokio::test]
+async fn the_review_api_is_served_through_the_lambda_handler_from_api_gateway_events() {
+    use sophos_cw_sync::store::HeldStatus;
+    let h = synced().await;
+    let change = support::review::held(
+        support::app::MONTH,
+        &tenant(1),
+        "Acme Ltd",
+        "Sophos_Intercept_X_Advanced",
+        40.0,
+        28.0,
+    );
+    support::review::put(h.store.as_ref(), &change).await;
+    let (app, _invoker) = app(&h);
+    let f = Function::new(app);
+    let auth = json!({"authorization": "Bearer webhook-token-secret-value",
+        "content-type": "application/json"});
+
+    let listed = invoke(
+        &f,
+        event("GET", "/review", "limit=10", &[], auth.clone(), None),
+    )
+    .await;
+    assert_eq!(listed["statusCode"], 200, "{listed}");
+    let body: Value = serde_json::from_str(listed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["items"][0]["id"], change.id.as_str(), "{body}");
+    assert_eq!(body["next"], Value::Null);
+
+    let path = format!("/review/{}/approve", change.id);
+    let approved = invoke(
+        &f,
+        event("POST", &path, "", &[], auth.clone(), Some(("{}", false))),
+    )
+    .await;
+    assert_eq!(approved["statusCode"], 200, "{approved}");
+    let body: Value = serde_json::from_str(approved["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["change"]["status"], "approved");
+    let stored = h.store.get_held_change(&change.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, HeldStatus::Approved);
+    assert_eq!(stored.decided_by.as_deref(), Some("api:token"));
+
+    // Without the token: 401, nothing decided.
+    let reject = format!("/review/{}/reject", change.id);
+    let refused = invoke(&f, event("POST", &reject, "", &[], json!({}), None)).await;
+    assert_eq!(refused["statusCode"], 401, "{refused}");
+    let stored = h.store.get_held_change(&change.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, HeldStatus::Approved);
 }

@@ -1014,3 +1014,240 @@ async fn the_connectwise_concurrency_setting_is_validated_and_bounds_requests_in
     assert_eq!(h.cw_writes(), 6, "the demo's writes");
     assert_eq!(h.sim.counters().connectwise.max_in_flight, 1);
 }
+
+// ---------------------------------------------------------------- review
+
+mod review_api {
+    use super::*;
+    use sophos_cw_sync::store::HeldStatus;
+    use support::review::{held, put, with_status};
+
+    const XA: &str = "Sophos_Intercept_X_Advanced";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn held_changes_are_listed_in_pages_approved_and_rejected_as_the_api_actor() {
+        let h = harness().await;
+        let (api, _invoker) = Api::local(&h).await;
+        let mut ids = Vec::new();
+        for n in 0..5u32 {
+            let c = held(
+                MONTH,
+                &tenant(200 + n),
+                &format!("Customer {n}"),
+                XA,
+                40.0,
+                4.0,
+            );
+            put(h.store.as_ref(), &c).await;
+            ids.push(c.id);
+        }
+        let applied = with_status(
+            &held("2026-10", &tenant(1), "Acme Ltd", XA, 9.0, 1.0),
+            HeldStatus::Applied,
+        );
+        put(h.store.as_ref(), &applied).await;
+
+        // Open ones by default, in pages, latest month first.
+        let mut seen = Vec::new();
+        let mut path = "/review?limit=2".to_owned();
+        loop {
+            let (status, page) = api.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 2, "{page}");
+            for item in items {
+                for field in [
+                    "id",
+                    "tenantId",
+                    "identifier",
+                    "agreementId",
+                    "additionId",
+                    "currentQuantity",
+                    "proposedQuantity",
+                    "rule",
+                    "runId",
+                    "month",
+                    "status",
+                ] {
+                    assert!(!item[field].is_null(), "{field} missing in {item}");
+                }
+                seen.push(item["id"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(next) => path = format!("/review?limit=2&after={next}"),
+                None => break,
+            }
+        }
+        let mut expected = ids.clone();
+        expected.sort_by(|a, b| b.cmp(a));
+        assert_eq!(seen, expected);
+        let (_, all) = api.get("/review?all=true&limit=100").await;
+        let all: Vec<&str> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all.last(), Some(&applied.id.as_str()), "2026-10 comes last");
+
+        // Approve (empty body), reject ({}), as the API's actor.
+        let (status, body) = api
+            .call("POST", &format!("/review/{}/approve", ids[0]), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["change"]["status"], "approved");
+        assert_eq!(body["change"]["decidedBy"], "api:token");
+        let (status, body) = api
+            .send("POST", &format!("/review/{}/reject", ids[1]), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["change"]["status"], "rejected");
+        let stored = h.store.get_held_change(&ids[1]).await.unwrap().unwrap();
+        assert_eq!(stored.status, HeldStatus::Rejected);
+        assert_eq!(stored.decided_by.as_deref(), Some("api:token"));
+        let trail = h.store.list_audit(100, None).await.unwrap();
+        let decisions: Vec<(&str, &str)> = trail
+            .iter()
+            .filter(|e| e.action.ends_with("Change"))
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        assert_eq!(
+            decisions,
+            vec![
+                ("rejectChange", "api:token"),
+                ("approveChange", "api:token")
+            ]
+        );
+        // Decided ones leave the open list only when over: approved stays, rejected goes.
+        let (_, open) = api.get("/review?limit=100").await;
+        let open: Vec<&str> = open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert!(open.contains(&ids[0].as_str()) && !open.contains(&ids[1].as_str()));
+
+        // Refusals: unknown 404, applied 409 with its status, bad input 400.
+        let (status, body) = api
+            .call("POST", "/review/2026-11-000000000000/approve", None)
+            .await;
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("no held change has the id")
+        );
+        let (status, body) = api
+            .call("POST", &format!("/review/{}/reject", applied.id), None)
+            .await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["status"], "applied");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("nothing left to reject")
+        );
+        for (method, path, body, says) in [
+            ("GET", "/review?all=yes", None, "all must be true or false"),
+            ("GET", "/review?limit=0", None, "limit must be"),
+            (
+                "GET",
+                "/review?status=held",
+                None,
+                "unknown query parameter",
+            ),
+            (
+                "POST",
+                "/review/x/approve",
+                Some(br#"{"sync":"now"}"#.to_vec()),
+                "sync must be true or false",
+            ),
+            (
+                "POST",
+                "/review/x/reject",
+                Some(br#"{"sync":true}"#.to_vec()),
+                "reject takes no fields",
+            ),
+            (
+                "POST",
+                "/review/x/approve",
+                Some(b"[".to_vec()),
+                "not valid JSON",
+            ),
+        ] {
+            let (status, answer) = api.call(method, path, body).await;
+            assert_eq!(status, 400, "{path}: {answer}");
+            assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+        }
+        let (status, body) = api
+            .call("GET", &format!("/review/{}/approve", ids[2]), None)
+            .await;
+        assert_eq!(status, 405, "{body}");
+        assert_eq!(body["allow"], json!(["POST"]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn review_routes_need_the_bearer_token() {
+        let h = harness().await;
+        let (api, _invoker) = Api::local(&h).await;
+        let c = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 4.0);
+        put(h.store.as_ref(), &c).await;
+        for (method, path) in [
+            ("GET", "/review".to_owned()),
+            ("POST", format!("/review/{}/approve", c.id)),
+            ("POST", format!("/review/{}/reject", c.id)),
+        ] {
+            for auth in [None, Some("Bearer wrong-token")] {
+                let (status, body) = api.raw(method, &path, auth, None).await;
+                assert_eq!(status, 401, "{method} {path}: {body}");
+            }
+        }
+        let stored = h.store.get_held_change(&c.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, HeldStatus::Held);
+        assert!(h.store.list_audit(10, None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn approving_with_sync_starts_a_run_of_the_changes_month_or_says_busy() {
+        let h = harness().await;
+        let invoker = Arc::new(RecordingInvoker::default());
+        let api = Api::with_invoker(&h, invoker.clone()).await;
+        let first = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 4.0);
+        let second = held(MONTH, &tenant(4), "Beta GmbH", XA, 30.0, 3.0);
+        put(h.store.as_ref(), &first).await;
+        put(h.store.as_ref(), &second).await;
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("/review/{}/approve", first.id),
+                &json!({"sync": true}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["change"]["status"], "approved");
+        assert_eq!(body["sync"]["status"], "queued");
+        let run_id = body["sync"]["runId"].as_str().unwrap().to_owned();
+        let requests = invoker.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].run_id, run_id);
+        assert_eq!(requests[0].month.as_deref(), Some(MONTH));
+        assert!(!requests[0].dry_run);
+        // The recording invoker keeps the lease: a second one is approved, the run busy.
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("/review/{}/approve", second.id),
+                &json!({"sync": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["change"]["status"], "approved");
+        assert_eq!(body["sync"]["status"], "busy");
+        assert_eq!(body["sync"]["runId"], run_id.as_str());
+        assert_eq!(invoker.requests.lock().unwrap().len(), 1);
+    }
+}

@@ -541,6 +541,11 @@ async fn the_lambda_function_under_cargo_lambda_watch_answers_every_sample_event
         Some(14),
         "{body}"
     );
+    let (status, body) = function.api("api-review.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["items"].is_array() && body["next"].is_null(), "{body}");
+    let (status, body) = function.api("api-review-approve.json").await;
+    assert_eq!(status, 404, "a made-up held change id: {body}");
     // The console's sign-in form, through lambda_http: HTML, its one-time cookie in
     // the API Gateway 2.0 `cookies` field, the security headers.
     let page = function.invoke("console-login.json").await;

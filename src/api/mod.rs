@@ -13,6 +13,9 @@
 //! | `PUT /mappings/{tenantId}` `{"companyId":1,"agreementId":2}` or `{"ignore":true}` | the mapping |
 //! | `DELETE /mappings/{tenantId}` | `{"deleted":true}` |
 //! | `GET /settings`, `PUT /settings` (the full settings) | the settings |
+//! | `GET /review?all=true&limit=N&after=<id>` | `{"items":[held change...],"next":<id or null>}` open ones (held, approved) unless `all`, latest month first |
+//! | `POST /review/{id}/approve` `{"sync":true}` (optional) | `{"change":...}`; with `sync`, 202 and `"sync":{"runId","status":"queued"}` (or `"busy"`) |
+//! | `POST /review/{id}/reject` | `{"change":...}`; 404 unknown id, 409 applied or closed |
 //!
 //! Every route needs `Authorization: Bearer <webhookToken of the secret>`; it is
 //! checked before anything else. Every error is `{"error": "<what and how to fix>"}`

@@ -5,7 +5,8 @@ use super::{ApiResponse, ok};
 use crate::app::{App, StartOutcome};
 use crate::config::Settings;
 use crate::domain::month::Month;
-use crate::store::{MAX_PAGE, Mapping, MappingKind};
+use crate::store::{HeldStatus, MAX_PAGE, Mapping, MappingKind};
+use crate::sync::review::{self, Decision};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub enum Route {
     Mappings,
     Mapping(String),
     Settings,
+    Review,
+    /// `POST /review/{id}/approve` or `.../reject`.
+    Decide(String, Decision),
 }
 
 impl Route {
@@ -30,6 +34,8 @@ impl Route {
             }
             Route::Mapping(_) => &["PUT", "DELETE"],
             Route::Settings => &["GET", "PUT"],
+            Route::Review => &["GET"],
+            Route::Decide(..) => &["POST"],
         }
     }
 }
@@ -43,7 +49,7 @@ pub fn resolve(path: &str) -> Result<Route, ApiError> {
     let segments: Vec<&str> = trimmed.strip_prefix('/').unwrap_or("").split('/').collect();
     let not_found = || {
         ApiError::not_found(
-            "no such route: use POST /sync, GET /runs, GET /runs/{runId}, GET /status, GET /audit, GET /mappings, PUT or DELETE /mappings/{tenantId}, GET or PUT /settings",
+            "no such route: use POST /sync, GET /runs, GET /runs/{runId}, GET /status, GET /audit, GET /mappings, PUT or DELETE /mappings/{tenantId}, GET or PUT /settings, GET /review, POST /review/{id}/approve or /reject",
         )
     };
     let param = |raw: &str| -> Result<String, ApiError> {
@@ -65,6 +71,9 @@ pub fn resolve(path: &str) -> Result<Route, ApiError> {
         ["mappings"] => Route::Mappings,
         ["mappings", tenant] => Route::Mapping(param(tenant)?),
         ["settings"] => Route::Settings,
+        ["review"] => Route::Review,
+        ["review", id, "approve"] => Route::Decide(param(id)?, Decision::Approve),
+        ["review", id, "reject"] => Route::Decide(param(id)?, Decision::Reject),
         _ => return Err(not_found()),
     })
 }
@@ -87,6 +96,8 @@ pub async fn run(
         (Route::Mapping(tenant), "DELETE") => delete_mapping(app, &tenant).await,
         (Route::Settings, "GET") => Ok(ok(to_json(&app.settings().await?)?)),
         (Route::Settings, "PUT") => put_settings(app, body).await,
+        (Route::Review, "GET") => list_review(app, query).await,
+        (Route::Decide(id, decision), "POST") => decide(app, &id, decision, body).await,
         // `handle` answers 405 before getting here.
         (route, method) => Err(ApiError::method_not_allowed(
             method,
@@ -266,6 +277,94 @@ async fn delete_mapping(app: &App, tenant_id: &str) -> Result<ApiResponse, ApiEr
     }
 }
 
+// ---------------------------------------------------------------- review
+
+/// Who decides through the API: the one bearer token (the secret's webhookToken).
+pub const API_ACTOR: &str = "api:token";
+
+/// Held changes per page of `GET /review` by default.
+const REVIEW_PAGE: usize = 100;
+
+/// One page of held changes, latest month first: the open ones (held or approved),
+/// or with `all=true` every status. `next` is the `after` of the following page.
+async fn list_review(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
+    let q = Query::parse(query, &["all", "limit", "after"])?;
+    let all = match q.get("all") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("all must be true or false")),
+    };
+    let limit = q.limit(REVIEW_PAGE, MAX_PAGE)?;
+    let after = q.get("after").filter(|a| !a.is_empty());
+    let page = app.store.list_held_changes(!all, limit, after).await?;
+    let next = page.next.map_or(Value::Null, Value::String);
+    Ok(ok(json!({"items": to_json(&page.items)?, "next": next})))
+}
+
+/// Approves or rejects one held change through `sync::review::decide`; an approve
+/// with `{"sync":true}` then starts a run (as `POST /sync` does) so it is written now.
+async fn decide(
+    app: &App,
+    id: &str,
+    decision: Decision,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
+    let sync = decide_body(body, decision)?;
+    let outcome = review::decide(app.store.as_ref(), &[id.to_owned()], decision, API_ACTOR)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(ApiError::internal)?;
+    let change = match (outcome.change, outcome.error) {
+        (Some(change), None) => change,
+        (_, error) => {
+            let message = error.unwrap_or_else(|| format!("held change {id} was not decided"));
+            // Unknown: 404. Known but over (applied, closed) or busy: 409.
+            return Err(match app.store.get_held_change(id).await? {
+                None => ApiError::not_found(message),
+                Some(h) => ApiError::new(409, message).with("status", to_json(&h.status)?),
+            });
+        }
+    };
+    let mut body = json!({"change": to_json(&change)?});
+    if sync && change.status == HeldStatus::Approved {
+        let month = change.month.parse::<Month>().ok();
+        let (status, run) = match app.start_sync(month, false).await? {
+            StartOutcome::Started { run_id } => (202, json!({"runId": run_id, "status": "queued"})),
+            StartOutcome::Busy { run_id } => (
+                200,
+                json!({"runId": run_id, "status": "busy",
+                    "message": "a sync cycle is already running: the approval is written by the next run"}),
+            ),
+        };
+        body["sync"] = run;
+        return Ok(ApiResponse { status, body });
+    }
+    Ok(ok(body))
+}
+
+/// `{"sync":true}` (approve only), or no body.
+fn decide_body(body: &[u8], decision: Decision) -> Result<bool, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let obj = json_object(body, "{\"sync\":true} (optional; or send no body)")?;
+    if decision == Decision::Reject {
+        return match obj.keys().next() {
+            None => Ok(false),
+            Some(k) => Err(ApiError::bad_request(format!(
+                "unknown field {k:?} in the body: reject takes no fields (send no body or {{}})"
+            ))),
+        };
+    }
+    only_fields(&obj, &["sync"])?;
+    match obj.get("sync") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request("sync must be true or false")),
+    }
+}
+
 // ---------------------------------------------------------------- settings
 
 async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
@@ -419,6 +518,18 @@ mod tests {
             assert_eq!(resolve(missing).unwrap_err().status, 404, "{missing}");
         }
         assert_eq!(resolve("/runs/%zz").unwrap_err().status, 400);
+        assert_eq!(resolve("/review").unwrap(), Route::Review);
+        assert_eq!(
+            resolve("/review/2026-11-abc/approve").unwrap(),
+            Route::Decide("2026-11-abc".into(), Decision::Approve)
+        );
+        assert_eq!(
+            resolve("/review/2026-11-abc/reject/").unwrap(),
+            Route::Decide("2026-11-abc".into(), Decision::Reject)
+        );
+        for missing in ["/review/x", "/review/x/delete", "/review/%20/approve"] {
+            assert_eq!(resolve(missing).unwrap_err().status, 404, "{missing}");
+        }
     }
 
     #[test]
@@ -452,6 +563,20 @@ mod tests {
             assert_eq!(sync_body(bad).unwrap_err().status, 400);
         }
         let e = sync_body(b"{\n  \"month\": oops}").unwrap_err();
+        assert!(!decide_body(b"", Decision::Approve).unwrap());
+        assert!(decide_body(br#"{"sync":true}"#, Decision::Approve).unwrap());
+        assert_eq!(
+            decide_body(br#"{"sync":"yes"}"#, Decision::Approve)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            decide_body(br#"{"sync":true}"#, Decision::Reject)
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(e.message, "the body is not valid JSON: line 2 column 12");
     }
 }

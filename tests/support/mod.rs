@@ -9,4 +9,6 @@ pub mod console;
 #[allow(dead_code)]
 pub mod moto;
 #[allow(dead_code)]
+pub mod review;
+#[allow(dead_code)]
 pub mod sim_log;

@@ -27,7 +27,7 @@ const ROWS: usize = 100;
 const CSV_ROWS: usize = 10_000;
 
 /// Every action the trail holds: the sync's writes, then the console's own.
-pub const ACTIONS: [&str; 18] = [
+pub const ACTIONS: [&str; 20] = [
     "createCatalogItem",
     "adoptCatalogItem",
     "createAddition",
@@ -46,6 +46,8 @@ pub const ACTIONS: [&str; 18] = [
     "updateSettings",
     "requestSync",
     "requestDryRun",
+    "approveChange",
+    "rejectChange",
 ];
 
 #[derive(Template)]

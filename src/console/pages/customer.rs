@@ -7,7 +7,7 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, qty};
+use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
 use crate::store::{AuditEntry, AuditFilter, Mapping, MappingKind};
 use crate::sync::report::CustomerReport;
 use crate::web::Web;
@@ -62,6 +62,8 @@ pub struct ProductLine {
     pub after: String,
     pub addition_id: String,
     pub action: &'static str,
+    /// The held change behind a `hold` or `rejected` action: (id, review link).
+    pub held: Option<(String, String)>,
 }
 
 pub struct AuditLine {
@@ -181,6 +183,7 @@ async fn customer_page(
                     after: qty(p.new_quantity),
                     addition_id: p.addition_id.map_or("–".into(), |id| format!("#{id}")),
                     action: action_name(p.action),
+                    held: held_link(p),
                 })
                 .collect(),
             r.errors.iter().map(ErrorRow::of).collect(),

@@ -43,7 +43,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub const STATUSES: [&'static str; 4] = ["synced", "error", "unmapped", "ignored"];
+    pub const STATUSES: [&'static str; 5] = ["synced", "review", "error", "unmapped", "ignored"];
 
     fn parse(pairs: &[(String, String)]) -> Result<Self, ConsoleError> {
         let status = query_get(pairs, "status")
@@ -51,7 +51,7 @@ impl Filter {
             .to_ascii_lowercase();
         if !status.is_empty() && !Self::STATUSES.contains(&status.as_str()) {
             return Err(ConsoleError::BadRequest(format!(
-                "there is no status {status:?}: filter by synced, error, unmapped or ignored"
+                "there is no status {status:?}: filter by synced, review, error, unmapped or ignored"
             )));
         }
         Ok(Self {
@@ -110,6 +110,10 @@ pub struct Banner {
     pub unmapped: u64,
     pub in_error: u64,
     pub unmapped_codes: u64,
+    /// Open held changes (held or approved), counted up to a cap.
+    pub held: usize,
+    /// More than `held` (the count stopped at its cap).
+    pub held_more: bool,
 }
 
 /// One customer's row, ready to show.
@@ -150,6 +154,8 @@ pub struct ProductRow {
     pub sophos: String,
     pub connectwise: String,
     pub action: &'static str,
+    /// The held change behind a `hold` or `rejected` action, and its review link.
+    pub held: Option<(String, String)>,
 }
 
 async fn customers_page(
@@ -194,8 +200,13 @@ async fn customers_page(
 /// The banner's counts from the latest finished run that wrote (dry runs change
 /// nothing, so they do not say what is outstanding).
 pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
+    let (held, held_more) = crate::console::pages::review::count_open(store).await?;
     let Some(run) = latest_finished_run(store).await? else {
-        return Ok(Banner::default());
+        return Ok(Banner {
+            held,
+            held_more,
+            ..Banner::default()
+        });
     };
     let counts = &run.report["customerCounts"];
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
@@ -206,6 +217,8 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
         in_error: count(&counts["error"]),
         unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64)
             + count(&run.report["unmappedCodesOmitted"]),
+        held,
+        held_more,
     })
 }
 
@@ -248,7 +261,15 @@ pub fn product_row(p: &ProductReport) -> ProductRow {
         sophos: qty(Some(p.sophos_quantity)),
         connectwise: qty(cw),
         action: action_name(p.action),
+        held: held_link(p),
     }
+}
+
+/// The held change of a product held or rejected in review: (id, its review link).
+pub fn held_link(p: &ProductReport) -> Option<(String, String)> {
+    p.held_change_id
+        .as_ref()
+        .map(|id| (id.clone(), crate::console::pages::review::change_link(id)))
 }
 
 pub fn action_name(a: ProductAction) -> &'static str {

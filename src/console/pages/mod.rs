@@ -5,6 +5,7 @@ pub mod customer;
 pub mod customers;
 pub mod login;
 pub mod mapping;
+pub mod review;
 pub mod runs;
 pub mod settings;
 
@@ -20,6 +21,7 @@ pub fn routes() -> Router<Web> {
         .merge(customers::routes())
         .merge(customer::routes())
         .merge(mapping::routes())
+        .merge(review::routes())
         .merge(runs::routes())
         .merge(settings::routes())
 }

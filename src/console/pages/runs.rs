@@ -8,7 +8,7 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, qty};
+use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
 use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::store::{RunRecord, RunStatus};
@@ -148,16 +148,30 @@ async fn start_sync(
         ),
         None => None,
     };
+    Ok(match request_sync(&web, &authed, month, dry_run).await? {
+        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
+        StartOutcome::Busy { run_id } => {
+            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
+        }
+    })
+}
+
+/// Starts a run as `POST /sync` does, on the audit trail as the session's request
+/// (`requestSync` / `requestDryRun`, refused ones too): "Sync now", "Preview" and
+/// the review page's "Sync now after approving".
+pub async fn request_sync(
+    web: &Web,
+    authed: &Authed,
+    month: Option<Month>,
+    dry_run: bool,
+) -> Result<StartOutcome, ConsoleError> {
     let outcome = web.app.start_sync(month, dry_run).await.map_err(|e| {
         tracing::error!(error = %e, "console: cannot start a sync");
         ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
     })?;
-    let (run_id, detail) = match &outcome {
-        StartOutcome::Started { run_id } => (run_id.clone(), format!("started run {run_id}")),
-        StartOutcome::Busy { run_id } => (
-            run_id.clone(),
-            format!("refused: run {run_id} is already running"),
-        ),
+    let detail = match &outcome {
+        StartOutcome::Started { run_id } => format!("started run {run_id}"),
+        StartOutcome::Busy { run_id } => format!("refused: run {run_id} is already running"),
     };
     audit_log::record(
         web.app.store.as_ref(),
@@ -177,12 +191,7 @@ async fn start_sync(
         },
     )
     .await?;
-    Ok(match outcome {
-        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
-        StartOutcome::Busy { .. } => {
-            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
-        }
-    })
+    Ok(outcome)
 }
 
 pub fn run_link(run_id: &str) -> String {
@@ -253,6 +262,8 @@ pub struct ChangeRow {
     pub old: String,
     pub new: String,
     pub action: &'static str,
+    /// A change held for review: (its id, its review link).
+    pub held: Option<(String, String)>,
 }
 
 fn customer_row(c: &CustomerReport) -> RunCustomerRow {
@@ -269,6 +280,7 @@ fn customer_row(c: &CustomerReport) -> RunCustomerRow {
                 old: qty(p.previous_quantity),
                 new: qty(p.new_quantity),
                 action: action_name(p.action),
+                held: held_link(p),
             })
             .collect(),
         skipped: c

@@ -1,0 +1,185 @@
+//! `sophos-cw-sync review` as the built binary: listing held changes (JSON and the
+//! table grouped by customer), approve and reject with the CLI's actor, refusals
+//! with a non-zero exit and the reason, and `approve --sync` running a cycle.
+
+mod support;
+
+use serde_json::Value;
+use sophos_cw_sync::store::{HeldStatus, Store};
+use support::app::{Harness, MONTH, tenant};
+use support::review::{held, put, with_status};
+
+const XA: &str = "Sophos_Intercept_X_Advanced";
+const USER: [(&str, &str); 1] = [("USER", "tester")];
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_lists_approves_and_rejects_held_changes() {
+    let h = Harness::start().await;
+    let empty = h.cli(&["review"], &[]).await;
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert!(stdout(&empty).contains("no change waits for review"));
+    assert_eq!(
+        json(&h.cli(&["review", "--json"], &[]).await),
+        Value::Array(vec![])
+    );
+
+    let acme = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 28.0);
+    let beta = held(MONTH, &tenant(4), "Beta GmbH", XA, 30.0, 10.0);
+    let applied = with_status(
+        &held("2026-10", &tenant(5), "Gamma Inc", XA, 9.0, 1.0),
+        HeldStatus::Applied,
+    );
+    for c in [&acme, &beta, &applied] {
+        put(h.store.as_ref(), c).await;
+    }
+
+    let out = h.cli(&["review", "--json"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = json(&out);
+    let items = listed.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    for item in items {
+        for field in [
+            "id",
+            "tenantId",
+            "identifier",
+            "agreementId",
+            "additionId",
+            "currentQuantity",
+            "proposedQuantity",
+            "rule",
+            "runId",
+            "month",
+            "status",
+        ] {
+            assert!(!item[field].is_null(), "{field} missing in {item}");
+        }
+    }
+    let all = json(&h.cli(&["review", "--all", "--json"], &[]).await);
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+
+    // The table: a heading per customer, the change, the rule and why.
+    let table = stdout(&h.cli(&["review"], &[]).await);
+    for part in [
+        "2026-11  Acme Ltd  company AcmeLtdCo  agreement 201",
+        "Beta GmbH",
+        acme.id.as_str(),
+        "40 -> 28 (-12)",
+        "decreaseOverUnits",
+        "why: a decrease of 12 units (from 40 to 28)",
+    ] {
+        assert!(table.contains(part), "{part:?} not in:\n{table}");
+    }
+    assert!(!table.contains("Gamma"), "{table}");
+
+    // Approve, as cli:$USER.
+    let out = h
+        .cli(&["review", "approve", &acme.id, "--json"], &USER)
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = json(&out);
+    assert_eq!(answer["decisions"][0]["id"], acme.id.as_str());
+    assert_eq!(answer["decisions"][0]["change"]["status"], "approved");
+    assert_eq!(answer["decisions"][0]["change"]["decidedBy"], "cli:tester");
+    assert!(answer.get("runs").is_none(), "no --sync, no run: {answer}");
+
+    // Reject, in words.
+    let out = h.cli(&["review", "reject", &beta.id], &USER).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{}: rejected: Beta GmbH", beta.id)),
+        "{}",
+        stdout(&out)
+    );
+    let stored = h.store.get_held_change(&beta.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, HeldStatus::Rejected);
+    assert_eq!(stored.decided_by.as_deref(), Some("cli:tester"));
+    let trail = h.store.list_audit(10, None).await.unwrap();
+    let decisions: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            ("rejectChange", "cli:tester"),
+            ("approveChange", "cli:tester")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_ids_exit_non_zero_with_the_reason_and_the_others_are_decided() {
+    let h = Harness::start().await;
+    let acme = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 28.0);
+    let applied = with_status(
+        &held("2026-10", &tenant(5), "Gamma Inc", XA, 9.0, 1.0),
+        HeldStatus::Applied,
+    );
+    put(h.store.as_ref(), &acme).await;
+    put(h.store.as_ref(), &applied).await;
+
+    let out = h
+        .cli(&["review", "approve", "2026-11-000000000000"], &USER)
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("error: no held change has the id \"2026-11-000000000000\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = h
+        .cli(&["review", "reject", &applied.id, "--json"], &USER)
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let answer = json(&out);
+    assert!(
+        answer["decisions"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is applied (written by run r-writer): there is nothing left to reject"),
+        "{answer}"
+    );
+    // One good id among bad ones is still decided; the exit says not all were.
+    let out = h.cli(&["review", "approve", &acme.id, "nope"], &USER).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains(&format!("{}: approved", acme.id)));
+    let stored = h.store.get_held_change(&acme.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, HeldStatus::Approved);
+    // No id at all: clap's usage error.
+    let out = h.cli(&["review", "approve"], &USER).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("<ID>"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_with_sync_runs_a_cycle_of_the_changes_month() {
+    let h = Harness::start().await;
+    let acme = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 28.0);
+    put(h.store.as_ref(), &acme).await;
+    let out = h
+        .cli(&["review", "approve", &acme.id, "--sync", "--json"], &USER)
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = json(&out);
+    assert_eq!(answer["decisions"][0]["change"]["status"], "approved");
+    let runs = answer["runs"].as_array().expect("the run's report");
+    assert_eq!(runs.len(), 1, "{answer}");
+    assert_eq!(runs[0]["month"], MONTH);
+    assert_eq!(runs[0]["dryRun"], false);
+    let run_id = runs[0]["runId"].as_str().unwrap();
+    assert!(h.store.get_run(run_id).await.unwrap().is_some());
+}
