@@ -229,7 +229,11 @@ async fn sync(
         counters,
         settings,
     };
-    let report = match engine.run(&opts).await {
+    let result = engine.run(&opts).await;
+    let month_text = opts.month.to_string();
+    let run = (opts.run_id.as_str(), month_text.as_str(), dry_run);
+    crate::notify::after_cli_sync(store, env, &secrets, run, &result).await;
+    let report = match result {
         Ok(r) => r,
         Err(CycleError::Crashed(n)) => {
             // The failpoint stands for a killed process: no cleanup at all.
