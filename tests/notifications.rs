@@ -486,3 +486,53 @@ async fn a_run_over_several_invocations_sends_one_message_at_its_end() {
     app.run_job(&last_request, None).await.unwrap();
     assert_eq!(receiver.received().len(), 1, "never twice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_sync_notifies_the_webhook_once_and_its_dry_run_not_at_all() {
+    let receiver = Receiver::start(Answer::Ok).await;
+    let h = Harness::start().await;
+    use_webhook(&h, &receiver);
+    let env = [
+        ("CONSOLE_URL", CONSOLE),
+        ("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", "2"),
+    ];
+    let dry = h.cli(&["sync", "--dry-run"], &env).await;
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(receiver.received().is_empty(), "a dry run sends nothing");
+
+    let out = h.cli(&["sync", "--json"], &env).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_id = report["runId"].as_str().unwrap();
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "the demo's errors are notified");
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains(&format!("{CONSOLE}/runs/{run_id}")), "{text}");
+    assert!(got[0].headers.contains_key(webhook::SIGNATURE_HEADER));
+    // Nothing of the notification on the CLI's output, and never the URL.
+    for stream in [&out.stdout, &out.stderr] {
+        let shown = String::from_utf8_lossy(stream);
+        assert!(
+            !shown.contains("T0K3N") && !shown.contains(HOOK_KEY),
+            "{shown}"
+        );
+    }
+
+    // A URL without its signing key: the command stops with a clear error.
+    h.set_secret_fields(json!({"notifyWebhookSecret": null}));
+    let out = h.cli(&["sync"], &env).await;
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("notifyWebhookSecret"), "{stderr}");
+    assert!(!stderr.contains("T0K3N"), "{stderr}");
+    assert_eq!(receiver.received().len(), 1);
+}
