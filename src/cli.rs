@@ -230,9 +230,7 @@ async fn sync(
         settings,
     };
     let result = engine.run(&opts).await;
-    let month_text = opts.month.to_string();
-    let run = (opts.run_id.as_str(), month_text.as_str(), dry_run);
-    crate::notify::after_cli_sync(store, env, &secrets, run, &result).await;
+    crate::notify::after_cli_sync(store, env, &secrets, &opts, &result).await;
     let report = match result {
         Ok(r) => r,
         Err(CycleError::Crashed(n)) => {

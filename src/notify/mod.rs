@@ -17,7 +17,7 @@ pub mod webhook;
 use crate::app::{App, AppError, RunRequest};
 use crate::config::{Environment, Secrets};
 use crate::store::{RunStatus, Store};
-use crate::sync::engine::CycleError;
+use crate::sync::engine::{CycleError, RunOptions};
 use crate::sync::report::{CustomerReport, ErrorCode, RunReport};
 use std::time::Duration;
 
@@ -403,6 +403,23 @@ pub async fn after_job(app: &App, request: &RunRequest, result: &Result<RunRepor
     if request.dry_run {
         return;
     }
+    // The cheap checks first: most runs are quiet.
+    if let Ok(report) = result {
+        if notice_for_report(report, &[], None).is_none() {
+            return;
+        }
+    }
+    let secrets = match app.secrets.get().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(run_id = %request.run_id, error = %e, "cannot read the secrets: the webhook is not notified");
+            None
+        }
+    };
+    let notifier = Notifier::new(&app.env, secrets.as_deref(), app.secrets.aws_config()).await;
+    if notifier.is_empty() {
+        return;
+    }
     let console = app.env.console_url.as_deref();
     let notice = match result {
         Ok(report) => with_codes(app.store.as_ref(), report, console).await,
@@ -425,18 +442,9 @@ pub async fn after_job(app: &App, request: &RunRequest, result: &Result<RunRepor
             ))
         }
     };
-    let Some(notice) = notice else { return };
-    let secrets = match app.secrets.get().await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(run_id = %request.run_id, error = %e, "cannot read the secrets: the webhook is not notified");
-            None
-        }
-    };
-    Notifier::new(&app.env, secrets.as_deref(), app.secrets.aws_config())
-        .await
-        .send_once(app.store.as_ref(), &notice)
-        .await;
+    if let Some(notice) = notice {
+        notifier.send_once(app.store.as_ref(), &notice).await;
+    }
 }
 
 /// The one call at the end of the CLI's `sync`: the webhook of the secret, and
@@ -445,18 +453,22 @@ pub async fn after_cli_sync(
     store: &dyn Store,
     env: &Environment,
     secrets: &Secrets,
-    run: (&str, &str, bool),
+    opts: &RunOptions,
     result: &Result<RunReport, CycleError>,
 ) {
-    let (run_id, month, dry_run) = run;
-    if dry_run {
+    if opts.dry_run {
         return;
     }
     let console = env.console_url.as_deref();
     let notice = match result {
         Ok(report) => notice_for_report(report, &[], console),
         Err(CycleError::Crashed(_)) => None,
-        Err(e) => Some(notice_for_error(run_id, month, &e.to_string(), console)),
+        Err(e) => Some(notice_for_error(
+            &opts.run_id,
+            &opts.month.to_string(),
+            &e.to_string(),
+            console,
+        )),
     };
     let Some(notice) = notice else { return };
     Notifier::new(env, Some(secrets), None)

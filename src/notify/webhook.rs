@@ -133,6 +133,19 @@ pub enum WebhookError {
     Other { attempts: u32 },
 }
 
+/// A client that follows no redirect: the signed message goes to the configured
+/// address only (a 3xx answer is a failure, not retried).
+fn client() -> reqwest::Client {
+    let agent = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+    reqwest::Client::builder()
+        .user_agent(agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        // Building only fails if the TLS backend cannot initialise (a broken
+        // install); reqwest's defaults still send the message.
+        .unwrap_or_default()
+}
+
 pub struct WebhookChannel {
     target: WebhookTarget,
     client: reqwest::Client,
@@ -144,7 +157,7 @@ impl WebhookChannel {
     pub fn new(target: WebhookTarget, timeout: Duration) -> Self {
         Self {
             target,
-            client: crate::http::default_client(),
+            client: client(),
             policy: HttpPolicy {
                 timeout,
                 max_retries: MAX_RETRIES,
