@@ -256,7 +256,7 @@ async fn a_report_with_held_changes_is_published_to_sns_with_the_review_link() {
     assert_eq!(messages.len(), 1);
     let text = messages[0]["Message"].as_str().unwrap();
     assert!(
-        text.contains("2 product changes are held for review"),
+        text.contains("Held for review: 2 product changes (1 customer in review)"),
         "{text}"
     );
     assert!(text.contains(&format!("{CONSOLE}/review")), "{text}");

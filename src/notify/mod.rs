@@ -98,6 +98,11 @@ pub fn notice_for_report(
     if failed {
         subject.push("run failed".to_owned());
         let codes = code_counts(report.errors.iter().map(|e| e.code));
+        let codes = if codes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({codes})")
+        };
         let first = report
             .errors
             .first()
@@ -112,9 +117,10 @@ pub fn notice_for_report(
         );
     }
     if errors {
+        let with_errors = c.with_errors.max(c.error);
         subject.push(format!(
-            "{} customers with errors",
-            c.with_errors.max(c.error)
+            "{} with errors",
+            count(with_errors, "customer", "customers")
         ));
         let codes = code_counts(
             report
@@ -123,18 +129,26 @@ pub fn notice_for_report(
                 .chain(customers)
                 .flat_map(|c| c.errors.iter().map(|e| e.code)),
         );
+        let codes = if codes.is_empty() {
+            String::new()
+        } else {
+            format!("; {codes}")
+        };
         lines.push(format!(
-            "{} customers have errors ({} in error){codes}.",
-            c.with_errors.max(c.error),
+            "Customers with errors: {with_errors} ({} in error{codes}).",
             c.error
         ));
         push_link(&mut lines, console, "Customers in error", "/?status=error");
     }
     if held {
-        subject.push(format!("{} changes held for review", c.held));
+        subject.push(format!(
+            "{} held for review",
+            count(c.held, "change", "changes")
+        ));
         lines.push(format!(
-            "{} product changes are held for review ({} customers in review): nothing was written for them until someone approves.",
-            c.held, c.review
+            "Held for review: {} ({} in review); nothing is written for them until someone approves them.",
+            count(c.held, "product change", "product changes"),
+            count(c.review, "customer", "customers")
         ));
         push_link(&mut lines, console, "Review", "/review");
     }
@@ -142,10 +156,13 @@ pub fn notice_for_report(
         let mut parts = Vec::new();
         if c.unmapped > 0 {
             parts.push(format!(
-                "{} customers have no ConnectWise company or agreement",
-                c.unmapped
+                "{} without a ConnectWise company or agreement",
+                count(c.unmapped, "customer", "customers")
             ));
-            subject.push(format!("{} unmapped customers", c.unmapped));
+            subject.push(format!(
+                "{} unmapped",
+                count(c.unmapped, "customer", "customers")
+            ));
         }
         if unmapped_codes > 0 {
             let mut named: Vec<String> = report
@@ -158,12 +175,20 @@ pub fn notice_for_report(
                 named.push(format!("and {} more", unmapped_codes - named.len() as u64));
             }
             parts.push(format!(
-                "{unmapped_codes} billing product codes have no catalog identifier ({})",
+                "{} without a catalog identifier ({})",
+                count(
+                    unmapped_codes,
+                    "billing product code",
+                    "billing product codes"
+                ),
                 named.join(", ")
             ));
-            subject.push(format!("{unmapped_codes} unmapped product codes"));
+            subject.push(format!(
+                "{} unmapped",
+                count(unmapped_codes, "product code", "product codes")
+            ));
         }
-        lines.push(format!("{}.", parts.join("; ")));
+        lines.push(format!("Unmapped: {}.", parts.join("; ")));
         push_link(&mut lines, console, "Mapping", "/mapping");
     }
     if !failed {
@@ -214,7 +239,8 @@ fn status_word(status: RunStatus) -> String {
         .unwrap_or_default()
 }
 
-/// " (CODE ×n, ...)" for the first [`MAX_CODES`] distinct codes, in the order met.
+/// "first codes: CODE xN, ..." for the first [`MAX_CODES`] distinct codes, in the
+/// order met; empty without codes.
 fn code_counts(codes: impl Iterator<Item = ErrorCode>) -> String {
     let mut counted: Vec<(ErrorCode, u64)> = Vec::new();
     for code in codes {
@@ -240,7 +266,12 @@ fn code_counts(codes: impl Iterator<Item = ErrorCode>) -> String {
     if counted.len() > MAX_CODES {
         named.push(format!("{} more codes", counted.len() - MAX_CODES));
     }
-    format!(" (first codes: {})", named.join(", "))
+    format!("first codes: {}", named.join(", "))
+}
+
+/// "1 customer", "3 customers".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn push_link(lines: &mut Vec<String>, console: Option<&str>, label: &str, page: &str) {

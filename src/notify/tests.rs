@@ -90,7 +90,10 @@ fn a_failed_run_says_so_with_its_codes_and_links_to_the_run() {
         "{t}"
     );
     assert!(t.contains("ended failed"), "{t}");
-    assert!(t.contains("UPSTREAM_UNAVAILABLE x1"), "{t}");
+    assert!(
+        t.contains("The run failed (first codes: UPSTREAM_UNAVAILABLE x1). First: Sophos"),
+        "{t}"
+    );
     assert!(t.contains("‹five times›") && !t.contains('<'), "{t}");
     assert!(
         t.contains(&format!("{CONSOLE}/runs/20261129T060000Z-ab12")),
@@ -114,9 +117,10 @@ fn customers_in_error_are_counted_with_their_first_codes_and_linked() {
     ];
     let n = notice_for_report(&r, &customers, Some(CONSOLE)).unwrap();
     let t = text(&n);
-    assert!(t.contains("3 customers have errors (2 in error)"), "{t}");
     assert!(
-        t.contains("first codes: COMPANY_NOT_FOUND x2, CW_VALIDATION x1"),
+        t.contains(
+            "Customers with errors: 3 (2 in error; first codes: COMPANY_NOT_FOUND x2, CW_VALIDATION x1)."
+        ),
         "{t}"
     );
     assert!(t.contains(&format!("{CONSOLE}/?status=error")), "{t}");
@@ -160,7 +164,7 @@ fn held_changes_link_to_the_review_page() {
     let n = notice_for_report(&r, &[], Some(CONSOLE)).expect("held changes are notified");
     let t = text(&n);
     assert!(
-        t.contains("2 product changes are held for review (1 customers in review)"),
+        t.contains("Held for review: 2 product changes (1 customer in review);"),
         "{t}"
     );
     assert!(t.contains(&format!("Review: {CONSOLE}/review")), "{t}");
@@ -190,15 +194,14 @@ fn unmapped_customers_and_codes_link_to_the_mapping_page() {
     r.unmapped_codes_omitted = 3;
     let n = notice_for_report(&r, &[], Some(CONSOLE)).unwrap();
     let t = text(&n);
-    assert!(t.contains("2 customers have no ConnectWise company"), "{t}");
     assert!(
-        t.contains("9 billing product codes have no catalog identifier (ZZ-0, ZZ-1, ZZ-2, ZZ-3, ZZ-4, and 4 more)"),
+        t.contains("Unmapped: 2 customers without a ConnectWise company or agreement; 9 billing product codes without a catalog identifier (ZZ-0, ZZ-1, ZZ-2, ZZ-3, ZZ-4, and 4 more)."),
         "{t}"
     );
     assert!(t.contains(&format!("Mapping: {CONSOLE}/mapping")), "{t}");
     assert_eq!(
         n.subject,
-        "sophos-cw-sync 2026-11: 2 unmapped customers, 9 unmapped product codes"
+        "sophos-cw-sync 2026-11: 2 customers unmapped, 9 product codes unmapped"
     );
 
     // Only codes, no customer: still notified.
