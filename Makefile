@@ -72,6 +72,7 @@ VENV_PATH     := $(CURDIR)/$(VENV)/bin:$$PATH
 STACK         ?= sophos-cw-sync
 REGION        ?=
 ALARM_EMAIL   ?=
+NOTIFY_EMAIL  ?=
 SCHEDULE      ?=
 EVENT         ?= schedule.json
 INVOKE_PORT   ?= 9100
@@ -102,11 +103,12 @@ $(error the AWS SAM CLI ('sam') is not installed: install it with 'pip install a
 endif
 endif
 
-## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, SCHEDULE; docs/deploy.md)
+## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, NOTIFY_EMAIL, SCHEDULE; docs/deploy.md)
 deploy: build
 	params=()
 	if [ -n "$(ALARM_EMAIL)" ]; then params+=("AlarmEmail=$(ALARM_EMAIL)"); fi
 	if [ -n "$(SCHEDULE)" ]; then params+=("ScheduleExpression=$(SCHEDULE)"); fi
+	if [ -n "$(NOTIFY_EMAIL)" ]; then params+=("NotifyEmail=$(NOTIFY_EMAIL)"); fi
 	extra=()
 	if [ $${#params[@]} -gt 0 ]; then extra+=(--parameter-overrides "$${params[@]}"); fi
 	if [ -n "$(REGION)" ]; then extra+=(--region "$(REGION)"); fi

@@ -114,6 +114,12 @@ impl SecretsCache {
         }
     }
 
+    /// The AWS configuration the app's AWS clients use (Secrets Manager, SNS);
+    /// None: read from the environment when needed.
+    pub fn aws_config(&self) -> Option<&aws_config::SdkConfig> {
+        self.aws.as_ref()
+    }
+
     pub async fn get(&self) -> Result<Arc<Secrets>, ConfigError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, secrets)) = cached.as_ref() {
@@ -206,8 +212,20 @@ impl App {
     }
 
     /// Runs (or, if the run is incomplete, continues) the cycle `request` names.
-    /// An incomplete run asks the invoker for its next invocation.
+    /// An incomplete run asks the invoker for its next invocation. A run that
+    /// ended (not `incomplete`) with something for a person to do is notified
+    /// once (see [`crate::notify`]); notifying never makes this fail.
     pub async fn run_job(
+        &self,
+        request: &RunRequest,
+        deadline: Option<Instant>,
+    ) -> Result<RunReport, AppError> {
+        let result = self.run_cycle(request, deadline).await;
+        crate::notify::after_job(self, request, &result).await;
+        result
+    }
+
+    async fn run_cycle(
         &self,
         request: &RunRequest,
         deadline: Option<Instant>,

@@ -296,7 +296,9 @@ async fn cycle(
         counters,
         settings,
     };
-    let report = match engine.run(&opts).await {
+    let result = engine.run(&opts).await;
+    crate::notify::after_cli_sync(store, env, &secrets, &opts, &result).await;
+    let report = match result {
         Ok(r) => r,
         Err(CycleError::Crashed(n)) => {
             // The failpoint stands for a killed process: no cleanup at all.

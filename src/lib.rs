@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod lambda;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod serve;
 pub mod sophos;

@@ -4,40 +4,19 @@
 
 mod support;
 
-use async_trait::async_trait;
 use sophos_cw_sim::{Api, Latency, Scenario, generate};
-use sophos_cw_sync::app::{App, Invoker, RunRequest, SecretsCache, StartOutcome};
+use sophos_cw_sync::app::{App, RunRequest, SecretsCache, StartOutcome};
 use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::{MAX_PAGE, RunStatus, Store};
 use sophos_cw_sync::sync::report::CustomerReport;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use support::app::Harness;
-
-/// Records the asynchronous starts instead of running them: the test plays Lambda.
-#[derive(Default)]
-struct QueueInvoker(Mutex<Vec<RunRequest>>);
-
-#[async_trait]
-impl Invoker for QueueInvoker {
-    async fn invoke_async(&self, request: &RunRequest) -> Result<(), String> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(())
-    }
-}
+use support::app::{Harness, QueueInvoker};
 
 fn settings() -> Settings {
-    let mut s = support::app::demo_settings();
-    s.month = generate::USAGE_MONTH.into();
-    // The generator's codes are all in the built-in table.
-    let codes = sophos_cw_sync::domain::products::code_table(&s.product_codes);
-    s.products = generate::PRODUCTS
-        .iter()
-        .map(|(c, _)| codes[*c].clone())
-        .collect();
-    s
+    support::app::generated_settings()
 }
 
 async fn app_for(h: &Harness, invoker: Arc<QueueInvoker>) -> App {

@@ -4,6 +4,7 @@
 use secrecy::SecretString;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Bad configuration or credentials: the command stops before writing anything.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +30,24 @@ pub struct Environment {
     pub sophos_id_url: String,
     pub sophos_api_url: String,
     pub settings_file: Option<PathBuf>,
+    /// The console's address (`CONSOLE_URL`, e.g.
+    /// `https://<api-id>.execute-api.<region>.amazonaws.com/console`), without a
+    /// trailing slash: notifications link to its pages. None: they carry no links.
+    pub console_url: Option<String>,
+    /// The SNS topic run notifications are published to (`NOTIFY_TOPIC_ARN`).
+    pub notify_topic_arn: Option<String>,
+    /// How long one attempt to post a notification to the webhook may take
+    /// (`NOTIFY_WEBHOOK_TIMEOUT_SECONDS`, default [`DEFAULT_WEBHOOK_TIMEOUT`]).
+    pub notify_webhook_timeout: Duration,
 }
+
+/// How long one webhook attempt may take unless `NOTIFY_WEBHOOK_TIMEOUT_SECONDS` says.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Environment {
     /// Reads `SYNC_STORE`, `SYNC_SECRETS`, `SOPHOS_ID_URL`, `SOPHOS_API_URL`,
-    /// `SYNC_SETTINGS` through `var` (so tests need not touch the process env).
+    /// `SYNC_SETTINGS`, `CONSOLE_URL`, `NOTIFY_TOPIC_ARN`, `NOTIFY_WEBHOOK_TIMEOUT_SECONDS`
+    /// through `var` (so tests need not touch the process env).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         Ok(Self {
@@ -47,6 +61,16 @@ impl Environment {
             sophos_api_url: get("SOPHOS_API_URL")
                 .unwrap_or_else(|| "https://api.central.sophos.com".into()),
             settings_file: get("SYNC_SETTINGS").map(PathBuf::from),
+            console_url: get("CONSOLE_URL")
+                .map(|v| parse_console_url(&v))
+                .transpose()?,
+            notify_topic_arn: get("NOTIFY_TOPIC_ARN")
+                .map(|v| parse_topic_arn(&v))
+                .transpose()?,
+            notify_webhook_timeout: get("NOTIFY_WEBHOOK_TIMEOUT_SECONDS")
+                .map(|v| parse_notify_timeout(&v))
+                .transpose()?
+                .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT),
         })
     }
 
@@ -61,6 +85,38 @@ fn parse_store(value: &str) -> Result<StoreSpec, ConfigError> {
         Some(("dynamodb", table)) if !table.is_empty() => Ok(StoreSpec::Dynamo(table.to_owned())),
         _ => Err(ConfigError(format!(
             "SYNC_STORE={value:?} is not understood: use sqlite:<path> (e.g. sqlite:./sophos-cw-sync.db) or dynamodb:<table>"
+        ))),
+    }
+}
+
+fn parse_console_url(value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError(format!(
+            "CONSOLE_URL={value:?} is not an http(s) address: set it to the console's address, e.g. https://<api-id>.execute-api.<region>.amazonaws.com/console (the stack's ConsoleUrl output), or leave it unset for notifications without links"
+        ))),
+    }
+}
+
+fn parse_topic_arn(value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    if value.starts_with("arn:") && value.split(':').count() == 6 && value.contains(":sns:") {
+        return Ok(value.to_owned());
+    }
+    Err(ConfigError(format!(
+        "NOTIFY_TOPIC_ARN={value:?} is not an SNS topic ARN: set it to e.g. arn:aws:sns:eu-west-1:123456789012:sophos-cw-sync-notifications, or leave it unset to publish no notifications to SNS"
+    )))
+}
+
+fn parse_notify_timeout(value: &str) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if (0.05..=60.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(ConfigError(format!(
+            "NOTIFY_WEBHOOK_TIMEOUT_SECONDS={value:?} is not understood: set it to how many seconds one attempt to post a notification to the webhook may take, from 0.05 to 60 (default {})",
+            DEFAULT_WEBHOOK_TIMEOUT.as_secs()
         ))),
     }
 }
@@ -91,6 +147,9 @@ pub struct Secrets {
     /// The console's login password (`consoleToken`), separate from the webhook
     /// token; without it the console refuses every login and says why.
     pub console_token: Option<SecretString>,
+    /// Where run notifications are posted (`notifyWebhookUrl`, with the signing key
+    /// `notifyWebhookSecret`): a Teams or Slack incoming webhook, or any receiver.
+    pub notify_webhook: Option<crate::notify::webhook::WebhookTarget>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -142,6 +201,11 @@ impl Secrets {
             cw_codebase: field("connectwise.codebase", false)?,
             webhook_token: field("webhookToken", false)?.map(SecretString::from),
             console_token: field("consoleToken", false)?.map(SecretString::from),
+            notify_webhook: crate::notify::webhook::WebhookTarget::from_secret(
+                field("notifyWebhookUrl", false)?,
+                field("notifyWebhookSecret", false)?,
+                source,
+            )?,
         })
     }
 
@@ -156,7 +220,7 @@ impl Secrets {
     }
 }
 
-const SHAPE: &str = r#"{"sophos":{"clientId":"","clientSecret":""},"connectwise":{"site":"api-na.myconnectwise.net","companyId":"","publicKey":"","privateKey":"","clientId":""},"webhookToken":"","consoleToken":""}"#;
+const SHAPE: &str = r#"{"sophos":{"clientId":"","clientSecret":""},"connectwise":{"site":"api-na.myconnectwise.net","companyId":"","publicKey":"","privateKey":"","clientId":""},"webhookToken":"","consoleToken":"","notifyWebhookUrl":"","notifyWebhookSecret":""}"#;
 
 fn missing(path: &str, source: &str) -> ConfigError {
     ConfigError(format!(
@@ -201,6 +265,72 @@ mod tests {
         assert!(e.0.contains("sqlite:<path>"), "{e}");
         let e = Environment::from_vars(vars(&[("SYNC_SECRETS", "vault:x")])).unwrap_err();
         assert!(e.0.contains("secretsmanager:<name-or-arn>"), "{e}");
+    }
+
+    #[test]
+    fn notification_settings_parse_and_bad_ones_say_how_to_fix() {
+        let env = Environment::from_vars(vars(&[])).unwrap();
+        assert_eq!(env.console_url, None);
+        assert_eq!(env.notify_topic_arn, None);
+        assert_eq!(env.notify_webhook_timeout, DEFAULT_WEBHOOK_TIMEOUT);
+        let env = Environment::from_vars(vars(&[
+            (
+                "CONSOLE_URL",
+                "https://x.execute-api.eu-west-1.amazonaws.com/console/",
+            ),
+            ("NOTIFY_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:t"),
+            ("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            env.console_url.as_deref(),
+            Some("https://x.execute-api.eu-west-1.amazonaws.com/console")
+        );
+        assert_eq!(
+            env.notify_topic_arn.as_deref(),
+            Some("arn:aws:sns:eu-west-1:123456789012:t")
+        );
+        assert_eq!(env.notify_webhook_timeout, Duration::from_millis(500));
+        let e = Environment::from_vars(vars(&[("CONSOLE_URL", "console")])).unwrap_err();
+        assert!(
+            e.0.contains("CONSOLE_URL") && e.0.contains("https://"),
+            "{e}"
+        );
+        let e = Environment::from_vars(vars(&[("NOTIFY_TOPIC_ARN", "my-topic")])).unwrap_err();
+        assert!(e.0.contains("arn:aws:sns:"), "{e}");
+        let e =
+            Environment::from_vars(vars(&[("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", "0")])).unwrap_err();
+        assert!(e.0.contains("from 0.05 to 60"), "{e}");
+    }
+
+    #[test]
+    fn the_webhook_fields_of_the_secret_are_read_and_checked() {
+        let base = r#"{"sophos":{"clientId":"cid","clientSecret":"s"},
+          "connectwise":{"site":"x","companyId":"co","publicKey":"p","privateKey":"q","clientId":"x"}"#;
+        let s = Secrets::parse(&format!("{base}}}"), "test").unwrap();
+        assert!(s.notify_webhook.is_none());
+        let s = Secrets::parse(
+            &format!(
+                r#"{base},"notifyWebhookUrl":"https://hooks.slack.com/services/TOPSECRET","notifyWebhookSecret":"KEYSECRET"}}"#
+            ),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            s.notify_webhook.as_ref().map(|w| w.host()),
+            Some("hooks.slack.com")
+        );
+        assert!(!format!("{s:?}").contains("SECRET"));
+        let e = Secrets::parse(
+            &format!(r#"{base},"notifyWebhookUrl":"https://hooks.slack.com/services/TOPSECRET"}}"#),
+            "test",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("notifyWebhookSecret") && !e.contains("TOPSECRET"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Spawns the simulators and wires the engine to them, in-process or as the real
 //! `sophos-cw-sync` binary, each test with its own temp dir and SQLite store.
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
-use sophos_cw_sim::{Scenario, Sim};
+use sophos_cw_sim::{Scenario, Sim, generate};
+use sophos_cw_sync::app::{Invoker, RunRequest};
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
@@ -38,6 +40,38 @@ pub fn demo_settings() -> Settings {
         "month": MONTH
     }))
     .expect("valid settings")
+}
+
+/// The demo settings for a generated scenario: its month and every product the
+/// generator uses (all in the built-in code table).
+pub fn generated_settings() -> Settings {
+    let mut s = demo_settings();
+    s.month = generate::USAGE_MONTH.into();
+    let codes = sophos_cw_sync::domain::products::code_table(&s.product_codes);
+    s.products = generate::PRODUCTS
+        .iter()
+        .map(|(c, _)| codes[*c].clone())
+        .collect();
+    s
+}
+
+/// Records the asynchronous starts instead of running them: the test plays Lambda.
+#[derive(Default)]
+pub struct QueueInvoker(pub std::sync::Mutex<Vec<RunRequest>>);
+
+#[async_trait]
+impl Invoker for QueueInvoker {
+    async fn invoke_async(&self, request: &RunRequest) -> Result<(), String> {
+        self.0.lock().unwrap().push(request.clone());
+        Ok(())
+    }
+}
+
+impl QueueInvoker {
+    /// The latest start asked for, taken out of the queue.
+    pub fn pop(&self) -> Option<RunRequest> {
+        self.0.lock().unwrap().pop()
+    }
 }
 
 pub fn settings_with(zero_usage: ZeroUsage) -> Settings {
@@ -85,6 +119,9 @@ impl Harness {
             sophos_id_url: self.sim.sophos_url(),
             sophos_api_url: self.sim.sophos_url(),
             settings_file: None,
+            console_url: None,
+            notify_topic_arn: None,
+            notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
         }
     }
 
@@ -130,6 +167,22 @@ impl Harness {
             settings,
         };
         engine.run(&opts).await
+    }
+
+    /// Sets (or, with null, removes) top-level fields of the harness's secret file,
+    /// e.g. `{"notifyWebhookUrl": "...", "notifyWebhookSecret": "..."}`.
+    pub fn set_secret_fields(&self, fields: Value) {
+        let mut secret: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.secrets_path).unwrap()).unwrap();
+        for (k, v) in fields.as_object().expect("an object of fields") {
+            let obj = secret.as_object_mut().unwrap();
+            if v.is_null() {
+                obj.remove(k);
+            } else {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::write(&self.secrets_path, secret.to_string()).expect("write secrets");
     }
 
     /// Runs the real binary with the environment pointing at the simulators.

@@ -1,0 +1,297 @@
+//! The chat webhook channel: a signed JSON POST of `{"text": "..."}`, which
+//! Microsoft Teams and Slack incoming webhooks accept as it is (the links are in
+//! the text).
+//!
+//! Signature: `X-Sophos-Cw-Sync-Timestamp: <unix seconds>` and
+//! `X-Sophos-Cw-Sync-Signature: sha256=<hex>`, the hex HMAC-SHA256 under the
+//! secret's `notifyWebhookSecret` of `<timestamp>.<body>` (the timestamp header's
+//! value, a dot, the raw body bytes). A receiver recomputes it, compares in
+//! constant time and refuses timestamps more than a few minutes old.
+//!
+//! Each attempt has a timeout (`NOTIFY_WEBHOOK_TIMEOUT_SECONDS`); timeouts, connection
+//! errors and 5xx answers are retried twice with jittered backoff, 4xx answers
+//! are not. The URL carries the receiver's token, so it is never logged nor put
+//! in an error: only its host is.
+
+use crate::config::ConfigError;
+use crate::http::HttpPolicy;
+use crate::http::retry::backoff_delay;
+use crate::notify::Notice;
+use hmac::{KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use std::time::Duration;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+pub const SIGNATURE_HEADER: &str = "X-Sophos-Cw-Sync-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Sophos-Cw-Sync-Timestamp";
+/// Retries after the first attempt.
+pub const MAX_RETRIES: u32 = 2;
+
+/// Where to post and the signing key. `Debug` shows the host only.
+#[derive(Clone)]
+pub struct WebhookTarget {
+    url: SecretString,
+    host: String,
+    key: SecretString,
+}
+
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookTarget {
+    /// The secret's `notifyWebhookUrl` and `notifyWebhookSecret`. No URL: no
+    /// webhook. A URL without a key is a configuration error (an unsigned request
+    /// could not be told from a forged one), as is a URL that is not https (http
+    /// only to this machine). Errors never quote the URL.
+    pub fn from_secret(
+        url: Option<String>,
+        key: Option<String>,
+        source: &str,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = url else { return Ok(None) };
+        let host = check_url(&url).map_err(|problem| {
+            ConfigError(format!(
+                "notifyWebhookUrl in the secret from {source} {problem}: set it to the incoming webhook's https:// address (Teams: the channel's Incoming Webhook or Workflows URL; Slack: https://hooks.slack.com/services/...), or remove it. The value is not shown: webhook URLs carry a token"
+            ))
+        })?;
+        let Some(key) = key else {
+            return Err(ConfigError(format!(
+                "the secret from {source} has a notifyWebhookUrl but no notifyWebhookSecret: add \"notifyWebhookSecret\": \"<a long random string>\" (notifications are signed with it in the {SIGNATURE_HEADER} header; see the README's Notifications), or remove notifyWebhookUrl"
+            )));
+        };
+        Ok(Some(Self {
+            url: SecretString::from(url),
+            host,
+            key: SecretString::from(key),
+        }))
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+/// The URL's host if it is an https address, or http to a loopback address;
+/// otherwise what is wrong with it (without the URL).
+pub fn check_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "is not a valid URL".to_owned())?;
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| "has no host".to_owned())?
+        .to_owned();
+    match parsed.scheme() {
+        "https" => Ok(host),
+        "http" if is_loopback(&host) => Ok(host),
+        "http" => Err("is http:// to another machine (only https:// is allowed, http:// only to 127.0.0.1 or localhost)".into()),
+        other => Err(format!("has the scheme {other}: (use https://)")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The request body: `{"text": "..."}`.
+pub fn body(notice: &Notice) -> String {
+    serde_json::json!({ "text": notice.chat_text() }).to_string()
+}
+
+/// `sha256=<hex HMAC-SHA256(key, "<timestamp>.<body>")>`.
+pub fn signature(key: &str, timestamp: &str, body: &[u8]) -> String {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// Why a webhook delivery failed, for the log: never the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the receiver answered {status} after {attempts} attempts")]
+    Status { status: u16, attempts: u32 },
+    #[error("no answer within {timeout:?} after {attempts} attempts")]
+    TimedOut { timeout: Duration, attempts: u32 },
+    #[error("could not connect after {attempts} attempts")]
+    Connect { attempts: u32 },
+    #[error("the request failed after {attempts} attempts")]
+    Other { attempts: u32 },
+}
+
+/// A client that follows no redirect: the signed message goes to the configured
+/// address only (a 3xx answer is a failure, not retried).
+fn client() -> reqwest::Client {
+    let agent = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+    reqwest::Client::builder()
+        .user_agent(agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        // Building only fails if the TLS backend cannot initialise (a broken
+        // install); reqwest's defaults still send the message.
+        .unwrap_or_default()
+}
+
+pub struct WebhookChannel {
+    target: WebhookTarget,
+    client: reqwest::Client,
+    policy: HttpPolicy,
+}
+
+impl WebhookChannel {
+    /// Each attempt may take `timeout`.
+    pub fn new(target: WebhookTarget, timeout: Duration) -> Self {
+        Self {
+            target,
+            client: client(),
+            policy: HttpPolicy {
+                timeout,
+                max_retries: MAX_RETRIES,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(2),
+                ..HttpPolicy::default()
+            },
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        self.target.host()
+    }
+
+    /// Posts `notice`, signed afresh on each attempt. Returns the attempts made.
+    pub async fn post(&self, notice: &Notice) -> Result<u32, WebhookError> {
+        let body = body(notice);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let timestamp = chrono::Utc::now().timestamp().to_string();
+            let sig = signature(self.target.key.expose_secret(), &timestamp, body.as_bytes());
+            let sent = self
+                .client
+                .post(self.target.url.expose_secret())
+                .timeout(self.policy.timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(TIMESTAMP_HEADER, &timestamp)
+                .header(SIGNATURE_HEADER, sig)
+                .body(body.clone())
+                .send()
+                .await;
+            // reqwest's errors quote the URL: only their kind is kept.
+            let (error, retry) = match sent {
+                Ok(answer) if answer.status().is_success() => return Ok(attempt),
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    (
+                        WebhookError::Status {
+                            status,
+                            attempts: attempt,
+                        },
+                        answer.status().is_server_error(),
+                    )
+                }
+                Err(e) if e.is_timeout() => (
+                    WebhookError::TimedOut {
+                        timeout: self.policy.timeout,
+                        attempts: attempt,
+                    },
+                    true,
+                ),
+                Err(e) if e.is_connect() => (WebhookError::Connect { attempts: attempt }, true),
+                Err(e) => (
+                    WebhookError::Other { attempts: attempt },
+                    e.is_request() || e.is_body(),
+                ),
+            };
+            if !retry || attempt > self.policy.max_retries {
+                return Err(error);
+            }
+            let wait = backoff_delay(attempt - 1, &self.policy, &mut rand::rng());
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_is_accepted_and_errors_never_quote_the_url() {
+        assert_eq!(
+            check_url("https://hooks.slack.com/services/T/B/TOKEN").unwrap(),
+            "hooks.slack.com"
+        );
+        assert!(check_url("http://127.0.0.1:9/hook").is_ok());
+        assert!(check_url("http://[::1]:9/hook").is_ok());
+        assert!(check_url("http://localhost/hook").is_ok());
+        for bad in [
+            "http://example.com/hook?token=TOPSECRET",
+            "ftp://example.com/TOPSECRET",
+            "not a url TOPSECRET",
+        ] {
+            let e = WebhookTarget::from_secret(Some(bad.into()), Some("k".into()), "test")
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("notifyWebhookUrl") && e.contains("https://"),
+                "{e}"
+            );
+            assert!(!e.contains("TOPSECRET"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_url_without_a_key_is_a_clear_error_and_no_url_is_no_webhook() {
+        let e = WebhookTarget::from_secret(
+            Some("https://hooks.slack.com/services/TOPSECRET".into()),
+            None,
+            "test",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("notifyWebhookSecret"), "{e}");
+        assert!(!e.contains("TOPSECRET"), "{e}");
+        assert!(
+            WebhookTarget::from_secret(None, Some("k".into()), "t")
+                .unwrap()
+                .is_none()
+        );
+        let t = WebhookTarget::from_secret(
+            Some("https://hooks.slack.com/services/TOPSECRET".into()),
+            Some("KEYSECRET".into()),
+            "t",
+        )
+        .unwrap()
+        .unwrap();
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("hooks.slack.com") && !shown.contains("SECRET"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Against a value computed independently (openssl):
+        // printf '1700000000.{"text":"hi"}' | openssl dgst -sha256 -hmac key
+        let sig = signature("key", "1700000000", br#"{"text":"hi"}"#);
+        assert_eq!(
+            sig,
+            "sha256=e0fb27bbd98eedf3b560379f4c21ed82331fa6f39b2c39ccf439a53c12cd1485"
+        );
+    }
+}
