@@ -269,7 +269,6 @@ async fn a_report_with_held_changes_is_published_to_sns_with_the_review_link() {
 /// Depends on main's engine holding changes for review (`review` settings): on
 /// this branch the engine does not hold changes yet.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the review rules in the engine (being written on main)"]
 async fn held_changes_of_a_run_publish_an_sns_message() {
     let receiver = Receiver::start(Answer::Ok).await;
     let h = Harness::with_scenario(clean_scenario()).await;
@@ -290,7 +289,7 @@ async fn held_changes_of_a_run_publish_an_sns_message() {
     let messages = receiver.sns_messages();
     assert_eq!(messages.len(), 1);
     let text = messages[0]["Message"].as_str().unwrap();
-    assert!(text.contains("held for review"), "{text}");
+    assert!(text.contains("Held for review: "), "{text}");
     assert!(text.contains(&format!("{CONSOLE}/review")), "{text}");
 }
 

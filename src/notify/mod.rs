@@ -89,7 +89,7 @@ pub fn notice_for_report(
     let status = status_word(report.status);
     let mut subject = Vec::new();
     let mut lines = vec![
-        format!("sophos-cw-sync: the run {run_id} for {month} ended {status}."),
+        format!("sophos-cw-sync: the run {run_id} for {month} ended with status {status}."),
         format!(
             "Customers: {} in all, {} synced, {} in review, {} in error, {} unmapped, {} ignored; {} ConnectWise writes.",
             c.total, c.synced, c.review, c.error, c.unmapped, c.ignored, report.writes

@@ -89,7 +89,7 @@ fn a_failed_run_says_so_with_its_codes_and_links_to_the_run() {
         t.contains("20261129T060000Z-ab12") && t.contains("2026-11"),
         "{t}"
     );
-    assert!(t.contains("ended failed"), "{t}");
+    assert!(t.contains("ended with status failed"), "{t}");
     assert!(
         t.contains("The run failed (first codes: UPSTREAM_UNAVAILABLE x1). First: Sophos"),
         "{t}"
