@@ -30,7 +30,8 @@ cat > "$RUN_DIR/settings.json" <<JSON
 {"products":["Sophos_Intercept_X_Advanced","Sophos_Intercept_X_Advanced_XDR"],
  "agreementType":"Sophos MSP",
  "catalog":{"type":"Software","category":"Security","subcategory":"Endpoint","unitOfMeasure":"Each","productClass":"Agreement"},
- "quantityField":"billableQuantity","zeroUsage":"zero","month":"2026-11"}
+ "quantityField":"billableQuantity","zeroUsage":"zero","month":"2026-11",
+ "review":{"zeroOrCancel":true,"decreaseOverPercent":50}}
 JSON
 rm -f "$RUN_DIR"/sophos-cw-sync.db*
 

@@ -14,6 +14,14 @@ echo
 echo "== Status per customer =="
 $BIN status
 echo
+echo "== Held for review (the demo settings hold drops to zero and decreases over 50%) =="
+$BIN review
+held=$($BIN review --json | python3 -c 'import json, sys; print(" ".join(c["id"] for c in json.load(sys.stdin)))')
+echo
+echo "== Approve them and sync at once =="
+# shellcheck disable=SC2086 # one argument per id
+$BIN review approve $held --sync | grep -E 'approved|ConnectWise writes' 
+echo
 echo "== Second run: nothing left to do =="
 $BIN sync | tail -n 1
 echo
