@@ -126,16 +126,16 @@ fn print_customer(c: &CustomerReport) {
     }
 }
 
-/// Prints customers' results as they are read, a page at a time: a table (header
-/// once) or one JSON array, so a partner of any size is never held in memory whole.
-pub struct CustomerList {
+/// What the streamed lists share: one JSON array printed item by item (never held
+/// whole), or a note when nothing was listed.
+struct Streamed {
     json: bool,
     empty_note: &'static str,
     printed: usize,
 }
 
-impl CustomerList {
-    pub fn new(json: bool, empty_note: &'static str) -> Self {
+impl Streamed {
+    fn new(json: bool, empty_note: &'static str) -> Self {
         Self {
             json,
             empty_note,
@@ -143,32 +143,51 @@ impl CustomerList {
         }
     }
 
-    pub fn page(&mut self, reports: impl IntoIterator<Item = serde_json::Value>) {
-        for report in reports {
-            if self.json {
-                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                let sep = if self.printed == 0 { "[" } else { "," };
-                println!("{sep}\n{}", indent(&text));
-            } else {
-                let Ok(c) = serde_json::from_value::<CustomerReport>(report) else {
-                    continue;
-                };
-                if self.printed == 0 {
-                    print_customer_header();
-                }
-                print_customer(&c);
-            }
-            self.printed += 1;
-        }
+    fn json_item<T: serde::Serialize>(&mut self, item: &T) {
+        let text = serde_json::to_string_pretty(item).unwrap_or_default();
+        let sep = if self.printed == 0 { "[" } else { "," };
+        println!("{sep}\n{}", indent(&text));
+        self.printed += 1;
     }
 
-    pub fn finish(self) {
+    fn finish(&self) {
         match (self.json, self.printed) {
             (true, 0) => println!("[]"),
             (true, _) => println!("]"),
             (false, 0) => println!("{}", self.empty_note),
             (false, _) => {}
         }
+    }
+}
+
+/// Prints customers' results as they are read, a page at a time: a table (header
+/// once) or one JSON array, so a partner of any size is never held in memory whole.
+pub struct CustomerList(Streamed);
+
+impl CustomerList {
+    pub fn new(json: bool, empty_note: &'static str) -> Self {
+        Self(Streamed::new(json, empty_note))
+    }
+
+    pub fn page(&mut self, reports: impl IntoIterator<Item = serde_json::Value>) {
+        for report in reports {
+            if self.0.json {
+                self.0.json_item(&report);
+                continue;
+            }
+            let Ok(c) = serde_json::from_value::<CustomerReport>(report) else {
+                continue;
+            };
+            if self.0.printed == 0 {
+                print_customer_header();
+            }
+            print_customer(&c);
+            self.0.printed += 1;
+        }
+    }
+
+    pub fn finish(self) {
+        self.0.finish();
     }
 }
 
@@ -292,9 +311,7 @@ fn change_of(h: &HeldChange) -> String {
 /// table grouped by month and customer (a customer's changes are grouped within a
 /// page of the store's reading; one spread over two pages shows its heading twice).
 pub struct HeldList {
-    json: bool,
-    empty_note: &'static str,
-    printed: usize,
+    list: Streamed,
     /// (month, tenant id) of the last heading printed.
     group: Option<(String, String)>,
 }
@@ -302,15 +319,13 @@ pub struct HeldList {
 impl HeldList {
     pub fn new(json: bool, empty_note: &'static str) -> Self {
         Self {
-            json,
-            empty_note,
-            printed: 0,
+            list: Streamed::new(json, empty_note),
             group: None,
         }
     }
 
     pub fn page(&mut self, mut changes: Vec<HeldChange>) {
-        if !self.json {
+        if !self.list.json {
             // Latest month first (the store's order), then by customer.
             changes.sort_by(|a, b| {
                 b.month
@@ -321,14 +336,12 @@ impl HeldList {
             });
         }
         for h in changes {
-            if self.json {
-                let text = serde_json::to_string_pretty(&h).unwrap_or_default();
-                let sep = if self.printed == 0 { "[" } else { "," };
-                println!("{sep}\n{}", indent(&text));
+            if self.list.json {
+                self.list.json_item(&h);
             } else {
                 self.print_row(&h);
+                self.list.printed += 1;
             }
-            self.printed += 1;
         }
     }
 
@@ -377,12 +390,7 @@ impl HeldList {
     }
 
     pub fn finish(self) {
-        match (self.json, self.printed) {
-            (true, 0) => println!("[]"),
-            (true, _) => println!("]"),
-            (false, 0) => println!("{}", self.empty_note),
-            (false, _) => {}
-        }
+        self.list.finish();
     }
 }
 

@@ -52,19 +52,7 @@ async fn review_lists_approves_and_rejects_held_changes() {
     let items = listed.as_array().unwrap();
     assert_eq!(items.len(), 2, "{listed}");
     for item in items {
-        for field in [
-            "id",
-            "tenantId",
-            "identifier",
-            "agreementId",
-            "additionId",
-            "currentQuantity",
-            "proposedQuantity",
-            "rule",
-            "runId",
-            "month",
-            "status",
-        ] {
+        for field in support::review::LISTED_FIELDS {
             assert!(!item[field].is_null(), "{field} missing in {item}");
         }
     }

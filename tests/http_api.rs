@@ -1056,19 +1056,7 @@ mod review_api {
             let items = page["items"].as_array().unwrap();
             assert!(items.len() <= 2, "{page}");
             for item in items {
-                for field in [
-                    "id",
-                    "tenantId",
-                    "identifier",
-                    "agreementId",
-                    "additionId",
-                    "currentQuantity",
-                    "proposedQuantity",
-                    "rule",
-                    "runId",
-                    "month",
-                    "status",
-                ] {
+                for field in support::review::LISTED_FIELDS {
                     assert!(!item[field].is_null(), "{field} missing in {item}");
                 }
                 seen.push(item["id"].as_str().unwrap().to_owned());

@@ -475,7 +475,10 @@ async fn a_run_that_dies_after_writing_an_approval_is_not_written_twice() {
     assert!(crashed.is_err(), "the failpoint stops the run");
     let written = additions(&h, 201, 901);
     assert_eq!(written.len(), 1, "the approved create landed");
-    assert_eq!(held_of(&h, 1, IXA).await.unwrap().status, HeldStatus::Approved);
+    assert_eq!(
+        held_of(&h, 1, IXA).await.unwrap().status,
+        HeldStatus::Approved
+    );
     // The lease of the dead run expires; the next run finds the write and settles.
     let mut opts = h.options(false);
     opts.clock_offset = chrono::Duration::hours(1);

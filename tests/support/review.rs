@@ -85,3 +85,18 @@ pub fn with_status(change: &HeldChange, status: HeldStatus) -> HeldChange {
     }
     c
 }
+
+/// The fields every listed held change carries (`review --json`, `GET /review`).
+pub const LISTED_FIELDS: [&str; 11] = [
+    "id",
+    "tenantId",
+    "identifier",
+    "agreementId",
+    "additionId",
+    "currentQuantity",
+    "proposedQuantity",
+    "rule",
+    "runId",
+    "month",
+    "status",
+];
