@@ -523,3 +523,68 @@ async fn customers_in_review_are_filtered_and_link_their_held_changes() {
     assert_eq!(run.status, StatusCode::OK, "{}", run.body);
     assert!(run.body.contains(&link), "{}", run.body);
 }
+
+/// End to end: the engine holds a first addition over 40, the console approves it
+/// with "Sync now", and that run writes it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_the_engine_held_is_written_once_by_the_run_its_approval_starts() {
+    let h = Harness::start().await;
+    let mut settings = serde_json::to_value(demo_settings()).unwrap();
+    settings["review"] = serde_json::json!({"firstAdditionOver": 40});
+    let settings: sophos_cw_sync::config::Settings = serde_json::from_value(settings).unwrap();
+    h.store.put_settings(&settings).await.unwrap();
+    h.run(&settings).await;
+    let acme_ixa = |h: &Harness| {
+        h.additions_of(201)
+            .into_iter()
+            .filter(|a| a["product"]["id"] == 901)
+            .collect::<Vec<_>>()
+    };
+    assert!(acme_ixa(&h).is_empty(), "held, not written");
+    let held = h
+        .store
+        .list_held_changes(true, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert_eq!(
+        (held[0].tenant_id.as_str(), held[0].identifier.as_str()),
+        (tenant(1).as_str(), XA)
+    );
+
+    let (app, invoker) = app(&h);
+    let mut c = Client::new(router(app, test_config()));
+    c.sign_in().await;
+    let page = c.get("/console/review").await;
+    assert!(
+        page.body.contains("Acme Ltd") && page.body.contains("0 → 42"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let act = format!("approve:{}", held[0].id);
+    let answer = c
+        .post(
+            "/console/review",
+            &[("csrf", &csrf), ("act", &act), ("sync", "1")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    invoker.wait_idle().await;
+    let written = acme_ixa(&h);
+    assert_eq!(written.len(), 1, "written once: {written:?}");
+    assert_eq!(written[0]["quantity"], 42.0);
+    let applied = status_of(&h, &held[0].id).await;
+    assert_eq!(applied.status, HeldStatus::Applied, "{applied:#?}");
+    assert!(
+        applied
+            .decided_by
+            .as_deref()
+            .unwrap()
+            .starts_with("console:")
+    );
+    // The open list is empty again.
+    let page = c.get("/console/review").await;
+    assert!(!page.body.contains("0 → 42"), "{}", page.body);
+}
