@@ -536,6 +536,15 @@ async fn review_approved(
             reports.push(report);
         }
     }
+    // After a sync each change is told as it now stands (applied, or back in review).
+    let mut outcomes = outcomes;
+    if !reports.is_empty() {
+        for o in outcomes.iter_mut().filter(|o| o.ok()) {
+            if let Some(now) = store.get_held_change(&o.id).await? {
+                o.change = Some(now);
+            }
+        }
+    }
     print_decisions(&outcomes, Decision::Approve, json, reports);
     Ok(code)
 }

@@ -409,6 +409,19 @@ pub fn print_decisions(outcomes: &[DecisionOutcome], decision: Decision) {
             change_of(h)
         );
         match decision {
+            // As the change stands now: after `--sync`, what that run made of it.
+            Decision::Approve if h.status == crate::store::HeldStatus::Applied => println!(
+                "{}: approved: {what}; written by run {}",
+                o.id,
+                h.applied_by_run.as_deref().unwrap_or("-")
+            ),
+            Decision::Approve if h.status != crate::store::HeldStatus::Approved => println!(
+                "{}: approved: {what}; not written: {}",
+                o.id,
+                h.note
+                    .as_deref()
+                    .unwrap_or("see `sophos-cw-sync review --all`")
+            ),
             Decision::Approve => println!(
                 "{}: approved: {what}; the next sync of {} writes it",
                 o.id, h.month

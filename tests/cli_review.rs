@@ -156,18 +156,55 @@ async fn refused_ids_exit_non_zero_with_the_reason_and_the_others_are_decided() 
 #[tokio::test(flavor = "multi_thread")]
 async fn approve_with_sync_runs_a_cycle_of_the_changes_month() {
     let h = Harness::start().await;
-    let acme = held(MONTH, &tenant(1), "Acme Ltd", XA, 40.0, 28.0);
-    put(h.store.as_ref(), &acme).await;
-    let out = h
-        .cli(&["review", "approve", &acme.id, "--sync", "--json"], &USER)
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let answer = json(&out);
-    assert_eq!(answer["decisions"][0]["change"]["status"], "approved");
-    let runs = answer["runs"].as_array().expect("the run's report");
-    assert_eq!(runs.len(), 1, "{answer}");
-    assert_eq!(runs[0]["month"], MONTH);
-    assert_eq!(runs[0]["dryRun"], false);
-    let run_id = runs[0]["runId"].as_str().unwrap();
-    assert!(h.store.get_run(run_id).await.unwrap().is_some());
+    // A real held change: the first sync holds Acme's first addition of 42.
+    let mut settings = serde_json::to_value(support::app::demo_settings()).unwrap();
+    settings["review"] = serde_json::json!({"firstAdditionOver": 40});
+    std::fs::write(h.dir.path().join("settings.json"), settings.to_string()).unwrap();
+    let first = h.cli(&["sync"], &USER).await;
+    assert!(first.status.code().is_some(), "{}", stderr(&first));
+    let listed = h.cli(&["review", "--json"], &USER).await;
+    let listed = json(&listed);
+    let acme = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tenantId"] == tenant(1).as_str() && c["identifier"] == XA)
+        .cloned()
+        .unwrap_or_else(|| panic!("Acme held: {listed}"));
+    let id = acme["id"].as_str().unwrap();
+    // The human form: the decision as it stands after the sync, then its report.
+    let out = h.cli(&["review", "approve", id, "--sync"], &USER).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.code().is_some(), "{}", stderr(&out));
+    let run_id = stdout
+        .split("written by run ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the writing run named: {stdout}"))
+        .to_owned();
+    assert!(
+        stdout.contains(&format!("run {run_id}  month {MONTH}")),
+        "{stdout}"
+    );
+    let run = h.store.get_run(&run_id).await.unwrap().expect("recorded");
+    assert!(!run.dry_run);
+    let ixa: Vec<_> = h
+        .additions_of(201)
+        .into_iter()
+        .filter(|a| a["product"]["id"] == 901)
+        .collect();
+    assert_eq!(ixa.len(), 1, "written once");
+    assert_eq!(ixa[0]["quantity"], 42.0);
+    let all = json(&h.cli(&["review", "--all", "--json"], &USER).await);
+    let now = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (now["status"].as_str(), now["appliedByRun"].as_str()),
+        (Some("applied"), Some(run_id.as_str()))
+    );
 }
