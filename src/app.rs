@@ -221,6 +221,15 @@ impl App {
         deadline: Option<Instant>,
     ) -> Result<RunReport, AppError> {
         let result = self.run_cycle(request, deadline).await;
+        if let Err(e) = &result {
+            // An error a retry cannot mend (settings, secrets, credentials) ends the
+            // run here, before or inside the cycle: recorded failed, lease given back,
+            // so it does not stay `running` and block the next start for the lease's
+            // lifetime. A retryable one is left to the retry of the same run.
+            if !e.is_retryable() {
+                self.mark_failed(&request.run_id, e).await;
+            }
+        }
         crate::notify::after_job(self, request, &result).await;
         result
     }

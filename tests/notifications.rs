@@ -535,3 +535,41 @@ async fn the_cli_sync_notifies_the_webhook_once_and_its_dry_run_not_at_all() {
     assert!(!stderr.contains("T0K3N"), "{stderr}");
     assert_eq!(receiver.received().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_secret_cannot_be_read_ends_failed_frees_the_lease_and_is_published() {
+    let receiver = Receiver::start(Answer::Ok).await;
+    let h = Harness::start().await;
+    let queue = Arc::new(QueueInvoker::default());
+    let app = app_for(
+        &h,
+        &support::app::demo_settings(),
+        Some(topic_to(&receiver).await),
+        queue.clone(),
+    )
+    .await;
+    // The secret is broken after the webhook's start, before the run reads it.
+    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+        panic!("the lease is free")
+    };
+    std::fs::write(&h.secrets_path, "{not json").unwrap();
+    let request = queue.pop().expect("queued");
+    let error = app.run_job(&request, None).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    let run = h.store.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "not left running");
+    assert!(run.finished_at.is_some());
+    // The lease is free again: the next start is not refused as busy.
+    assert!(matches!(
+        app.start_sync(None, false).await.unwrap(),
+        StartOutcome::Started { .. }
+    ));
+    let messages = receiver.sns_messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let text = messages[0]["Message"].as_str().unwrap();
+    assert!(text.contains(&run_id), "{text}");
+    assert!(
+        !text.contains("not json"),
+        "the secret's content stays out: {text}"
+    );
+}
