@@ -488,3 +488,56 @@ async fn a_run_that_dies_after_writing_an_approval_is_not_written_twice() {
     assert_eq!(settled.status, HeldStatus::Applied, "{settled:#?}");
     assert_eq!(product(&report, 1, IXA)["action"], "adopt");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn held_changes_close_when_their_customer_or_product_leaves_the_sync() {
+    let h = Harness::start().await;
+    let settings = with_review(json!({"firstAdditionOver": 40, "zeroOrCancel": true}));
+    h.run(&settings).await;
+    assert_eq!(held_of(&h, 1, IXA).await.unwrap().status, HeldStatus::Held);
+    let mu = held_of(&h, 12, IXA).await.unwrap();
+    approve(&h, &mu.id).await;
+
+    // Mu is ignored by the operator; Intercept X is taken out of the products.
+    h.store
+        .put_mapping(&sophos_cw_sync::store::Mapping {
+            tenant_id: tenant(12),
+            kind: MappingKind::Ignored,
+            company_id: None,
+            agreement_id: None,
+            updated_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut narrowed = settings.clone();
+    narrowed.products.remove(IXA);
+    h.sim.clear_requests();
+    h.run(&narrowed).await;
+    let mu = held_of(&h, 12, IXA).await.unwrap();
+    assert_eq!(mu.status, HeldStatus::Closed, "{mu:#?}");
+    assert!(
+        mu.note.as_deref().unwrap().contains("not synced any more"),
+        "{mu:#?}"
+    );
+    let acme = held_of(&h, 1, IXA).await.unwrap();
+    assert_eq!(acme.status, HeldStatus::Closed, "{acme:#?}");
+    assert!(
+        acme.note
+            .as_deref()
+            .unwrap()
+            .contains("not among the selected products")
+    );
+    assert_eq!(
+        h.cw_writes(),
+        0,
+        "the approval of an ignored customer is not written"
+    );
+    assert_eq!(qty(&additions(&h, 212, 901)[0]), 7.0);
+    assert!(additions(&h, 201, 901).is_empty());
+    // Back in the sync, the proposal is made again (and held again).
+    h.store.delete_mapping(&tenant(12)).await.unwrap();
+    h.run(&settings).await;
+    assert_eq!(held_of(&h, 12, IXA).await.unwrap().status, HeldStatus::Held);
+    assert_eq!(held_of(&h, 1, IXA).await.unwrap().status, HeldStatus::Held);
+    assert!(held_of(&h, 1, IXA).await.unwrap().version > acme.version);
+}

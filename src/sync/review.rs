@@ -382,12 +382,18 @@ pub fn outlived(
     now: DateTime<Utc>,
 ) -> Option<HeldChange> {
     let older = h.month.parse::<Month>().is_ok_and(|m| m < month);
-    (h.status.is_open() && older).then(|| HeldChange {
+    let note = format!(
+        "its month {} is over (the run of {month} plans afresh)",
+        h.month
+    );
+    closed(h, run_id, now, &note).filter(|_| older)
+}
+
+/// An open held change closed for `note` (the customer or product left the sync).
+pub fn closed(h: &HeldChange, run_id: &str, now: DateTime<Utc>, note: &str) -> Option<HeldChange> {
+    h.status.is_open().then(|| HeldChange {
         status: HeldStatus::Closed,
-        note: Some(format!(
-            "its month {} is over (the run of {month} plans afresh)",
-            h.month
-        )),
+        note: Some(note.to_owned()),
         applied_by_run: None,
         updated_at: now,
         version: h.version + 1,

@@ -35,17 +35,20 @@ impl Ctx<'_> {
         };
         let (company, agreement, newly_discovered) = match resolution {
             Resolution::Ignored(reason) => {
+                self.close_unsynced(&tenant.id, &reason).await?;
                 c.status = CustomerState::Ignored;
                 c.reason = Some(reason);
                 return Ok(c);
             }
             Resolution::Unmapped(e) => {
+                self.close_unsynced(&tenant.id, &e.message).await?;
                 c.status = CustomerState::Unmapped;
                 c.reason = Some(e.message.clone());
                 c.errors.push(e);
                 return Ok(c);
             }
             Resolution::AgreementProblem(company, e) => {
+                self.close_unsynced(&tenant.id, &e.message).await?;
                 c.company_id = Some(company.id);
                 c.company_identifier = Some(company.identifier);
                 c.company_name = Some(company.name);
@@ -157,7 +160,7 @@ impl Ctx<'_> {
             agreement,
             usage,
             newly_mapped,
-            held: self.held_of(&tenant.id, rules.selected.iter()).await?,
+            held: self.held_of(&tenant.id).await?,
         };
         for p in &plans {
             let product = self.reviewed(&review, &additions, p, c).await?;

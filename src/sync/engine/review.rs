@@ -61,15 +61,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// The customer's held changes of the month, one read for all its products.
+    /// The customer's held changes of the month, one read for every known product
+    /// (a product taken out of `products` may still have one, to be closed).
     pub(super) async fn held_of(
         &self,
         tenant_id: &str,
-        selected: impl Iterator<Item = &String>,
     ) -> StoreResult<BTreeMap<String, HeldChange>> {
         let month = self.opts.month;
-        let ids: Vec<String> = selected
-            .map(|i| review::held_change_id(month, tenant_id, i))
+        let ids: Vec<String> = crate::domain::products::PRODUCTS
+            .iter()
+            .map(|(identifier, _)| review::held_change_id(month, tenant_id, identifier))
             .collect();
         let mut held = BTreeMap::new();
         for chunk in ids.chunks(crate::store::MAX_HELD_IDS) {
@@ -78,6 +79,22 @@ impl Ctx<'_> {
             }
         }
         Ok(held)
+    }
+
+    /// Closes the open held changes of a customer this run does not sync (ignored,
+    /// unmapped, or its agreement unusable): nothing of it is written, and an
+    /// approval would wait for nothing. A later run proposes again if it syncs.
+    pub(super) async fn close_unsynced(&self, tenant_id: &str, why: &str) -> StoreResult<()> {
+        if !self.review_active || self.opts.dry_run {
+            return Ok(());
+        }
+        let note = format!("the customer is not synced any more: {why}");
+        for h in self.held_of(tenant_id).await?.values() {
+            if let Some(closed) = review::closed(h, &self.opts.run_id, self.opts.now(), &note) {
+                self.keep_held(&closed).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Carries out one product's plan as the review allows, and keeps its held
@@ -143,6 +160,13 @@ impl Ctx<'_> {
     ) -> StoreResult<()> {
         for (identifier, h) in &r.held {
             if planned.iter().any(|p| &p.identifier == identifier) {
+                continue;
+            }
+            if !self.engine.settings.products.contains(identifier) {
+                let note = "the product is not among the selected products any more";
+                if let Some(closed) = review::closed(h, &self.opts.run_id, self.opts.now(), note) {
+                    self.keep_held(&closed).await?;
+                }
                 continue;
             }
             let verdict = review::judge(
