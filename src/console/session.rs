@@ -38,7 +38,7 @@ impl SessionKey {
 
     /// Constant-time check of a hex MAC.
     fn verify(&self, parts: &[&[u8]], hex_mac: &str) -> bool {
-        let expected = hex(&self.mac(parts));
+        let expected = hex::encode(self.mac(parts));
         crate::api::auth::token_matches(expected.as_bytes(), hex_mac.as_bytes())
     }
 
@@ -46,7 +46,8 @@ impl SessionKey {
     pub fn issue(&self, now: SystemTime, ttl: Duration) -> (Session, String) {
         let id = random_hex();
         let expires = unix(now) + ttl.as_secs();
-        let mac = hex(&self.mac(&[b"session", id.as_bytes(), expires.to_string().as_bytes()]));
+        let mac =
+            hex::encode(self.mac(&[b"session", id.as_bytes(), expires.to_string().as_bytes()]));
         let value = format!("{id}.{expires}.{mac}");
         (Session { id, expires }, value)
     }
@@ -70,7 +71,7 @@ impl SessionKey {
 
     /// The per-session form token every console form carries (CSRF).
     pub fn form_token(&self, session: &Session) -> String {
-        hex(&self.mac(&[b"form", session.id.as_bytes()]))
+        hex::encode(self.mac(&[b"form", session.id.as_bytes()]))
     }
 
     pub fn form_token_matches(&self, session: &Session, presented: &str) -> bool {
@@ -126,10 +127,6 @@ pub fn clear_cookie(name: &str, secure: bool) -> String {
 /// 122 random bits as 32 hex digits (a v4 UUID from the OS's generator).
 pub fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unix(t: SystemTime) -> u64 {

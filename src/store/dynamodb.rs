@@ -108,6 +108,17 @@ const RUN_CUSTOMER: &str = "RUNCUST#";
 const AUDIT: &str = "AUDIT";
 const LEASE: &str = "LEASE";
 const CLAIM: &str = "CLAIM";
+
+type QueryBuilder = aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+
+/// Which partition [`DynamoStore::latest_page`] reads, and how much of it.
+struct LatestPage<'a> {
+    what: &'static str,
+    pk: &'static str,
+    limit: usize,
+    before: Option<&'a str>,
+    pages: usize,
+}
 const HELD: &str = "HELD";
 const OPEN: &str = "open";
 const VERSION: &str = "version";
@@ -488,6 +499,74 @@ impl DynamoStore {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// One page of partition `pk`, latest first, strictly before `before`: at most
+    /// `limit` records that pass `keep`. `narrow` sets each query's filter and
+    /// `Limit` (given how many records the page still needs). DynamoDB filters after
+    /// reading, so a filtered page is gathered over several query pages, at most
+    /// `pages` of them; past that bound the page ends, possibly short or empty, with
+    /// the key of the last record read as `next`.
+    async fn latest_page<T: DeserializeOwned>(
+        &self,
+        bound: LatestPage<'_>,
+        narrow: impl Fn(QueryBuilder, usize) -> QueryBuilder,
+        keep: impl Fn(&T) -> bool,
+    ) -> StoreResult<Page<T>> {
+        let limit = page_limit(bound.limit);
+        let before = bound.before.filter(|b| !b.is_empty());
+        let mut items: Vec<T> = Vec::with_capacity(limit);
+        let mut last_sk: Option<String> = None;
+        let mut start: Option<Item> = None;
+        for _ in 0..bound.pages {
+            let q = narrow(
+                self.latest_first(bound.pk, before, start.take()),
+                limit - items.len(),
+            );
+            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                let record: T = self.decode(bound.what, item)?;
+                if !keep(&record) {
+                    continue;
+                }
+                if items.len() == limit {
+                    return Ok(Page {
+                        items,
+                        next: last_sk,
+                    });
+                }
+                items.push(record);
+                last_sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                None => return Ok(Page { items, next: None }),
+                Some(_) if items.len() == limit => {
+                    return Ok(Page {
+                        items,
+                        next: last_sk,
+                    });
+                }
+                Some(k) => start = Some(k),
+            }
+        }
+        // The bound: carry on after the last record read, matched or not.
+        let next = start
+            .as_ref()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "DynamoDB table {}: a Query of the {} partition returned a \
+                     LastEvaluatedKey without a string `sk`; retry, and check the \
+                     table's key schema (pk S hash + sk S range)",
+                    self.table, bound.pk
+                ))
+            })?;
+        Ok(Page {
+            items,
+            next: Some(next),
+        })
     }
 
     /// A conditional put; `Ok(None)` when written, `Ok(Some(existing))` when the
@@ -950,63 +1029,21 @@ impl Store for DynamoStore {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Page<AuditEntry>> {
-        let limit = page_limit(limit);
-        let before = before.filter(|b| !b.is_empty());
         let expression = AuditFilterExpression::of(filter);
-        let mut items: Vec<AuditEntry> = Vec::with_capacity(limit);
-        let mut last_sk: Option<String> = None;
-        let mut start: Option<Item> = None;
-        for _ in 0..AUDIT_QUERY_PAGES {
-            let mut q = self.latest_first(AUDIT, before, start.take());
-            q = match &expression {
-                Some(e) => e.apply(q).limit(AUDIT_FILTERED_QUERY_LIMIT),
-                // One entry more than the page tells whether another page follows.
-                None => q.limit(i32::try_from(limit - items.len() + 1).unwrap_or(i32::MAX)),
-            };
-            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
-            for item in page.items() {
-                let entry: AuditEntry = self.decode("audit entry", item)?;
-                if !filter.matches(&entry) {
-                    continue;
-                }
-                if items.len() == limit {
-                    return Ok(Page {
-                        items,
-                        next: last_sk,
-                    });
-                }
-                items.push(entry);
-                last_sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
-            }
-            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-                None => return Ok(Page { items, next: None }),
-                Some(_) if items.len() == limit => {
-                    return Ok(Page {
-                        items,
-                        next: last_sk,
-                    });
-                }
-                Some(k) => start = Some(k),
-            }
-        }
-        // The bound: carry on after the last entry read, matched or not.
-        let next = start
-            .as_ref()
-            .and_then(|k| k.get(SK))
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .ok_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "DynamoDB table {}: a Query of the audit trail returned a \
-                     LastEvaluatedKey without a string `sk`; retry, and check the \
-                     table's key schema (pk S hash + sk S range)",
-                    self.table
-                ))
-            })?;
-        Ok(Page {
-            items,
-            next: Some(next),
-        })
+        let narrow = |q: QueryBuilder, left: usize| match &expression {
+            Some(e) => e.apply(q).limit(AUDIT_FILTERED_QUERY_LIMIT),
+            // One entry more than the page tells whether another page follows.
+            None => q.limit(i32::try_from(left + 1).unwrap_or(i32::MAX)),
+        };
+        let bound = LatestPage {
+            what: "audit entry",
+            pk: AUDIT,
+            limit,
+            before,
+            pages: AUDIT_QUERY_PAGES,
+        };
+        self.latest_page(bound, narrow, |e: &AuditEntry| filter.matches(e))
+            .await
     }
 
     async fn put_held_change(
@@ -1105,46 +1142,24 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<HeldChange>> {
-        let limit = page_limit(limit);
-        let after = after.filter(|a| !a.is_empty());
-        let mut items: Vec<HeldChange> = Vec::with_capacity(limit);
-        let mut last: Option<String> = None;
-        let mut start: Option<Item> = None;
-        for _ in 0..HELD_QUERY_PAGES {
-            let mut q = self.latest_first(HELD, after, start.take());
-            q = if open_only {
+        let narrow = |q: QueryBuilder, left: usize| {
+            if open_only {
                 q.filter_expression("#open = :one")
                     .expression_attribute_names("#open", OPEN)
                     .expression_attribute_values(":one", n(1))
                     .limit(i32::try_from(super::MAX_PAGE).unwrap_or(i32::MAX))
             } else {
-                q.limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
-            };
-            let page = q.send().await.map_err(|e| self.sdk_err("Query", e))?;
-            for item in page.items() {
-                if items.len() == limit {
-                    return Ok(Page { items, next: last });
-                }
-                items.push(self.decode("held change", item)?);
-                last = item.get(SK).and_then(|v| v.as_s().ok()).cloned();
+                q.limit(i32::try_from(left + 1).unwrap_or(i32::MAX))
             }
-            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-                None => return Ok(Page { items, next: None }),
-                Some(k) => {
-                    if items.len() == limit {
-                        return Ok(Page { items, next: last });
-                    }
-                    start = Some(k);
-                }
-            }
-        }
-        // The bound: carry on after the last item read, matched or not.
-        let next = start
-            .as_ref()
-            .and_then(|k| k.get(SK))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
-        Ok(Page { items, next })
+        };
+        let bound = LatestPage {
+            what: "held change",
+            pk: HELD,
+            limit,
+            before: after,
+            pages: HELD_QUERY_PAGES,
+        };
+        self.latest_page(bound, narrow, |_: &HeldChange| true).await
     }
 
     async fn acquire_lease(

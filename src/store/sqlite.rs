@@ -280,6 +280,24 @@ impl SqliteStore {
         .await
     }
 
+    /// Reads the one body `sql` selects for `key` (`?1`) and decodes it.
+    async fn get_body<T>(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        key: &str,
+    ) -> StoreResult<Option<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let key = key.to_owned();
+        self.call(move |c| {
+            let body: Option<String> = c.query_row(sql, [&key], |r| r.get(0)).optional()?;
+            body.map(|b| decode(what, &key, &b)).transpose()
+        })
+        .await
+    }
+
     /// Reads `(key, body)` rows and decodes each body.
     async fn list_bodies<T>(&self, what: &'static str, sql: &'static str) -> StoreResult<Vec<T>>
     where
@@ -471,18 +489,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_mapping(&self, tenant_id: &str) -> StoreResult<Option<Mapping>> {
-        let tenant_id = tenant_id.to_owned();
-        self.call(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM mappings WHERE tenant_id = ?1",
-                    [&tenant_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            body.map(|b| decode("mapping", &tenant_id, &b)).transpose()
-        })
-        .await
+        let sql = "SELECT body FROM mappings WHERE tenant_id = ?1";
+        self.get_body("mapping", sql, tenant_id).await
     }
 
     async fn list_mappings(&self) -> StoreResult<Vec<Mapping>> {
@@ -594,19 +602,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_customer_status(&self, tenant_id: &str) -> StoreResult<Option<CustomerStatus>> {
-        let tenant_id = tenant_id.to_owned();
-        self.call(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM customer_statuses WHERE tenant_id = ?1",
-                    [&tenant_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            body.map(|b| decode("customer status", &tenant_id, &b))
-                .transpose()
-        })
-        .await
+        let sql = "SELECT body FROM customer_statuses WHERE tenant_id = ?1";
+        self.get_body("customer status", sql, tenant_id).await
     }
 
     async fn list_customer_statuses(
@@ -700,16 +697,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
-        let run_id = run_id.to_owned();
-        self.call(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM runs WHERE run_id = ?1", [&run_id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            body.map(|b| decode("run", &run_id, &b)).transpose()
-        })
-        .await
+        let sql = "SELECT body FROM runs WHERE run_id = ?1";
+        self.get_body("run", sql, run_id).await
     }
 
     async fn list_runs(&self, limit: usize, before: Option<&str>) -> StoreResult<Vec<RunRecord>> {
@@ -882,16 +871,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_held_change(&self, id: &str) -> StoreResult<Option<HeldChange>> {
-        let id = id.to_owned();
-        self.call(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM held_changes WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            body.map(|b| decode("held change", &id, &b)).transpose()
-        })
-        .await
+        let sql = "SELECT body FROM held_changes WHERE id = ?1";
+        self.get_body("held change", sql, id).await
     }
 
     async fn get_held_changes(&self, ids: &[String]) -> StoreResult<Vec<HeldChange>> {

@@ -374,7 +374,8 @@ struct Reads {
     tenants: Vec<crate::sophos::model::Tenant>,
     usage: Option<plan::UsageSummary>,
     mappings: BTreeMap<String, Mapping>,
-    records: Vec<AdditionRecord>,
+    /// The store's remembered additions, by tenant (looked up once per customer).
+    records: BTreeMap<String, Vec<AdditionRecord>>,
 }
 
 impl Ctx<'_> {
@@ -614,7 +615,10 @@ impl Ctx<'_> {
             .into_iter()
             .map(|m| (m.tenant_id.clone(), m))
             .collect();
-        let records = self.engine.store.list_additions().await?;
+        let mut records: BTreeMap<String, Vec<AdditionRecord>> = BTreeMap::new();
+        for r in self.engine.store.list_additions().await? {
+            records.entry(r.tenant_id.clone()).or_default().push(r);
+        }
         Ok(Some(Reads {
             tenants,
             usage,

@@ -31,9 +31,7 @@ pub fn held_change_id(month: Month, tenant_id: &str, identifier: &str) -> String
     hash.update(tenant_id.as_bytes());
     hash.update([0]);
     hash.update(identifier.to_ascii_lowercase().as_bytes());
-    let digest = hash.finalize();
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{month}-{hex}")
+    format!("{month}-{}", hex::encode(&hash.finalize()[..6]))
 }
 
 /// A quantity in words: f64's Display already drops a whole number's decimals.
@@ -361,16 +359,27 @@ fn proposed(
     }
 }
 
-/// `h` as the run leaves it: `status` with why.
-fn settled(h: &HeldChange, ctx: &Context, status: HeldStatus, note: &str) -> HeldChange {
+/// `h` as run `run_id` leaves it at `now`: `status` with why (an applied one
+/// names the run).
+fn settle(
+    h: &HeldChange,
+    run_id: &str,
+    now: DateTime<Utc>,
+    status: HeldStatus,
+    note: &str,
+) -> HeldChange {
     HeldChange {
         status,
         note: Some(note.to_owned()),
-        applied_by_run: (status == HeldStatus::Applied).then(|| ctx.run_id.to_owned()),
-        updated_at: ctx.now,
+        applied_by_run: (status == HeldStatus::Applied).then(|| run_id.to_owned()),
+        updated_at: now,
         version: h.version + 1,
         ..h.clone()
     }
+}
+
+fn settled(h: &HeldChange, ctx: &Context, status: HeldStatus, note: &str) -> HeldChange {
+    settle(h, ctx.run_id, ctx.now, status, note)
 }
 
 /// A held change of an earlier month than the run's closes: a held change never
@@ -382,23 +391,22 @@ pub fn outlived(
     now: DateTime<Utc>,
 ) -> Option<HeldChange> {
     let older = h.month.parse::<Month>().is_ok_and(|m| m < month);
+    if !older {
+        return None;
+    }
     let note = format!(
         "its month {} is over (the run of {month} plans afresh)",
         h.month
     );
-    closed(h, run_id, now, &note).filter(|_| older)
+    closed(h, run_id, now, &note)
 }
 
-/// An open held change closed for `note` (the customer or product left the sync).
+/// An open held change closed by run `run_id` for `note` (its month ended, or its
+/// customer or product left the sync).
 pub fn closed(h: &HeldChange, run_id: &str, now: DateTime<Utc>, note: &str) -> Option<HeldChange> {
     h.status.is_open().then(|| HeldChange {
-        status: HeldStatus::Closed,
-        note: Some(note.to_owned()),
-        applied_by_run: None,
-        updated_at: now,
-        version: h.version + 1,
         run_id: run_id.to_owned(),
-        ..h.clone()
+        ..settle(h, run_id, now, HeldStatus::Closed, note)
     })
 }
 

@@ -136,18 +136,13 @@ impl Ctx<'_> {
                 return Ok(());
             }
         };
-        let records: Vec<AdditionRecord> = reads
-            .records
-            .iter()
-            .filter(|r| r.tenant_id == tenant.id)
-            .cloned()
-            .collect();
+        let records: &[AdditionRecord] = reads.records.get(&tenant.id).map_or(&[], Vec::as_slice);
         if !self.opts.dry_run {
-            for r in plan::cancelled_records(&additions, &records) {
+            for r in plan::cancelled_records(&additions, records) {
                 self.forget_cancelled(tenant, agreement, r).await?;
             }
         }
-        let plans = plan::plan_additions(usage, &additions, &records, rules);
+        let plans = plan::plan_additions(usage, &additions, records, rules);
         if !self.review_active {
             for p in plans {
                 let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
@@ -179,5 +174,5 @@ fn first_billing(tenant: &crate::sophos::model::Tenant, reads: &Reads) -> bool {
         .mappings
         .get(&tenant.id)
         .is_some_and(|m| m.kind == MappingKind::Manual)
-        && !reads.records.iter().any(|r| r.tenant_id == tenant.id)
+        && !reads.records.contains_key(&tenant.id)
 }
