@@ -62,7 +62,7 @@ test: venv lint-infra browser-deps
 	for i in $$(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$(MOTO_PORT)/moto-api/ && break; sleep 0.1; done
 	export AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_REGION=us-east-1 \
 	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-	cargo test --workspace --all-targets 2>&1
+	cargo test --workspace --all-targets --features sophos-cw-sync/test-hooks 2>&1
 
 # The Lambda package: cargo-lambda and zig (its cross linker) come from .venv.
 LAMBDA_BIN    := sophos-cw-sync

@@ -30,6 +30,9 @@ pub struct RunRequest {
     /// What started it: "webhook", "schedule", "continue".
     #[serde(default = "default_trigger")]
     pub trigger: String,
+    /// Lower quantities even if the usage report shrank past `usageDropGuard`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_usage_drop: bool,
 }
 
 fn default_trigger() -> String {
@@ -44,6 +47,7 @@ impl RunRequest {
             month: month.map(|m| m.to_string()),
             dry_run,
             trigger: trigger.into(),
+            accept_usage_drop: false,
         }
     }
 }
@@ -251,10 +255,13 @@ impl App {
             None => {
                 let month = match &request.month {
                     Some(m) => m.parse::<Month>().map_err(AppError::Config)?,
-                    None => Month::from_setting(&settings.month).map_err(AppError::Config)?,
+                    None => settings
+                        .run_month(crate::clock::now())
+                        .map_err(AppError::Config)?,
                 };
                 let mut opts = RunOptions::new(month, request.dry_run, &request.trigger);
                 opts.run_id = request.run_id.clone();
+                opts.accept_usage_drop = request.accept_usage_drop;
                 opts
             }
         };

@@ -258,7 +258,9 @@ async fn sync(
         Some(m) => m
             .parse::<Month>()
             .map_err(|e| ConfigError(format!("--month: {e}")))?,
-        None => Month::from_setting(&settings.month).map_err(ConfigError)?,
+        None => settings
+            .run_month(crate::clock::now())
+            .map_err(ConfigError)?,
     };
     let report = cycle(store, env, settings, dry_run, month).await?;
     if json {
@@ -285,7 +287,7 @@ async fn cycle(
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
     let mut opts = RunOptions::new(month, dry_run, "cli");
     opts.concurrency = settings.connectwise_concurrency;
-    opts.crash_after_writes = env_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
+    opts.crash_after_writes = crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
         opts.lease_ttl = std::time::Duration::from_secs(secs);
     }

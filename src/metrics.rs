@@ -97,6 +97,11 @@ mod tests {
                 connectwise: 9,
             },
             writes: 3,
+            warnings: vec![],
+            reason: None,
+            customers_with_usage: None,
+            usage_drop_guarded: false,
+            usage_drop_accepted: false,
         }
     }
 

@@ -39,6 +39,99 @@ pub struct Settings {
     /// written (`sync::review`). Off by default: every rule is off when absent.
     #[serde(default, skip_serializing_if = "ReviewPolicy::is_off")]
     pub review: ReviewPolicy,
+    /// While set, every run that would write (scheduled, webhook, console, CLI
+    /// `sync`) is skipped with the reason; a dry run still plans. `true` in a
+    /// settings document is a pause with no reason given.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "pause_switch"
+    )]
+    pub paused: Option<Pause>,
+    /// Price and cost of the catalog items the sync creates, by identifier. Items
+    /// that already exist (and their additions) are never repriced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, Price>,
+    /// The IANA time zone the billing month is counted in (`current`, `previous`,
+    /// `monthClose`), e.g. "Europe/Berlin".
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// During the first this-many days of a month (0 to 10), a run without an
+    /// explicit month syncs the previous one, so additions hold its final figures
+    /// when ConnectWise invoices in arrears.
+    #[serde(default)]
+    pub month_close: u32,
+    /// When more than this percentage of the customers that had usage in the last
+    /// comparable run have none in this report, no quantity is lowered (0: off).
+    #[serde(default = "default_usage_drop_guard")]
+    pub usage_drop_guard: f64,
+}
+
+/// Who paused the sync, when and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pause {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Pause {
+    /// "paused by console:alice on 2026-12-01 09:12 UTC: invoices being checked".
+    pub fn describe(&self) -> String {
+        let mut text = String::from("the sync is paused");
+        if let Some(by) = &self.by {
+            text.push_str(&format!(" by {by}"));
+        }
+        if let Some(at) = &self.at {
+            text.push_str(&format!(" on {}", at.format("%Y-%m-%d %H:%M UTC")));
+        }
+        if let Some(reason) = self.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            text.push_str(&format!(": {}", reason.trim()));
+        }
+        text
+    }
+}
+
+/// `"paused": true | false | null | {"by":…, "at":…, "reason":…}`.
+fn pause_switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Pause>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        On(bool),
+        Details(Pause),
+    }
+    Ok(match Option::<Switch>::deserialize(d)? {
+        None | Some(Switch::On(false)) => None,
+        Some(Switch::On(true)) => Some(Pause::default()),
+        Some(Switch::Details(p)) => Some(p),
+    })
+}
+
+/// A created catalog item's price (what the customer is billed per unit) and
+/// cost (what the partner pays Sophos).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Price {
+    pub price: f64,
+    #[serde(default)]
+    pub cost: f64,
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+/// The usage drop guard's threshold when the setting is absent (percent).
+pub const DEFAULT_USAGE_DROP_GUARD: f64 = 20.0;
+/// The longest month close the setting allows (days).
+pub const MAX_MONTH_CLOSE: u32 = 10;
+
+fn default_usage_drop_guard() -> f64 {
+    DEFAULT_USAGE_DROP_GUARD
 }
 
 impl Default for Settings {
@@ -55,6 +148,11 @@ impl Default for Settings {
             month: default_month(),
             connectwise_concurrency: default_connectwise_concurrency(),
             review: ReviewPolicy::default(),
+            paused: None,
+            prices: BTreeMap::new(),
+            timezone: default_timezone(),
+            month_close: 0,
+            usage_drop_guard: DEFAULT_USAGE_DROP_GUARD,
         }
     }
 }
@@ -64,6 +162,60 @@ fn default_month() -> String {
 }
 
 impl Settings {
+    /// The time zone of `timezone` (checked by [`Settings::check_month`]; UTC if
+    /// it does not parse).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.trim().parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The billing month a run without an explicit month syncs at `now`: the
+    /// `month` setting counted in `timezone`, and during the first `monthClose`
+    /// days of a month the previous one (see [`crate::domain::month::Month::for_run`]).
+    pub fn run_month(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::domain::month::Month, String> {
+        crate::domain::month::Month::for_run(&self.month, self.tz(), self.month_close, now)
+    }
+
+    /// Checks `timezone`, `monthClose`, `usageDropGuard` and `prices`, with a
+    /// message that names the key and says what to give.
+    pub fn check_month_and_money(&self) -> Result<(), String> {
+        if self.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!(
+                "timezone {:?} is not an IANA time zone name: give e.g. \"UTC\", \"Europe/Berlin\" or \"America/New_York\" (the zone your ConnectWise invoices are dated in)",
+                self.timezone
+            ));
+        }
+        if self.month_close > MAX_MONTH_CLOSE {
+            return Err(format!(
+                "monthClose is {}: give the number of days, from 0 to {MAX_MONTH_CLOSE}, during which a new month still syncs the previous one (0: off)",
+                self.month_close
+            ));
+        }
+        let guard = self.usage_drop_guard;
+        if !guard.is_finite() || !(0.0..=100.0).contains(&guard) {
+            return Err(format!(
+                "usageDropGuard is {guard}: give a percentage from 0 to 100 (default {DEFAULT_USAGE_DROP_GUARD}; 0 turns the guard off)"
+            ));
+        }
+        for (identifier, p) in &self.prices {
+            if !crate::domain::products::is_known(identifier) {
+                return Err(format!(
+                    "prices names {identifier:?}, which is not a known product identifier: use identifiers from the README's product table (e.g. Sophos_Intercept_X_Advanced)"
+                ));
+            }
+            for (name, v) in [("price", p.price), ("cost", p.cost)] {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(format!(
+                        "prices.{identifier}.{name} is {v}: give an amount of 0 or more, e.g. {{\"price\": 4.5, \"cost\": 2.9}}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The ConnectWise identifier a selected product is billed as: the partner's
     /// own item when `catalogItems` maps it, else the product's own identifier.
     pub fn own_catalog_item(&self, identifier: &str) -> Option<&str> {
@@ -201,6 +353,9 @@ pub struct CatalogSettings {
     pub unit_of_measure: String,
     #[serde(default)]
     pub product_class: ProductClass,
+    /// Whether the catalog items the sync creates are taxable.
+    #[serde(default)]
+    pub taxable: bool,
 }
 
 impl Default for CatalogSettings {
@@ -211,6 +366,7 @@ impl Default for CatalogSettings {
             subcategory: String::new(),
             unit_of_measure: String::new(),
             product_class: ProductClass::Agreement,
+            taxable: false,
         }
     }
 }
@@ -316,6 +472,68 @@ mod tests {
             with_items(&[IXA], &[(IXA, IXA)]).check_catalog_items(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_pause_switch_takes_true_false_or_who_and_why() {
+        let on: Settings = serde_json::from_str(r#"{"paused":true}"#).unwrap();
+        assert_eq!(on.paused, Some(Pause::default()));
+        let off: Settings = serde_json::from_str(r#"{"paused":false}"#).unwrap();
+        assert_eq!(off.paused, None);
+        let null: Settings = serde_json::from_str(r#"{"paused":null}"#).unwrap();
+        assert_eq!(null.paused, None);
+        let why: Settings = serde_json::from_str(
+            r#"{"paused":{"by":"cli:ann","at":"2026-12-01T09:12:00Z","reason":"invoices"}}"#,
+        )
+        .unwrap();
+        let pause = why.paused.clone().unwrap();
+        assert_eq!(
+            pause.describe(),
+            "the sync is paused by cli:ann on 2026-12-01 09:12 UTC: invoices"
+        );
+        // Written back as it was given; absent when not paused.
+        let back = serde_json::to_value(&why).unwrap();
+        assert_eq!(back["paused"]["reason"], "invoices");
+        assert!(serde_json::to_value(&off).unwrap().get("paused").is_none());
+        assert!(serde_json::from_str::<Settings>(r#"{"paused":{"who":"x"}}"#).is_err());
+        assert!(serde_json::from_str::<Settings>(r#"{"paused":"yes"}"#).is_err());
+    }
+
+    #[test]
+    fn month_and_money_settings_are_checked_with_what_to_fix() {
+        let parse = |json: &str| serde_json::from_str::<Settings>(json).unwrap();
+        assert_eq!(Settings::default().check_month_and_money(), Ok(()));
+        assert_eq!(Settings::default().timezone, "UTC");
+        assert_eq!(Settings::default().usage_drop_guard, 20.0);
+        let fine = parse(
+            r#"{"timezone":"Europe/Berlin","monthClose":10,"usageDropGuard":0,
+                "prices":{"Sophos_Intercept_X_Advanced":{"price":4.5,"cost":2.9}}}"#,
+        );
+        assert_eq!(fine.check_month_and_money(), Ok(()));
+        assert_eq!(fine.tz(), chrono_tz::Europe::Berlin);
+        assert_eq!(fine.prices[IXA].cost, 2.9);
+        for (json, says) in [
+            (r#"{"timezone":"Mars/Olympus"}"#, "IANA"),
+            (r#"{"monthClose":11}"#, "monthClose"),
+            (r#"{"usageDropGuard":120}"#, "usageDropGuard"),
+            (r#"{"usageDropGuard":-1}"#, "usageDropGuard"),
+            (r#"{"prices":{"Sophos_Nope":{"price":1}}}"#, "Sophos_Nope"),
+            (
+                r#"{"prices":{"Sophos_Intercept_X_Advanced":{"price":-1}}}"#,
+                "price is -1",
+            ),
+        ] {
+            let err = parse(json).check_month_and_money().unwrap_err();
+            assert!(err.contains(says), "{json}: {err}");
+        }
+        // A price needs its amount; unknown keys are refused.
+        assert!(
+            serde_json::from_str::<Settings>(
+                r#"{"prices":{"Sophos_Intercept_X_Advanced":{"cost":1}}}"#
+            )
+            .is_err()
+        );
+        assert!(serde_json::from_str::<Settings>(r#"{"monthClose":-1}"#).is_err());
     }
 
     #[test]

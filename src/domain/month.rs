@@ -1,6 +1,7 @@
 //! A billing month (`YYYY-MM`), parsed once.
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,12 +21,9 @@ impl Month {
     pub fn month(&self) -> u32 {
         self.month
     }
+    /// The month of now, in UTC.
     pub fn current() -> Self {
-        let today = Utc::now().date_naive();
-        Self {
-            year: today.year(),
-            month: today.month(),
-        }
+        Self::of(crate::clock::now(), chrono_tz::UTC)
     }
     pub fn previous(&self) -> Self {
         match self.month {
@@ -54,13 +52,49 @@ impl Month {
         format!("{}T00:00:00Z", date.format("%Y-%m-%d"))
     }
 
-    /// Resolves the `month` setting: "current", "previous" or "YYYY-MM".
+    /// Resolves the `month` setting: "current", "previous" or "YYYY-MM" (in UTC,
+    /// with no month close; [`Month::for_run`] is the run's).
     pub fn from_setting(setting: &str) -> Result<Self, String> {
+        Self::for_run(setting, chrono_tz::UTC, 0, crate::clock::now())
+    }
+
+    /// The month of `now` on the calendar of `tz`.
+    pub fn of(now: DateTime<Utc>, tz: Tz) -> Self {
+        let local = now.with_timezone(&tz).date_naive();
+        Self {
+            year: local.year(),
+            month: local.month(),
+        }
+    }
+
+    /// The month a run without an explicit month syncs at `now`: the `month`
+    /// setting ("current", "previous" or "YYYY-MM") counted in `tz`. During the
+    /// first `month_close` days of a month (on `tz`'s calendar), "current" and
+    /// "previous" step back one month more: the month just ended is still being
+    /// closed, so its additions keep following its final usage until invoicing.
+    pub fn for_run(
+        setting: &str,
+        tz: Tz,
+        month_close: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let today = Self::of(now, tz);
+        let current = if Self::in_close(now, tz, month_close) {
+            today.previous()
+        } else {
+            today
+        };
         match setting {
-            "current" => Ok(Self::current()),
-            "previous" => Ok(Self::current().previous()),
+            "current" => Ok(current),
+            "previous" => Ok(current.previous()),
             other => other.parse(),
         }
+    }
+
+    /// Whether `now` falls in the first `month_close` days of its month (in `tz`),
+    /// while the month before is still being closed.
+    pub fn in_close(now: DateTime<Utc>, tz: Tz, month_close: u32) -> bool {
+        now.with_timezone(&tz).day() <= month_close
     }
 }
 
@@ -111,5 +145,82 @@ mod tests {
         }
         assert!(Month::from_setting("nonsense").is_err());
         assert!(Month::from_setting("previous").is_ok());
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn run_month(setting: &str, tz: &str, close: u32, now: &str) -> String {
+        Month::for_run(setting, tz.parse().unwrap(), close, at(now))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_month_is_counted_in_the_time_zone() {
+        // 23:30 UTC on 30 November is already December in Berlin...
+        let late = "2026-11-30T23:30:00Z";
+        assert_eq!(run_month("current", "UTC", 0, late), "2026-11");
+        assert_eq!(run_month("current", "Europe/Berlin", 0, late), "2026-12");
+        assert_eq!(run_month("previous", "Europe/Berlin", 0, late), "2026-11");
+        // ...and 03:00 UTC on 1 December is still November in New York.
+        let early = "2026-12-01T03:00:00Z";
+        assert_eq!(run_month("current", "UTC", 0, early), "2026-12");
+        assert_eq!(
+            run_month("current", "America/New_York", 0, early),
+            "2026-11"
+        );
+        // Across the year.
+        assert_eq!(
+            run_month("current", "Pacific/Auckland", 0, "2026-12-31T12:00:00Z"),
+            "2027-01"
+        );
+        // An explicit month is the month, whatever the clock.
+        assert_eq!(run_month("2026-05", "Asia/Tokyo", 10, early), "2026-05");
+    }
+
+    #[test]
+    fn during_the_month_close_the_previous_month_is_synced() {
+        // monthClose 3: 1st to 3rd of December (local) still sync November.
+        for now in [
+            "2026-12-01T00:00:00Z",
+            "2026-12-02T12:00:00Z",
+            "2026-12-03T23:59:59Z",
+        ] {
+            assert_eq!(run_month("current", "UTC", 3, now), "2026-11", "{now}");
+            assert_eq!(run_month("previous", "UTC", 3, now), "2026-10", "{now}");
+        }
+        assert_eq!(
+            run_month("current", "UTC", 3, "2026-12-04T00:00:00Z"),
+            "2026-12"
+        );
+        // The close period is counted on the zone's calendar: 23:30 UTC on the
+        // 3rd is the 4th in Berlin, so Berlin's close is over.
+        let boundary = "2026-12-03T23:30:00Z";
+        assert_eq!(run_month("current", "UTC", 3, boundary), "2026-11");
+        assert_eq!(
+            run_month("current", "Europe/Berlin", 3, boundary),
+            "2026-12"
+        );
+        // January's close reaches back into the previous year; 0 is off.
+        assert_eq!(
+            run_month("current", "UTC", 5, "2027-01-02T08:00:00Z"),
+            "2026-12"
+        );
+        assert_eq!(
+            run_month("current", "UTC", 0, "2027-01-01T00:00:00Z"),
+            "2027-01"
+        );
+        assert!(Month::in_close(
+            at("2026-12-10T10:00:00Z"),
+            chrono_tz::UTC,
+            10
+        ));
+        assert!(!Month::in_close(
+            at("2026-12-11T00:00:00Z"),
+            chrono_tz::UTC,
+            10
+        ));
     }
 }

@@ -86,6 +86,9 @@ pub struct RunOptions {
     /// Keep a dry run's report as a run record (the HTTP API's preview); the CLI's
     /// dry run writes nothing anywhere.
     pub record_dry_run: bool,
+    /// Lower quantities even when the usage report shrank past `usageDropGuard`
+    /// (the operator checked the drop is real).
+    pub accept_usage_drop: bool,
 }
 
 impl RunOptions {
@@ -107,6 +110,7 @@ impl RunOptions {
             resume: None,
             keep_customers: true,
             record_dry_run: false,
+            accept_usage_drop: false,
         }
     }
 
@@ -115,11 +119,12 @@ impl RunOptions {
         let month = previous.month.parse::<Month>()?;
         let mut opts = Self::new(month, previous.dry_run, trigger);
         opts.run_id = previous.run_id.clone();
+        opts.accept_usage_drop = previous.usage_drop_accepted;
         opts.resume = Some(previous);
         Ok(opts)
     }
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.clock_offset
+        crate::clock::now() + self.clock_offset
     }
 }
 
@@ -164,6 +169,9 @@ const RECORD_BATCH: usize = 25;
 
 impl Engine<'_> {
     pub async fn run(&self, opts: &RunOptions) -> Result<RunReport, CycleError> {
+        if let (Some(pause), false) = (&self.settings.paused, opts.dry_run) {
+            return self.skip_paused(opts, pause).await;
+        }
         let agreement_type = self.settings.agreement_type.clone().ok_or_else(|| {
             ConfigError("the agreementType setting is empty: set it to the name of the ConnectWise agreement type that receives Sophos additions (e.g. {\"agreementType\":\"Sophos MSP\"})".into())
         })?;
@@ -233,6 +241,33 @@ impl Engine<'_> {
         Ok(report)
     }
 
+    /// A run that would write while the sync is paused: recorded `skipped` with
+    /// the pause's reason, nothing read or written, and the lease given back (an
+    /// incomplete run paused between two invocations stops here too).
+    async fn skip_paused(
+        &self,
+        opts: &RunOptions,
+        pause: &crate::config::Pause,
+    ) -> Result<RunReport, CycleError> {
+        let mut report = empty_report(opts);
+        if let Some(previous) = &opts.resume {
+            report.started_at = previous.started_at;
+            report.customer_counts = previous.customer_counts;
+            report.writes = previous.writes;
+            report.api_calls = previous.api_calls;
+        }
+        report.status = RunStatus::Skipped;
+        report.reason = Some(format!(
+            "{}; nothing was written. Resume it to sync again (console: Settings > Resume; API: PUT /settings without \"paused\"; CLI: `sophos-cw-sync resume`); a dry run still shows the plan",
+            pause.describe()
+        ));
+        report.finished_at = Some(Utc::now());
+        tracing::info!(run_id = %opts.run_id, "the sync is paused: run skipped");
+        self.store.put_run(&run_record(&report, opts)).await?;
+        self.store.release_lease(&opts.run_id).await?;
+        Ok(report)
+    }
+
     async fn finish(
         &self,
         opts: &RunOptions,
@@ -272,6 +307,9 @@ impl Engine<'_> {
             return Ok(Carried::default());
         };
         report.started_at = previous.started_at;
+        report.warnings = previous.warnings.clone();
+        report.customers_with_usage = previous.customers_with_usage;
+        report.usage_drop_guarded = previous.usage_drop_guarded;
         let mut done = BTreeSet::new();
         let mut unmapped_seen = UnmappedCodesSeen::default();
         let mut after: Option<String> = None;
@@ -327,6 +365,11 @@ fn empty_report(opts: &RunOptions) -> RunReport {
         unmapped_codes_omitted: 0,
         api_calls: ApiCalls::default(),
         writes: 0,
+        warnings: Vec::new(),
+        reason: None,
+        customers_with_usage: None,
+        usage_drop_guarded: false,
+        usage_drop_accepted: opts.accept_usage_drop,
     }
 }
 

@@ -283,6 +283,126 @@ pub struct RunReport {
     pub unmapped_codes_omitted: u64,
     pub api_calls: ApiCalls,
     pub writes: u64,
+    /// What a person should know although the run went through (a catalog item
+    /// priced 0, a usage report that shrank), each once, across every invocation.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+    /// Why the run was skipped (paused, or another run holds the lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How many customers had usage in this month's report (the usage drop
+    /// guard compares it with an earlier run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers_with_usage: Option<u64>,
+    /// The usage drop guard stopped this run from lowering any quantity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_drop_guarded: bool,
+    /// The run was told to accept a usage report that shrank
+    /// (`--accept-usage-drop`, `{"acceptUsageDrop":true}`, the console's checkbox).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_drop_accepted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WarningCode {
+    /// A catalog item the run bills (created or found) has a price of 0.
+    CatalogPriceZero,
+    /// Fewer customers have usage than in the last comparable run, by more than
+    /// `usageDropGuard`: no quantity was lowered.
+    UsageReportShrank,
+}
+
+/// Something a person should look at in a run that still went through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warning {
+    pub code: WarningCode,
+    /// The catalog identifier it is about (`CATALOG_PRICE_ZERO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// The ConnectWise catalog item (`CATALOG_PRICE_ZERO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_item_id: Option<i64>,
+    /// Customers with usage in this report (`USAGE_REPORT_SHRANK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers_with_usage: Option<u64>,
+    /// Customers with usage in the run compared with (`USAGE_REPORT_SHRANK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_customers_with_usage: Option<u64>,
+    /// Of those, how many have no usage now (`USAGE_REPORT_SHRANK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers_missing: Option<u64>,
+    /// The run compared with (`USAGE_REPORT_SHRANK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_run_id: Option<String>,
+    pub message: String,
+    pub advice: String,
+}
+
+impl Warning {
+    /// `CATALOG_PRICE_ZERO`: the item bills 0 per unit. The write still happens
+    /// (some partners bill bundles at 0 on purpose).
+    pub fn catalog_price_zero(identifier: &str, catalog_item_id: Option<i64>) -> Self {
+        let item = catalog_item_id
+            .map(|id| format!(" (catalog item {id})"))
+            .unwrap_or_default();
+        Self {
+            code: WarningCode::CatalogPriceZero,
+            identifier: Some(identifier.to_owned()),
+            catalog_item_id,
+            customers_with_usage: None,
+            previous_customers_with_usage: None,
+            customers_missing: None,
+            compared_run_id: None,
+            message: format!(
+                "the ConnectWise catalog item for {identifier}{item} has a price of 0, so its agreement additions bill nothing"
+            ),
+            advice: format!(
+                "If {identifier} is not meant to be billed at 0, set its price in ConnectWise (Procurement > Product Catalog, the item's Price and Cost; existing additions keep the price they were created with, so correct those on the agreements too). For items the sync has yet to create, give the price in the settings: \"prices\": {{\"{identifier}\": {{\"price\": 4.5, \"cost\": 2.9}}}} (console: Settings; API: PUT /settings; CLI: a SYNC_SETTINGS file). If 0 is intended (a bundle), nothing needs doing."
+            ),
+        }
+    }
+
+    /// `USAGE_REPORT_SHRANK`: `missing` of the `previous` customers that had usage
+    /// in run `compared_run_id` have none in this report (`now` have usage).
+    pub fn usage_report_shrank(
+        now: u64,
+        previous: u64,
+        missing: u64,
+        compared_run_id: &str,
+        guard_percent: f64,
+    ) -> Self {
+        let share = if previous == 0 {
+            0.0
+        } else {
+            missing as f64 * 100.0 / previous as f64
+        };
+        Self {
+            code: WarningCode::UsageReportShrank,
+            identifier: None,
+            catalog_item_id: None,
+            customers_with_usage: Some(now),
+            previous_customers_with_usage: Some(previous),
+            customers_missing: Some(missing),
+            compared_run_id: Some(compared_run_id.to_owned()),
+            message: format!(
+                "Sophos' usage report lists {now} customers with usage; {missing} of the {previous} customers that had usage in run {compared_run_id} have none now ({share:.0}%, more than the usageDropGuard of {guard_percent}%), so no quantity was lowered, zeroed or cancelled in this run; increases and new additions were written"
+            ),
+            advice: "A report this much shorter is more often incomplete (the first days of a month, a fault on Sophos' side) than true. Check the customers' usage in Sophos Central Partner (Billing > Usage); the next run compares again and lowers nothing while the drop lasts. If the drop is real (customers left), accept it for one run: console: tick \"Accept the usage drop\" beside Sync now; API: POST /sync {\"acceptUsageDrop\": true}; CLI: `sophos-cw-sync sync --accept-usage-drop`. To change the threshold, set usageDropGuard (0 turns the guard off).".to_owned(),
+        }
+    }
+}
+
+impl RunReport {
+    /// Adds a warning unless the same one (code and identifier) is there already:
+    /// each invocation of a run checks the catalog again.
+    pub fn warn(&mut self, warning: Warning) {
+        let same = |w: &Warning| w.code == warning.code && w.identifier == warning.identifier;
+        if !self.warnings.iter().any(same) {
+            self.warnings.push(warning);
+        }
+    }
 }
 
 /// How many unassigned usage lines (and unmapped product codes) a stored run
@@ -400,6 +520,11 @@ impl RunReport {
             unmapped_codes_omitted: self.unmapped_codes_omitted,
             api_calls: self.api_calls,
             writes: self.writes,
+            warnings: self.warnings.clone(),
+            reason: self.reason.clone(),
+            customers_with_usage: self.customers_with_usage,
+            usage_drop_guarded: self.usage_drop_guarded,
+            usage_drop_accepted: self.usage_drop_accepted,
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::{AuditDraft, Ctx, CycleError};
 use crate::config::ReviewPolicy;
 use crate::connectwise::model::{Addition, Agreement};
+use crate::domain::month::Month;
 use crate::sophos::model::Tenant;
 use crate::store::{HeldChange, Store, StoreResult};
 use crate::sync::plan::{ProductPlan, TenantUsage};
@@ -41,12 +42,22 @@ impl Ctx<'_> {
             return Ok(());
         }
         let store = self.engine.store;
+        // The month still being closed (`monthClose`) keeps its held changes open
+        // until its close period ends, even when a run of the new month comes first.
+        let settings = self.engine.settings;
+        let (now, tz) = (self.opts.now(), settings.tz());
+        let closing = Month::in_close(now, tz, settings.month_close)
+            .then(|| Month::of(now, tz).previous().to_string());
         // Ids begin with their month and list in descending order: starting after
         // the run's month reads only earlier months' changes.
         let mut after: Option<String> = Some(self.opts.month.to_string());
         loop {
             let page = store.list_held_changes(true, 200, after.as_deref()).await?;
-            for h in &page.items {
+            for h in page
+                .items
+                .iter()
+                .filter(|h| Some(&h.month) != closing.as_ref())
+            {
                 if let Some(closed) =
                     review::outlived(h, self.opts.month, &self.opts.run_id, self.opts.now())
                 {
