@@ -14,7 +14,7 @@ CHROMIUM     ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMIUM CHROMEDRIVER
 
-.PHONY: run test sim console build lint venv moto-start moto-stop clean bench deploy invoke-local lint-infra browser-deps
+.PHONY: run test sim console build lint venv moto-start moto-stop clean bench deploy check-schedule invoke-local lint-infra browser-deps
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -74,6 +74,7 @@ REGION        ?=
 ALARM_EMAIL   ?=
 NOTIFY_EMAIL  ?=
 SCHEDULE      ?=
+SCHEDULE_EXPRESSION ?=
 EVENT         ?= schedule.json
 INVOKE_PORT   ?= 9100
 LOCAL_MOTO_PORT ?= 5056
@@ -103,11 +104,13 @@ $(error the AWS SAM CLI ('sam') is not installed: install it with 'pip install a
 endif
 endif
 
-## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, NOTIFY_EMAIL, SCHEDULE; docs/deploy.md)
-deploy: build
+## deploy: build, then create or update the CloudFormation stack (STACK, REGION, ALARM_EMAIL, NOTIFY_EMAIL; SCHEDULE=on|off, the schedule, off on a first deploy and unchanged when not given; SCHEDULE_EXPRESSION, its cron/rate; docs/deploy.md)
+deploy: check-schedule build
 	params=()
 	if [ -n "$(ALARM_EMAIL)" ]; then params+=("AlarmEmail=$(ALARM_EMAIL)"); fi
-	if [ -n "$(SCHEDULE)" ]; then params+=("ScheduleExpression=$(SCHEDULE)"); fi
+	if [ "$(SCHEDULE)" = on ]; then params+=("ScheduleEnabled=true"); fi
+	if [ "$(SCHEDULE)" = off ]; then params+=("ScheduleEnabled=false"); fi
+	if [ -n "$(SCHEDULE_EXPRESSION)" ]; then params+=("ScheduleExpression=$(SCHEDULE_EXPRESSION)"); fi
 	if [ -n "$(NOTIFY_EMAIL)" ]; then params+=("NotifyEmail=$(NOTIFY_EMAIL)"); fi
 	extra=()
 	if [ $${#params[@]} -gt 0 ]; then extra+=(--parameter-overrides "$${params[@]}"); fi
@@ -117,6 +120,14 @@ deploy: build
 	aws_region=()
 	if [ -n "$(REGION)" ]; then aws_region=(--region "$(REGION)"); fi
 	sam list stack-outputs --stack-name '$(STACK)' "$${aws_region[@]}" --output table || true
+
+# SCHEDULE used to be the expression: say so before building rather than deploy a
+# stack whose schedule the operator did not mean to change.
+check-schedule:
+	@case '$(SCHEDULE)' in
+	  ''|on|off) ;;
+	  *) echo "error: SCHEDULE is 'on' or 'off' (turns the schedule on or off), not '$(SCHEDULE)'; give a cron or rate expression as SCHEDULE_EXPRESSION, e.g. make deploy SCHEDULE=on SCHEDULE_EXPRESSION='cron(0 6 * * ? *)'" >&2; exit 1 ;;
+	esac
 
 ## invoke-local: the function under `cargo lambda watch` against the simulators and moto; EVENT=file under events/ (several: "a.json b.json")
 invoke-local: venv
@@ -188,9 +199,10 @@ invoke-local: venv
 	echo "(function log: $(RUN_DIR)/invoke-watch.log)"
 	[ $$failed -eq 0 ] || { echo "error: $$failed invocation(s) ended in a function error" >&2; exit 1; }
 
-## lint-infra: cfn-lint on the SAM template, and the sample events match events/generate.py
+## lint-infra: cfn-lint on the SAM template, its promises (schedule off by default, IAM as infra/README.md says, alarms on emitted metrics), and the sample events match events/generate.py
 lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(PY) infra/check_template.py
 	python3 events/generate.py --check
 
 ## lint: formatting and clippy, warnings are errors

@@ -217,7 +217,7 @@ pub async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Va
                 .on_schedule(&tick, deadline)
                 .instrument(span)
                 .await
-                .inspect_err(|_| println!("{}", crate::metrics::emf_failure_line(None)))?;
+                .inspect_err(|_| print_failure_metrics(None, false))?;
             Ok(match report {
                 Some(r) => summary(&r),
                 None => json!({"status": "duplicate", "tick": tick}),
@@ -229,10 +229,7 @@ pub async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Va
                 .run_job(&request, deadline)
                 .instrument(span)
                 .await
-                .inspect_err(|_| {
-                    let line = crate::metrics::emf_failure_line(Some(&request.run_id));
-                    println!("{line}");
-                })?;
+                .inspect_err(|_| print_failure_metrics(Some(&request.run_id), request.dry_run))?;
             Ok(summary(&report))
         }
         Incoming::Unknown(why) => {
@@ -245,15 +242,28 @@ pub async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Va
     }
 }
 
+/// The metrics line of a run that failed before it could report (none for a dry
+/// run: a preview is not an alarm).
+fn print_failure_metrics(run_id: Option<&str>, dry_run: bool) {
+    if let Some(line) = crate::metrics::emf_failure_line(run_id, dry_run) {
+        println!("{line}");
+    }
+}
+
 /// Logs the metrics line and answers a short summary (the report is in the store).
 fn summary(report: &crate::sync::report::RunReport) -> Value {
+    println!("{}", metrics_line(report));
+    tracing::info!(run_id = %report.run_id, status = ?report.status, writes = report.writes, "run finished");
+    json!({"runId": report.run_id, "status": report.status, "writes": report.writes})
+}
+
+/// The run's metrics line, its duration taken from the report's own times.
+fn metrics_line(report: &crate::sync::report::RunReport) -> Value {
     let duration = report
         .finished_at
         .map(|f| (f - report.started_at).num_milliseconds().max(0) as u64)
         .unwrap_or_default();
-    println!("{}", crate::metrics::emf_line(report, duration));
-    tracing::info!(run_id = %report.run_id, status = ?report.status, writes = report.writes, "run finished");
-    json!({"runId": report.run_id, "status": report.status, "writes": report.writes})
+    crate::metrics::emf_line(report, duration)
 }
 
 /// Lambda always sends a deadline in the future; an emulator may send a fixed value
@@ -347,6 +357,24 @@ mod tests {
         assert!(d >= now + Duration::from_secs(839) && d <= now + Duration::from_secs(841));
         let past = SystemTime::now() - Duration::from_secs(5);
         assert!(tokio_deadline(past, Duration::from_secs(60)) <= tokio::time::Instant::now());
+    }
+
+    #[test]
+    fn a_dry_runs_metrics_line_carries_no_failure_metric() {
+        let mut report = crate::metrics::tests::report(crate::store::RunStatus::Failed);
+        report.started_at = report.finished_at.unwrap() - chrono::Duration::seconds(2);
+        let real = metrics_line(&report);
+        assert_eq!(real["RunsFailed"], 1);
+        assert_eq!(real["CustomerErrors"], 2);
+        assert_eq!(real["DurationMs"], 2000);
+        report.dry_run = true;
+        let preview = metrics_line(&report);
+        let declared = preview["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        for failure in ["RunsFailed", "CustomerErrors"] {
+            assert!(preview.get(failure).is_none(), "{preview}");
+            assert!(!declared.contains(failure), "{declared}");
+        }
+        assert_eq!(preview["DurationMs"], 2000);
     }
 
     #[test]

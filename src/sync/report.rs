@@ -22,49 +22,100 @@ pub enum ErrorCode {
     UsageUnassigned,
 }
 
+/// Advice steps shared by several codes, one wording everywhere.
+macro_rules! map_company {
+    () => {
+        "console: Mapping (pick the company, then its agreement); API: PUT /mappings/{tenantId} {\"companyId\": <companyId>}; CLI: `sophos-cw-sync map <tenantId> --company <companyId>`"
+    };
+}
+
+macro_rules! map_agreement {
+    () => {
+        "console: Mapping (pick the company, then the agreement); API: PUT /mappings/{tenantId} {\"companyId\": <companyId>, \"agreementId\": <agreementId>}; CLI: `sophos-cw-sync map <tenantId> --company <companyId> --agreement <agreementId>`"
+    };
+}
+
+macro_rules! change_settings {
+    () => {
+        "console: Settings; API: PUT /settings; CLI: `SYNC_SETTINGS=<file> sophos-cw-sync settings`, the file replacing the stored settings"
+    };
+}
+
+macro_rules! sync_now {
+    () => {
+        "console: Runs (Sync now); API: POST /sync; CLI: `sophos-cw-sync sync`"
+    };
+}
+
 impl ErrorCode {
-    /// What a partner can do about it.
+    /// What a partner can do about it, wherever they operate from: each step names
+    /// the console page and the API route beside the CLI command (most partners run
+    /// the Lambda and never install the CLI).
     pub fn advice(self) -> &'static str {
         use ErrorCode::*;
         match self {
-            CompanyNotFound => {
-                "No active ConnectWise company has exactly this customer's name. Rename the company (or the Sophos customer) so the names match, or map it by hand: `sophos-cw-sync map <tenantId> --company <companyId>`. To leave this customer out, use `map <tenantId> --ignore`."
-            }
-            CompanyAmbiguous => {
-                "Several ConnectWise companies have this name, so none was picked. Merge or rename the duplicates (deleted companies in the recycle bin count too), or map the customer by hand with `map <tenantId> --company <companyId>`."
-            }
-            AgreementNotFound => {
-                "The company has no active, non-cancelled agreement of the configured agreement type. Create one in ConnectWise (Finance > Agreements), check the `agreementType` setting, or map the agreement by hand with `map <tenantId> --company <id> --agreement <agreementId>`."
-            }
-            AgreementAmbiguous => {
-                "The company has several active agreements of the configured type, so none was picked. Cancel the extra ones or choose one with `map <tenantId> --company <id> --agreement <agreementId>`."
-            }
-            AgreementShared => {
-                "This agreement is already used by another Sophos customer; one agreement serves one customer only. Map one of the two customers to a different agreement with `map <tenantId> --agreement <agreementId>`."
-            }
-            AdditionAmbiguous => {
-                "The agreement has several active additions for this product, so none was changed (a quantity could be billed twice). Cancel or delete the extra additions in ConnectWise, keeping one; the next sync adopts it."
-            }
-            CatalogAmbiguous => {
-                "Several ConnectWise catalog items share this identifier. Deactivate or rename the duplicates in Procurement > Product Catalog so exactly one remains."
-            }
+            CompanyNotFound => concat!(
+                "No active ConnectWise company has exactly this customer's name. Rename the company (or the Sophos customer) so the names match, or map it by hand: ",
+                map_company!(),
+                ". To leave this customer out (e.g. it is not billed through ConnectWise): console: Customer (Ignore this customer); API: PUT /mappings/{tenantId} {\"ignore\": true}; CLI: `sophos-cw-sync map <tenantId> --ignore`."
+            ),
+            CompanyAmbiguous => concat!(
+                "Several ConnectWise companies have this name, so none was picked. Merge or rename the duplicates (deleted companies in the recycle bin count too), or map the customer by hand: ",
+                map_company!(),
+                "."
+            ),
+            AgreementNotFound => concat!(
+                "The company has no active, non-cancelled agreement of the configured agreement type. Create one in ConnectWise (Finance > Agreements), check the `agreementType` setting (",
+                change_settings!(),
+                "), or map the agreement by hand: ",
+                map_agreement!(),
+                "."
+            ),
+            AgreementAmbiguous => concat!(
+                "The company has several active agreements of the configured type, so none was picked. Cancel the extra ones in ConnectWise (Finance > Agreements) or choose one: ",
+                map_agreement!(),
+                "."
+            ),
+            AgreementShared => concat!(
+                "This agreement is already used by another Sophos customer; one agreement serves one customer only. Map one of the two customers to a different agreement of its company (create one in ConnectWise first if there is none): ",
+                map_agreement!(),
+                "."
+            ),
+            AdditionAmbiguous => concat!(
+                "The agreement has several active additions for this product, so none was changed (a quantity could be billed twice). Cancel or delete the extra additions in ConnectWise, keeping one; the next sync adopts it. To sync now: ",
+                sync_now!(),
+                "."
+            ),
+            CatalogAmbiguous => concat!(
+                "Several ConnectWise catalog items share this identifier. Deactivate or rename the duplicates in Procurement > Product Catalog so exactly one remains, then sync again: ",
+                sync_now!(),
+                "."
+            ),
             ProductUnmapped => {
-                "This Sophos billing product code has no catalog identifier; it is never mapped by its description. Tell from the description, sku and productGroup which of the 35 identifiers it is (`sophos-cw-sync settings` lists the known codes), then add this line to the settings: \"productCodes\": {\"CODE\": \"<identifier>\"}."
+                "This Sophos billing product code has no catalog identifier; it is never mapped by its description. Tell from the description, sku and productGroup which of the 35 identifiers it is (console: Settings lists the known codes; API: GET /settings; CLI: `sophos-cw-sync settings`), then map it: console: Mapping (Unmapped billing product codes); API: PUT /settings with this line added to the settings: \"productCodes\": {\"CODE\": \"<identifier>\"}; CLI: the same line in a settings file, applied with `SYNC_SETTINGS=<file> sophos-cw-sync settings`."
             }
-            CatalogSetup => {
-                "A catalog item could not be created because a reference it needs is missing, inactive or ambiguous, or a partner's own item named in `catalogItems` is missing or inactive. Check the `catalog` setting (type, category, subcategory, unit of measure) against the active names in ConnectWise (Setup Tables; a subcategory is looked up within the category), and the `catalogItems` setting against Procurement > Product Catalog."
-            }
-            CwPermission => {
-                "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All."
-            }
-            CwValidation => {
-                "ConnectWise rejected the data we sent. Read the message for the field; check the catalog item and agreement in ConnectWise, then run the sync again."
-            }
-            UpstreamUnavailable => {
-                "The vendor API did not answer after several retries. Nothing was guessed; the next run picks up from here. If it persists, check the vendor's status page and the network path."
-            }
+            CatalogSetup => concat!(
+                "A catalog item could not be created because a reference it needs is missing, inactive or ambiguous, or a partner's own item named in `catalogItems` is missing or inactive. Check the `catalog` setting (type, category, subcategory, unit of measure) against the active names in ConnectWise (Setup Tables; a subcategory is looked up within the category), and the `catalogItems` setting against Procurement > Product Catalog. Change the settings in ",
+                change_settings!(),
+                "."
+            ),
+            CwPermission => concat!(
+                "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All. Then sync again: ",
+                sync_now!(),
+                "."
+            ),
+            CwValidation => concat!(
+                "ConnectWise rejected the data we sent. Read the message for the field; check the catalog item and agreement in ConnectWise (console: Customer shows the customer's agreement and products; API: GET /status; CLI: `sophos-cw-sync status`), then sync again: ",
+                sync_now!(),
+                "."
+            ),
+            UpstreamUnavailable => concat!(
+                "The vendor API did not answer after several retries. Nothing was guessed; the next run picks up from here, or start one now: ",
+                sync_now!(),
+                ". If it persists, check the vendor's status page and the network path."
+            ),
             UsageUnassigned => {
-                "These usage lines carry no customer (accountId), e.g. firewall subscriptions not assigned to a tenant. Assign them to a customer in Sophos Central Partner to bill them."
+                "These usage lines carry no customer (accountId), e.g. firewall subscriptions not assigned to a tenant. Assign them to a customer in Sophos Central Partner to bill them; the next sync bills them. The run lists them: console: Runs (the run's Usage without a customer); API: GET /runs/{runId}; CLI: `sophos-cw-sync runs <runId>`."
             }
         }
     }
@@ -652,5 +703,171 @@ mod tests {
         let c: CustomerReport = serde_json::from_value(stored).expect("reads");
         assert_eq!(c.company_name, None);
         assert_eq!(c.company_identifier.as_deref(), Some("Acme"));
+    }
+}
+
+/// Every advice must work where the operator is: a console page, an API route the
+/// API answers and a command the CLI accepts.
+#[cfg(test)]
+mod advice_tests {
+    use super::ErrorCode;
+    use crate::api::routes::resolve;
+    use crate::cli::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// The console's pages (src/console/pages/), as the advice names them.
+    const CONSOLE_PAGES: [&str; 8] = [
+        "Home",
+        "Customers",
+        "Customer",
+        "Mapping",
+        "Review",
+        "Runs",
+        "Audit",
+        "Settings",
+    ];
+
+    /// Every code, in declaration order: the exhaustive match makes a new code
+    /// fail to compile until it is placed in the chain.
+    fn every_code() -> Vec<ErrorCode> {
+        fn after(code: ErrorCode) -> Option<ErrorCode> {
+            use ErrorCode::*;
+            match code {
+                CompanyNotFound => Some(CompanyAmbiguous),
+                CompanyAmbiguous => Some(AgreementNotFound),
+                AgreementNotFound => Some(AgreementAmbiguous),
+                AgreementAmbiguous => Some(AgreementShared),
+                AgreementShared => Some(AdditionAmbiguous),
+                AdditionAmbiguous => Some(CatalogAmbiguous),
+                CatalogAmbiguous => Some(ProductUnmapped),
+                ProductUnmapped => Some(CatalogSetup),
+                CatalogSetup => Some(CwPermission),
+                CwPermission => Some(CwValidation),
+                CwValidation => Some(UpstreamUnavailable),
+                UpstreamUnavailable => Some(UsageUnassigned),
+                UsageUnassigned => None,
+            }
+        }
+        std::iter::successors(Some(ErrorCode::CompanyNotFound), |c| after(*c)).collect()
+    }
+
+    /// What follows each `label` in `advice` (e.g. "console: ").
+    fn after_each<'a>(advice: &'a str, label: &str) -> Vec<&'a str> {
+        advice.split(label).skip(1).collect()
+    }
+
+    /// The `code`-quoted spans of an advice.
+    fn quoted(advice: &str) -> Vec<&str> {
+        advice.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// The CLI's words of a quoted command (leading `VAR=value` assignments
+    /// dropped), placeholders such as `<tenantId>` filled with an id.
+    fn command_words(span: &str) -> Vec<String> {
+        span.split_whitespace()
+            .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+            .map(|w| match w.starts_with('<') && w.ends_with('>') {
+                true => "110".to_owned(),
+                false => w.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Why the CLI's parser refuses `words`, if it does.
+    fn refused(words: &[String]) -> Option<String> {
+        Cli::try_parse_from(words).err().map(|e| e.to_string())
+    }
+
+    /// Why the API does not answer `METHOD /path` at the start of `step`, if it does not.
+    fn unanswered(step: &str) -> Option<String> {
+        let mut words = step.split_whitespace();
+        let method = words.next().unwrap_or_default();
+        let raw = words.next().unwrap_or_default();
+        let path: String = raw
+            .trim_end_matches([';', ',', '.', ')'])
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        match resolve(&path) {
+            Ok(route) if route.allow().contains(&method) => None,
+            Ok(route) => Some(format!("{path} answers {:?}, not {method}", route.allow())),
+            Err(e) => Some(format!("{path}: {}", e.message)),
+        }
+    }
+
+    #[test]
+    fn every_cli_command_an_advice_names_is_one_the_cli_accepts() {
+        let subcommands: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        for code in every_code() {
+            let advice = code.advice();
+            let mut commands = 0;
+            for span in quoted(advice) {
+                let words = command_words(span);
+                match words.first().map(String::as_str) {
+                    Some("sophos-cw-sync") => {
+                        commands += 1;
+                        if let Some(why) = refused(&words) {
+                            panic!(
+                                "{code:?}'s advice names `{span}`, which the CLI refuses: {why}"
+                            );
+                        }
+                    }
+                    Some(w) if subcommands.iter().any(|s| s == w) => {
+                        panic!("{code:?}: write `{span}` in full, as `sophos-cw-sync {span}`")
+                    }
+                    _ => {}
+                }
+            }
+            assert!(commands > 0, "{code:?}'s advice names no CLI command");
+            assert!(advice.contains("CLI: "), "{code:?}: {advice}");
+        }
+    }
+
+    #[test]
+    fn every_advice_names_a_console_page_and_an_api_route() {
+        for code in every_code() {
+            let advice = code.advice();
+            let pages = after_each(advice, "console: ");
+            assert!(
+                !pages.is_empty(),
+                "{code:?} names no console page: {advice}"
+            );
+            for page in pages {
+                let name: String = page.chars().take_while(char::is_ascii_alphabetic).collect();
+                assert!(
+                    CONSOLE_PAGES.contains(&name.as_str()),
+                    "{code:?} names console page {name:?}, not one of {CONSOLE_PAGES:?}"
+                );
+            }
+            let routes = after_each(advice, "API: ");
+            assert!(!routes.is_empty(), "{code:?} names no API route: {advice}");
+            for step in routes {
+                if let Some(why) = unanswered(step) {
+                    panic!("{code:?}'s advice names a route the API does not answer: {why}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_checks_refuse_what_the_cli_and_the_api_refuse() {
+        // The old AGREEMENT_SHARED advice: `--agreement` requires `--company`.
+        let old = command_words("sophos-cw-sync map <tenantId> --agreement <agreementId>");
+        assert!(refused(&old).unwrap().contains("--company"));
+        let env = command_words("SYNC_SETTINGS=<file> sophos-cw-sync settings");
+        assert_eq!(env, ["sophos-cw-sync", "settings"]);
+        assert!(refused(&env).is_none());
+        assert!(unanswered("PUT /mappings/{tenantId} {\"ignore\": true};").is_none());
+        assert!(unanswered("GET /runs/{runId};").is_none());
+        assert!(
+            unanswered("POST /mappings/{tenantId};").is_some(),
+            "PUT or DELETE only"
+        );
+        assert!(unanswered("PUT /nowhere;").is_some());
+        assert_eq!(every_code().len(), 13);
     }
 }
