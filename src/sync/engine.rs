@@ -17,6 +17,7 @@ mod additions;
 mod catalog_setup;
 mod customer;
 mod review;
+mod usage_guard;
 
 use crate::config::{ConfigError, Settings};
 use crate::connectwise::client::ConnectWiseClient;
@@ -162,6 +163,9 @@ struct Ctx<'a> {
     cw: ConnectWiseClient,
     /// Whether customers' plans go through the review (`review::review_active`).
     review_active: bool,
+    /// The usage drop guard holds back every lowered quantity in this run
+    /// (decided once, before any customer: `usage_guard`).
+    lowering_held: std::sync::atomic::AtomicBool,
 }
 
 /// Finished customers are stored this many at a time (DynamoDB's batch size).
@@ -202,6 +206,7 @@ impl Engine<'_> {
             done: carried.done,
             cw: self.cw.limited_to(opts.concurrency),
             review_active,
+            lowering_held: Default::default(),
         };
         let outcome = ctx
             .cycle(&agreement_type, carried.unmapped_seen, &mut report)
@@ -224,6 +229,8 @@ impl Engine<'_> {
             Ok(()) if incomplete => RunStatus::Incomplete,
             Ok(()) if !report.errors.is_empty() => RunStatus::Failed,
             Ok(()) if report.customer_counts.with_errors > 0 => RunStatus::Partial,
+            // Quantities that should have been lowered were not: not a success.
+            Ok(()) if report.usage_drop_guarded => RunStatus::Partial,
             Ok(()) => RunStatus::Succeeded,
         };
         if let Err(e) = outcome {
@@ -433,6 +440,7 @@ impl Ctx<'_> {
         let Some(reads) = self.read_sophos(report).await? else {
             return Ok(());
         };
+        self.guard_usage(&reads, report).await?;
         let selected = &self.engine.settings.products;
         let companies_agreements = self
             .read_connectwise(agreement_type, &reads, report)

@@ -5,8 +5,10 @@ use crate::config::{QuantityField, ZeroUsage};
 use crate::connectwise::model::{Addition, Agreement, CatalogItem, Company};
 use crate::domain::{month::Month, products};
 use crate::sophos::model::{Tenant, UsageLine};
-use crate::store::{AdditionRecord, HeldUsageLine, Mapping, MappingKind};
-use crate::sync::report::{ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct};
+use crate::store::{AdditionRecord, HeldUsageLine, Mapping, MappingKind, RunRecord, RunStatus};
+use crate::sync::report::{
+    CustomerReport, ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Quantities are whole licences in practice; compare with a tolerance anyway.
@@ -643,6 +645,94 @@ fn existing_op(addition: &Addition, used: Option<f64>, rules: &AdditionRules) ->
             old,
             cancelled_date: Month::cw_datetime(rules.month.last_day()),
         },
+    }
+}
+
+// ---------------------------------------------------------------- usage drop guard
+
+/// The customers with usage in this month's report, as the usage drop guard
+/// counts them: tenants of the run's Sophos tenant list with a quantity above 0
+/// of a selected product. Only selected products count because they are the
+/// only quantities a run can lower, and because a run's stored results show
+/// exactly that afterwards ([`had_usage`]), so both sides of the comparison
+/// count alike. Bounded by the tenant list the run holds anyway.
+pub fn customers_with_usage(
+    tenants: &[Tenant],
+    usage: &UsageSummary,
+    selected: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    tenants
+        .iter()
+        .filter(|t| {
+            usage.tenants.get(&t.id).is_some_and(|u| {
+                u.by_product
+                    .iter()
+                    .any(|(identifier, q)| *q > 0.0 && selected.contains(identifier))
+            })
+        })
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+/// Whether a customer's stored result (of an earlier run) shows usage: one of
+/// its products had a Sophos quantity above 0. A customer that was unmapped or
+/// ignored then has no products and does not count: nothing of it could be
+/// lowered now either.
+pub fn had_usage(c: &CustomerReport) -> bool {
+    c.products.iter().any(|p| p.sophos_quantity > 0.0)
+}
+
+/// Whether a stored run is one the guard compares with: a writing run that
+/// finished (succeeded or partial), recorded how many customers had usage, and
+/// was not itself stopped by the guard (else one short report would become the
+/// yardstick and the next run would lower everything it held back).
+pub fn comparable_run(r: &RunRecord, this_run_id: &str) -> bool {
+    let finished = matches!(r.status, RunStatus::Succeeded | RunStatus::Partial);
+    let counted = r
+        .report
+        .get("customersWithUsage")
+        .is_some_and(|v| v.is_u64());
+    let guarded = r
+        .report
+        .get("usageDropGuarded")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    r.run_id != this_run_id && !r.dry_run && finished && counted && !guarded
+}
+
+/// How many of the compared run's customers with usage there were, and how many
+/// of them have none now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDrop {
+    pub previous: u64,
+    pub missing: u64,
+}
+
+impl UsageDrop {
+    /// Counts one customer of the compared run; `now`: the customers with usage now.
+    pub fn count(&mut self, c: &CustomerReport, now: &BTreeSet<String>) {
+        if had_usage(c) {
+            self.previous += 1;
+            self.missing += u64::from(!now.contains(&c.tenant_id));
+        }
+    }
+
+    /// Strictly more than `guard_percent` of the compared run's customers with
+    /// usage have none now. A guard of 0 is off; nothing to compare is no drop.
+    pub fn exceeds(&self, guard_percent: f64) -> bool {
+        guard_percent > 0.0
+            && self.previous > 0
+            && self.missing as f64 * 100.0 > guard_percent * self.previous as f64
+    }
+}
+
+/// What a plan would lower a quantity to (a decrease, a zero or a cancel), or
+/// None when it does not lower one: what the guard holds back.
+pub fn lowered_to(p: &ProductPlan) -> Option<f64> {
+    match &p.op {
+        AdditionOp::Update { old, new, .. } if *new < *old => Some(*new),
+        AdditionOp::Cancel { .. } => Some(0.0),
+        _ => None,
     }
 }
 #[cfg(test)]

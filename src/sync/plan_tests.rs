@@ -1694,3 +1694,182 @@ fn a_product_billed_before_as_another_item_is_not_created_again() {
         "{p:?}"
     );
 }
+
+// ---------------------------------------------------------------- usage drop guard
+
+fn with_usage(tenants: &[(&str, &[(&str, f64)])]) -> UsageSummary {
+    UsageSummary {
+        tenants: tenants
+            .iter()
+            .map(|(id, entries)| ((*id).to_owned(), usage(entries)))
+            .collect(),
+        unassigned: Vec::new(),
+    }
+}
+
+fn result_of(tenant_id: &str, quantities: &[f64]) -> CustomerReport {
+    CustomerReport {
+        tenant_id: tenant_id.to_owned(),
+        tenant_name: tenant_id.to_owned(),
+        status: crate::sync::report::CustomerState::Synced,
+        reason: None,
+        company_id: None,
+        company_identifier: None,
+        company_name: None,
+        agreement_id: None,
+        agreement_name: None,
+        agreement_type: None,
+        products: quantities
+            .iter()
+            .map(|q| crate::sync::report::ProductReport {
+                identifier: IXA.to_owned(),
+                sophos_quantity: *q,
+                previous_quantity: None,
+                new_quantity: None,
+                addition_id: None,
+                action: crate::sync::report::ProductAction::Unchanged,
+                proposed_quantity: None,
+                held_change_id: None,
+                review_rule: None,
+            })
+            .collect(),
+        errors: Vec::new(),
+    }
+}
+
+fn drop_of(previous: u64, missing: u64) -> UsageDrop {
+    UsageDrop { previous, missing }
+}
+
+#[test]
+fn customers_with_usage_are_listed_tenants_with_a_selected_product_above_zero() {
+    let tenants = [
+        tenant("a", "A"),
+        tenant("b", "B"),
+        tenant("c", "C"),
+        tenant("d", "D"),
+    ];
+    let summary = with_usage(&[
+        ("a", &[(IXA, 3.0)]),
+        ("b", &[(IXA, 0.0)]), // zero is no usage
+        ("c", &[(EP, 5.0)]),  // not a selected product
+        ("x", &[(IXA, 9.0)]), // not in the tenant list
+        ("d", &[(EP, 1.0), (IXA, 1.0)]),
+    ]);
+    assert_eq!(
+        customers_with_usage(&tenants, &summary, &set(&[IXA])),
+        set(&["a", "d"])
+    );
+}
+
+#[test]
+fn a_stored_result_had_usage_when_a_product_had_a_quantity() {
+    assert!(had_usage(&result_of("a", &[0.0, 2.0])));
+    assert!(!had_usage(&result_of("a", &[0.0])));
+    assert!(!had_usage(&result_of("a", &[])), "unmapped: no products");
+}
+
+#[test]
+fn the_drop_counts_the_compared_customers_with_usage_missing_now() {
+    let now = set(&["a"]);
+    let mut drop = UsageDrop::default();
+    drop.count(&result_of("a", &[4.0]), &now);
+    drop.count(&result_of("b", &[4.0]), &now);
+    drop.count(&result_of("c", &[0.0]), &now); // had none then: not counted
+    assert_eq!(drop, drop_of(2, 1));
+}
+
+#[test]
+fn the_guard_trips_on_strictly_more_than_its_percentage() {
+    assert!(drop_of(20, 16).exceeds(20.0));
+    assert!(drop_of(20, 5).exceeds(20.0));
+    assert!(!drop_of(20, 4).exceeds(20.0), "exactly 20% is not more");
+    assert!(!drop_of(20, 1).exceeds(20.0), "5%");
+    assert!(!drop_of(20, 20).exceeds(0.0), "0 is off");
+    assert!(!drop_of(0, 0).exceeds(20.0), "nothing to compare");
+    assert!(drop_of(3, 3).exceeds(99.9));
+}
+
+#[test]
+fn only_decreases_zeros_and_cancels_are_lowered() {
+    let p = |op| ProductPlan {
+        identifier: IXA.to_owned(),
+        sophos_quantity: 0.0,
+        op,
+        adopted: false,
+        drifted_from: None,
+    };
+    let update = |old, new| AdditionOp::Update {
+        addition_id: 1,
+        old,
+        new,
+    };
+    assert_eq!(lowered_to(&p(update(5.0, 3.0))), Some(3.0));
+    assert_eq!(lowered_to(&p(update(5.0, 0.0))), Some(0.0));
+    assert_eq!(lowered_to(&p(update(5.0, 8.0))), None);
+    let cancel = AdditionOp::Cancel {
+        addition_id: 1,
+        old: 5.0,
+        cancelled_date: "2026-02-28T00:00:00Z".into(),
+    };
+    assert_eq!(lowered_to(&p(cancel)), Some(0.0));
+    let create = AdditionOp::Create {
+        product_id: Some(1),
+        quantity: 2.0,
+        effective_date: "2026-02-01T00:00:00Z".into(),
+    };
+    assert_eq!(lowered_to(&p(create)), None);
+    let unchanged = AdditionOp::Unchanged {
+        addition_id: 1,
+        quantity: 5.0,
+    };
+    assert_eq!(lowered_to(&p(unchanged)), None);
+}
+
+#[test]
+fn only_finished_writing_unguarded_counted_runs_are_compared() {
+    let run = |id: &str, status, dry_run, report: serde_json::Value| RunRecord {
+        run_id: id.to_owned(),
+        status,
+        started_at: epoch(),
+        finished_at: None,
+        month: "2026-02".into(),
+        dry_run,
+        trigger: "test".into(),
+        report,
+        expires_at: None,
+    };
+    let counted = serde_json::json!({"customersWithUsage": 12});
+    let ok = run("r1", RunStatus::Succeeded, false, counted.clone());
+    assert!(comparable_run(&ok, "r9"));
+    assert!(!comparable_run(&ok, "r1"), "not the run itself");
+    assert!(comparable_run(
+        &run("r1", RunStatus::Partial, false, counted.clone()),
+        "r9"
+    ));
+    for status in [
+        RunStatus::Failed,
+        RunStatus::Incomplete,
+        RunStatus::Running,
+        RunStatus::Skipped,
+    ] {
+        assert!(!comparable_run(
+            &run("r1", status, false, counted.clone()),
+            "r9"
+        ));
+    }
+    assert!(!comparable_run(
+        &run("r1", RunStatus::Succeeded, true, counted),
+        "r9"
+    ));
+    let uncounted = serde_json::json!({});
+    assert!(!comparable_run(
+        &run("r1", RunStatus::Succeeded, false, uncounted),
+        "r9"
+    ));
+    let guarded = serde_json::json!({"customersWithUsage": 2, "usageDropGuarded": true});
+    assert!(!comparable_run(
+        &run("r1", RunStatus::Partial, false, guarded),
+        "r9"
+    ));
+}

@@ -228,6 +228,10 @@ pub enum ProductAction {
     Hold,
     /// The planned change was rejected for this month: nothing was written.
     Rejected,
+    /// A lower quantity (decrease, zero or cancel) left as it is because the
+    /// usage report shrank past `usageDropGuard` (`proposedQuantity`: what it
+    /// would have set; the run's `USAGE_REPORT_SHRANK` warning says why).
+    Guarded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

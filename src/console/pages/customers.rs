@@ -283,6 +283,7 @@ pub fn action_name(a: ProductAction) -> &'static str {
         ProductAction::Skip => "skipped",
         ProductAction::Hold => "held for review",
         ProductAction::Rejected => "rejected in review",
+        ProductAction::Guarded => "not lowered: the usage report shrank",
     }
 }
 

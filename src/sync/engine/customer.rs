@@ -7,9 +7,11 @@ use super::review::CustomerReview;
 use super::{Ctx, CycleError, Reads, write_error};
 use crate::connectwise::model::Agreement;
 use crate::store::{AdditionRecord, Mapping, MappingKind};
+use crate::sync::plan::ProductPlan;
 use crate::sync::plan::{self, AdditionRules, Resolution, TenantUsage};
 use crate::sync::report::*;
 use chrono::Utc;
+use std::sync::atomic::Ordering;
 
 impl Ctx<'_> {
     pub(super) async fn sync_customer(
@@ -143,9 +145,13 @@ impl Ctx<'_> {
             }
         }
         let plans = plan::plan_additions(usage, &additions, records, rules);
+        let held_back = self.lowering_held.load(Ordering::SeqCst);
         if !self.review_active {
             for p in plans {
-                let product = self.carry_out(tenant, agreement, &additions, &p, c).await?;
+                let product = match plan::lowered_to(&p).filter(|_| held_back) {
+                    Some(proposed) => guarded(&p, proposed, c),
+                    None => self.carry_out(tenant, agreement, &additions, &p, c).await?,
+                };
                 c.products.push(product);
             }
             return Ok(());
@@ -158,7 +164,13 @@ impl Ctx<'_> {
             held: self.held_of(&tenant.id).await?,
         };
         for p in &plans {
-            let product = self.reviewed(&review, &additions, p, c).await?;
+            // Held back before the review: nothing is lowered, so nothing is
+            // proposed either; a held change of it waits as it is (still planned,
+            // so `settle_unplanned` leaves it open).
+            let product = match plan::lowered_to(p).filter(|_| held_back) {
+                Some(proposed) => guarded(p, proposed, c),
+                None => self.reviewed(&review, &additions, p, c).await?,
+            };
             c.products.push(product);
         }
         self.settle_unplanned(&review, &plans).await?;
@@ -176,3 +188,24 @@ fn first_billing(tenant: &crate::sophos::model::Tenant, reads: &Reads) -> bool {
         .is_some_and(|m| m.kind == MappingKind::Manual)
         && !reads.records.contains_key(&tenant.id)
 }
+
+/// The report of a product whose lower quantity the usage drop guard held back:
+/// ConnectWise keeps what it holds, `proposedQuantity` says what the plan would
+/// have set, and the customer's reason says why.
+fn guarded(p: &ProductPlan, proposed: f64, c: &mut CustomerReport) -> ProductReport {
+    let (addition_id, current) = p.op.existing().unzip();
+    c.reason = Some(GUARDED_REASON.to_owned());
+    ProductReport {
+        identifier: p.identifier.clone(),
+        sophos_quantity: p.sophos_quantity,
+        previous_quantity: current,
+        new_quantity: current,
+        addition_id,
+        action: ProductAction::Guarded,
+        proposed_quantity: Some(proposed),
+        held_change_id: None,
+        review_rule: None,
+    }
+}
+
+const GUARDED_REASON: &str = "not lowered: Sophos' usage report lists far fewer customers with usage than the last comparable run (see the run's USAGE_REPORT_SHRANK warning), so this customer's lower quantities were left as they are. If the drop is real, accept it for one run: console: tick \"Accept the usage drop\" beside Sync now; API: POST /sync {\"acceptUsageDrop\": true}; CLI: `sophos-cw-sync sync --accept-usage-drop`";
