@@ -333,6 +333,8 @@ async fn the_simulator_refuses_what_connectwise_refuses_and_the_engine_passes_it
         unit_of_measure: sophos_cw_sync::connectwise::Reference::id(41),
         product_class: "Agreement".into(),
         taxable_flag: false,
+        price: 0.0,
+        cost: 0.0,
     };
     let e = cw.create_catalog_item(&item).await.unwrap_err();
     assert!(!e.outcome_unknown(), "{e}");
