@@ -631,11 +631,17 @@ async fn posted_catalog_price_and_cost_are_stored_and_a_wrong_type_is_a_400() {
     let response = cw.post("procurement/catalog", &item).send().await.unwrap();
     assert_eq!(response.status(), 201);
     let created = json(response).await;
-    assert_eq!((as_f64(&created["price"]), as_f64(&created["cost"])), (4.5, 2.9));
+    assert_eq!(
+        (as_f64(&created["price"]), as_f64(&created["cost"])),
+        (4.5, 2.9)
+    );
     let stored = cw
         .get_ok(&format!("procurement/catalog/{}", created["id"]))
         .await;
-    assert_eq!((as_f64(&stored["price"]), as_f64(&stored["cost"])), (4.5, 2.9));
+    assert_eq!(
+        (as_f64(&stored["price"]), as_f64(&stored["cost"])),
+        (4.5, 2.9)
+    );
     for field in ["price", "cost"] {
         let mut bad = item.clone();
         bad["identifier"] = json!(format!("Sophos_Bad_{field}"));
@@ -656,7 +662,10 @@ async fn posted_catalog_price_and_cost_are_stored_and_a_wrong_type_is_a_400() {
     let bare = json!({"identifier": "Sophos_Bare", "description": "Bare", "customerDescription": "c",
                       "type": {"id": 11}, "subcategory": {"id": 31}});
     let created = json(cw.post("procurement/catalog", &bare).send().await.unwrap()).await;
-    assert_eq!((as_f64(&created["price"]), as_f64(&created["cost"])), (0.0, 0.0));
+    assert_eq!(
+        (as_f64(&created["price"]), as_f64(&created["cost"])),
+        (0.0, 0.0)
+    );
 }
 
 #[tokio::test]
