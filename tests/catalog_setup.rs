@@ -861,3 +861,22 @@ async fn a_dry_run_warns_of_the_unpriced_item_it_would_create_and_writes_nothing
         .expect("cycle runs");
     assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partners_own_item_priced_0_is_warned_under_its_product_and_left_as_it_is() {
+    let mut own = own_item(950, OWN, false);
+    own["price"] = json!(0.0);
+    let h = Harness::with_scenario(with_catalog(vec![own])).await;
+    let before = h.catalog();
+    let report = run(&h, &own_settings(OWN)).await;
+    assert_eq!(
+        price_zero_warnings(&report),
+        [(XDR_ID.to_owned(), Some(950))],
+        "{:#?}",
+        report.warnings
+    );
+    assert!(catalog_writes(&h).is_empty(), "{:#?}", catalog_writes(&h));
+    assert_eq!(h.catalog(), before, "the catalog is untouched");
+    let acme = h.additions_of(201);
+    assert!(acme.iter().any(|a| a["product"]["id"] == 950), "{acme:#?}");
+}
