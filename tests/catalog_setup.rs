@@ -8,10 +8,10 @@ mod support;
 
 use serde_json::{Value, json};
 use sophos_cw_sim::{Fault, FaultKind, LoggedRequest, Scenario};
-use sophos_cw_sync::config::{Secrets, Settings};
+use sophos_cw_sync::config::{Price, Secrets, Settings};
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;
-use sophos_cw_sync::sync::report::{CatalogAction, ErrorCode, ErrorReport, RunReport};
+use sophos_cw_sync::sync::report::{CatalogAction, ErrorCode, ErrorReport, RunReport, WarningCode};
 use sophos_cw_sync::wiring::build_clients_with_policy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -333,6 +333,8 @@ async fn the_simulator_refuses_what_connectwise_refuses_and_the_engine_passes_it
         unit_of_measure: sophos_cw_sync::connectwise::Reference::id(41),
         product_class: "Agreement".into(),
         taxable_flag: false,
+        price: 0.0,
+        cost: 0.0,
     };
     let e = cw.create_catalog_item(&item).await.unwrap_err();
     assert!(!e.outcome_unknown(), "{e}");
@@ -715,4 +717,166 @@ async fn switching_a_billed_product_to_an_own_item_never_bills_it_twice() {
         "{c}"
     );
     assert!(catalog_writes(&h).is_empty());
+}
+
+// ------------------------------------------------------------------ prices
+
+fn price_zero_warnings(report: &RunReport) -> Vec<(String, Option<i64>)> {
+    report
+        .warnings
+        .iter()
+        .filter(|w| w.code == WarningCode::CatalogPriceZero)
+        .map(|w| (w.identifier.clone().unwrap_or_default(), w.catalog_item_id))
+        .collect()
+}
+
+/// Catalog item edits (PATCH or PUT of an item); a create is a POST.
+fn catalog_edits(h: &Harness) -> Vec<LoggedRequest> {
+    catalog_writes(h)
+        .into_iter()
+        .filter(|r| r.method != "POST")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_item_carries_its_configured_price_cost_and_taxable_and_is_not_warned() {
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    let priced = Price {
+        price: 6.5,
+        cost: 3.25,
+    };
+    settings.prices.insert(XDR_ID.to_owned(), priced);
+    settings.catalog.taxable = true;
+    let report = run(&h, &settings).await;
+    let xdr = the_item(&h, XDR_ID);
+    assert_eq!(xdr["price"], 6.5, "{xdr}");
+    assert_eq!(xdr["cost"], 3.25, "{xdr}");
+    assert_eq!(xdr["taxableFlag"], true, "{xdr}");
+    // Its additions bill that price (ConnectWise copies it from the item).
+    let acme_xdr: Vec<Value> = h
+        .additions_of(201)
+        .into_iter()
+        .filter(|a| a["product"]["id"] == xdr["id"])
+        .collect();
+    assert_eq!(acme_xdr.len(), 1, "{acme_xdr:#?}");
+    assert_eq!(acme_xdr[0]["unitPrice"], 6.5);
+    // The existing item (4.5) is found by its price, warned about by nothing, and
+    // never repriced: the only catalog write is the create.
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+    let posts = requests_to(&h, "POST", "/procurement/catalog");
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert!(catalog_edits(&h).is_empty(), "{:#?}", catalog_edits(&h));
+    assert_eq!(items_with(&h, IXA_ID)[0]["price"], 4.5);
+    let lookup = &requests_to(&h, "GET", "/procurement/catalog")[0];
+    let url = reqwest::Url::parse(&format!("http://sim/?{}", lookup.query)).unwrap();
+    let fields = url
+        .query_pairs()
+        .find(|(k, _)| k == "fields")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(
+        fields.split(',').any(|f| f == "price"),
+        "the lookup reads the price: {lookup:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpriced_created_item_and_a_found_item_priced_0_are_warned_and_still_written() {
+    let mut scenario = Scenario::demo();
+    scenario.connectwise.catalog[0]["price"] = json!(0.0);
+    let h = Harness::with_scenario(scenario).await;
+    let report = run(&h, &demo_settings()).await;
+    let xdr = the_item(&h, XDR_ID);
+    assert_eq!(
+        (xdr["price"].as_f64(), xdr["cost"].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
+    assert_eq!(
+        xdr["taxableFlag"], false,
+        "catalog.taxable defaults to false"
+    );
+    let mut warned = price_zero_warnings(&report);
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            (IXA_ID.to_owned(), Some(IXA)),
+            (XDR_ID.to_owned(), xdr["id"].as_i64()),
+        ],
+        "{:#?}",
+        report.warnings
+    );
+    let w = &report.warnings[0];
+    assert!(w.message.contains("price of 0"), "{w:?}");
+    assert!(w.advice.contains("PUT /settings"), "{w:?}");
+    // The writes still happen: Acme's XDR addition exists, and nothing repriced.
+    let acme = h.additions_of(201);
+    assert!(
+        acme.iter().any(|a| a["product"]["id"] == xdr["id"]),
+        "{acme:#?}"
+    );
+    assert_eq!(customer(&report, &tenant(1))["status"], "synced");
+    assert!(catalog_edits(&h).is_empty(), "{:#?}", catalog_edits(&h));
+    assert_eq!(items_with(&h, IXA_ID)[0]["price"], 0.0);
+    // The report carries them where the operator reads it.
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(
+        json["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["code"] == "CATALOG_PRICE_ZERO"),
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_warns_of_the_unpriced_item_it_would_create_and_writes_nothing() {
+    let h = Harness::start().await;
+    let report = h
+        .run_with(&demo_settings(), h.options(true))
+        .await
+        .expect("cycle runs");
+    assert_eq!(
+        price_zero_warnings(&report),
+        [(XDR_ID.to_owned(), None)],
+        "{:#?}",
+        report.warnings
+    );
+    assert!(catalog_writes(&h).is_empty());
+    assert_eq!(h.cw_writes(), 0);
+
+    // Priced in the settings, the preview has nothing to say.
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    let priced = Price {
+        price: 6.5,
+        cost: 0.0,
+    };
+    settings.prices.insert(XDR_ID.to_owned(), priced);
+    let report = h
+        .run_with(&settings, h.options(true))
+        .await
+        .expect("cycle runs");
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partners_own_item_priced_0_is_warned_under_its_product_and_left_as_it_is() {
+    let mut own = own_item(950, OWN, false);
+    own["price"] = json!(0.0);
+    let h = Harness::with_scenario(with_catalog(vec![own])).await;
+    let before = h.catalog();
+    let report = run(&h, &own_settings(OWN)).await;
+    assert_eq!(
+        price_zero_warnings(&report),
+        [(XDR_ID.to_owned(), Some(950))],
+        "{:#?}",
+        report.warnings
+    );
+    assert!(catalog_writes(&h).is_empty(), "{:#?}", catalog_writes(&h));
+    assert_eq!(h.catalog(), before, "the catalog is untouched");
+    let acme = h.additions_of(201);
+    assert!(acme.iter().any(|a| a["product"]["id"] == 950), "{acme:#?}");
 }

@@ -566,7 +566,7 @@ async fn the_console_is_served_through_the_lambda_handler_from_api_gateway_event
         &f,
         event(
             "GET",
-            "/console/assets/console-2.css",
+            "/console/assets/console-3.css",
             "",
             &[],
             host.clone(),
@@ -670,6 +670,64 @@ async fn settings_are_edited_from_the_console_with_the_apis_validation_and_audit
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     assert_eq!(h.store.get_settings().await.unwrap(), Some(edited));
+}
+
+/// The home page's warnings section, if it has one.
+fn warnings_section(body: &str) -> Option<&str> {
+    let start = body.find("id=\"banner-warnings\"")?;
+    let end = body[start..].find("</section>")? + start;
+    Some(&body[start..end])
+}
+
+#[tokio::test]
+async fn the_home_page_banner_shows_the_latest_runs_warnings_with_advice_and_its_run() {
+    // The demo creates the XDR item with no price configured: CATALOG_PRICE_ZERO.
+    let h = synced().await;
+    let run = h.store.list_runs(1, None).await.unwrap().remove(0);
+    let mut c = client(&h, test_config());
+    c.sign_in().await;
+    let home = c.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    let section = warnings_section(&home.body).unwrap_or_else(|| panic!("{}", home.body));
+    for part in [
+        "1 warning from run",
+        &format!("href=\"/console/runs/{}\"", run.run_id),
+        "CATALOG_PRICE_ZERO",
+        "the ConnectWise catalog item for Sophos_Intercept_X_Advanced_XDR",
+        "has a price of 0",
+        "Procurement &#62; Product Catalog",
+        "PUT /settings",
+    ] {
+        assert!(section.contains(part), "{part:?} not in {section}");
+    }
+    // Still the page's own stylesheet and CSP: no inline style slipped in.
+    assert!(!home.body.contains("style="), "no inline styles");
+    assert!(
+        home.header("content-security-policy")
+            .is_some_and(|csp| csp.contains("style-src 'self'") && !csp.contains("unsafe-inline")),
+        "{:?}",
+        home.header("content-security-policy")
+    );
+
+    // Priced before its item is created, a run warns of nothing and the banner
+    // has no warnings section.
+    let mut priced = demo_settings();
+    let price = sophos_cw_sync::config::Price {
+        price: 6.5,
+        cost: 3.0,
+    };
+    priced
+        .prices
+        .insert("Sophos_Intercept_X_Advanced_XDR".into(), price);
+    let fresh = support::app::Harness::start().await;
+    fresh.store.put_settings(&priced).await.unwrap();
+    let report = fresh.run(&priced).await;
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+    let mut c = client(&fresh, test_config());
+    c.sign_in().await;
+    let home = c.get("/console/").await;
+    assert!(home.body.contains("id=\"banner\""), "{}", home.body);
+    assert_eq!(warnings_section(&home.body), None, "{}", home.body);
 }
 
 #[tokio::test]

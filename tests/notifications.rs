@@ -24,6 +24,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::app::{Harness, QueueInvoker, generated_settings};
 
+/// The generated scenario's settings with every product priced, so the items a
+/// run creates bill something and the run has no CATALOG_PRICE_ZERO warning: a
+/// quiet run stays quiet.
+fn priced_settings() -> Settings {
+    let mut settings = generated_settings();
+    let price = sophos_cw_sync::config::Price {
+        price: 4.5,
+        cost: 2.9,
+    };
+    settings.prices = settings
+        .products
+        .iter()
+        .map(|p| (p.clone(), price))
+        .collect();
+    settings
+}
+
 const CONSOLE: &str = "https://api.example.test/console";
 const HOOK_KEY: &str = "notify-webhook-signing-key";
 
@@ -238,7 +255,7 @@ async fn a_report_with_held_changes_is_published_to_sns_with_the_review_link() {
     // report with review counts, sent as the app sends it.
     let receiver = Receiver::start(Answer::Ok).await;
     let h = Harness::with_scenario(clean_scenario()).await;
-    let mut report = h.run(&generated_settings()).await;
+    let mut report = h.run(&priced_settings()).await;
     assert_eq!(report.status, RunStatus::Succeeded);
     report.customer_counts.review = 1;
     report.customer_counts.held = 2;
@@ -272,7 +289,7 @@ async fn a_report_with_held_changes_is_published_to_sns_with_the_review_link() {
 async fn held_changes_of_a_run_publish_an_sns_message() {
     let receiver = Receiver::start(Answer::Ok).await;
     let h = Harness::with_scenario(clean_scenario()).await;
-    let mut settings = generated_settings();
+    let mut settings = priced_settings();
     settings.review = serde_json::from_value(json!({"quantityOver": 0})).unwrap();
     let queue = Arc::new(QueueInvoker::default());
     let app = app_for(
@@ -409,7 +426,7 @@ async fn a_quiet_run_and_a_dry_run_send_nothing() {
     let queue = Arc::new(QueueInvoker::default());
     let app = app_for(
         &h,
-        &generated_settings(),
+        &priced_settings(),
         Some(topic_to(&receiver).await),
         queue.clone(),
     )
@@ -445,7 +462,7 @@ async fn a_run_over_several_invocations_sends_one_message_at_its_end() {
     let h = Harness::with_scenario(generate::generate(60, 1, 5)).await;
     use_webhook(&h, &receiver);
     let queue = Arc::new(QueueInvoker::default());
-    let app = app_for(&h, &generated_settings(), None, queue.clone()).await;
+    let app = app_for(&h, &priced_settings(), None, queue.clone()).await;
     let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
         panic!("the lease is free")
     };

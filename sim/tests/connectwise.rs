@@ -624,6 +624,51 @@ async fn posted_catalog_item_resolves_references_and_inherits_the_category() {
 }
 
 #[tokio::test]
+async fn posted_catalog_price_and_cost_are_stored_and_a_wrong_type_is_a_400() {
+    let (sim, cw) = demo().await;
+    let item = json!({"identifier": "Sophos_Priced", "description": "Priced", "customerDescription": "c",
+                      "type": {"id": 11}, "subcategory": {"id": 31}, "price": 4.5, "cost": 2.9});
+    let response = cw.post("procurement/catalog", &item).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let created = json(response).await;
+    assert_eq!(
+        (as_f64(&created["price"]), as_f64(&created["cost"])),
+        (4.5, 2.9)
+    );
+    let stored = cw
+        .get_ok(&format!("procurement/catalog/{}", created["id"]))
+        .await;
+    assert_eq!(
+        (as_f64(&stored["price"]), as_f64(&stored["cost"])),
+        (4.5, 2.9)
+    );
+    for field in ["price", "cost"] {
+        let mut bad = item.clone();
+        bad["identifier"] = json!(format!("Sophos_Bad_{field}"));
+        bad[field] = json!("4.50");
+        let response = cw.post("procurement/catalog", &bad).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{field}");
+        let body = json(response).await;
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+        assert_eq!(body["errors"][0]["code"], "InvalidField", "{body}");
+    }
+    let refused = sim
+        .collection("catalog")
+        .into_iter()
+        .filter(|c| c["identifier"].as_str().unwrap().starts_with("Sophos_Bad"))
+        .count();
+    assert_eq!(refused, 0, "a refused item is not stored");
+    // Left out, both are 0, as ConnectWise defaults them.
+    let bare = json!({"identifier": "Sophos_Bare", "description": "Bare", "customerDescription": "c",
+                      "type": {"id": 11}, "subcategory": {"id": 31}});
+    let created = json(cw.post("procurement/catalog", &bare).send().await.unwrap()).await;
+    assert_eq!(
+        (as_f64(&created["price"]), as_f64(&created["cost"])),
+        (0.0, 0.0)
+    );
+}
+
+#[tokio::test]
 async fn patch_quantity_with_bare_and_slash_paths_recomputes_billed_quantity() {
     let (_sim, cw) = demo().await;
     for (path, quantity) in [("quantity", 45), ("/quantity", 46)] {

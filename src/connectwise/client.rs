@@ -31,7 +31,7 @@ const MAX_PAGES: usize = 10_000;
 const API: &str = "connectwise";
 const VENDOR: &str = "ConnectWise";
 
-const CATALOG_FIELDS: &str = "id,identifier,description,inactiveFlag";
+const CATALOG_FIELDS: &str = "id,identifier,description,inactiveFlag,price";
 const COMPANY_FIELDS: &str = "id,identifier,name,deletedFlag,status";
 const AGREEMENT_FIELDS: &str = "id,name,type,company,cancelledFlag,agreementStatus";
 const ADDITION_FIELDS: &str =

@@ -125,6 +125,16 @@ pub struct CatalogItem {
     pub description: String,
     #[serde(default)]
     pub inactive_flag: Option<bool>,
+    /// What a customer is billed per unit; ConnectWise leaves an unset price out.
+    #[serde(default)]
+    pub price: Option<f64>,
+}
+
+impl CatalogItem {
+    /// Whether additions of this item bill nothing (no price counts as 0).
+    pub fn bills_zero(&self) -> bool {
+        self.price.unwrap_or(0.0) == 0.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,6 +150,10 @@ pub struct NewCatalogItem {
     pub unit_of_measure: Reference,
     pub product_class: String,
     pub taxable_flag: bool,
+    /// What a customer is billed per unit (`prices` in the settings, else 0).
+    pub price: f64,
+    /// What the partner pays per unit.
+    pub cost: f64,
 }
 
 /// A named reference record (product type, category, subcategory, unit of measure).

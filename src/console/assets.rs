@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub const HTMX_PATH: &str = "/console/assets/htmx-2.0.4.min.js";
-pub const CSS_PATH: &str = "/console/assets/console-2.css";
+pub const CSS_PATH: &str = "/console/assets/console-3.css";
 pub const ICON_PATH: &str = "/console/assets/favicon-1.svg";
 
 const HTMX: &str = include_str!("assets/htmx-2.0.4.min.js");

@@ -1,7 +1,7 @@
 //! Notifications after a run: ONE summary message, only when something needs a
 //! person (the run failed, customers went into error, changes wait for review,
-//! customers or product codes are unmapped), to every configured channel (an SNS
-//! topic, a chat webhook).
+//! customers or product codes are unmapped, the run warned of something it still
+//! wrote), to every configured channel (an SNS topic, a chat webhook).
 //!
 //! The message is built by a pure function ([`notice_for_report`],
 //! [`notice_for_error`]) from what the run reports; it holds counts, the month,
@@ -27,6 +27,8 @@ const CLAIM_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const MAX_CODES: usize = 5;
 /// How many unmapped product codes a message names.
 const MAX_PRODUCT_CODES: usize = 5;
+/// How many of a run's warnings a message quotes.
+const MAX_WARNINGS: usize = 5;
 /// How many stored customer results are read for the error codes of a service run.
 const CUSTOMERS_FOR_CODES: usize = 100;
 /// SNS subjects are at most 100 characters.
@@ -81,7 +83,8 @@ pub fn notice_for_report(
     let held = c.held > 0 || c.review > 0;
     let unmapped_codes = report.unmapped_codes.len() as u64 + report.unmapped_codes_omitted;
     let unmapped = c.unmapped > 0 || unmapped_codes > 0;
-    if !(failed || errors || held || unmapped) {
+    let warned = !report.warnings.is_empty();
+    if !(failed || errors || held || unmapped || warned) {
         return None;
     }
     let run_id = &report.run_id;
@@ -191,6 +194,9 @@ pub fn notice_for_report(
         lines.push(format!("Unmapped: {}.", parts.join("; ")));
         push_link(&mut lines, console, "Mapping", "/mapping");
     }
+    if warned {
+        push_warnings(report, &mut subject, &mut lines);
+    }
     if !failed {
         push_link(
             &mut lines,
@@ -237,6 +243,27 @@ fn status_word(status: RunStatus) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// One line per warning (the first [`MAX_WARNINGS`]), code and message: the
+/// advice is on the run's page, linked below them.
+fn push_warnings(report: &RunReport, subject: &mut Vec<String>, lines: &mut Vec<String>) {
+    let n = report.warnings.len();
+    subject.push(count(n as u64, "warning", "warnings"));
+    lines.push(format!(
+        "{}; the writes went through, but a person should look:",
+        count(n as u64, "warning", "warnings")
+    ));
+    for w in report.warnings.iter().take(MAX_WARNINGS) {
+        let code = serde_json::to_value(w.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        lines.push(format!("- {code}: {}", clean(&w.message)));
+    }
+    if n > MAX_WARNINGS {
+        lines.push(format!("- and {} more warnings", n - MAX_WARNINGS));
+    }
 }
 
 /// "first codes: CODE xN, ..." for the first [`MAX_CODES`] distinct codes, in the

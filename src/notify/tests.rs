@@ -212,6 +212,47 @@ fn unmapped_customers_and_codes_link_to_the_mapping_page() {
 }
 
 #[test]
+fn a_clean_run_with_warnings_is_notified_with_each_message_bounded() {
+    use crate::sync::report::Warning;
+    let mut r = report("succeeded");
+    r.customer_counts = clean_counts();
+    r.warn(Warning::catalog_price_zero(
+        "Sophos_Intercept_X_Advanced_XDR",
+        Some(902),
+    ));
+    let n = notice_for_report(&r, &[], Some(CONSOLE)).expect("warnings need a person");
+    assert_eq!(n.subject, "sophos-cw-sync 2026-11: 1 warning");
+    let t = text(&n);
+    assert!(
+        t.contains("1 warning; the writes went through, but a person should look:"),
+        "{t}"
+    );
+    assert!(
+        t.contains("- CATALOG_PRICE_ZERO: the ConnectWise catalog item for Sophos_Intercept_X_Advanced_XDR (catalog item 902) has a price of 0"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "Run details: {CONSOLE}/runs/20261129T060000Z-ab12"
+        )),
+        "the advice is on the run page: {t}"
+    );
+
+    // Past five, the rest are counted, not quoted.
+    for i in 0..7 {
+        r.warn(Warning::catalog_price_zero(&format!("Sophos_P{i}"), None));
+    }
+    let t = text(&notice_for_report(&r, &[], None).unwrap());
+    assert_eq!(t.matches("- CATALOG_PRICE_ZERO: ").count(), 5, "{t}");
+    assert!(t.contains("- and 3 more warnings"), "{t}");
+    assert!(t.contains("8 warnings;"), "{t}");
+
+    // A dry run's warnings are for the operator previewing it, not a message.
+    r.dry_run = true;
+    assert_eq!(notice_for_report(&r, &[], None), None);
+}
+
+#[test]
 fn without_a_console_url_there_are_no_links() {
     let mut r = report("partial");
     r.customer_counts = CustomerCounts {

@@ -377,6 +377,7 @@ mod tests {
             identifier: identifier.to_owned(),
             description: String::new(),
             inactive_flag: Some(inactive),
+            price: None,
         }
     }
 

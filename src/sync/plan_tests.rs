@@ -152,6 +152,7 @@ fn catalog_item(id: i64, identifier: &str, description: &str) -> CatalogItem {
         identifier: identifier.to_owned(),
         description: description.to_owned(),
         inactive_flag: Some(false),
+        price: None,
     }
 }
 

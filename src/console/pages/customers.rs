@@ -8,7 +8,7 @@ use crate::console::page::{
 };
 use crate::console::scan::{Scan, Source, scan_reports};
 use crate::store::Store;
-use crate::sync::report::{CustomerReport, ProductAction, ProductReport};
+use crate::sync::report::{CustomerReport, ProductAction, ProductReport, Warning};
 use crate::web::Web;
 use askama::Template;
 use axum::Router;
@@ -114,7 +114,15 @@ pub struct Banner {
     pub held: usize,
     /// More than `held` (the count stopped at its cap).
     pub held_more: bool,
+    /// The run's warnings (the first [`BANNER_WARNINGS`]): what it wrote although
+    /// a person should look.
+    pub warnings: Vec<ErrorRow>,
+    /// Warnings past those, shown on the run's page.
+    pub warnings_more: usize,
 }
+
+/// How many of the latest run's warnings the banner spells out.
+pub const BANNER_WARNINGS: usize = 5;
 
 /// One customer's row, ready to show.
 pub struct Row {
@@ -132,6 +140,7 @@ pub struct Row {
 }
 
 /// An error as the page shows it: its code as the API spells it.
+#[derive(Debug)]
 pub struct ErrorRow {
     pub code: String,
     pub message: String,
@@ -145,6 +154,15 @@ impl ErrorRow {
             code,
             message: e.message.clone(),
             advice: e.advice.clone(),
+        }
+    }
+
+    /// A run warning shown the same way: code, message, advice.
+    pub fn of_warning(w: &Warning) -> Self {
+        Self {
+            code: wire_name(&w.code),
+            message: w.message.clone(),
+            advice: w.advice.clone(),
         }
     }
 }
@@ -211,6 +229,7 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
     let counts = &run.report["customerCounts"];
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let codes = &run.report["unmappedCodes"];
+    let warnings = run_warnings(&run.report);
     Ok(Banner {
         run_id: Some(run.run_id.clone()),
         unmapped: count(&counts["unmapped"]),
@@ -219,6 +238,24 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
             + count(&run.report["unmappedCodesOmitted"]),
         held,
         held_more,
+        warnings_more: warnings.len().saturating_sub(BANNER_WARNINGS),
+        warnings: warnings
+            .iter()
+            .take(BANNER_WARNINGS)
+            .map(ErrorRow::of_warning)
+            .collect(),
+    })
+}
+
+/// A run summary's `warnings` (none in summaries from before they existed; one
+/// that does not parse is logged, not a broken home page).
+fn run_warnings(report: &serde_json::Value) -> Vec<Warning> {
+    let Some(warnings) = report.get("warnings") else {
+        return Vec::new();
+    };
+    serde_json::from_value(warnings.clone()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "console: a run summary's warnings do not parse");
+        Vec::new()
     })
 }
 

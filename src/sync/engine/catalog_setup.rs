@@ -4,6 +4,7 @@
 //! lost before deciding to repeat it. The choices are pure (`sync::catalog`).
 
 use super::{AuditDraft, Ctx, CycleError, write_error};
+use crate::config::Price;
 use crate::connectwise::model::{CatalogItem, NewCatalogItem, Reference};
 use crate::domain::products;
 use crate::http::ApiError;
@@ -116,7 +117,45 @@ impl Ctx<'_> {
                 action,
             });
         }
+        self.warn_unpriced(&states, &created, found, report);
         Ok(states)
+    }
+
+    /// Reports every item the run bills at 0: a created one by the price it was
+    /// given (or, in a dry run, would be given), a found one by ConnectWise's price.
+    /// Only reported: some partners bill bundles at 0 on purpose.
+    fn warn_unpriced(
+        &self,
+        states: &BTreeMap<String, CatalogState>,
+        created: &BTreeSet<String>,
+        found: &[CatalogItem],
+        report: &mut RunReport,
+    ) {
+        for (identifier, state) in states {
+            let (id, zero) = match state {
+                CatalogState::Existing(id) if created.contains(identifier) => {
+                    (Some(*id), self.configured_price(identifier).price == 0.0)
+                }
+                CatalogState::Existing(id) => {
+                    let item = found.iter().find(|item| item.id == *id);
+                    (Some(*id), item.is_some_and(CatalogItem::bills_zero))
+                }
+                CatalogState::Missing => (None, self.configured_price(identifier).price == 0.0),
+                _ => continue,
+            };
+            if zero {
+                report.warn(Warning::catalog_price_zero(identifier, id));
+            }
+        }
+    }
+
+    /// The price and cost a new catalog item gets: the `prices` setting, else 0.
+    fn configured_price(&self, identifier: &str) -> Price {
+        let prices = &self.engine.settings.prices;
+        prices.get(identifier).copied().unwrap_or(Price {
+            price: 0.0,
+            cost: 0.0,
+        })
     }
 
     /// Remembers a catalog item the store did not know (made by hand, or created
@@ -220,6 +259,8 @@ impl Ctx<'_> {
         identifier: &str,
         refs: &CatalogRefs,
     ) -> Result<Result<Made, ErrorReport>, CycleError> {
+        // Only new items are priced: an existing item's price is the partner's.
+        let price = self.configured_price(identifier);
         let item = NewCatalogItem {
             identifier: identifier.to_owned(),
             description: products::catalog_description(identifier),
@@ -231,7 +272,9 @@ impl Ctx<'_> {
             subcategory: Reference::id(refs.subcategory),
             unit_of_measure: Reference::id(refs.unit_of_measure),
             product_class: refs.product_class.clone(),
-            taxable_flag: false,
+            taxable_flag: self.engine.settings.catalog.taxable,
+            price: price.price,
+            cost: price.cost,
         };
         let cw = &self.cw;
         let policy = cw.policy();
