@@ -266,7 +266,14 @@ pub async fn latest_finished_run(
     let runs = store.list_runs(20, None).await?;
     Ok(runs
         .into_iter()
-        .find(|r| !r.dry_run && r.finished_at.is_some() && r.report.is_object()))
+        // A skipped run (paused, or busy) read nothing: the run before it still
+        // tells how the customers stand.
+        .find(|r| {
+            !r.dry_run
+                && r.finished_at.is_some()
+                && r.report.is_object()
+                && r.status != crate::store::RunStatus::Skipped
+        }))
 }
 
 fn row(c: &CustomerReport) -> Row {
