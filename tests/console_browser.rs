@@ -15,7 +15,9 @@ use sophos_cw_sync::serve::serve_on;
 use sophos_cw_sync::store::Store;
 use std::time::Duration;
 use support::app::{CONSOLE_PASSWORD, Harness, demo_settings, tenant};
-use support::browser::{Browser, console_errors, find, js, screenshot, text_of, wait_for};
+use support::browser::{
+    Browser, console_errors, find, js, screenshot, text_of, wait_for, wait_for_text,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
@@ -556,7 +558,7 @@ async fn held_changes_are_approved_one_by_one_in_bulk_and_rejected_on_the_review
         WAIT,
     )
     .await;
-    assert!(text_of(&c, "#done").await.contains("Approved 2 changes."));
+    wait_for_text(&c, "#done", "Approved 2 changes.", WAIT).await;
     for id in [&bulk_a.id, &bulk_b.id] {
         let stored = s.h.store.get_held_change(id).await.unwrap().unwrap();
         assert_eq!(stored.status, HeldStatus::Approved, "{id}");
@@ -576,8 +578,8 @@ async fn held_changes_are_approved_one_by_one_in_bulk_and_rejected_on_the_review
 
     // Reject one: it leaves the open view and shows under All.
     click(&c, &format!("{} button.reject", row(&reject.id))).await;
-    wait_for(&c, "#done", WAIT).await;
-    let flash = text_of(&c, "#done").await;
+    // The page before the redirect has a #done too (the approvals' flash).
+    let flash = wait_for_text(&c, "#done", "Rejected", WAIT).await;
     assert!(flash.contains("Rejected 1 change."), "{flash}");
     assert!(c.find(Locator::Css(&row(&reject.id))).await.is_err());
     let stored =

@@ -33,6 +33,25 @@ async fn start() -> (Harness, Vec<String>) {
     (Harness::with_scenario(scenario).await, ids)
 }
 
+/// The generated partner's settings with every product priced, so the only
+/// warnings a run can have are the guard's (an unpriced item warns
+/// `CATALOG_PRICE_ZERO`, a matter of its own: tests/catalog_setup.rs).
+fn priced_settings() -> sophos_cw_sync::config::Settings {
+    let mut s = generated_settings();
+    s.prices = s
+        .products
+        .iter()
+        .map(|p| {
+            let price = sophos_cw_sync::config::Price {
+                price: 4.5,
+                cost: 2.9,
+            };
+            (p.clone(), price)
+        })
+        .collect();
+    s
+}
+
 fn agreement(index: usize) -> i64 {
     200_000 + index as i64 + 1
 }
@@ -134,7 +153,7 @@ fn accepting(h: &Harness) -> RunOptions {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_report_that_lost_80_percent_lowers_nothing_until_the_drop_is_accepted() {
     let (h, ids) = start().await;
-    let settings = generated_settings();
+    let settings = priced_settings();
     let first = h.run(&settings).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
     assert_eq!(first.customers_with_usage, Some(TENANTS as u64));
@@ -258,7 +277,7 @@ async fn a_report_that_lost_80_percent_lowers_nothing_until_the_drop_is_accepted
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_shows_what_the_guard_holds_back_and_writes_nothing() {
     let (h, ids) = start().await;
-    let settings = generated_settings();
+    let settings = priced_settings();
     h.run(&settings).await;
     drop_usage(&h, &ids[..16]);
     h.sim.clear_requests();
@@ -279,7 +298,7 @@ async fn a_dry_run_shows_what_the_guard_holds_back_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_five_percent_drop_syncs_normally() {
     let (h, ids) = start().await;
-    let settings = generated_settings();
+    let settings = priced_settings();
     h.run(&settings).await;
     drop_usage(&h, &ids[..1]);
     h.sim.clear_requests();
@@ -312,7 +331,7 @@ async fn a_guard_of_zero_is_off() {
     let (h, ids) = start().await;
     let settings = Settings {
         usage_drop_guard: 0.0,
-        ..generated_settings()
+        ..priced_settings()
     };
     h.run(&settings).await;
     drop_usage(&h, &ids[..16]);
@@ -330,7 +349,7 @@ async fn a_guard_of_zero_is_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_run_of_a_month_compares_with_the_month_before() {
     let (h, ids) = start().await;
-    let settings = generated_settings();
+    let settings = priced_settings();
     let november = h.run(&settings).await;
     // December's report so far lists 4 of the 20 customers.
     h.sim.with_state(|s| {
@@ -360,7 +379,7 @@ async fn the_first_run_of_a_month_compares_with_the_month_before() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resumed_invocation_keeps_its_runs_decision() {
     let (h, ids) = start().await;
-    let settings = generated_settings();
+    let settings = priced_settings();
     h.run(&settings).await;
     drop_usage(&h, &ids[..16]);
     // The first invocation is out of time after one customer.
@@ -403,7 +422,7 @@ async fn a_resumed_invocation_keeps_its_runs_decision() {
 #[tokio::test(flavor = "multi_thread")]
 async fn review_rules_judge_what_the_guard_lets_through() {
     let (h, ids) = start().await;
-    let mut s = serde_json::to_value(generated_settings()).unwrap();
+    let mut s = serde_json::to_value(priced_settings()).unwrap();
     s["review"] = json!({"zeroOrCancel": true});
     let settings: Settings = serde_json::from_value(s).unwrap();
     h.run(&settings).await;

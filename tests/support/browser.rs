@@ -378,6 +378,30 @@ pub async fn text_of(client: &Client, css: &str) -> String {
         .unwrap_or_else(|e| panic!("text of {css:?}: {e}"))
 }
 
+/// Polls the page (every 50 ms) until the first element matching `css` has text
+/// containing `needle` (the page after a form's redirect, not the one before it,
+/// whose element may match `css` too); its text; panics after `timeout`.
+pub async fn wait_for_text(client: &Client, css: &str, needle: &str, timeout: Duration) -> String {
+    let until = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    while std::time::Instant::now() < until {
+        // A stale or missing element is the page still changing: poll again.
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if text.contains(needle) {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{css:?} did not come to contain {needle:?} within {timeout:?} on {} (last text {last:?})",
+        current_url(client).await
+    )
+}
+
 /// Polls the page (every 50 ms) until an element matches `css`; panics after `timeout`.
 pub async fn wait_for(client: &Client, css: &str, timeout: Duration) -> Element {
     let result = client
