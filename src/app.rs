@@ -5,15 +5,15 @@
 pub mod changes;
 
 use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings};
-use crate::store::Mapping;
-use changes::{ChangeError, Changes, SettingsChange};
 use crate::domain::month::Month;
 use crate::http::ApiCounters;
+use crate::store::Mapping;
 use crate::store::{LeaseOutcome, RunRecord, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions, new_run_id};
 use crate::sync::report::RunReport;
 use crate::wiring::{build_clients, load_secrets_with};
 use async_trait::async_trait;
+use changes::{ChangeError, Changes, SettingsChange};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The `sophos-cw-sync` command line: thin wiring of environment, store, clients
 //! and engine, and the human-readable output.
 
+use crate::app::changes::{ChangeError, Changes};
 use crate::config::{ConfigError, Environment, Settings};
 use crate::domain::{month::Month, products};
 use crate::http::ApiCounters;
@@ -8,7 +9,6 @@ use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
 use crate::sync::report::RunReport;
 use crate::sync::review::{Decision, DecisionOutcome};
-use crate::app::changes::{ChangeError, Changes};
 use crate::wiring::{build_clients, load_secrets, open_store};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -303,7 +303,10 @@ async fn pause(store: &dyn Store, reason: Option<String>) -> Result<u8, Failure>
         .map_err(|e| change_failure(e, "pause"))?;
     let pause = saved.settings.paused.unwrap_or_default();
     if saved.changed {
-        println!("{}; writing runs are skipped until `sophos-cw-sync resume`", pause.describe());
+        println!(
+            "{}; writing runs are skipped until `sophos-cw-sync resume`",
+            pause.describe()
+        );
     } else {
         println!("already paused: {}", pause.describe());
     }
@@ -352,7 +355,11 @@ async fn sync(
     let mut opts = RunOptions::new(month, request.dry_run, "cli");
     opts.accept_usage_drop = request.accept_usage_drop;
     let report = cycle(store, env, settings, opts).await?;
-    if let Some(reason) = report.reason.as_deref().filter(|_| report.status == RunStatus::Skipped) {
+    if let Some(reason) = report
+        .reason
+        .as_deref()
+        .filter(|_| report.status == RunStatus::Skipped)
+    {
         // The reason says who paused and how to resume (or which run holds the lease).
         eprintln!("skipped: {reason}");
     }

@@ -41,14 +41,18 @@ async fn cli_map_clear_and_the_settings_file_are_audited_as_the_cli_user() {
     // The first command applied SYNC_SETTINGS over the empty store.
     let entries = changes(&h).await;
     assert_eq!(actions(&entries), ["setMapping", "updateSettings"]);
-    assert!(entries.iter().all(|e| e.actor == "cli:tester"), "{entries:#?}");
+    assert!(
+        entries.iter().all(|e| e.actor == "cli:tester"),
+        "{entries:#?}"
+    );
     assert_eq!(
         entries[0].detail.as_deref(),
         Some("no mapping → manual: company 110")
     );
     let applied = entries[1].detail.as_deref().unwrap();
     assert!(
-        applied.starts_with("applied SYNC_SETTINGS (") && applied.contains(r#"agreementType: null → "Sophos MSP""#),
+        applied.starts_with("applied SYNC_SETTINGS (")
+            && applied.contains(r#"agreementType: null → "Sophos MSP""#),
         "{applied}"
     );
 
@@ -94,11 +98,26 @@ async fn a_paused_cli_sync_exits_3_with_the_reason_and_a_dry_run_still_plans() {
         .cli(&["pause", "--reason", "invoices being checked"], &USER)
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("paused by cli:tester"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("paused by cli:tester"),
+        "{}",
+        stdout(&out)
+    );
     // Pausing twice changes nothing.
     let again = h.cli(&["pause"], &USER).await;
-    assert!(stdout(&again).contains("already paused"), "{}", stdout(&again));
-    let paused = h.store.get_settings().await.unwrap().unwrap().paused.unwrap();
+    assert!(
+        stdout(&again).contains("already paused"),
+        "{}",
+        stdout(&again)
+    );
+    let paused = h
+        .store
+        .get_settings()
+        .await
+        .unwrap()
+        .unwrap()
+        .paused
+        .unwrap();
     assert_eq!(paused.by.as_deref(), Some("cli:tester"));
     assert_eq!(paused.reason.as_deref(), Some("invoices being checked"));
 
@@ -119,7 +138,10 @@ async fn a_paused_cli_sync_exits_3_with_the_reason_and_a_dry_run_still_plans() {
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
     let report: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(report["dryRun"], true);
-    assert!(report["customerCounts"]["total"].as_u64() > Some(0), "{report}");
+    assert!(
+        report["customerCounts"]["total"].as_u64() > Some(0),
+        "{report}"
+    );
     assert_eq!(h.cw_writes(), 0);
 
     let out = h.cli(&["resume"], &USER).await;
@@ -136,8 +158,8 @@ async fn a_paused_cli_sync_exits_3_with_the_reason_and_a_dry_run_still_plans() {
     let out = h
         .cli(&["sync", "--accept-usage-drop", "--json"], &USER)
         .await;
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     assert_ne!(report["status"], "skipped", "{report}");
     assert_eq!(report["usageDropAccepted"], true, "{report}");
     assert!(h.cw_writes() > 0);
@@ -161,22 +183,37 @@ async fn a_scheduled_run_while_paused_is_recorded_skipped_and_writes_nothing() {
         .await
         .unwrap();
     assert!(saved.changed);
-    let report = app.on_schedule("2026-12-01T06:00", None).await.unwrap().unwrap();
+    let report = app
+        .on_schedule("2026-12-01T06:00", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.status, RunStatus::Skipped);
     assert!(
-        report.reason.as_deref().unwrap().contains("paused by console:1a2b3c4d"),
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("paused by console:1a2b3c4d"),
         "{:?}",
         report.reason
     );
     let run = h.store.get_run(&report.run_id).await.unwrap().unwrap();
-    assert_eq!((run.status, run.trigger.as_str()), (RunStatus::Skipped, "schedule"));
+    assert_eq!(
+        (run.status, run.trigger.as_str()),
+        (RunStatus::Skipped, "schedule")
+    );
     assert_eq!(h.cw_writes(), 0);
     let trail = changes(&h).await;
     assert_eq!(actions(&trail), ["pauseSync"]);
     assert_eq!(trail[0].actor, "console:1a2b3c4d");
     // The lease was given back: after resuming, the next tick writes.
     assert!(app.resume("console:1a2b3c4d").await.unwrap().changed);
-    let report = app.on_schedule("2026-12-02T06:00", None).await.unwrap().unwrap();
+    let report = app
+        .on_schedule("2026-12-02T06:00", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(report.status, RunStatus::Skipped);
     assert!(h.cw_writes() > 0);
 }

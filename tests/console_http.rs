@@ -774,15 +774,25 @@ async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_b
     let mut c = Client::new(router(app, test_config()));
     let csrf = c.sign_in().await;
     let settings = c.get("/console/settings").await;
-    assert!(settings.body.contains(r#"id="pause-sync""#), "{}", settings.body);
+    assert!(
+        settings.body.contains(r#"id="pause-sync""#),
+        "{}",
+        settings.body
+    );
     assert!(!settings.body.contains(r#"id="paused-banner""#));
 
     // Without the form token nothing is paused.
-    let forged = c
-        .post("/console/settings/pause", &[("reason", "x")])
-        .await;
+    let forged = c.post("/console/settings/pause", &[("reason", "x")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert!(h.store.get_settings().await.unwrap().unwrap().paused.is_none());
+    assert!(
+        h.store
+            .get_settings()
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+            .is_none()
+    );
 
     let paused = c
         .post(
@@ -791,10 +801,22 @@ async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_b
         )
         .await;
     assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
-    let pause = h.store.get_settings().await.unwrap().unwrap().paused.unwrap();
+    let pause = h
+        .store
+        .get_settings()
+        .await
+        .unwrap()
+        .unwrap()
+        .paused
+        .unwrap();
     assert!(pause.by.as_deref().unwrap().starts_with("console:"));
     assert_eq!(pause.reason.as_deref(), Some("invoices being checked"));
-    for path in ["/console/", "/console/runs", "/console/audit", "/console/settings"] {
+    for path in [
+        "/console/",
+        "/console/runs",
+        "/console/audit",
+        "/console/settings",
+    ] {
         let page = c.get(path).await;
         assert!(
             page.body.contains(r#"id="paused-banner""#)
@@ -804,7 +826,12 @@ async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_b
             page.body
         );
     }
-    assert!(c.get("/console/settings").await.body.contains(r#"id="resume-sync""#));
+    assert!(
+        c.get("/console/settings")
+            .await
+            .body
+            .contains(r#"id="resume-sync""#)
+    );
 
     // "Sync now" starts nothing while paused; a preview still plans.
     let runs_before = h.store.list_runs(10, None).await.unwrap().len();
@@ -812,8 +839,16 @@ async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_b
         .post("/console/sync", &[("csrf", &csrf), ("mode", "sync")])
         .await;
     assert_eq!(refused.header("location"), Some("/console/runs?paused=1"));
-    assert!(c.get("/console/runs?paused=1").await.body.contains(r#"id="paused""#));
-    assert_eq!(h.store.list_runs(10, None).await.unwrap().len(), runs_before);
+    assert!(
+        c.get("/console/runs?paused=1")
+            .await
+            .body
+            .contains(r#"id="paused""#)
+    );
+    assert_eq!(
+        h.store.list_runs(10, None).await.unwrap().len(),
+        runs_before
+    );
     let preview = c
         .post("/console/sync", &[("csrf", &csrf), ("mode", "preview")])
         .await;
@@ -822,12 +857,23 @@ async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_b
     let latest = h.store.list_runs(1, None).await.unwrap().remove(0);
     assert!(latest.dry_run && latest.status != sophos_cw_sync::store::RunStatus::Skipped);
 
-    let resumed = c
-        .post("/console/settings/resume", &[("csrf", &csrf)])
-        .await;
+    let resumed = c.post("/console/settings/resume", &[("csrf", &csrf)]).await;
     assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", resumed.body);
-    assert!(h.store.get_settings().await.unwrap().unwrap().paused.is_none());
-    assert!(!c.get("/console/runs").await.body.contains(r#"id="paused-banner""#));
+    assert!(
+        h.store
+            .get_settings()
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+            .is_none()
+    );
+    assert!(
+        !c.get("/console/runs")
+            .await
+            .body
+            .contains(r#"id="paused-banner""#)
+    );
     let trail: Vec<String> = actions(&h)
         .await
         .into_iter()

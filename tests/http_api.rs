@@ -1273,13 +1273,7 @@ async fn mapping_and_settings_changes_go_on_the_trail_with_the_actor_and_old_and
     let entries = change_entries(&h).await;
     let seen: Vec<(&str, &str, Option<&str>)> = entries
         .iter()
-        .map(|e| {
-            (
-                e.action.as_str(),
-                e.actor.as_str(),
-                e.detail.as_deref(),
-            )
-        })
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.detail.as_deref()))
         .collect();
     assert_eq!(
         seen,
@@ -1420,7 +1414,11 @@ async fn while_paused_post_sync_starts_nothing_and_says_how_to_resume_and_a_dry_
 
     // Resuming through the API: audited as resumeSync, and writing runs run again.
     let (status, _) = api
-        .send("PUT", "/settings", &serde_json::to_value(demo_settings()).unwrap())
+        .send(
+            "PUT",
+            "/settings",
+            &serde_json::to_value(demo_settings()).unwrap(),
+        )
         .await;
     assert_eq!(status, 200);
     let entries = change_entries(&h).await;
@@ -1428,7 +1426,11 @@ async fn while_paused_post_sync_starts_nothing_and_says_how_to_resume_and_a_dry_
     assert_eq!(actions, ["resumeSync", "pauseSync"], "{entries:#?}");
     assert!(entries.iter().all(|e| e.actor == "api:token"));
     assert!(
-        entries[1].detail.as_deref().unwrap().starts_with("paused: null → {"),
+        entries[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("paused: null → {"),
         "{entries:#?}"
     );
     let run_id = api.sync(&json!({"acceptUsageDrop": true})).await;

@@ -127,7 +127,9 @@ impl<'a> Changes<'a> {
         new.paused = Some(Pause {
             by: Some(actor.to_owned()),
             at: Some(crate::clock::now()),
-            reason: reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()),
+            reason: reason
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty()),
         });
         self.replace_settings(&old, new, actor, None).await
     }
@@ -169,9 +171,7 @@ impl<'a> Changes<'a> {
                 describe_mapping(mapping)
             ),
         };
-        let agreement = mapping
-            .agreement_id
-            .or(before.and_then(|b| b.agreement_id));
+        let agreement = mapping.agreement_id.or(before.and_then(|b| b.agreement_id));
         append(
             self.store,
             actor,

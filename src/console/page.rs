@@ -71,9 +71,7 @@ impl From<crate::app::changes::ChangeError> for ConsoleError {
         use crate::app::changes::ChangeError;
         match e {
             ChangeError::Store(s) => s.into(),
-            ChangeError::Invalid(m) => {
-                ConsoleError::BadRequest(format!("nothing was saved: {m}"))
-            }
+            ChangeError::Invalid(m) => ConsoleError::BadRequest(format!("nothing was saved: {m}")),
             e @ ChangeError::UnknownAgreementType { .. } => ConsoleError::BadRequest(e.to_string()),
             e @ (ChangeError::ConnectWiseUnreachable(_) | ChangeError::Secrets(_)) => {
                 tracing::error!(error = %e, "console: cannot check the agreement type");

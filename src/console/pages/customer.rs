@@ -259,7 +259,12 @@ async fn ignore(
     };
     web.app
         .changes()
-        .set_mapping_as(&mapping, &authed.actor(), "ignoreCustomer", Some("ignored".into()))
+        .set_mapping_as(
+            &mapping,
+            &authed.actor(),
+            "ignoreCustomer",
+            Some("ignored".into()),
+        )
         .await?;
     Ok(done(&tenant, "ignored"))
 }
@@ -308,4 +313,3 @@ fn done(tenant: &str, what: &str) -> Response {
 }
 
 pub use crate::app::changes::describe_mapping as describe;
-

@@ -180,9 +180,9 @@ pub async fn request_sync(
         .start_sync_with(month, dry_run, accept_usage_drop)
         .await
         .map_err(|e| {
-        tracing::error!(error = %e, "console: cannot start a sync");
-        ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
-    })?;
+            tracing::error!(error = %e, "console: cannot start a sync");
+            ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
+        })?;
     let detail = match &outcome {
         StartOutcome::Started { run_id } => format!("started run {run_id}"),
         StartOutcome::Busy { run_id } => format!("refused: run {run_id} is already running"),
