@@ -433,21 +433,7 @@ impl App {
             .get()
             .await
             .map_err(|e| ChangeError::Secrets(e.0))?;
-        let counters = Arc::new(ApiCounters::default());
-        let (_, cw) = build_clients(&self.env, &secrets, counters)
-            .await
-            .map_err(|e| ChangeError::ConnectWiseUnreachable(e.0))?;
-        let known = cw
-            .agreement_type_names()
-            .await
-            .map_err(|e| ChangeError::ConnectWiseUnreachable(e.to_string()))?;
-        if known.iter().any(|k| k == name) {
-            return Ok(());
-        }
-        Err(ChangeError::UnknownAgreementType {
-            name: name.to_owned(),
-            known,
-        })
+        check_agreement_type(&self.env, &secrets, name).await
     }
 
     pub async fn set_mapping(&self, mapping: &Mapping, actor: &str) -> Result<(), ChangeError> {
@@ -473,4 +459,29 @@ impl App {
     pub async fn resume(&self, actor: &str) -> Result<SettingsChange, ChangeError> {
         self.changes().resume(actor).await
     }
+}
+
+/// Whether ConnectWise has an active agreement type `name` (exactly: the sync
+/// looks agreements up by this name); refused with the names it has, or when
+/// ConnectWise cannot be asked.
+pub async fn check_agreement_type(
+    env: &Environment,
+    secrets: &Secrets,
+    name: &str,
+) -> Result<(), ChangeError> {
+    let counters = Arc::new(ApiCounters::default());
+    let (_, cw) = build_clients(env, secrets, counters)
+        .await
+        .map_err(|e| ChangeError::ConnectWiseUnreachable(e.0))?;
+    let known = cw
+        .agreement_type_names()
+        .await
+        .map_err(|e| ChangeError::ConnectWiseUnreachable(e.to_string()))?;
+    if known.iter().any(|k| k == name) {
+        return Ok(());
+    }
+    Err(ChangeError::UnknownAgreementType {
+        name: name.to_owned(),
+        known,
+    })
 }

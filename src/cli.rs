@@ -275,14 +275,38 @@ async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Set
         ))
     })?;
     let changes = Changes::new(store);
+    let stored = changes.settings().await?;
     if !says_paused {
-        settings.paused = changes.settings().await?.paused;
+        settings.paused = stored.paused.clone();
     }
+    check_new_agreement_type(env, &stored, &settings).await?;
     let saved = changes
         .update_settings(settings, &cli_actor(), Some("applied SYNC_SETTINGS"))
         .await
         .map_err(|e| change_failure(e, "SYNC_SETTINGS"))?;
     Ok(saved.settings)
+}
+
+/// A changed `agreementType` is checked against ConnectWise before it is stored,
+/// as `PUT /settings` and the console check it; the settings' own checks first.
+async fn check_new_agreement_type(
+    env: &Environment,
+    stored: &Settings,
+    new: &Settings,
+) -> Result<(), Failure> {
+    let Some(name) = new
+        .agreement_type
+        .as_deref()
+        .filter(|n| Some(*n) != stored.agreement_type.as_deref())
+    else {
+        return Ok(());
+    };
+    crate::wiring::validate_settings(new)
+        .map_err(|e| Failure::Config(format!("SYNC_SETTINGS: {}", e.0)))?;
+    let secrets = load_secrets(&env.secrets).await?;
+    crate::app::check_agreement_type(env, &secrets, name)
+        .await
+        .map_err(|e| change_failure(e, "SYNC_SETTINGS"))
 }
 
 /// A use case's refusal as the CLI's failure: bad input is a configuration error
@@ -304,7 +328,7 @@ async fn pause(store: &dyn Store, reason: Option<String>) -> Result<u8, Failure>
     let pause = saved.settings.paused.unwrap_or_default();
     if saved.changed {
         println!(
-            "{}; writing runs are skipped until `sophos-cw-sync resume`",
+            "{}; writing runs are skipped until `sophos-cw-sync resume` (console: Settings > Resume; API: PUT /settings with \"paused\": false)",
             pause.describe()
         );
     } else {

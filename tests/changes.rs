@@ -217,3 +217,26 @@ async fn a_scheduled_run_while_paused_is_recorded_skipped_and_writes_nothing() {
     assert_ne!(report.status, RunStatus::Skipped);
     assert!(h.cw_writes() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settings_file_naming_an_agreement_type_connectwise_lacks_is_not_applied() {
+    let h = Harness::start().await;
+    let mut wrong = demo_settings();
+    wrong.agreement_type = Some("Sophos MPS".into());
+    std::fs::write(
+        h.dir.path().join("settings.json"),
+        serde_json::to_string(&wrong).unwrap(),
+    )
+    .unwrap();
+    let out = h.cli(&["settings"], &USER).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("SYNC_SETTINGS")
+            && err.contains("\"Sophos MPS\"")
+            && err.contains("Sophos MSP"),
+        "{err}"
+    );
+    assert!(h.store.get_settings().await.unwrap().is_none());
+    assert!(changes(&h).await.is_empty());
+}
