@@ -2,14 +2,18 @@
 //! handler, the HTTP API): starting, running and continuing sync cycles, with the
 //! store, secrets and self-invocation as ports.
 
+pub mod changes;
+
 use crate::config::{ConfigError, Environment, Secrets, SecretsSpec, Settings};
 use crate::domain::month::Month;
 use crate::http::ApiCounters;
+use crate::store::Mapping;
 use crate::store::{LeaseOutcome, RunRecord, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions, new_run_id};
 use crate::sync::report::RunReport;
 use crate::wiring::{build_clients, load_secrets_with};
 use async_trait::async_trait;
+use changes::{ChangeError, Changes, SettingsChange};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,6 +154,11 @@ pub enum StartOutcome {
     Busy {
         run_id: String,
     },
+    /// The sync is paused (`settings.paused`): no run was started. `reason` says
+    /// who paused it, when and why.
+    Paused {
+        reason: String,
+    },
 }
 
 pub struct App {
@@ -176,6 +185,25 @@ impl App {
         month: Option<Month>,
         dry_run: bool,
     ) -> Result<StartOutcome, AppError> {
+        self.start_sync_with(month, dry_run, false).await
+    }
+
+    /// [`Self::start_sync`]; `accept_usage_drop` lets the run lower quantities
+    /// even if the usage report shrank past `usageDropGuard`. While the sync is
+    /// paused a writing run is not started at all (a dry run still is).
+    pub async fn start_sync_with(
+        &self,
+        month: Option<Month>,
+        dry_run: bool,
+        accept_usage_drop: bool,
+    ) -> Result<StartOutcome, AppError> {
+        if !dry_run {
+            if let Some(pause) = self.settings().await?.paused {
+                return Ok(StartOutcome::Paused {
+                    reason: pause.describe(),
+                });
+            }
+        }
         let run_id = new_run_id();
         let now = chrono::Utc::now();
         if !dry_run {
@@ -189,7 +217,10 @@ impl App {
                 });
             }
         }
-        let request = RunRequest::new(run_id.clone(), month, dry_run, "webhook");
+        let request = RunRequest {
+            accept_usage_drop,
+            ..RunRequest::new(run_id.clone(), month, dry_run, "webhook")
+        };
         let queued = RunRecord {
             run_id: run_id.clone(),
             status: RunStatus::Running,
@@ -356,4 +387,101 @@ impl App {
         };
         self.run_job(&request, deadline).await.map(Some)
     }
+}
+
+/// The operator's changes (see [`changes`]), with the checks that need ConnectWise.
+impl App {
+    pub fn changes(&self) -> Changes<'_> {
+        Changes::new(self.store.as_ref())
+    }
+
+    /// Replaces the settings; a new `agreementType` is checked against ConnectWise
+    /// first (an unknown one, or ConnectWise out of reach, stores nothing).
+    pub async fn update_settings(
+        &self,
+        new: Settings,
+        actor: &str,
+    ) -> Result<SettingsChange, ChangeError> {
+        self.update_settings_noting(new, actor, None).await
+    }
+
+    /// [`Self::update_settings`] with what the change was for on the trail.
+    pub async fn update_settings_noting(
+        &self,
+        new: Settings,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<SettingsChange, ChangeError> {
+        let old = self.settings().await?;
+        // The settings' own checks first: a bad document costs no ConnectWise call.
+        crate::wiring::validate_settings(&new).map_err(|e| ChangeError::Invalid(e.0))?;
+        if new.agreement_type != old.agreement_type {
+            if let Some(name) = &new.agreement_type {
+                self.check_agreement_type(name).await?;
+            }
+        }
+        self.changes()
+            .replace_settings(&old, new, actor, note)
+            .await
+    }
+
+    /// Only a changed `agreementType` is asked about, so pausing or any other
+    /// change still works while ConnectWise is down.
+    async fn check_agreement_type(&self, name: &str) -> Result<(), ChangeError> {
+        let secrets = self
+            .secrets
+            .get()
+            .await
+            .map_err(|e| ChangeError::Secrets(e.0))?;
+        check_agreement_type(&self.env, &secrets, name).await
+    }
+
+    pub async fn set_mapping(&self, mapping: &Mapping, actor: &str) -> Result<(), ChangeError> {
+        self.changes().set_mapping(mapping, actor).await
+    }
+
+    pub async fn clear_mapping(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+    ) -> Result<Option<Mapping>, ChangeError> {
+        self.changes().clear_mapping(tenant_id, actor).await
+    }
+
+    pub async fn pause(
+        &self,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<SettingsChange, ChangeError> {
+        self.changes().pause(actor, reason).await
+    }
+
+    pub async fn resume(&self, actor: &str) -> Result<SettingsChange, ChangeError> {
+        self.changes().resume(actor).await
+    }
+}
+
+/// Whether ConnectWise has an active agreement type `name` (exactly: the sync
+/// looks agreements up by this name); refused with the names it has, or when
+/// ConnectWise cannot be asked.
+pub async fn check_agreement_type(
+    env: &Environment,
+    secrets: &Secrets,
+    name: &str,
+) -> Result<(), ChangeError> {
+    let counters = Arc::new(ApiCounters::default());
+    let (_, cw) = build_clients(env, secrets, counters)
+        .await
+        .map_err(|e| ChangeError::ConnectWiseUnreachable(e.0))?;
+    let known = cw
+        .agreement_type_names()
+        .await
+        .map_err(|e| ChangeError::ConnectWiseUnreachable(e.to_string()))?;
+    if known.iter().any(|k| k == name) {
+        return Ok(());
+    }
+    Err(ChangeError::UnknownAgreementType {
+        name: name.to_owned(),
+        known,
+    })
 }

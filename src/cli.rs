@@ -1,6 +1,7 @@
 //! The `sophos-cw-sync` command line: thin wiring of environment, store, clients
 //! and engine, and the human-readable output.
 
+use crate::app::changes::{ChangeError, Changes};
 use crate::config::{ConfigError, Environment, Settings};
 use crate::domain::{month::Month, products};
 use crate::http::ApiCounters;
@@ -8,7 +9,7 @@ use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
 use crate::sync::report::RunReport;
 use crate::sync::review::{Decision, DecisionOutcome};
-use crate::wiring::{build_clients, load_secrets, open_store, validate_settings};
+use crate::wiring::{build_clients, load_secrets, open_store};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,7 +36,20 @@ pub enum Command {
         month: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Lower quantities even though the usage report shrank past the
+        /// `usageDropGuard` setting (the run's report says it was accepted).
+        #[arg(long)]
+        accept_usage_drop: bool,
     },
+    /// Stop every writing run (scheduled, webhook, this CLI) until `resume`;
+    /// dry runs still plan.
+    Pause {
+        /// Why, shown wherever a run is refused and on every console page.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Let writing runs write again after `pause`.
+    Resume,
     /// Per-customer result of the latest run.
     Status {
         #[arg(long)]
@@ -175,7 +189,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             month,
             json,
-        } => sync(store, &env, &settings, dry_run, month, json).await,
+            accept_usage_drop,
+        } => {
+            let request = SyncRequest {
+                dry_run,
+                month,
+                accept_usage_drop,
+            };
+            sync(store, &env, &settings, request, json).await
+        }
+        Command::Pause { reason } => pause(store, reason).await,
+        Command::Resume => resume(store).await,
         Command::Status { json } => status(store, json).await,
         Command::Map {
             tenant_id,
@@ -224,7 +248,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 /// `SYNC_SETTINGS` replaces the stored settings with the file's (a missing field
-/// takes its default); without it the stored settings are used.
+/// takes its default); without it the stored settings are used. A change goes on
+/// the audit trail as the CLI user's; a pause in force is kept unless the file
+/// says `"paused"` itself, so a settings file never resumes a sync by leaving it out.
 async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Settings, Failure> {
     let Some(path) = &env.settings_file else {
         return Ok(store.get_settings().await?.unwrap_or_default());
@@ -235,26 +261,114 @@ async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Set
             path.display()
         ))
     })?;
-    let settings: Settings = serde_json::from_str(&text).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         ConfigError(format!(
             "settings file {} is not valid: {e}",
             path.display()
         ))
     })?;
-    validate_settings(&settings)?;
-    store.put_settings(&settings).await?;
-    Ok(settings)
+    let says_paused = value.get("paused").is_some();
+    let mut settings: Settings = serde_json::from_value(value).map_err(|e| {
+        ConfigError(format!(
+            "settings file {} is not valid: {e}",
+            path.display()
+        ))
+    })?;
+    let changes = Changes::new(store);
+    let stored = changes.settings().await?;
+    if !says_paused {
+        settings.paused = stored.paused.clone();
+    }
+    check_new_agreement_type(env, &stored, &settings).await?;
+    let saved = changes
+        .update_settings(settings, &cli_actor(), Some("applied SYNC_SETTINGS"))
+        .await
+        .map_err(|e| change_failure(e, "SYNC_SETTINGS"))?;
+    Ok(saved.settings)
+}
+
+/// A changed `agreementType` is checked against ConnectWise before it is stored,
+/// as `PUT /settings` and the console check it; the settings' own checks first.
+async fn check_new_agreement_type(
+    env: &Environment,
+    stored: &Settings,
+    new: &Settings,
+) -> Result<(), Failure> {
+    let Some(name) = new
+        .agreement_type
+        .as_deref()
+        .filter(|n| Some(*n) != stored.agreement_type.as_deref())
+    else {
+        return Ok(());
+    };
+    crate::wiring::validate_settings(new)
+        .map_err(|e| Failure::Config(format!("SYNC_SETTINGS: {}", e.0)))?;
+    let secrets = load_secrets(&env.secrets).await?;
+    crate::app::check_agreement_type(env, &secrets, name)
+        .await
+        .map_err(|e| change_failure(e, "SYNC_SETTINGS"))
+}
+
+/// A use case's refusal as the CLI's failure: bad input is a configuration error
+/// (exit 2) and names where it came from.
+fn change_failure(e: ChangeError, source: &str) -> Failure {
+    match e {
+        ChangeError::Store(s) => Failure::from(s),
+        ChangeError::Invalid(m) => Failure::Config(format!("{source}: {m}")),
+        other => Failure::Config(format!("{source}: {other}")),
+    }
+}
+
+/// `pause [--reason TEXT]`.
+async fn pause(store: &dyn Store, reason: Option<String>) -> Result<u8, Failure> {
+    let saved = Changes::new(store)
+        .pause(&cli_actor(), reason)
+        .await
+        .map_err(|e| change_failure(e, "pause"))?;
+    let pause = saved.settings.paused.unwrap_or_default();
+    if saved.changed {
+        println!(
+            "{}; writing runs are skipped until `sophos-cw-sync resume` (console: Settings > Resume; API: PUT /settings with \"paused\": false)",
+            pause.describe()
+        );
+    } else {
+        println!("already paused: {}", pause.describe());
+    }
+    Ok(0)
+}
+
+/// `resume`.
+async fn resume(store: &dyn Store) -> Result<u8, Failure> {
+    let saved = Changes::new(store)
+        .resume(&cli_actor())
+        .await
+        .map_err(|e| change_failure(e, "resume"))?;
+    println!(
+        "{}",
+        if saved.changed {
+            "resumed: the next run writes again"
+        } else {
+            "the sync was not paused"
+        }
+    );
+    Ok(0)
+}
+
+/// What `sync` was asked for.
+struct SyncRequest {
+    dry_run: bool,
+    month: Option<String>,
+    accept_usage_drop: bool,
 }
 
 async fn sync(
     store: &dyn Store,
     env: &Environment,
     settings: &Settings,
-    dry_run: bool,
-    month: Option<String>,
+    request: SyncRequest,
     json: bool,
 ) -> Result<u8, Failure> {
-    let month = match month {
+    let month = match request.month {
         Some(m) => m
             .parse::<Month>()
             .map_err(|e| ConfigError(format!("--month: {e}")))?,
@@ -262,7 +376,17 @@ async fn sync(
             .run_month(crate::clock::now())
             .map_err(ConfigError)?,
     };
-    let report = cycle(store, env, settings, dry_run, month).await?;
+    let mut opts = RunOptions::new(month, request.dry_run, "cli");
+    opts.accept_usage_drop = request.accept_usage_drop;
+    let report = cycle(store, env, settings, opts).await?;
+    if let Some(reason) = report
+        .reason
+        .as_deref()
+        .filter(|_| report.status == RunStatus::Skipped)
+    {
+        // The reason says who paused and how to resume (or which run holds the lease).
+        eprintln!("skipped: {reason}");
+    }
     if json {
         println!(
             "{}",
@@ -274,18 +398,16 @@ async fn sync(
     Ok(exit_code(&report))
 }
 
-/// One sync cycle of `month` (the engine, wired to the vendors of the environment).
+/// One sync cycle as `opts` says (the engine, wired to the vendors of the environment).
 async fn cycle(
     store: &dyn Store,
     env: &Environment,
     settings: &Settings,
-    dry_run: bool,
-    month: Month,
+    mut opts: RunOptions,
 ) -> Result<RunReport, Failure> {
     let secrets = load_secrets(&env.secrets).await?;
     let counters = Arc::new(ApiCounters::default());
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
-    let mut opts = RunOptions::new(month, dry_run, "cli");
     opts.concurrency = settings.connectwise_concurrency;
     opts.crash_after_writes = crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
@@ -396,8 +518,13 @@ async fn map(
             "the tenant id is empty: use the Sophos tenant id shown by `status`".into(),
         ));
     }
+    let changes = Changes::new(store);
     if clear {
-        let existed = store.delete_mapping(&tenant_id).await?;
+        let existed = changes
+            .clear_mapping(&tenant_id, &cli_actor())
+            .await
+            .map_err(|e| change_failure(e, "map --clear"))?
+            .is_some();
         println!(
             "{}",
             if existed {
@@ -425,7 +552,10 @@ async fn map(
         agreement_id: agreement,
         updated_at: chrono::Utc::now(),
     };
-    store.put_mapping(&mapping).await?;
+    changes
+        .set_mapping(&mapping, &cli_actor())
+        .await
+        .map_err(|e| change_failure(e, "map"))?;
     match kind {
         MappingKind::Ignored => println!("{tenant_id} will be ignored by the sync"),
         _ => println!(
@@ -533,7 +663,8 @@ async fn review_approved(
             let month = month
                 .parse::<Month>()
                 .map_err(|e| Failure::Other(format!("held change month {month:?}: {e}")))?;
-            let report = cycle(store, env, settings, false, month).await?;
+            let opts = RunOptions::new(month, false, "cli");
+            let report = cycle(store, env, settings, opts).await?;
             code = code.max(exit_code(&report));
             reports.push(report);
         }

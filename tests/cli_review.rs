@@ -96,8 +96,10 @@ async fn review_lists_approves_and_rejects_held_changes() {
     assert_eq!(stored.status, HeldStatus::Rejected);
     assert_eq!(stored.decided_by.as_deref(), Some("cli:tester"));
     let trail = h.store.list_audit(10, None).await.unwrap();
+    // The first command applied SYNC_SETTINGS (an updateSettings entry): not a decision.
     let decisions: Vec<(&str, &str)> = trail
         .iter()
+        .filter(|e| e.action != "updateSettings")
         .map(|e| (e.action.as_str(), e.actor.as_str()))
         .collect();
     assert_eq!(

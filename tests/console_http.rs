@@ -649,7 +649,12 @@ async fn settings_are_edited_from_the_console_with_the_apis_validation_and_audit
         .items
         .remove(0);
     assert_eq!(entry.action, "updateSettings");
-    assert_eq!(entry.detail.as_deref(), Some("changed products"));
+    assert_eq!(
+        entry.detail.as_deref(),
+        Some(
+            r#"products: ["Sophos_Intercept_X_Advanced","Sophos_Intercept_X_Advanced_XDR"] → ["Sophos_Email_Advanced","Sophos_Intercept_X_Advanced"]"#
+        )
+    );
     assert!(entry.actor.starts_with("console:"));
 
     let unknown = c
@@ -818,4 +823,155 @@ async fn the_review_api_is_served_through_the_lambda_handler_from_api_gateway_ev
     assert_eq!(refused["statusCode"], 401, "{refused}");
     let stored = h.store.get_held_change(&change.id).await.unwrap().unwrap();
     assert_eq!(stored.status, HeldStatus::Approved);
+}
+
+#[tokio::test]
+async fn the_console_pauses_and_resumes_with_a_banner_on_every_page_and_audits_both() {
+    let h = synced().await;
+    let (app, invoker) = app(&h);
+    let mut c = Client::new(router(app, test_config()));
+    let csrf = c.sign_in().await;
+    let settings = c.get("/console/settings").await;
+    assert!(
+        settings.body.contains(r#"id="pause-sync""#),
+        "{}",
+        settings.body
+    );
+    assert!(!settings.body.contains(r#"id="paused-banner""#));
+
+    // Without the form token nothing is paused.
+    let forged = c.post("/console/settings/pause", &[("reason", "x")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(
+        h.store
+            .get_settings()
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+            .is_none()
+    );
+
+    let paused = c
+        .post(
+            "/console/settings/pause",
+            &[("csrf", &csrf), ("reason", "invoices being checked")],
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
+    let pause = h
+        .store
+        .get_settings()
+        .await
+        .unwrap()
+        .unwrap()
+        .paused
+        .unwrap();
+    assert!(pause.by.as_deref().unwrap().starts_with("console:"));
+    assert_eq!(pause.reason.as_deref(), Some("invoices being checked"));
+    for path in [
+        "/console/",
+        "/console/runs",
+        "/console/audit",
+        "/console/settings",
+    ] {
+        let page = c.get(path).await;
+        assert!(
+            page.body.contains(r#"id="paused-banner""#)
+                && page.body.contains("paused by console:")
+                && page.body.contains("invoices being checked"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    assert!(
+        c.get("/console/settings")
+            .await
+            .body
+            .contains(r#"id="resume-sync""#)
+    );
+
+    // "Sync now" starts nothing while paused; a preview still plans.
+    let runs_before = h.store.list_runs(10, None).await.unwrap().len();
+    let refused = c
+        .post("/console/sync", &[("csrf", &csrf), ("mode", "sync")])
+        .await;
+    assert_eq!(refused.header("location"), Some("/console/runs?paused=1"));
+    assert!(
+        c.get("/console/runs?paused=1")
+            .await
+            .body
+            .contains(r#"id="paused""#)
+    );
+    assert_eq!(
+        h.store.list_runs(10, None).await.unwrap().len(),
+        runs_before
+    );
+    let preview = c
+        .post("/console/sync", &[("csrf", &csrf), ("mode", "preview")])
+        .await;
+    assert_eq!(preview.status, StatusCode::SEE_OTHER, "{}", preview.body);
+    invoker.wait_idle().await;
+    let latest = h.store.list_runs(1, None).await.unwrap().remove(0);
+    assert!(latest.dry_run && latest.status != sophos_cw_sync::store::RunStatus::Skipped);
+
+    let resumed = c.post("/console/settings/resume", &[("csrf", &csrf)]).await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", resumed.body);
+    assert!(
+        h.store
+            .get_settings()
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+            .is_none()
+    );
+    assert!(
+        !c.get("/console/runs")
+            .await
+            .body
+            .contains(r#"id="paused-banner""#)
+    );
+    let trail: Vec<String> = actions(&h)
+        .await
+        .into_iter()
+        .filter(|a| a.ends_with("Sync") && a != "requestSync")
+        .collect();
+    assert_eq!(trail, ["resumeSync", "pauseSync"]);
+
+    // "Sync now" with "Accept the usage drop" ticked: the run is told so.
+    let runs = c.get("/console/runs").await;
+    assert!(runs.body.contains(r#"name="acceptUsageDrop""#));
+    let started = c
+        .post(
+            "/console/sync",
+            &[("csrf", &csrf), ("mode", "sync"), ("acceptUsageDrop", "1")],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    invoker.wait_idle().await;
+    let run = h.store.list_runs(1, None).await.unwrap().remove(0);
+    assert!(!run.dry_run);
+    assert_eq!(run.report["usageDropAccepted"], true, "{}", run.report);
+}
+
+#[tokio::test]
+async fn the_console_refuses_an_agreement_type_connectwise_does_not_have() {
+    let h = synced().await;
+    let mut c = client(&h, test_config());
+    let csrf = c.sign_in().await;
+    let mut wrong = demo_settings();
+    wrong.agreement_type = Some("Sophos MPS".into());
+    let text = serde_json::to_string_pretty(&wrong).unwrap();
+    let refused = c
+        .post("/console/settings", &[("csrf", &csrf), ("settings", &text)])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("Sophos MPS") && refused.body.contains("Managed Services"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+    assert!(!actions(&h).await.iter().any(|a| a == "updateSettings"));
 }

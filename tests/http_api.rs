@@ -1239,3 +1239,202 @@ mod review_api {
         assert_eq!(invoker.requests.lock().unwrap().len(), 1);
     }
 }
+
+/// The API's entries on the trail (no run), latest first.
+async fn change_entries(h: &Harness) -> Vec<sophos_cw_sync::store::AuditEntry> {
+    let all = h.store.list_audit(1000, None).await.unwrap();
+    all.into_iter().filter(|e| e.run_id.is_empty()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapping_and_settings_changes_go_on_the_trail_with_the_actor_and_old_and_new() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let kappa = format!("/mappings/{}", tenant(10));
+    let first = api.sync(&json!({})).await;
+    api.finished(&first).await;
+
+    let (status, _) = api.send("PUT", &kappa, &json!({"companyId": 110})).await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .send(
+            "PUT",
+            &kappa,
+            &json!({"companyId": 110, "agreementId": 210}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.call("DELETE", &kappa, None).await;
+    assert_eq!(status, 200);
+    // A delete that finds nothing is no change: no entry.
+    let (status, _) = api.call("DELETE", &kappa, None).await;
+    assert_eq!(status, 404);
+
+    let entries = change_entries(&h).await;
+    let seen: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "clearMapping",
+                "api:token",
+                Some("manual: company 110, agreement 210 → no mapping")
+            ),
+            (
+                "setMapping",
+                "api:token",
+                Some("manual: company 110 → manual: company 110, agreement 210")
+            ),
+            (
+                "setMapping",
+                "api:token",
+                Some("no mapping → manual: company 110")
+            ),
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.tenant_id.as_deref() == Some(tenant(10).as_str()))
+    );
+
+    // Settings: only the changed keys, old → new; the same settings again write nothing.
+    let mut next = serde_json::to_value(demo_settings()).unwrap();
+    next["month"] = json!("previous");
+    let (status, answer) = api.send("PUT", "/settings", &next).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = api.send("PUT", "/settings", &next).await;
+    assert_eq!(status, 200);
+    let entries = change_entries(&h).await;
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+    assert_eq!(entries[0].action, "updateSettings");
+    assert_eq!(entries[0].actor, "api:token");
+    assert_eq!(
+        entries[0].detail.as_deref(),
+        Some(r#"month: "2026-11" → "previous""#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agreement_type_connectwise_does_not_have_is_refused_listing_the_ones_it_has() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let mut wrong = serde_json::to_value(demo_settings()).unwrap();
+    wrong["agreementType"] = json!("Sophos MPS");
+    let (status, answer) = api.send("PUT", "/settings", &wrong).await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("\"Sophos MPS\"")
+            && error.contains("Sophos MSP")
+            && error.contains("Managed Services")
+            && error.contains("Nothing was stored"),
+        "{error}"
+    );
+    let listed = answer["agreementTypes"].as_array().unwrap();
+    assert!(listed.contains(&json!("Sophos MSP")), "{answer}");
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+    assert!(change_entries(&h).await.is_empty());
+
+    // One that exists is stored.
+    wrong["agreementType"] = json!("Managed Services");
+    let (status, answer) = api.send("PUT", "/settings", &wrong).await;
+    assert_eq!(status, 200, "{answer}");
+    let stored = h.store.get_settings().await.unwrap().unwrap();
+    assert_eq!(stored.agreement_type.as_deref(), Some("Managed Services"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agreement_type_is_not_stored_unchecked_when_connectwise_is_out_of_reach() {
+    let h = harness().await;
+    // A ConnectWise site nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let site = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    h.set_secret_fields(json!({"connectwise": {
+        "site": site, "companyId": "x", "publicKey": "pub-key-value-1",
+        "privateKey": "private-key-value-1", "clientId": "c", "codebase": "v4_6_release/"}}));
+    let (api, _invoker) = Api::local(&h).await;
+    let mut other = serde_json::to_value(demo_settings()).unwrap();
+    other["agreementType"] = json!("Managed Services");
+    let (status, answer) = api
+        .raw(
+            "PUT",
+            "/settings",
+            Some(&format!("Bearer {TOKEN}")),
+            Some(other.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(status, 502, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("ConnectWise could not be reached") && error.contains("nothing was stored"),
+        "{error}"
+    );
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
+    // A change that leaves the agreement type alone needs no ConnectWise.
+    let mut paused = serde_json::to_value(demo_settings()).unwrap();
+    paused["paused"] = json!(true);
+    let (status, answer) = api.send("PUT", "/settings", &paused).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_paused_post_sync_starts_nothing_and_says_how_to_resume_and_a_dry_run_still_plans() {
+    let h = harness().await;
+    let (api, _invoker) = Api::local(&h).await;
+    let mut paused = serde_json::to_value(demo_settings()).unwrap();
+    paused["paused"] = json!({"reason": "invoices being checked"});
+    let (status, stored) = api.send("PUT", "/settings", &paused).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["paused"]["by"], "api:token");
+    assert!(stored["paused"]["at"].is_string(), "{stored}");
+
+    let (status, answer) = api.send("POST", "/sync", &json!({})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["status"], "paused");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("paused by api:token")
+            && error.contains("invoices being checked")
+            && error.contains("No run was started")
+            && error.contains("\"paused\": false"),
+        "{error}"
+    );
+    assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
+
+    let plan = api.sync(&json!({"dryRun": true})).await;
+    let run = api.finished(&plan).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(run["dryRun"], true);
+    assert_eq!(h.cw_writes(), 0);
+
+    // Resuming through the API: audited as resumeSync, and writing runs run again.
+    let (status, _) = api
+        .send(
+            "PUT",
+            "/settings",
+            &serde_json::to_value(demo_settings()).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let entries = change_entries(&h).await;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["resumeSync", "pauseSync"], "{entries:#?}");
+    assert!(entries.iter().all(|e| e.actor == "api:token"));
+    assert!(
+        entries[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("paused: null → {"),
+        "{entries:#?}"
+    );
+    let run_id = api.sync(&json!({"acceptUsageDrop": true})).await;
+    let run = api.finished(&run_id).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(run["report"]["usageDropAccepted"], true, "{run}");
+}

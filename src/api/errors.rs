@@ -5,6 +5,7 @@
 
 use super::ApiResponse;
 use crate::app::AppError;
+use crate::app::changes::ChangeError;
 use crate::store::StoreError;
 use serde_json::{Value, json};
 
@@ -112,6 +113,35 @@ impl From<StoreError> for ApiError {
                 "the store is misconfigured: the operator can find the cause in the service log",
             ),
             StoreError::Corrupt(_) | StoreError::Rejected(_) => ApiError::internal(),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Invalid(_) | ChangeError::UnknownAgreementType { .. } => {
+                let known = match &e {
+                    ChangeError::UnknownAgreementType { known, .. } => Some(json!(known)),
+                    _ => None,
+                };
+                let error = ApiError::bad_request(e.to_string());
+                match known {
+                    Some(k) => error.with("agreementTypes", k),
+                    None => error,
+                }
+            }
+            ChangeError::ConnectWiseUnreachable(_) => {
+                tracing::error!(error = %e, "PUT /settings: cannot check the agreement type");
+                ApiError::new(502, e.to_string())
+            }
+            ChangeError::Secrets(_) => {
+                tracing::error!(error = %e, "PUT /settings: cannot read the secrets");
+                ApiError::unavailable(
+                    "the service cannot read its secrets to check agreementType with ConnectWise; nothing was stored; the operator can find the cause in the service log",
+                )
+            }
+            ChangeError::Store(s) => s.into(),
         }
     }
 }

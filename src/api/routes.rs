@@ -109,28 +109,62 @@ pub async fn run(
 
 // ---------------------------------------------------------------- POST /sync
 
+/// While the sync is paused a writing request starts nothing and is answered 409
+/// with who paused it and how to resume; a dry run is still started.
 async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
-    let (month, dry_run) = sync_body(body)?;
-    match app.start_sync(month, dry_run).await? {
+    let SyncBody {
+        month,
+        dry_run,
+        accept_usage_drop,
+    } = sync_body(body)?;
+    match app
+        .start_sync_with(month, dry_run, accept_usage_drop)
+        .await?
+    {
         StartOutcome::Started { run_id } => Ok(ApiResponse {
             status: 202,
             body: json!({"runId": run_id, "status": "queued", "dryRun": dry_run}),
         }),
         StartOutcome::Busy { run_id } => Err(ApiError::new(409, "a sync cycle is already running")
             .with("runId", Value::String(run_id))),
+        StartOutcome::Paused { reason } => Err(paused(&reason)),
     }
 }
 
-/// `{"month":"YYYY-MM","dryRun":true}`, both optional; an empty body is `{}`.
-fn sync_body(body: &[u8]) -> Result<(Option<Month>, bool), ApiError> {
+/// The 409 of a writing run asked for while the sync is paused.
+fn paused(reason: &str) -> ApiError {
+    ApiError::new(
+        409,
+        format!(
+            "{reason}. No run was started. Resume with PUT /settings and \"paused\": false, the Resume button on the console's Settings page, or `sophos-cw-sync resume`; a dry run ({{\"dryRun\":true}}) still plans"
+        ),
+    )
+    .with("status", Value::String("paused".into()))
+}
+
+/// What `POST /sync` asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SyncBody {
+    month: Option<Month>,
+    dry_run: bool,
+    accept_usage_drop: bool,
+}
+
+/// `{"month":"YYYY-MM","dryRun":true,"acceptUsageDrop":true}`, all optional; an
+/// empty body is `{}`.
+fn sync_body(body: &[u8]) -> Result<SyncBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((None, false));
+        return Ok(SyncBody {
+            month: None,
+            dry_run: false,
+            accept_usage_drop: false,
+        });
     }
     let obj = json_object(
         body,
-        "{\"month\":\"2026-05\",\"dryRun\":true} (both optional; or send no body)",
+        "{\"month\":\"2026-05\",\"dryRun\":true,\"acceptUsageDrop\":true} (all optional; or send no body)",
     )?;
-    only_fields(&obj, &["month", "dryRun"])?;
+    only_fields(&obj, &["month", "dryRun", "acceptUsageDrop"])?;
     let month = match obj.get("month") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.parse::<Month>().map_err(ApiError::bad_request)?),
@@ -140,12 +174,22 @@ fn sync_body(body: &[u8]) -> Result<(Option<Month>, bool), ApiError> {
             ));
         }
     };
-    let dry_run = match obj.get("dryRun") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("dryRun must be true or false")),
-    };
-    Ok((month, dry_run))
+    Ok(SyncBody {
+        month,
+        dry_run: flag(&obj, "dryRun")?,
+        accept_usage_drop: flag(&obj, "acceptUsageDrop")?,
+    })
+}
+
+/// A true/false field; absent or null is false.
+fn flag(obj: &Map<String, Value>, field: &str) -> Result<bool, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{field} must be true or false"
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------- runs
@@ -255,7 +299,7 @@ async fn put_mapping(app: &App, tenant_id: &str, body: &[u8]) -> Result<ApiRespo
         agreement_id,
         updated_at: chrono::Utc::now(),
     };
-    app.store.put_mapping(&mapping).await?;
+    app.set_mapping(&mapping, API_ACTOR).await?;
     Ok(ok(to_json(&mapping)?))
 }
 
@@ -268,7 +312,7 @@ async fn tenant_is_known(app: &App, tenant_id: &str) -> Result<bool, ApiError> {
 }
 
 async fn delete_mapping(app: &App, tenant_id: &str) -> Result<ApiResponse, ApiError> {
-    if app.store.delete_mapping(tenant_id).await? {
+    if app.clear_mapping(tenant_id, API_ACTOR).await?.is_some() {
         Ok(ok(json!({"deleted": true})))
     } else {
         Err(ApiError::not_found(format!(
@@ -336,6 +380,11 @@ async fn decide(
                 json!({"runId": run_id, "status": "busy",
                     "message": "a sync cycle is already running: the approval is written by the next run"}),
             ),
+            StartOutcome::Paused { reason } => (
+                200,
+                json!({"status": "paused",
+                    "message": format!("{reason}: the approval is written by the first run after the sync is resumed (PUT /settings with \"paused\": false, the console's Settings page, or `sophos-cw-sync resume`)")}),
+            ),
         };
         body["sync"] = run;
         return Ok(ApiResponse { status, body });
@@ -380,9 +429,8 @@ async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
     let settings: Settings = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))?;
-    crate::wiring::validate_settings(&settings).map_err(|e| ApiError::bad_request(e.0))?;
-    app.store.put_settings(&settings).await?;
-    Ok(ok(to_json(&settings)?))
+    let saved = app.update_settings(settings, API_ACTOR).await?;
+    Ok(ok(to_json(&saved.settings)?))
 }
 
 // ---------------------------------------------------------------- helpers
@@ -548,12 +596,26 @@ mod tests {
 
     #[test]
     fn sync_bodies() {
-        assert_eq!(sync_body(b"").unwrap(), (None, false));
-        assert_eq!(sync_body(b" {} ").unwrap(), (None, false));
-        let (m, d) = sync_body(br#"{"month":"2026-05","dryRun":true}"#).unwrap();
-        assert_eq!((m.unwrap().to_string(), d), ("2026-05".into(), true));
+        let plain = SyncBody {
+            month: None,
+            dry_run: false,
+            accept_usage_drop: false,
+        };
+        assert_eq!(sync_body(b"").unwrap(), plain);
+        assert_eq!(sync_body(b" {} ").unwrap(), plain);
+        let b = sync_body(br#"{"month":"2026-05","dryRun":true}"#).unwrap();
+        assert_eq!(
+            (b.month.unwrap().to_string(), b.dry_run, b.accept_usage_drop),
+            ("2026-05".into(), true, false)
+        );
+        assert!(
+            sync_body(br#"{"acceptUsageDrop":true}"#)
+                .unwrap()
+                .accept_usage_drop
+        );
         for bad in [
-            &br#"{"month":"2026-13"}"#[..],
+            &br#"{"acceptUsageDrop":"yes"}"#[..],
+            br#"{"month":"2026-13"}"#,
             br#"{"month":202605}"#,
             br#"{"dryRun":"yes"}"#,
             br#"{"dry_run":true}"#,

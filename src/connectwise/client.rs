@@ -317,6 +317,24 @@ impl ConnectWiseClient {
         Ok(!found.is_empty())
     }
 
+    /// The names of the active agreement types, sorted: what `agreementType` may be.
+    pub async fn agreement_type_names(&self) -> Result<Vec<String>, ApiError> {
+        let query = [
+            ("pageSize", PAGE_SIZE.to_string()),
+            ("fields", "id,name,inactiveFlag".to_string()),
+        ];
+        let types: Vec<crate::connectwise::model::AgreementType> =
+            self.get_all("/finance/agreements/types", &query).await?;
+        let mut names: Vec<String> = types
+            .into_iter()
+            .filter(|t| t.inactive_flag != Some(true))
+            .map(|t| t.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Every addition of an agreement (cancelled ones included; see `Addition::is_active`).
     pub async fn additions(&self, agreement_id: i64) -> Result<Vec<Addition>, ApiError> {
         let path = format!("/finance/agreements/{agreement_id}/additions");

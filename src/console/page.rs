@@ -66,6 +66,23 @@ impl From<crate::store::StoreError> for ConsoleError {
     }
 }
 
+impl From<crate::app::changes::ChangeError> for ConsoleError {
+    fn from(e: crate::app::changes::ChangeError) -> Self {
+        use crate::app::changes::ChangeError;
+        match e {
+            ChangeError::Store(s) => s.into(),
+            ChangeError::Invalid(m) => ConsoleError::BadRequest(format!("nothing was saved: {m}")),
+            e @ ChangeError::UnknownAgreementType { .. } => ConsoleError::BadRequest(e.to_string()),
+            e @ (ChangeError::ConnectWiseUnreachable(_) | ChangeError::Secrets(_)) => {
+                tracing::error!(error = %e, "console: cannot check the agreement type");
+                ConsoleError::Unavailable(
+                    "ConnectWise could not be asked whether the agreement type exists, so nothing was saved; try again in a moment (the operator finds the cause in the service log)".into(),
+                )
+            }
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
@@ -111,6 +128,8 @@ pub struct Layout {
     pub actor: String,
     pub htmx: &'static str,
     pub css: &'static str,
+    /// While the sync is paused: who paused it, when and why (a banner on every page).
+    pub paused: Option<String>,
 }
 
 impl Layout {
@@ -122,6 +141,7 @@ impl Layout {
             actor: String::new(),
             htmx: super::assets::HTMX_PATH,
             css: super::assets::CSS_PATH,
+            paused: None,
         }
     }
 }
@@ -130,6 +150,8 @@ impl Layout {
 pub struct Authed {
     pub session: Session,
     pub key: SessionKey,
+    /// The pause in force when the request came (see [`Layout::paused`]).
+    pub paused: Option<String>,
 }
 
 impl Authed {
@@ -139,6 +161,7 @@ impl Authed {
             signed_in: true,
             csrf: self.key.form_token(&self.session),
             actor: self.session.actor(),
+            paused: self.paused.clone(),
             ..Layout::anonymous(nav)
         }
     }
@@ -196,7 +219,17 @@ pub async fn authed(web: &Web, headers: &HeaderMap, uri: &Uri) -> Result<Authed,
     if ended.is_some() {
         return Err(ConsoleError::SignIn { next });
     }
-    Ok(Authed { session, key })
+    // Settings the store cannot give are told by the page itself; the banner only
+    // needs them when they are there.
+    let paused = match web.app.settings().await {
+        Ok(settings) => settings.paused.map(|p| p.describe()),
+        Err(_) => None,
+    };
+    Ok(Authed {
+        session,
+        key,
+        paused,
+    })
 }
 
 /// The store key that marks a session as signed out (kept until the session

@@ -2,7 +2,6 @@
 //! last change, its audit entries, and the actions ignore / un-ignore / clear the
 //! mapping (mapping to a company is on the Mapping page, with suggestions).
 
-use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
@@ -250,7 +249,7 @@ async fn ignore(
     Path(tenant): Path<String>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let before = ensure_known(&web, &tenant).await?;
+    ensure_known(&web, &tenant).await?;
     let mapping = Mapping {
         tenant_id: tenant.clone(),
         kind: MappingKind::Ignored,
@@ -258,21 +257,16 @@ async fn ignore(
         agreement_id: None,
         updated_at: chrono::Utc::now(),
     };
-    web.app.store.put_mapping(&mapping).await?;
-    let detail = match before {
-        Some(m) if m.kind != MappingKind::Ignored => format!("ignored (was {})", describe(&m)),
-        _ => "ignored".into(),
-    };
-    audited_redirect(
-        &web,
-        &authed,
-        "ignoreCustomer",
-        &tenant,
-        None,
-        detail,
-        "ignored",
-    )
-    .await
+    web.app
+        .changes()
+        .set_mapping_as(
+            &mapping,
+            &authed.actor(),
+            "ignoreCustomer",
+            Some("ignored".into()),
+        )
+        .await?;
+    Ok(done(&tenant, "ignored"))
 }
 
 async fn unignore(
@@ -288,17 +282,11 @@ async fn unignore(
             )));
         }
     }
-    web.app.store.delete_mapping(&tenant).await?;
-    audited_redirect(
-        &web,
-        &authed,
-        "unignoreCustomer",
-        &tenant,
-        None,
-        "no longer ignored".into(),
-        "unignored",
-    )
-    .await
+    web.app
+        .changes()
+        .clear_mapping_as(&tenant, &authed.actor(), "unignoreCustomer")
+        .await?;
+    Ok(done(&tenant, "unignored"))
 }
 
 async fn clear(
@@ -306,70 +294,22 @@ async fn clear(
     Path(tenant): Path<String>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
-    let Some(before) = ensure_known(&web, &tenant).await? else {
+    let cleared = match ensure_known(&web, &tenant).await? {
+        Some(_) => web.app.clear_mapping(&tenant, &authed.actor()).await?,
+        None => None,
+    };
+    if cleared.is_none() {
         return Err(ConsoleError::Conflict(format!(
             "customer {tenant:?} has no mapping to clear; reload its page"
         )));
-    };
-    web.app.store.delete_mapping(&tenant).await?;
-    audited_redirect(
-        &web,
-        &authed,
-        "clearMapping",
-        &tenant,
-        before.agreement_id,
-        format!("cleared the mapping (was {})", describe(&before)),
-        "cleared",
-    )
-    .await
-}
-
-/// Records a customer action on the audit trail, then sends the browser back to the
-/// customer's page with a notice (`?done=`).
-async fn audited_redirect(
-    web: &Web,
-    authed: &Authed,
-    action: &str,
-    tenant: &str,
-    agreement_id: Option<i64>,
-    detail: String,
-    done: &str,
-) -> Result<Response, ConsoleError> {
-    record(web, &authed.actor(), action, tenant, agreement_id, detail).await?;
-    Ok(see_other(&format!("{}?done={done}", customer_link(tenant))))
-}
-
-pub fn describe(m: &Mapping) -> String {
-    let kind = match m.kind {
-        MappingKind::Manual => "manual",
-        MappingKind::Discovered => "discovered",
-        MappingKind::Ignored => "ignored",
-    };
-    match (m.company_id, m.agreement_id) {
-        (Some(c), Some(a)) => format!("{kind}: company {c}, agreement {a}"),
-        (Some(c), None) => format!("{kind}: company {c}"),
-        _ => kind.to_owned(),
     }
+    Ok(done(&tenant, "cleared"))
 }
 
-pub async fn record(
-    web: &Web,
-    actor: &str,
-    action: &str,
-    tenant: &str,
-    agreement_id: Option<i64>,
-    detail: String,
-) -> Result<(), ConsoleError> {
-    audit_log::record(
-        web.app.store.as_ref(),
-        ConsoleAction {
-            actor: actor.to_owned(),
-            action,
-            tenant_id: Some(tenant),
-            agreement_id,
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
+/// Back to the customer's page with a notice (`?done=`); the change is on the
+/// audit trail already (see [`crate::app::changes`]).
+fn done(tenant: &str, what: &str) -> Response {
+    see_other(&format!("{}?done={what}", customer_link(tenant)))
 }
+
+pub use crate::app::changes::describe_mapping as describe;

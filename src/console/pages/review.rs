@@ -403,12 +403,15 @@ async fn decide_form(
             .max();
         if let Some(month) = month {
             let month = month.parse::<Month>().ok();
-            match request_sync(&web, &authed, month, false).await? {
+            match request_sync(&web, &authed, month, false, false).await? {
                 StartOutcome::Started { run_id } => pairs.push(("run".into(), run_id)),
                 StartOutcome::Busy { run_id } => {
                     pairs.push(("run".into(), run_id));
                     pairs.push(("busy".into(), "1".into()));
                 }
+                // The banner of every page says the sync is paused; the approvals
+                // wait for the first run after it is resumed.
+                StartOutcome::Paused { .. } => {}
             }
         }
     }

@@ -106,6 +106,8 @@ struct RunsPage {
     runs: Vec<RunRow>,
     next: Option<String>,
     busy: Option<String>,
+    /// A "Sync now" was refused because the sync is paused.
+    paused: bool,
 }
 
 async fn runs_page(
@@ -124,6 +126,7 @@ async fn runs_page(
         runs: runs.iter().map(run_row).collect(),
         next,
         busy: query_get(&q, "busy").map(str::to_owned),
+        paused: query_get(&q, "paused").is_some(),
     }))
 }
 
@@ -148,12 +151,18 @@ async fn start_sync(
         ),
         None => None,
     };
-    Ok(match request_sync(&web, &authed, month, dry_run).await? {
-        StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
-        StartOutcome::Busy { run_id } => {
-            see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
-        }
-    })
+    // The checkbox beside "Sync now": lower quantities even though the usage
+    // report shrank past `usageDropGuard`.
+    let accept_usage_drop = form.get("acceptUsageDrop").is_some_and(|v| !v.is_empty());
+    Ok(
+        match request_sync(&web, &authed, month, dry_run, accept_usage_drop).await? {
+            StartOutcome::Started { run_id } => see_other(&run_link(&run_id)),
+            StartOutcome::Busy { run_id } => {
+                see_other(&format!("/console/runs?busy={}", page::encode(&run_id)))
+            }
+            StartOutcome::Paused { .. } => see_other("/console/runs?paused=1"),
+        },
+    )
 }
 
 /// Starts a run as `POST /sync` does, on the audit trail as the session's request
@@ -164,14 +173,25 @@ pub async fn request_sync(
     authed: &Authed,
     month: Option<Month>,
     dry_run: bool,
+    accept_usage_drop: bool,
 ) -> Result<StartOutcome, ConsoleError> {
-    let outcome = web.app.start_sync(month, dry_run).await.map_err(|e| {
-        tracing::error!(error = %e, "console: cannot start a sync");
-        ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
-    })?;
+    let outcome = web
+        .app
+        .start_sync_with(month, dry_run, accept_usage_drop)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "console: cannot start a sync");
+            ConsoleError::Unavailable(format!("the sync could not be started: {e}"))
+        })?;
     let detail = match &outcome {
         StartOutcome::Started { run_id } => format!("started run {run_id}"),
         StartOutcome::Busy { run_id } => format!("refused: run {run_id} is already running"),
+        StartOutcome::Paused { reason } => format!("refused: {reason}"),
+    };
+    let detail = if accept_usage_drop {
+        format!("{detail}, accepting a usage drop")
+    } else {
+        detail
     };
     audit_log::record(
         web.app.store.as_ref(),

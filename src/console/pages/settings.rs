@@ -2,8 +2,8 @@
 //! evidence's confidence), and editing them with the same validation as
 //! `PUT /settings`. Every saved change goes on the audit trail.
 
+use crate::app::changes::ChangeError;
 use crate::config::Settings;
-use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, render_with,
     see_other, wire_name,
@@ -25,6 +25,8 @@ pub fn routes() -> Router<Web> {
             "/console/settings/products",
             axum::routing::post(save_products),
         )
+        .route("/console/settings/pause", axum::routing::post(pause))
+        .route("/console/settings/resume", axum::routing::post(resume))
 }
 
 #[derive(Template)]
@@ -36,6 +38,7 @@ struct SettingsPage {
     codes: Vec<CodeLine>,
     problem: Option<String>,
     saved: bool,
+    paused: bool,
 }
 
 /// One of the 35 catalog identifiers.
@@ -111,6 +114,7 @@ fn settings_page_for(
         codes,
         problem,
         saved,
+        paused: settings.paused.is_some(),
     }
 }
 
@@ -146,48 +150,53 @@ pub fn parse(text: &str) -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// Which top-level settings differ, for the audit trail (e.g. "products, month").
-pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return Vec::new();
-    };
-    let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
-    keys.sort();
-    keys.dedup();
-    keys.retain(|k| old.get(k) != new.get(k));
-    keys
-}
-
 async fn save_settings(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
     let text = form.get("settings").unwrap_or("");
     let current = web.app.settings().await?;
-    let settings = match parse(text) {
-        Ok(s) => s,
-        Err(problem) => {
-            // The operator's text comes back as typed, with what to fix.
-            let page = settings_page_for(&authed, &current, text.to_owned(), Some(problem), false);
-            return Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page));
-        }
+    let problem = match parse(text) {
+        Ok(settings) => match web.app.update_settings(settings, &authed.actor()).await {
+            Ok(_) => return Ok(see_other("/console/settings?saved=1")),
+            Err(e @ (ChangeError::Invalid(_) | ChangeError::UnknownAgreementType { .. })) => {
+                e.to_string()
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Err(problem) => problem,
     };
-    save_and_return(&web, &authed, &current, &settings).await
+    // The operator's text comes back as typed, with what to fix.
+    let page = settings_page_for(&authed, &current, text.to_owned(), Some(problem), false);
+    Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 /// Saves (and audits) only when something changed, then back to the page.
 async fn save_and_return(
     web: &Web,
     authed: &Authed,
-    current: &Settings,
     next: &Settings,
 ) -> Result<Response, ConsoleError> {
-    if !changed_keys(current, next).is_empty() {
-        save(web, &authed.actor(), current, next).await?;
-    }
+    save(web, &authed.actor(), next).await?;
     Ok(see_other("/console/settings?saved=1"))
+}
+
+/// "Pause the sync", with the reason typed beside it.
+async fn pause(
+    State(web): State<Web>,
+    SignedForm { authed, form }: SignedForm,
+) -> Result<Response, ConsoleError> {
+    let reason = form.get("reason").map(str::to_owned);
+    web.app.pause(&authed.actor(), reason).await?;
+    Ok(see_other("/console/settings#pause"))
+}
+
+async fn resume(
+    State(web): State<Web>,
+    SignedForm { authed, form: _ }: SignedForm,
+) -> Result<Response, ConsoleError> {
+    web.app.resume(&authed.actor()).await?;
+    Ok(see_other("/console/settings#pause"))
 }
 
 /// The product checkboxes: the ticked identifiers become `products`, everything else
@@ -204,47 +213,27 @@ async fn save_products(
             "there is no product {unknown:?}: tick products from the list on the Settings page"
         )));
     }
-    save_and_return(&web, &authed, &current, &next).await
+    save_and_return(&web, &authed, &next).await
 }
 
-/// Stores new settings and records the change; used by every console form that
-/// edits settings (also the mapping of product codes).
-pub async fn save(
-    web: &Web,
-    actor: &str,
-    old: &Settings,
-    new: &Settings,
-) -> Result<(), ConsoleError> {
-    save_noting(web, actor, old, new, None).await
+/// Stores new settings through the same use case as `PUT /settings` (checked,
+/// a new agreement type asked of ConnectWise, audited when something changed);
+/// used by every console form that edits settings.
+pub async fn save(web: &Web, actor: &str, new: &Settings) -> Result<(), ConsoleError> {
+    save_noting(web, actor, new, None).await
 }
 
 /// [`save`] with what the change was for on the audit entry, e.g. "mapped
-/// billing code X to Y" (the changed keys follow in brackets).
+/// billing code X to Y" (the changed keys, old → new, follow in brackets).
 pub async fn save_noting(
     web: &Web,
     actor: &str,
-    old: &Settings,
     new: &Settings,
     note: Option<&str>,
 ) -> Result<(), ConsoleError> {
-    crate::wiring::validate_settings(new).map_err(|e| ConsoleError::BadRequest(e.0))?;
-    web.app.store.put_settings(new).await?;
-    let changed = changed_keys(old, new).join(", ");
-    let detail = match note {
-        Some(note) => format!("{note} (changed {changed})"),
-        None => format!("changed {changed}"),
-    };
-    audit_log::record(
-        web.app.store.as_ref(),
-        ConsoleAction {
-            actor: actor.to_owned(),
-            action: "updateSettings",
-            tenant_id: None,
-            agreement_id: None,
-            detail,
-        },
-    )
-    .await?;
+    web.app
+        .update_settings_noting(new.clone(), actor, note)
+        .await?;
     Ok(())
 }
 
@@ -267,15 +256,5 @@ mod tests {
                 .unwrap_err()
                 .contains("connectwiseConcurrency")
         );
-    }
-
-    #[test]
-    fn changed_keys_name_what_differs() {
-        let a = Settings::default();
-        let mut b = a.clone();
-        b.month = "2026-05".into();
-        b.products.insert("Sophos_Email".into());
-        assert_eq!(changed_keys(&a, &b), vec!["month", "products"]);
-        assert!(changed_keys(&a, &a).is_empty());
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn map_customer(
         )?,
         "agreement",
     )?;
-    let before = ensure_known(&web, &tenant).await?;
+    ensure_known(&web, &tenant).await?;
     let settings = web.app.settings().await?;
     let agreement_type = settings.agreement_type.clone().ok_or_else(|| {
         ConsoleError::BadRequest(format!("nothing was mapped: {}", no_agreement_type()))
@@ -98,23 +98,14 @@ pub(super) async fn map_customer(
         agreement_id: Some(agreement.id),
         updated_at: chrono::Utc::now(),
     };
-    web.app.store.put_mapping(&mapping).await?;
-    let mut detail = format!(
+    let note = format!(
         "mapped to {} ({}, #{}), agreement {} (#{})",
         company.name, company.identifier, company.id, agreement.name, agreement.id
     );
-    if let Some(b) = &before {
-        detail.push_str(&format!(" (was {})", describe(b)));
-    }
-    record(
-        &web,
-        &authed.actor(),
-        "setMapping",
-        &tenant,
-        Some(agreement.id),
-        detail,
-    )
-    .await?;
+    web.app
+        .changes()
+        .set_mapping_as(&mapping, &authed.actor(), "setMapping", Some(note))
+        .await?;
     Ok(see_other(&format!(
         "{}?done=mapped",
         customer_link(&tenant)

@@ -98,6 +98,6 @@ pub(super) async fn map_code(
     if let Some(item) = own_item {
         note.push_str(&format!(", billed as your own catalog item {item}"));
     }
-    settings::save_noting(&web, &authed.actor(), &current, &new, Some(&note)).await?;
+    settings::save_noting(&web, &authed.actor(), &new, Some(&note)).await?;
     Ok(see_other(&done))
 }

@@ -19,7 +19,7 @@ use crate::console::page::{
     Authed, ConsoleError, Layout, SignedForm, encode, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customer::{customer_link, describe, ensure_known, record};
+use crate::console::pages::customer::{customer_link, describe, ensure_known};
 use crate::console::pages::customers::{self, ErrorRow, Filter, qty};
 use crate::console::pages::settings;
 use crate::console::scan::{Scan, Source, scan_reports};
