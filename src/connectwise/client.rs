@@ -693,7 +693,7 @@ fn status_error(call: &Call<'_>, raw: &RawResponse) -> ApiError {
             format!(
                 "ConnectWise refused {} {} (403: {said}): the API member's security role lacks a \
                  permission (needed: Companies > Company Maintenance Inquire All; Finance > \
-                 Agreements Add/Edit/Inquire All; Procurement > Product Catalog Add/Edit/Inquire All)",
+                 Agreements Add/Edit/Inquire All; Procurement > Product Catalog Add/Inquire All; System > Table Setup Inquire All)",
                 call.method, call.path
             ),
         ),

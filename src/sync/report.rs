@@ -100,7 +100,7 @@ impl ErrorCode {
                 "."
             ),
             CwPermission => concat!(
-                "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Edit, Inquire All. Then sync again: ",
+                "ConnectWise refused the request. Give the API member's security role: Companies > Company Maintenance Inquire All; Finance > Agreements Add, Edit, Inquire All; Procurement > Product Catalog Add, Inquire All (no Edit: the sync never changes a catalog item); System > Table Setup Inquire All (agreement types, product types, categories, subcategories, units of measure). README.md, \"Least-privilege vendor roles\", names the call behind each row. Then sync again: ",
                 sync_now!(),
                 "."
             ),
