@@ -31,6 +31,7 @@ cat > "$RUN_DIR/settings.json" <<JSON
  "agreementType":"Sophos MSP",
  "catalog":{"type":"Software","category":"Security","subcategory":"Endpoint","unitOfMeasure":"Each","productClass":"Agreement"},
  "quantityField":"billableQuantity","zeroUsage":"zero","month":"2026-11",
+ "prices":{"Sophos_Intercept_X_Advanced":{"price":4.5,"cost":2.9},"Sophos_Intercept_X_Advanced_XDR":{"price":6.5,"cost":4.1}},
  "review":{"zeroOrCancel":true,"decreaseOverPercent":50}}
 JSON
 rm -f "$RUN_DIR"/sophos-cw-sync.db*

@@ -36,7 +36,8 @@ pub fn print_report(r: &RunReport) {
     if let Some(holder) = &r.held_by {
         println!("skipped: run {holder} holds the lease");
     }
-    if !r.usage_available && r.held_by.is_none() {
+    // A paused run's reason goes to stderr (`cli::sync`); it read no usage.
+    if !r.usage_available && r.held_by.is_none() && r.reason.is_none() {
         println!(
             "Sophos has no usage report for {} yet: no quantity was changed.",
             r.month
@@ -48,6 +49,18 @@ pub fn print_report(r: &RunReport) {
             code(e.code),
             e.message,
             e.advice
+        );
+    }
+    // Written (or held back) but worth a look: before the long customer table.
+    for w in &r.warnings {
+        println!(
+            "WARNING {}: {}\n  advice: {}",
+            serde_json::to_value(w.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            w.message,
+            w.advice
         );
     }
     if !r.catalog.is_empty() {
