@@ -401,15 +401,6 @@ impl App {
         &self,
         new: Settings,
         actor: &str,
-    ) -> Result<SettingsChange, ChangeError> {
-        self.update_settings_noting(new, actor, None).await
-    }
-
-    /// [`Self::update_settings`] with what the change was for on the trail.
-    pub async fn update_settings_noting(
-        &self,
-        new: Settings,
-        actor: &str,
         note: Option<&str>,
     ) -> Result<SettingsChange, ChangeError> {
         let old = self.settings().await?;

@@ -429,7 +429,7 @@ async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
     let settings: Settings = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))?;
-    let saved = app.update_settings(settings, API_ACTOR).await?;
+    let saved = app.update_settings(settings, API_ACTOR, None).await?;
     Ok(ok(to_json(&saved.settings)?))
 }
 

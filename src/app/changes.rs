@@ -124,12 +124,12 @@ impl<'a> Changes<'a> {
             });
         }
         let mut new = old.clone();
+        // Who and when are filled in by `replace_settings` (`fill_pause`).
         new.paused = Some(Pause {
-            by: Some(actor.to_owned()),
-            at: Some(crate::clock::now()),
             reason: reason
                 .map(|r| r.trim().to_owned())
                 .filter(|r| !r.is_empty()),
+            ..Pause::default()
         });
         self.replace_settings(&old, new, actor, None).await
     }

@@ -157,7 +157,11 @@ async fn save_settings(
     let text = form.get("settings").unwrap_or("");
     let current = web.app.settings().await?;
     let problem = match parse(text) {
-        Ok(settings) => match web.app.update_settings(settings, &authed.actor()).await {
+        Ok(settings) => match web
+            .app
+            .update_settings(settings, &authed.actor(), None)
+            .await
+        {
             Ok(_) => return Ok(see_other("/console/settings?saved=1")),
             Err(e @ (ChangeError::Invalid(_) | ChangeError::UnknownAgreementType { .. })) => {
                 e.to_string()
@@ -231,9 +235,7 @@ pub async fn save_noting(
     new: &Settings,
     note: Option<&str>,
 ) -> Result<(), ConsoleError> {
-    web.app
-        .update_settings_noting(new.clone(), actor, note)
-        .await?;
+    web.app.update_settings(new.clone(), actor, note).await?;
     Ok(())
 }
 
