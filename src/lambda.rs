@@ -4,7 +4,7 @@
 
 use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
 use crate::config::{Environment, StoreSpec};
-use crate::console::ConsoleConfig;
+use crate::state::ConsoleConfig;
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod output;
 pub mod serve;
 pub mod sophos;
+pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 
 use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
 use crate::config::Environment;
-use crate::console::ConsoleConfig;
+use crate::state::ConsoleConfig;
 use crate::store::{RunRecord, RunStatus, Store, StoreError};
 use crate::web::router;
 use async_trait::async_trait;

@@ -40,6 +40,7 @@ pub fn validate_settings(s: &Settings) -> Result<(), ConfigError> {
     s.check_catalog_items().map_err(ConfigError)?;
     s.review.check().map_err(ConfigError)?;
     s.check_month_and_money().map_err(ConfigError)?;
+    crate::config::operators::check(&s.operators).map_err(ConfigError)?;
     Month::from_setting(&s.month).map_err(|e| {
         ConfigError(format!(
             "the month setting: {e} (or \"current\", \"previous\")"

@@ -39,7 +39,27 @@ pub struct Environment {
     /// How long one attempt to post a notification to the webhook may take
     /// (`NOTIFY_WEBHOOK_TIMEOUT_SECONDS`, default [`DEFAULT_WEBHOOK_TIMEOUT`]).
     pub notify_webhook_timeout: Duration,
+    /// Console sign-in through the partner's identity provider (OpenID Connect):
+    /// `CONSOLE_OIDC_ISSUER` and `CONSOLE_OIDC_CLIENT_ID` (both or neither), and
+    /// `CONSOLE_OIDC_GROUPS_CLAIM`. None: the console password only.
+    pub console_oidc: Option<OidcConfig>,
 }
+
+/// Where the console's OpenID Connect sign-in goes; the client secret is the
+/// secret's `consoleOidcClientSecret`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcConfig {
+    /// The issuer exactly as its discovery document states it (discovery at
+    /// `{issuer}/.well-known/openid-configuration`); https, or http on loopback.
+    pub issuer: String,
+    pub client_id: String,
+    /// The ID token claim that lists the person's groups (`groups`; Cognito:
+    /// `cognito:groups`).
+    pub groups_claim: String,
+}
+
+/// The groups claim unless `CONSOLE_OIDC_GROUPS_CLAIM` says.
+pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
 
 /// How long one webhook attempt may take unless `NOTIFY_WEBHOOK_TIMEOUT_SECONDS` says.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +91,11 @@ impl Environment {
                 .map(|v| parse_notify_timeout(&v))
                 .transpose()?
                 .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT),
+            console_oidc: parse_oidc(
+                get("CONSOLE_OIDC_ISSUER"),
+                get("CONSOLE_OIDC_CLIENT_ID"),
+                get("CONSOLE_OIDC_GROUPS_CLAIM"),
+            )?,
         })
     }
 
@@ -99,6 +124,63 @@ fn parse_console_url(value: &str) -> Result<String, ConfigError> {
             "CONSOLE_URL={value:?} is not an http(s) address: set it to the console's address, e.g. https://<api-id>.execute-api.<region>.amazonaws.com/console (the stack's ConsoleUrl output), or leave it unset for notifications without links"
         ))),
     }
+}
+
+fn parse_oidc(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    groups_claim: Option<String>,
+) -> Result<Option<OidcConfig>, ConfigError> {
+    let (issuer, client_id) = match (issuer, client_id) {
+        (None, None) => return Ok(None),
+        (Some(i), Some(c)) => (i.trim().to_owned(), c.trim().to_owned()),
+        (Some(_), None) => {
+            return Err(ConfigError(
+                "CONSOLE_OIDC_ISSUER is set but CONSOLE_OIDC_CLIENT_ID is not: set it to the client (application) id the identity provider gave the console, or unset CONSOLE_OIDC_ISSUER to sign in with the console password only".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError(
+                "CONSOLE_OIDC_CLIENT_ID is set but CONSOLE_OIDC_ISSUER is not: set it to the identity provider's issuer, e.g. https://login.microsoftonline.com/<tenant-id>/v2.0 (Entra ID) or https://cognito-idp.<region>.amazonaws.com/<user-pool-id> (Cognito)".into(),
+            ));
+        }
+    };
+    let url = reqwest::Url::parse(&issuer)
+        .ok()
+        .filter(|u| u.host().is_some());
+    let ok = match &url {
+        Some(u) if u.scheme() == "https" => true,
+        Some(u) if u.scheme() == "http" => is_loopback_host(u),
+        _ => false,
+    };
+    if !ok
+        || url
+            .as_ref()
+            .is_some_and(|u| u.query().is_some() || u.fragment().is_some())
+    {
+        return Err(ConfigError(format!(
+            "CONSOLE_OIDC_ISSUER={issuer:?} is not an https address without a query: set it to the identity provider's issuer, e.g. https://login.microsoftonline.com/<tenant-id>/v2.0 (plain http is accepted on a loopback address only, for tests and `make console`)"
+        )));
+    }
+    Ok(Some(OidcConfig {
+        issuer,
+        client_id,
+        groups_claim: groups_claim
+            .map(|g| g.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.to_owned()),
+    }))
+}
+
+/// Whether an address names this machine (127.0.0.0/8, ::1 or localhost).
+pub fn is_loopback_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_topic_arn(value: &str) -> Result<String, ConfigError> {
@@ -147,6 +229,9 @@ pub struct Secrets {
     /// The console's login password (`consoleToken`), separate from the webhook
     /// token; without it the console refuses every login and says why.
     pub console_token: Option<SecretString>,
+    /// The console's OpenID Connect client secret (`consoleOidcClientSecret`),
+    /// used with `CONSOLE_OIDC_ISSUER` and `CONSOLE_OIDC_CLIENT_ID`.
+    pub console_oidc_client_secret: Option<SecretString>,
     /// Where run notifications are posted (`notifyWebhookUrl`, with the signing key
     /// `notifyWebhookSecret`): a Teams or Slack incoming webhook, or any receiver.
     pub notify_webhook: Option<crate::notify::webhook::WebhookTarget>,
@@ -201,6 +286,8 @@ impl Secrets {
             cw_codebase: field("connectwise.codebase", false)?,
             webhook_token: field("webhookToken", false)?.map(SecretString::from),
             console_token: field("consoleToken", false)?.map(SecretString::from),
+            console_oidc_client_secret: field("consoleOidcClientSecret", false)?
+                .map(SecretString::from),
             notify_webhook: crate::notify::webhook::WebhookTarget::from_secret(
                 field("notifyWebhookUrl", false)?,
                 field("notifyWebhookSecret", false)?,

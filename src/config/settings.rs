@@ -65,6 +65,10 @@ pub struct Settings {
     /// comparable run have none in this report, no quantity is lowered (0: off).
     #[serde(default = "default_usage_drop_guard")]
     pub usage_drop_guard: f64,
+    /// Who may sign in to the console through the identity provider (OpenID
+    /// Connect), and with which role (`crate::config::operators`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<crate::config::operators::OperatorRule>,
 }
 
 /// Who paused the sync, when and why.
@@ -153,6 +157,7 @@ impl Default for Settings {
             timezone: default_timezone(),
             month_close: 0,
             usage_drop_guard: DEFAULT_USAGE_DROP_GUARD,
+            operators: Vec::new(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (`assets/README.md` says where it came from). Versioned names, so they may be
 //! cached for long.
 
-use crate::web::Web;
+use crate::state::Web;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -3,23 +3,17 @@
 //! and the ConnectWise client the console's mapping pages use.
 
 use super::page::ConsoleError;
-use super::suggest::{CompanyCandidate, CompanyIndex};
 use crate::connectwise::client::ConnectWiseClient;
+use crate::domain::suggest::{CompanyCandidate, CompanyIndex};
 use crate::http::{ApiCounters, HttpPolicy};
-use crate::web::Web;
+use crate::state::Web;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// How long the companies read from ConnectWise are used before they are read
 /// again (the page also offers "read them again now").
 pub const TTL: Duration = Duration::from_secs(5 * 60);
-
-#[derive(Default)]
-pub struct CompanyCache {
-    pub(crate) cached: Mutex<Option<(Instant, Arc<CompanyIndex>)>>,
-}
 
 /// The index of every company and when it was read.
 pub struct Companies {
@@ -27,34 +21,32 @@ pub struct Companies {
     pub read_at: Instant,
 }
 
-impl CompanyCache {
-    /// The companies (recycle bin included), from the cache while it is younger
-    /// than [`TTL`] and `refresh` is false, else read from ConnectWise. The lock
-    /// is held while reading, so pages opened together read ConnectWise once.
-    pub async fn get(&self, web: &Web, refresh: bool) -> Result<Companies, ConsoleError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, index)) = cached.as_ref() {
-            if !refresh && at.elapsed() < TTL {
-                return Ok(Companies {
-                    index: index.clone(),
-                    read_at: *at,
-                });
-            }
+/// The companies (recycle bin included), from the cache while it is younger
+/// than [`TTL`] and `refresh` is false, else read from ConnectWise. The lock
+/// is held while reading, so pages opened together read ConnectWise once.
+pub async fn get(web: &Web, refresh: bool) -> Result<Companies, ConsoleError> {
+    let mut cached = web.console.companies.cached.lock().await;
+    if let Some((at, index)) = cached.as_ref() {
+        if !refresh && at.elapsed() < TTL {
+            return Ok(Companies {
+                index: index.clone(),
+                read_at: *at,
+            });
         }
-        let cw = connectwise(web).await?;
-        let companies = cw
-            .companies_for_suggestions()
-            .await
-            .map_err(|e| failed("read the list of companies", &e))?;
-        let candidates = companies.iter().map(CompanyCandidate::from).collect();
-        let index = Arc::new(CompanyIndex::new(candidates));
-        let now = Instant::now();
-        *cached = Some((now, index.clone()));
-        Ok(Companies {
-            index,
-            read_at: now,
-        })
     }
+    let cw = connectwise(web).await?;
+    let companies = cw
+        .companies_for_suggestions()
+        .await
+        .map_err(|e| failed("read the list of companies", &e))?;
+    let candidates = companies.iter().map(CompanyCandidate::from).collect();
+    let index = Arc::new(CompanyIndex::new(candidates));
+    let now = Instant::now();
+    *cached = Some((now, index.clone()));
+    Ok(Companies {
+        index,
+        read_at: now,
+    })
 }
 
 /// A ConnectWise client from the secret in force, or a 503 page saying why not.

@@ -2,8 +2,9 @@
 //! layout, rendering, form bodies with their CSRF token, error pages, and the
 //! security headers.
 
-use super::session::{self, Session, SessionKey};
-use crate::web::Web;
+use super::session::{self, Session, SessionKey, SignInWay};
+use crate::config::operators::{self, Role};
+use crate::state::Web;
 use askama::Template;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -124,8 +125,13 @@ pub struct Layout {
     pub signed_in: bool,
     /// The per-session CSRF token (empty when not signed in).
     pub csrf: String,
-    /// e.g. `console:1a2b3c4d`.
+    /// How the trail names the signed-in person, e.g. `console:alice@example.com`.
     pub actor: String,
+    /// Who is signed in, for the header (their email, or "the console password").
+    pub who: String,
+    /// The signed-in person's role (viewer when not signed in); pages show only
+    /// what it may do, and every state-changing route checks it again.
+    pub role: Role,
     pub htmx: &'static str,
     pub css: &'static str,
     /// While the sync is paused: who paused it, when and why (a banner on every page).
@@ -139,10 +145,27 @@ impl Layout {
             signed_in: false,
             csrf: String::new(),
             actor: String::new(),
+            who: String::new(),
+            role: Role::Viewer,
             htmx: super::assets::HTMX_PATH,
             css: super::assets::CSS_PATH,
             paused: None,
         }
+    }
+
+    /// Map and ignore customers, start runs, pause and resume.
+    pub fn can_operate(&self) -> bool {
+        self.role >= Role::Operator
+    }
+
+    /// Approve and reject held changes.
+    pub fn can_approve(&self) -> bool {
+        self.role >= Role::Approver
+    }
+
+    /// Change the settings.
+    pub fn can_admin(&self) -> bool {
+        self.role >= Role::Admin
     }
 }
 
@@ -161,6 +184,8 @@ impl Authed {
             signed_in: true,
             csrf: self.key.form_token(&self.session),
             actor: self.session.actor(),
+            who: self.session.person.display(),
+            role: self.role(),
             paused: self.paused.clone(),
             ..Layout::anonymous(nav)
         }
@@ -168,6 +193,26 @@ impl Authed {
 
     pub fn actor(&self) -> String {
         self.session.actor()
+    }
+
+    /// The role this request acts with (the one signed in with; a lowered role
+    /// ends the session, see [`authed`]).
+    pub fn role(&self) -> Role {
+        self.session.person.role
+    }
+
+    /// Refuses (403, nothing changed) a request whose role is below `needed`;
+    /// `what` says what was refused, e.g. "approve held changes".
+    pub fn require(&self, needed: Role, what: &str) -> Result<(), ConsoleError> {
+        if self.role() >= needed {
+            return Ok(());
+        }
+        Err(ConsoleError::Forbidden(format!(
+            "you are signed in as {} with the role {}, and to {what} needs the role {needed} or higher ({needed}s may {}). Nothing was changed. Ask a console admin to give you the role in the settings' \"operators\".",
+            self.session.person.display(),
+            self.role(),
+            needed.may(),
+        )))
     }
 }
 
@@ -183,20 +228,25 @@ pub async fn secrets(web: &Web) -> Result<std::sync::Arc<crate::config::Secrets>
     })
 }
 
-/// The console without a `consoleToken` in the secret: nobody can sign in.
+/// The console with no way in: no `consoleToken`, and no OpenID Connect sign-in
+/// with its client secret.
 pub fn switched_off() -> ConsoleError {
     ConsoleError::Unavailable(
-        "the console is switched off: the secret has no \"consoleToken\". Add \"consoleToken\": \"<a long random password>\" to the secret (Secrets Manager, or the SYNC_SECRETS file), then sign in with it.".into(),
+        "the console is switched off: the secret has no \"consoleToken\" and OpenID Connect sign-in is not set up (CONSOLE_OIDC_ISSUER, CONSOLE_OIDC_CLIENT_ID and the secret's \"consoleOidcClientSecret\"). Add \"consoleToken\": \"<a long random password>\" to the secret (Secrets Manager, or the SYNC_SECRETS file) and sign in with it, or set up sign-in through your identity provider (docs/deploy.md).".into(),
     )
 }
 
-/// The key of the console token in force; a clear error when there is none.
+/// The key sessions are signed with, from the console's secrets in force; a
+/// clear error when the console has no way in.
 pub async fn session_key(web: &Web) -> Result<SessionKey, ConsoleError> {
     let secrets = secrets(web).await?;
-    match &secrets.console_token {
-        Some(token) => Ok(SessionKey::from_token(token)),
-        None => Err(switched_off()),
-    }
+    let oidc_secret = web
+        .app
+        .env
+        .console_oidc
+        .as_ref()
+        .and(secrets.console_oidc_client_secret.as_ref());
+    SessionKey::from_secrets(secrets.console_token.as_ref(), oidc_secret).ok_or_else(switched_off)
 }
 
 /// The signed-in session of a request, or a redirect to the login page that comes
@@ -219,9 +269,28 @@ pub async fn authed(web: &Web, headers: &HeaderMap, uri: &Uri) -> Result<Authed,
     if ended.is_some() {
         return Err(ConsoleError::SignIn { next });
     }
+    let settings = web.app.settings().await;
+    if session.person.via == SignInWay::Oidc {
+        // A role taken away (or lowered) in `operators` ends the session at the
+        // next request; so does switching OpenID Connect off.
+        let settings = settings.as_ref().map_err(|e| {
+            tracing::error!(error = %e, "console: cannot read the settings to check a role");
+            ConsoleError::Unavailable(
+                "the settings cannot be read, so your role cannot be checked; try again in a moment (the operator finds the cause in the service log)".into(),
+            )
+        })?;
+        let now = operators::role_for(
+            &settings.operators,
+            session.person.email.as_deref(),
+            &session.person.groups,
+        );
+        if web.app.env.console_oidc.is_none() || now.is_none_or(|r| r < session.person.role) {
+            return Err(ConsoleError::SignIn { next });
+        }
+    }
     // Settings the store cannot give are told by the page itself; the banner only
     // needs them when they are there.
-    let paused = match web.app.settings().await {
+    let paused = match settings {
         Ok(settings) => settings.paused.map(|p| p.describe()),
         Err(_) => None,
     };

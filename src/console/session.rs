@@ -1,9 +1,14 @@
-//! The console's session: a signed, expiring cookie. The signing key is derived
-//! from the secret's `consoleToken`, so rotating the token invalidates every
-//! session at once (within the secrets' refresh time) without a session table.
+//! The console's session: a signed, expiring cookie that names the person and the
+//! role they signed in with. The signing key is derived from the secret's
+//! `consoleToken` and `consoleOidcClientSecret`, so rotating either invalidates
+//! every session at once (within the secrets' refresh time) without a session
+//! table.
 
+use crate::config::operators::Role;
+use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,11 +24,33 @@ pub const LOGIN_COOKIE: &str = "scw_login";
 pub struct SessionKey([u8; 32]);
 
 impl SessionKey {
+    /// The key of a console with only the password way in.
     pub fn from_token(token: &SecretString) -> Self {
+        Self::from_secrets(Some(token), None).expect("a token is given")
+    }
+
+    /// The key from the console's secrets in force (either may be absent, not
+    /// both: a console with neither has no way in and no key).
+    pub fn from_secrets(
+        console_token: Option<&SecretString>,
+        oidc_client_secret: Option<&SecretString>,
+    ) -> Option<Self> {
+        if console_token.is_none() && oidc_client_secret.is_none() {
+            return None;
+        }
         let mut h = Sha256::new();
-        h.update(b"sophos-cw-sync console session key v1\0");
-        h.update(token.expose_secret().as_bytes());
-        Self(h.finalize().into())
+        h.update(b"sophos-cw-sync console session key v2\0");
+        for secret in [console_token, oidc_client_secret] {
+            match secret {
+                Some(s) => {
+                    h.update(b"1");
+                    h.update((s.expose_secret().len() as u64).to_be_bytes());
+                    h.update(s.expose_secret().as_bytes());
+                }
+                None => h.update(b"0"),
+            }
+        }
+        Some(Self(h.finalize().into()))
     }
 
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -42,30 +69,58 @@ impl SessionKey {
         crate::api::auth::token_matches(expected.as_bytes(), hex_mac.as_bytes())
     }
 
-    /// A new session's cookie value: `{id}.{expires}.{mac}`.
-    pub fn issue(&self, now: SystemTime, ttl: Duration) -> (Session, String) {
+    /// A new session's cookie value for `person`: `{id}.{expires}.{person}.{mac}`,
+    /// the person as base64url JSON.
+    pub fn issue(&self, person: Person, now: SystemTime, ttl: Duration) -> (Session, String) {
         let id = random_hex();
         let expires = unix(now) + ttl.as_secs();
-        let mac =
-            hex::encode(self.mac(&[b"session", id.as_bytes(), expires.to_string().as_bytes()]));
-        let value = format!("{id}.{expires}.{mac}");
-        (Session { id, expires }, value)
+        let json = serde_json::to_vec(&person).expect("a person serialises");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let mac = hex::encode(self.mac(&[
+            b"session",
+            id.as_bytes(),
+            expires.to_string().as_bytes(),
+            payload.as_bytes(),
+        ]));
+        let value = format!("{id}.{expires}.{payload}.{mac}");
+        (
+            Session {
+                id,
+                expires,
+                person,
+            },
+            value,
+        )
     }
 
     /// The session a cookie value stands for, if its MAC holds and it has not expired.
     pub fn open(&self, value: &str, now: SystemTime) -> Option<Session> {
         let mut parts = value.split('.');
-        let (id, expires, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        let (id, expires, payload, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        if !self.verify(&[b"session", id.as_bytes(), expires.as_bytes()], mac) {
+        if !self.verify(
+            &[
+                b"session",
+                id.as_bytes(),
+                expires.as_bytes(),
+                payload.as_bytes(),
+            ],
+            mac,
+        ) {
             return None;
         }
         let expires: u64 = expires.parse().ok()?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let person: Person = serde_json::from_slice(&json).ok()?;
         (expires > unix(now)).then(|| Session {
             id: id.to_owned(),
             expires,
+            person,
         })
     }
 
@@ -86,13 +141,80 @@ pub struct Session {
     pub id: String,
     /// Unix seconds.
     pub expires: u64,
+    /// Who signed in, and with which role.
+    pub person: Person,
 }
 
 impl Session {
-    /// How the audit trail names this session: `console:` and the first 8 hex digits
-    /// of its id (enough to tell sessions apart, useless to forge one).
+    /// How the audit trail names this session's person (see [`Person::actor`]).
     pub fn actor(&self) -> String {
-        format!("console:{}", &self.id[..8])
+        self.person.actor()
+    }
+}
+
+/// The person of a session, as signed into its cookie (short field names: the
+/// cookie stays small).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// How they signed in.
+    #[serde(rename = "v")]
+    pub via: SignInWay,
+    /// The ID token's `sub` (empty for the password).
+    #[serde(rename = "s", default)]
+    pub subject: String,
+    /// The ID token's `email`, as the identity provider spells it.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The role at sign-in.
+    #[serde(rename = "r")]
+    pub role: Role,
+    /// The groups of the ID token that `operators` named at sign-in (a role that
+    /// came from a group is checked again against them on every request).
+    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// The two ways into the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignInWay {
+    /// The shared password (`consoleToken`): `make console` and the break-glass.
+    #[serde(rename = "p")]
+    Password,
+    /// The partner's identity provider (OpenID Connect).
+    #[serde(rename = "o")]
+    Oidc,
+}
+
+impl Person {
+    /// The shared password's person: an admin, named `console:password`.
+    pub fn password() -> Self {
+        Self {
+            via: SignInWay::Password,
+            subject: String::new(),
+            email: None,
+            role: Role::Admin,
+            groups: Vec::new(),
+        }
+    }
+
+    /// How the audit trail names them: `console:<email>`, `console:password` for
+    /// the shared password, `console:sub:<subject>` for a person whose identity
+    /// provider sent no email.
+    pub fn actor(&self) -> String {
+        match (self.via, &self.email) {
+            (SignInWay::Password, _) => "console:password".to_owned(),
+            (SignInWay::Oidc, Some(email)) => format!("console:{email}"),
+            (SignInWay::Oidc, None) => format!("console:sub:{}", self.subject),
+        }
+    }
+
+    /// For the page's header: the email, or what stands for it.
+    pub fn display(&self) -> String {
+        match (self.via, &self.email) {
+            (SignInWay::Password, _) => "the console password".to_owned(),
+            (SignInWay::Oidc, Some(email)) => email.clone(),
+            (SignInWay::Oidc, None) => format!("subject {}", self.subject),
+        }
     }
 }
 
@@ -141,12 +263,42 @@ mod tests {
         SessionKey::from_token(&SecretString::from(token.to_owned()))
     }
 
+    fn alice() -> Person {
+        Person {
+            via: SignInWay::Oidc,
+            subject: "a1".into(),
+            email: Some("alice@example.com".into()),
+            role: Role::Approver,
+            groups: vec!["billing".into()],
+        }
+    }
+
+    #[test]
+    fn the_key_follows_both_secrets() {
+        let s = |v: &str| SecretString::from(v.to_owned());
+        let now = SystemTime::now();
+        let both = SessionKey::from_secrets(Some(&s("pw")), Some(&s("client"))).unwrap();
+        let (_, value) = both.issue(alice(), now, Duration::from_secs(60));
+        assert!(both.open(&value, now).is_some());
+        for other in [
+            SessionKey::from_secrets(Some(&s("pw")), None).unwrap(),
+            SessionKey::from_secrets(None, Some(&s("client"))).unwrap(),
+            SessionKey::from_secrets(Some(&s("pw")), Some(&s("rotated"))).unwrap(),
+            SessionKey::from_secrets(Some(&s("client")), Some(&s("pw"))).unwrap(),
+        ] {
+            assert!(other.open(&value, now).is_none());
+        }
+        assert!(SessionKey::from_secrets(None, None).is_none());
+        assert_eq!(Person::password().actor(), "console:password");
+    }
+
     #[test]
     fn a_session_opens_with_its_key_until_it_expires() {
         let now = SystemTime::now();
         let k = key("console-password");
-        let (session, value) = k.issue(now, Duration::from_secs(60));
+        let (session, value) = k.issue(alice(), now, Duration::from_secs(60));
         assert_eq!(k.open(&value, now), Some(session.clone()));
+        assert_eq!(session.actor(), "console:alice@example.com");
         assert_eq!(k.open(&value, now + Duration::from_secs(61)), None);
         // A rotated token is another key: every session ends.
         assert_eq!(key("rotated-password").open(&value, now), None);
@@ -156,15 +308,23 @@ mod tests {
     fn a_tampered_cookie_is_refused() {
         let now = SystemTime::now();
         let k = key("console-password");
-        let (_, value) = k.issue(now, Duration::from_secs(60));
-        let (id, rest) = value.split_once('.').unwrap();
-        let (expires, mac) = rest.split_once('.').unwrap();
+        let (_, value) = k.issue(alice(), now, Duration::from_secs(60));
+        let parts: Vec<&str> = value.split('.').collect();
+        let [id, expires, person, mac] = parts[..] else {
+            panic!("{value}")
+        };
         let later: u64 = expires.parse::<u64>().unwrap() + 3600;
+        let mut admin = alice();
+        admin.role = Role::Admin;
+        let admin = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&admin).unwrap());
         for bad in [
-            format!("{id}.{later}.{mac}"),
-            format!("{}.{expires}.{mac}", "0".repeat(32)),
-            format!("{id}.{expires}.{}", "0".repeat(64)),
-            format!("{id}.{expires}"),
+            format!("{id}.{later}.{person}.{mac}"),
+            format!("{}.{expires}.{person}.{mac}", "0".repeat(32)),
+            format!("{id}.{expires}.{person}.{}", "0".repeat(64)),
+            // A role raised in the cookie breaks its MAC.
+            format!("{id}.{expires}.{admin}.{mac}"),
+            format!("{id}.{expires}.{person}"),
             format!("{value}.x"),
             String::new(),
         ] {
@@ -176,8 +336,8 @@ mod tests {
     fn form_tokens_belong_to_their_session() {
         let now = SystemTime::now();
         let k = key("console-password");
-        let (a, _) = k.issue(now, Duration::from_secs(60));
-        let (b, _) = k.issue(now, Duration::from_secs(60));
+        let (a, _) = k.issue(alice(), now, Duration::from_secs(60));
+        let (b, _) = k.issue(alice(), now, Duration::from_secs(60));
         let token = k.form_token(&a);
         assert!(k.form_token_matches(&a, &token));
         assert!(!k.form_token_matches(&b, &token));

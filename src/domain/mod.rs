@@ -2,3 +2,4 @@
 
 pub mod month;
 pub mod products;
+pub mod suggest;

@@ -5,24 +5,15 @@
 pub mod json_api;
 
 use crate::app::App;
-use crate::console::{self, Console, ConsoleConfig};
+use crate::console::{self, ConsoleConfig};
+pub use crate::state::Web;
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::get;
 use std::sync::Arc;
 
-/// What every handler of the router shares.
-#[derive(Clone)]
-pub struct Web {
-    pub app: Arc<App>,
-    pub console: Arc<Console>,
-}
-
 pub fn router(app: Arc<App>, config: ConsoleConfig) -> Router {
-    let web = Web {
-        app,
-        console: Arc::new(Console::new(config)),
-    };
+    let web = Web::new(app, config);
     Router::new()
         // A person who opens the service's address lands on the console.
         .route("/", get(|| async { Redirect::to(console::HOME) }))

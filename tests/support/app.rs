@@ -122,6 +122,7 @@ impl Harness {
             console_url: None,
             notify_topic_arn: None,
             notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
+            console_oidc: None,
         }
     }
 

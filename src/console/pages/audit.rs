@@ -5,8 +5,8 @@
 use crate::console::csv::{Cell, write_cells, write_row};
 use crate::console::page::{Authed, ConsoleError, Layout, query_get, query_pairs, render};
 use crate::console::pages::customer::{AuditLine, audit_line};
+use crate::state::Web;
 use crate::store::{AuditEntry, AuditFilter, MAX_PAGE};
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;

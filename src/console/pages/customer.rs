@@ -7,9 +7,9 @@ use crate::console::page::{
     wire_name,
 };
 use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
+use crate::state::Web;
 use crate::store::{AuditEntry, AuditFilter, Mapping, MappingKind};
 use crate::sync::report::CustomerReport;
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};

@@ -7,9 +7,9 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, query_get, query_pairs, render, wire_name,
 };
 use crate::console::scan::{Scan, Source, scan_reports};
+use crate::state::Web;
 use crate::store::Store;
 use crate::sync::report::{CustomerReport, ProductAction, ProductReport, Warning};
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;

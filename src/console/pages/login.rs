@@ -5,8 +5,8 @@ use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, ConsoleError, Form, Layout, SignedForm, query_get, query_pairs, render_with, see_other,
 };
-use crate::console::session::{self, SessionKey};
-use crate::web::Web;
+use crate::console::session;
+use crate::state::Web;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
@@ -125,8 +125,12 @@ async fn login(
             false,
         ));
     }
-    let key = SessionKey::from_token(token);
-    let (session, value) = key.issue(SystemTime::now(), web.console.config.session_ttl);
+    let key = page::session_key(&web).await?;
+    let (session, value) = key.issue(
+        session::Person::password(),
+        SystemTime::now(),
+        web.console.config.session_ttl,
+    );
     audit_log::record(
         web.app.store.as_ref(),
         ConsoleAction {

@@ -9,7 +9,7 @@ pub mod review;
 pub mod runs;
 pub mod settings;
 
-use crate::web::Web;
+use crate::state::Web;
 use axum::Router;
 
 pub fn routes() -> Router<Web> {

@@ -12,9 +12,9 @@ use crate::console::page::{
 use crate::console::pages::customers::qty;
 use crate::console::pages::runs::{request_sync, run_link};
 use crate::domain::month::Month;
+use crate::state::Web;
 use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, MAX_PAGE, Store};
 use crate::sync::review::{Decision, DecisionOutcome, decide};
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;

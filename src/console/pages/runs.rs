@@ -11,9 +11,9 @@ use crate::console::page::{
 use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
 use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
+use crate::state::Web;
 use crate::store::{RunRecord, RunStatus};
 use crate::sync::report::{CustomerReport, ProductAction};
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};

@@ -9,7 +9,7 @@ use crate::console::page::{
     see_other, wire_name,
 };
 use crate::domain::products;
-use crate::web::Web;
+use crate::state::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;

@@ -23,12 +23,12 @@ use crate::console::pages::customer::{customer_link, describe, ensure_known};
 use crate::console::pages::customers::{self, ErrorRow, Filter, qty};
 use crate::console::pages::settings;
 use crate::console::scan::{Scan, Source, scan_reports};
-use crate::console::suggest::{CompanyCandidate, CompanyIndex, Suggestion};
 use crate::domain::products;
+use crate::domain::suggest::{CompanyCandidate, CompanyIndex, Suggestion};
+use crate::state::Web;
 use crate::store::{Mapping, MappingKind, Store};
 use crate::sync::plan;
 use crate::sync::report::CustomerReport;
-use crate::web::Web;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -220,7 +220,7 @@ async fn mapping_page(
     let companies = if known.is_empty() {
         None
     } else {
-        Some(web.console.companies.get(&web, refresh).await?)
+        Some(companies::get(&web, refresh).await?)
     };
     let mut blocks = Vec::with_capacity(known.len());
     for k in &known {

@@ -199,7 +199,7 @@ pub struct Suggestion {
 /// such names are matched only exactly.
 ///
 /// ```
-/// use sophos_cw_sync::console::suggest::normalise;
+/// use sophos_cw_sync::domain::suggest::normalise;
 /// assert_eq!(normalise("  Smith & Sons, Inc. "), "smith and sons");
 /// assert_eq!(normalise("Müller GmbH"), "muller");
 /// assert_eq!(normalise("Ltd"), "");
