@@ -6,6 +6,11 @@ promises about it (run by `make lint-infra`, with the .venv's PyYAML).
 - The IAM actions on the table are the ones infra/README.md lists.
 - Every alarm on the function's own metrics reads a metric src/metrics.rs emits
   (renaming one there would otherwise silently disable its alarm).
+- Console sign-in through an identity provider is off by default: each
+  ConsoleOidc* parameter defaults to empty and reaches the function's
+  environment only when set; no parameter carries the client secret (it is the
+  secret's consoleOidcClientSecret); the ConsoleOidcRedirectUri output is the
+  console's address + /auth/callback, as the function builds it.
 """
 
 import pathlib
@@ -96,14 +101,57 @@ def alarm_problems(t):
     return problems
 
 
+# Parameter -> the environment variable it becomes (src/config/env.rs).
+OIDC_PARAMETERS = {
+    "ConsoleOidcIssuer": "CONSOLE_OIDC_ISSUER",
+    "ConsoleOidcClientId": "CONSOLE_OIDC_CLIENT_ID",
+    "ConsoleOidcGroupsClaim": "CONSOLE_OIDC_GROUPS_CLAIM",
+}
+
+
+def oidc_problems(t):
+    problems = []
+    params = t["Parameters"]
+    conditions = t["Conditions"]
+    env = t["Resources"]["SyncFunction"]["Properties"]["Environment"]["Variables"]
+    for name, var in OIDC_PARAMETERS.items():
+        param = params.get(name)
+        if param is None:
+            problems.append(f"parameter {name} is missing")
+            continue
+        if param.get("Default") != "":
+            problems.append(f"{name} defaults to {param.get('Default')!r}, not empty (sign-in through an identity provider must be off by default)")
+        value = env.get(var)
+        cond = value.get("If", [None])[0] if isinstance(value, dict) else None
+        if value != {"If": [cond, {"Ref": name}, {"Ref": "AWS::NoValue"}]}:
+            problems.append(f"{var} must be !If [<condition>, !Ref {name}, !Ref AWS::NoValue] (empty means unset), is {value!r}")
+        elif conditions.get(cond) != {"Not": [{"Equals": [{"Ref": name}, ""]}]}:
+            problems.append(f"condition {cond} must be {name} != \"\", is {conditions.get(cond)!r}")
+    secretish = [n for n in params if "secret" in n.lower()]
+    if secretish:
+        problems.append(f"parameters {secretish} look like secrets: the client secret belongs in the secret (consoleOidcClientSecret), never in a parameter")
+    outputs = t["Outputs"]
+    redirect = outputs.get("ConsoleOidcRedirectUri", {}).get("Value")
+    console = outputs.get("ConsoleUrl", {}).get("Value", {}).get("Sub", "")
+    expected = {"If": ["HasConsoleUrl", {"Sub": "${ConsoleUrl}/auth/callback"}, {"Sub": console + "auth/callback"}]}
+    if not console.endswith("/console/") or redirect != expected:
+        problems.append(f"output ConsoleOidcRedirectUri must be the ConsoleUrl parameter (or, while it is empty, the ConsoleUrl output) + /auth/callback: {expected!r}, is {redirect!r}")
+    if conditions.get("HasConsoleUrl") != {"Not": [{"Equals": [{"Ref": "ConsoleUrl"}, ""]}]}:
+        problems.append("condition HasConsoleUrl must be ConsoleUrl != \"\"")
+    return problems
+
+
 def main():
     t = load_template()
-    problems = schedule_problems(t) + iam_problems(t) + alarm_problems(t)
+    problems = schedule_problems(t) + iam_problems(t) + alarm_problems(t) + oidc_problems(t)
     for p in problems:
         print(f"infra/template.yaml: {p}", file=sys.stderr)
     if problems:
         sys.exit(1)
-    print("infra/template.yaml: schedule off by default, IAM as infra/README.md says, alarms on emitted metrics")
+    print(
+        "infra/template.yaml: schedule off by default, IAM as infra/README.md says, "
+        "alarms on emitted metrics, console OIDC off by default and its redirect URI as the function builds it"
+    )
 
 
 if __name__ == "__main__":
