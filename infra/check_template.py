@@ -10,7 +10,8 @@ promises about it (run by `make lint-infra`, with the .venv's PyYAML).
   ConsoleOidc* parameter defaults to empty and reaches the function's
   environment only when set; no parameter carries the client secret (it is the
   secret's consoleOidcClientSecret); the ConsoleOidcRedirectUri output is the
-  console's address + /auth/callback, as the function builds it.
+  console's address + /auth/callback, as the function builds it; Rules refuse an
+  issuer without a client id (or the other way round) or without ConsoleUrl.
 """
 
 import pathlib
@@ -138,6 +139,13 @@ def oidc_problems(t):
         problems.append(f"output ConsoleOidcRedirectUri must be the ConsoleUrl parameter (or, while it is empty, the ConsoleUrl output) + /auth/callback: {expected!r}, is {redirect!r}")
     if conditions.get("HasConsoleUrl") != {"Not": [{"Equals": [{"Ref": "ConsoleUrl"}, ""]}]}:
         problems.append("condition HasConsoleUrl must be ConsoleUrl != \"\"")
+    rules = t.get("Rules", {})
+    for rule in ("ConsoleOidcIssuerAndClientId", "ConsoleOidcNeedsConsoleUrl"):
+        if not rules.get(rule, {}).get("Assertions"):
+            problems.append(f"rule {rule} is missing: a half-configured sign-in would be deployed instead of refused")
+    needs_url = rules.get("ConsoleOidcNeedsConsoleUrl", {})
+    if needs_url and needs_url.get("RuleCondition") != {"Not": [{"Equals": [{"Ref": "ConsoleOidcIssuer"}, ""]}]}:
+        problems.append("rule ConsoleOidcNeedsConsoleUrl must apply when ConsoleOidcIssuer is set")
     return problems
 
 
