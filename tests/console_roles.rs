@@ -111,12 +111,12 @@ fn settings_form(settings: &Settings) -> String {
     serde_json::to_string_pretty(settings).unwrap()
 }
 
+/// (path, form fields besides the token, the role it needs)
+type Post = (String, Vec<(&'static str, String)>, Role);
+
 /// Every state-changing console route, with fields that would do something, and
 /// the role it needs.
-fn state_changing_posts(
-    change: &HeldChange,
-    settings_json: &str,
-) -> Vec<(String, Vec<(&'static str, String)>, Role)> {
+fn state_changing_posts(change: &HeldChange, settings_json: &str) -> Vec<Post> {
     let t = tenant(1);
     let approve = format!("approve:{}", change.id);
     let reject = format!("reject:{}", change.id);
@@ -422,6 +422,11 @@ async fn a_viewers_pages_show_none_of_the_controls_and_say_what_her_role_allows(
                 seen.body
             );
         }
+    }
+    // The trail and its CSV are hers to read too.
+    for path in ["/console/audit", "/console/audit.csv"] {
+        let answer = viewer.get(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
     }
     // The settings as text, not an editor.
     let settings = viewer.get("/console/settings").await;
