@@ -366,7 +366,19 @@ fn pages() -> Vec<(String, Vec<&'static str>)> {
             format!("/console/customers/{}", tenant(1)),
             vec!["/ignore\"", r#"id="map-link""#],
         ),
-        ("/console/mapping".into(), vec![r#"id="map-other-code""#]),
+        (
+            "/console/mapping".into(),
+            vec![
+                r#"id="map-other-code""#,
+                r#"class="pick""#,
+                "ignore-customer",
+            ],
+        ),
+        // Zeta's company, picked: two agreements an operator could use.
+        (
+            format!("/console/mapping?tenant={}&company=106", tenant(6)),
+            vec![r#"class="use-agreement""#, "/map\""],
+        ),
         (
             "/console/review".into(),
             vec![r#"id="review-form""#, r#"class="approve""#],
