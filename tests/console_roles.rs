@@ -535,8 +535,13 @@ async fn a_role_taken_away_ends_her_session_and_her_old_cookie_changes_nothing()
     let (mut alice, csrf) = signed_in(&h, APPROVER, Role::Approver).await;
     assert_eq!(alice.get("/console/review").await.status, StatusCode::OK);
 
+    // Otto's role is lowered (operator to viewer) in the same save.
+    let (mut otto, _) = signed_in(&h, OPERATOR, Role::Operator).await;
     let (mut admin, admin_csrf) = signed_in(&h, ADMIN, Role::Admin).await;
-    let without_her = settings_with_operators(json!([{"email": ADMIN, "role": "admin"}]));
+    let without_her = settings_with_operators(json!([
+        {"email": ADMIN, "role": "admin"},
+        {"email": OPERATOR.to_uppercase(), "role": "viewer"},
+    ]));
     let saved = admin
         .post(
             "/console/settings",
@@ -568,4 +573,15 @@ async fn a_role_taken_away_ends_her_session_and_her_old_cookie_changes_nothing()
     );
     assert_eq!(snapshot(&h).await, before);
     assert_eq!(held_now(&h, &change.id).await.status, HeldStatus::Held);
+
+    let lowered = otto.get("/console/runs").await;
+    assert_eq!(lowered.status, StatusCode::SEE_OTHER, "{}", lowered.body);
+    assert!(
+        lowered
+            .header("location")
+            .unwrap()
+            .starts_with("/console/login")
+    );
+    // The admin's own session goes on.
+    assert_eq!(admin.get("/console/settings").await.status, StatusCode::OK);
 }
