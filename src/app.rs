@@ -406,6 +406,7 @@ impl App {
         let old = self.settings().await?;
         // The settings' own checks first: a bad document costs no ConnectWise call.
         crate::wiring::validate_settings(&new).map_err(|e| ChangeError::Invalid(e.0))?;
+        self.check_keeps_an_admin(&old, &new).await?;
         if new.agreement_type != old.agreement_type {
             if let Some(name) = &new.agreement_type {
                 self.check_agreement_type(name).await?;
@@ -414,6 +415,32 @@ impl App {
         self.changes()
             .replace_settings(&old, new, actor, note)
             .await
+    }
+
+    /// Refuses a change of `operators` that leaves no admin while OpenID Connect is
+    /// the only way into the console (no `consoleToken`): nobody could change the
+    /// settings from the console again. Settings whose operators are not changed
+    /// pass (a code mapped or a product ticked must not fail on an older document).
+    async fn check_keeps_an_admin(
+        &self,
+        old: &Settings,
+        new: &Settings,
+    ) -> Result<(), ChangeError> {
+        if new.operators == old.operators
+            || crate::config::operators::has_admin(&new.operators)
+            || self.env.console_oidc.is_none()
+        {
+            return Ok(());
+        }
+        let secrets = self
+            .secrets
+            .get()
+            .await
+            .map_err(|e| ChangeError::Secrets(e.0))?;
+        if secrets.console_token.is_some() {
+            return Ok(());
+        }
+        Err(ChangeError::Invalid(NO_ADMIN_LEFT.into()))
     }
 
     /// Only a changed `agreementType` is asked about, so pausing or any other
@@ -451,6 +478,9 @@ impl App {
         self.changes().resume(actor).await
     }
 }
+
+/// Why a settings change that leaves no admin is refused, and the two ways out.
+const NO_ADMIN_LEFT: &str = "these settings leave no \"admin\" in \"operators\", and OpenID Connect is the only way into the console (the secret has no \"consoleToken\"), so nobody could change the settings from the console again. Keep at least one admin in \"operators\", e.g. {\"email\": \"you@example.com\", \"role\": \"admin\"} or {\"group\": \"<your admins' group>\", \"role\": \"admin\"}, or first add a \"consoleToken\" (a long random password) to the secret as a break-glass sign-in. Nothing was stored";
 
 /// Whether ConnectWise has an active agreement type `name` (exactly: the sync
 /// looks agreements up by this name); refused with the names it has, or when

@@ -167,6 +167,16 @@ impl Layout {
     pub fn can_admin(&self) -> bool {
         self.role >= Role::Admin
     }
+
+    /// The one muted line a page shows in place of the controls the role may not
+    /// use, so an empty section is not mistaken for nothing to do.
+    pub fn role_note(&self, what: &str, needed: &str) -> String {
+        format!(
+            "Your role, {role}, may {may}. You need the role {needed} or higher to {what}: a console admin gives it in the settings' \"operators\".",
+            role = self.role,
+            may = self.role.may(),
+        )
+    }
 }
 
 /// A signed-in request: its session and the key that signed it.

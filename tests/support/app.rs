@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim, generate};
 use sophos_cw_sync::app::{Invoker, RunRequest};
+use sophos_cw_sync::config::env::OidcConfig;
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
@@ -19,6 +20,11 @@ use std::sync::Arc;
 pub const MONTH: &str = "2026-11";
 /// The console password (`consoleToken`) of every harness's secret.
 pub const CONSOLE_PASSWORD: &str = "console-password-secret-value";
+/// The OpenID Connect client secret (`consoleOidcClientSecret`) of a harness
+/// made [`Harness::with_oidc`].
+pub const OIDC_CLIENT_SECRET: &str = "oidc-client-secret-value";
+/// The client id of a harness made [`Harness::with_oidc`].
+pub const OIDC_CLIENT_ID: &str = "sophos-cw-sync-console";
 
 pub struct Harness {
     pub sim: Sim,
@@ -26,6 +32,8 @@ pub struct Harness {
     pub store: Arc<SqliteStore>,
     pub secrets_path: PathBuf,
     pub db_path: PathBuf,
+    /// OpenID Connect sign-in of the console (see [`Harness::with_oidc`]).
+    pub oidc: Option<OidcConfig>,
 }
 
 /// The demo settings: Intercept X Advanced and its XDR variant, agreement type "Sophos MSP".
@@ -109,7 +117,22 @@ impl Harness {
             store,
             secrets_path,
             db_path,
+            oidc: None,
         }
+    }
+
+    /// The console signs in through the OpenID Connect issuer at `issuer` too:
+    /// `CONSOLE_OIDC_*` set in [`Harness::env`], and the secret's
+    /// `consoleOidcClientSecret` ([`OIDC_CLIENT_SECRET`]). The `consoleToken` stays
+    /// (take it away with [`Harness::set_secret_fields`]).
+    pub fn with_oidc(mut self, issuer: &str) -> Self {
+        self.oidc = Some(OidcConfig {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id: OIDC_CLIENT_ID.into(),
+            groups_claim: sophos_cw_sync::config::env::DEFAULT_GROUPS_CLAIM.into(),
+        });
+        self.set_secret_fields(json!({"consoleOidcClientSecret": OIDC_CLIENT_SECRET}));
+        self
     }
 
     pub fn env(&self) -> Environment {
@@ -122,7 +145,7 @@ impl Harness {
             console_url: None,
             notify_topic_arn: None,
             notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
-            console_oidc: None,
+            console_oidc: self.oidc.clone(),
         }
     }
 

@@ -6,8 +6,11 @@ use super::app::{CONSOLE_PASSWORD, Harness};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
+use secrecy::SecretString;
 use sophos_cw_sync::app::{App, SecretsCache};
+use sophos_cw_sync::config::operators::Role;
 use sophos_cw_sync::console::ConsoleConfig;
+use sophos_cw_sync::console::session::{self, Person, SessionKey, SignInWay};
 use sophos_cw_sync::serve::LocalInvoker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +40,32 @@ pub fn app(h: &Harness) -> (Arc<App>, Arc<LocalInvoker>) {
     });
     invoker.attach(&app);
     (app, invoker)
+}
+
+/// A person the identity provider vouched for, with `role` at sign-in.
+pub fn oidc_person(email: &str, role: Role) -> Person {
+    Person {
+        via: SignInWay::Oidc,
+        subject: format!("sub-{email}"),
+        email: Some(email.to_owned()),
+        role,
+        groups: Vec::new(),
+    }
+}
+
+/// The session key of the harness's secrets as they are now (the console derives
+/// it the same way from `consoleToken` and `consoleOidcClientSecret`).
+pub fn session_key(h: &Harness) -> SessionKey {
+    let secret: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&h.secrets_path).unwrap()).unwrap();
+    let field = |name: &str| {
+        secret[name]
+            .as_str()
+            .map(|v| SecretString::from(v.to_owned()))
+    };
+    let oidc = field("consoleOidcClientSecret").filter(|_| h.oidc.is_some());
+    SessionKey::from_secrets(field("consoleToken").as_ref(), oidc.as_ref())
+        .expect("the harness's console has a way in")
 }
 
 pub struct Answer {
@@ -159,6 +188,22 @@ impl Client {
         }
         let body = serde_urlencoded::to_string(form).unwrap();
         self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    /// Signs in as `person` with a session cookie forged from the harness's
+    /// secrets (what the OpenID Connect callback issues); returns the home page's
+    /// form token.
+    pub async fn sign_in_as(&mut self, h: &Harness, person: Person) -> String {
+        let key = session_key(h);
+        let (_, cookie) = key.issue(
+            person,
+            std::time::SystemTime::now(),
+            Duration::from_secs(3600),
+        );
+        self.jar.insert(session::COOKIE.to_owned(), cookie);
+        let home = self.get("/console/").await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        home.csrf()
     }
 
     /// Signs in with the harness's console password; returns the page's form token.

@@ -2,6 +2,7 @@
 //! last change, its audit entries, and the actions ignore / un-ignore / clear the
 //! mapping (mapping to a company is on the Mapping page, with suggestions).
 
+use crate::config::operators::Role;
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        // The page: every role. Ignore, unignore and clear: operator.
         .route("/console/customers/{tenant}", get(customer_page))
         .route("/console/customers/{tenant}/ignore", post(ignore))
         .route("/console/customers/{tenant}/unignore", post(unignore))
@@ -249,6 +251,7 @@ async fn ignore(
     Path(tenant): Path<String>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "ignore a customer")?;
     ensure_known(&web, &tenant).await?;
     let mapping = Mapping {
         tenant_id: tenant.clone(),
@@ -274,6 +277,7 @@ async fn unignore(
     Path(tenant): Path<String>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "stop ignoring a customer")?;
     match ensure_known(&web, &tenant).await? {
         Some(m) if m.kind == MappingKind::Ignored => {}
         _ => {
@@ -294,6 +298,7 @@ async fn clear(
     Path(tenant): Path<String>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "clear a customer's mapping")?;
     let cleared = match ensure_known(&web, &tenant).await? {
         Some(_) => web.app.clear_mapping(&tenant, &authed.actor()).await?,
         None => None,

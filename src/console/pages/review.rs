@@ -5,6 +5,7 @@
 //! decision goes through `sync::review::decide` (the CLI's and the API's too).
 
 use crate::app::StartOutcome;
+use crate::config::operators::Role;
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
@@ -25,6 +26,8 @@ use axum::routing::get;
 pub const PATH: &str = "/console/review";
 
 pub fn routes() -> Router<Web> {
+    // The page: every role. Approving and rejecting (and the sync after
+    // approving): approver.
     Router::new().route(PATH, get(review_page).post(decide_form))
 }
 
@@ -369,6 +372,7 @@ async fn decide_form(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Approver, "approve or reject held changes")?;
     let (decision, ids) = what(&form)?;
     let sync = decision == Decision::Approve && form.get("sync").is_some_and(|v| !v.is_empty());
     let back = match form.get("view") {

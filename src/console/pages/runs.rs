@@ -3,6 +3,7 @@
 //! `POST /sync`, and the progress of a run until it finishes.
 
 use crate::app::StartOutcome;
+use crate::config::operators::Role;
 use crate::console::audit_log::{self, ConsoleAction};
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
@@ -23,6 +24,7 @@ use axum::routing::{get, post};
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        // Pages: every role. Starting a run: operator (checked in the handler).
         .route("/console/runs", get(runs_page))
         .route("/console/runs/{id}", get(run_page))
         .route("/console/runs/{id}/progress", get(progress_fragment))
@@ -135,6 +137,7 @@ async fn start_sync(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "start a run (sync or dry run)")?;
     let dry_run = match form.get("mode") {
         Some("sync") => false,
         Some("preview") => true,

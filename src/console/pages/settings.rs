@@ -4,6 +4,7 @@
 
 use crate::app::changes::ChangeError;
 use crate::config::Settings;
+use crate::config::operators::Role;
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, render_with,
     see_other, wire_name,
@@ -20,6 +21,8 @@ use serde_json::Value;
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        // The page: every role (read-only below admin). Saving the settings and
+        // the prices: admin. Pause and resume: operator.
         .route("/console/settings", get(settings_page).post(save_settings))
         .route(
             "/console/settings/products",
@@ -154,6 +157,7 @@ async fn save_settings(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Admin, "change the settings")?;
     let text = form.get("settings").unwrap_or("");
     let current = web.app.settings().await?;
     let problem = match parse(text) {
@@ -190,6 +194,7 @@ async fn pause(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "pause the sync")?;
     let reason = form.get("reason").map(str::to_owned);
     web.app.pause(&authed.actor(), reason).await?;
     Ok(see_other("/console/settings#pause"))
@@ -199,6 +204,7 @@ async fn resume(
     State(web): State<Web>,
     SignedForm { authed, form: _ }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "resume the sync")?;
     web.app.resume(&authed.actor()).await?;
     Ok(see_other("/console/settings#pause"))
 }
@@ -209,6 +215,7 @@ async fn save_products(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Admin, "change the product prices")?;
     let current = web.app.settings().await?;
     let mut next = current.clone();
     next.products = form.all("product").map(str::to_owned).collect();

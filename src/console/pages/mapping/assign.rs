@@ -31,6 +31,7 @@ pub(super) async fn map_customer(
     Path(tenant): Path<String>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "map a customer")?;
     let company_id = parse_id(form.required("company", "ConnectWise company")?, "company")?;
     let agreement_id = parse_id(
         form.required(

@@ -66,6 +66,7 @@ pub(super) async fn map_code(
     State(web): State<Web>,
     SignedForm { authed, form }: SignedForm,
 ) -> Result<Response, ConsoleError> {
+    authed.require(Role::Operator, "map a billing product code")?;
     let code = form.required("code", "billing product code")?.to_owned();
     if code.chars().count() > MAX_CODE_LEN || code.chars().any(char::is_control) {
         return Err(ConsoleError::BadRequest(format!(

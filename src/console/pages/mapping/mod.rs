@@ -13,6 +13,7 @@ use assign::{map_customer, no_agreement_type, no_company, parse_id};
 use codes::{codes_view, map_code};
 
 use crate::config::Settings;
+use crate::config::operators::Role;
 use crate::connectwise::model::{Agreement, Company};
 use crate::console::companies::{self, Companies};
 use crate::console::page::{
@@ -39,6 +40,7 @@ use serde_json::Value;
 
 pub fn routes() -> Router<Web> {
     Router::new()
+        // The page: every role. Mapping a code or a customer: operator.
         .route("/console/mapping", get(mapping_page))
         .route("/console/mapping/codes", post(map_code))
         .route("/console/customers/{tenant}/map", post(map_customer))
