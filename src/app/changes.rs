@@ -307,11 +307,11 @@ pub async fn append(
     agreement_id: Option<i64>,
     detail: String,
 ) -> Result<(), StoreError> {
+    let at = chrono::Utc::now();
     let entry = AuditEntry {
         run_id: String::new(),
-        // Orders entries of one instant; these entries have no run to count in.
-        seq: (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32,
-        at: chrono::Utc::now(),
+        seq: AuditEntry::seq_outside_run(),
+        at,
         actor: actor.to_owned(),
         action: action.to_owned(),
         tenant_id: tenant_id.map(str::to_owned),

@@ -160,11 +160,11 @@ fn decided(h: &HeldChange, decision: Decision, actor: &str) -> Result<Option<Hel
 }
 
 fn audit_entry(h: &HeldChange, decision: Decision, actor: &str) -> AuditEntry {
+    let at = Utc::now();
     AuditEntry {
         run_id: String::new(),
-        // Entries without a run need distinct seqs within one millisecond.
-        seq: (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32,
-        at: Utc::now(),
+        seq: AuditEntry::seq_outside_run(),
+        at,
         actor: actor.to_owned(),
         action: decision.action().to_owned(),
         tenant_id: Some(h.tenant_id.clone()),
