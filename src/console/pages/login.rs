@@ -202,7 +202,7 @@ async fn logout(
 }
 
 /// Where to go after signing in: only a console path of ours (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/console/")
