@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim, generate};
 use sophos_cw_sync::app::{Invoker, RunRequest};
+use sophos_cw_sync::config::env::OidcConfig;
 use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
@@ -26,7 +27,15 @@ pub struct Harness {
     pub store: Arc<SqliteStore>,
     pub secrets_path: PathBuf,
     pub db_path: PathBuf,
+    /// Sign-in through an OpenID Connect issuer (see [`Harness::with_oidc`]).
+    pub console_oidc: Option<OidcConfig>,
+    /// `CONSOLE_URL` (none by default).
+    pub console_url: Option<String>,
 }
+
+/// The OpenID Connect client id and secret of a harness set up [`Harness::with_oidc`].
+pub const OIDC_CLIENT_ID: &str = "sophos-cw-sync-console";
+pub const OIDC_CLIENT_SECRET: &str = "oidc-client-secret-value";
 
 /// The demo settings: Intercept X Advanced and its XDR variant, agreement type "Sophos MSP".
 pub fn demo_settings() -> Settings {
@@ -109,7 +118,21 @@ impl Harness {
             store,
             secrets_path,
             db_path,
+            console_oidc: None,
+            console_url: None,
         }
+    }
+
+    /// Sign-in through `issuer` (client [`OIDC_CLIENT_ID`], groups claim `groups`),
+    /// its client secret in the secret as `consoleOidcClientSecret`.
+    pub fn with_oidc(mut self, issuer: &str) -> Self {
+        self.console_oidc = Some(OidcConfig {
+            issuer: issuer.to_owned(),
+            client_id: OIDC_CLIENT_ID.to_owned(),
+            groups_claim: "groups".to_owned(),
+        });
+        self.set_secret_fields(json!({"consoleOidcClientSecret": OIDC_CLIENT_SECRET}));
+        self
     }
 
     pub fn env(&self) -> Environment {
@@ -119,10 +142,10 @@ impl Harness {
             sophos_id_url: self.sim.sophos_url(),
             sophos_api_url: self.sim.sophos_url(),
             settings_file: None,
-            console_url: None,
+            console_url: self.console_url.clone(),
             notify_topic_arn: None,
             notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
-            console_oidc: None,
+            console_oidc: self.console_oidc.clone(),
         }
     }
 
