@@ -22,6 +22,7 @@ use openidconnect::{
 use serde_json::{Value, json};
 use sophos_cw_sync::store::{AuditFilter, Store};
 use sophos_cw_sync::web::router;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::app::{Harness, OIDC_CLIENT_ID, demo_settings};
 use support::console::{Answer, Client, app, test_config};
@@ -276,29 +277,42 @@ async fn an_error_from_the_provider_is_a_page_and_no_session() {
 
 // --- a fake issuer whose tokens the test forges -------------------------------
 
-/// An issuer on 127.0.0.1: discovery, JWKS (the fixture key `issuer-key`) and a
-/// token endpoint that answers with whatever ID token the test set.
+/// An issuer on 127.0.0.1: discovery, JWKS (at first the fixture key
+/// `issuer-key`) and a token endpoint that answers with whatever ID token the
+/// test set.
 struct FakeIssuer {
     url: String,
-    id_token: Arc<Mutex<String>>,
+    state: Arc<FakeState>,
 }
 
-fn signing_key(file: &str) -> CoreRsaPrivateSigningKey {
+#[derive(Default)]
+struct FakeState {
+    id_token: Mutex<String>,
+    jwks: Mutex<Value>,
+    /// How often the discovery document was read.
+    discoveries: AtomicUsize,
+}
+
+/// A fixture key (test-only, see tests/fixtures/oidc/README.md) with key id `kid`.
+fn signing_key(file: &str, kid: &str) -> CoreRsaPrivateSigningKey {
     let pem = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/oidc")
             .join(file),
     )
     .unwrap();
-    // The fixture keys are test-only (tests/fixtures/oidc/README.md); both carry
-    // the JWKS's key id, so a token signed by the other one has a bad signature.
-    CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new("issuer-key".into()))).unwrap()
+    CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.into()))).unwrap()
+}
+
+fn jwks_of(key: &CoreRsaPrivateSigningKey) -> Value {
+    serde_json::to_value(CoreJsonWebKeySet::new(vec![key.as_verification_key()])).unwrap()
 }
 
 async fn fake_issuer() -> FakeIssuer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let id_token = Arc::new(Mutex::new(String::new()));
+    let state = Arc::new(FakeState::default());
+    *state.jwks.lock().unwrap() = jwks_of(&signing_key("issuer-key.pem", "issuer-key"));
     let discovery = json!({
         "issuer": url,
         "authorization_endpoint": format!("{url}/authorize"),
@@ -308,26 +322,33 @@ async fn fake_issuer() -> FakeIssuer {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
     });
-    let jwks = serde_json::to_value(CoreJsonWebKeySet::new(vec![
-        signing_key("issuer-key.pem").as_verification_key(),
-    ]))
-    .unwrap();
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(move || async move { Json(discovery) }),
-        )
-        .route("/jwks", get(move || async move { Json(jwks) }))
-        .route(
-            "/token",
-            post(|State(token): State<Arc<Mutex<String>>>| async move {
-                let id_token = token.lock().unwrap().clone();
-                Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token}))
-            }),
-        )
-        .with_state(id_token.clone());
+    let app =
+        axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move |State(s): State<Arc<FakeState>>| async move {
+                    s.discoveries.fetch_add(1, Ordering::SeqCst);
+                    Json(discovery)
+                }),
+            )
+            .route(
+                "/jwks",
+                get(|State(s): State<Arc<FakeState>>| async move {
+                    Json(s.jwks.lock().unwrap().clone())
+                }),
+            )
+            .route(
+                "/token",
+                post(|State(s): State<Arc<FakeState>>| async move {
+                    let id_token = s.id_token.lock().unwrap().clone();
+                    Json(
+                        json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token}),
+                    )
+                }),
+            )
+            .with_state(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    FakeIssuer { url, id_token }
+    FakeIssuer { url, state }
 }
 
 /// What the forged ID token says; [`Forged::good`] is a token the console accepts.
@@ -336,7 +357,8 @@ struct Forged {
     audience: String,
     expires_in: i64,
     nonce: String,
-    key: &'static str,
+    /// The fixture key file and the key id the token names.
+    key: (&'static str, &'static str),
     email_verified: Option<bool>,
 }
 
@@ -347,7 +369,7 @@ impl Forged {
             audience: OIDC_CLIENT_ID.into(),
             expires_in: 300,
             nonce: nonce.into(),
-            key: "issuer-key.pem",
+            key: ("issuer-key.pem", "issuer-key"),
             email_verified: None,
         }
     }
@@ -367,7 +389,7 @@ impl Forged {
         .set_nonce(Some(Nonce::new(self.nonce.clone())));
         let token = CoreIdToken::new(
             claims,
-            &signing_key(self.key),
+            &signing_key(self.key.0, self.key.1),
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
             None,
             None,
@@ -392,8 +414,30 @@ fn query(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
-/// Starts a sign-in against the fake issuer, has it answer with the token
-/// `forge` makes from the good one, and returns the console's answer.
+/// Starts a sign-in against `fake`, has it answer with the token `forge` makes
+/// from the good one, and returns the console's answer.
+async fn callback_from(
+    fake: &FakeIssuer,
+    c: &mut Client,
+    forge: impl FnOnce(&mut Forged),
+) -> Answer {
+    let authorize = oidc::start(c, "/console/").await;
+    assert!(
+        authorize.starts_with(&format!("{}/authorize?", fake.url)),
+        "{authorize}"
+    );
+    assert_eq!(query(&authorize, "code_challenge_method"), "S256");
+    let mut forged = Forged::good(&fake.url, &query(&authorize, "nonce"));
+    forge(&mut forged);
+    *fake.state.id_token.lock().unwrap() = forged.sign();
+    let state = query(&authorize, "state");
+    c.get(&format!(
+        "/console/auth/callback?code=any-code&state={state}"
+    ))
+    .await
+}
+
+/// [`callback_from`] a fresh fake issuer, with a harness and client of its own.
 async fn callback_with(forge: impl FnOnce(&mut Forged)) -> (Harness, Client, Answer) {
     let fake = fake_issuer().await;
     let h = harness(
@@ -402,22 +446,31 @@ async fn callback_with(forge: impl FnOnce(&mut Forged)) -> (Harness, Client, Ans
     )
     .await;
     let mut c = client(&h);
-    let authorize = oidc::start(&mut c, "/console/").await;
-    assert!(
-        authorize.starts_with(&format!("{}/authorize?", fake.url)),
-        "{authorize}"
-    );
-    assert_eq!(query(&authorize, "code_challenge_method"), "S256");
-    let mut forged = Forged::good(&fake.url, &query(&authorize, "nonce"));
-    forge(&mut forged);
-    *fake.id_token.lock().unwrap() = forged.sign();
-    let state = query(&authorize, "state");
-    let answer = c
-        .get(&format!(
-            "/console/auth/callback?code=any-code&state={state}"
-        ))
-        .await;
+    let answer = callback_from(&fake, &mut c, forge).await;
     (h, c, answer)
+}
+
+#[tokio::test]
+async fn discovery_is_cached_and_read_again_once_when_the_keys_rotate() {
+    let fake = fake_issuer().await;
+    let h = harness(
+        &fake.url,
+        json!([{"email": "frank@example.com", "role": "viewer"}]),
+    )
+    .await;
+    let mut c = client(&h);
+    let first = callback_from(&fake, &mut c, |_| {}).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(fake.state.discoveries.load(Ordering::SeqCst), 1);
+
+    // The issuer rotates to a new key; the console's cached JWKS lacks it. (The
+    // same router: the cache is the console's.)
+    *fake.state.jwks.lock().unwrap() = jwks_of(&signing_key("other-key.pem", "rotated-key"));
+    let mut c = Client::new(c.router.clone());
+    let rotated = callback_from(&fake, &mut c, |f| f.key = ("other-key.pem", "rotated-key")).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert!(rotated.set_cookie("scw_session").is_some());
+    assert_eq!(fake.state.discoveries.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -448,7 +501,8 @@ async fn forged_id_tokens_are_refused_with_no_session() {
         ("expired", Box::new(|f| f.expires_in = -60), "expired"),
         (
             "a bad signature",
-            Box::new(|f| f.key = "other-key.pem"),
+            // Another key under the JWKS's key id.
+            Box::new(|f| f.key = ("other-key.pem", "issuer-key")),
             "signature",
         ),
         (
@@ -591,4 +645,62 @@ async fn the_sign_in_page_offers_the_identity_provider_first() {
         "{}",
         answer.body
     );
+}
+
+/// `serve` with the harness's secret and `extra` environment: its first lines
+/// (up to the console's), or its error when it stopped.
+async fn serve_says(h: &Harness, extra: &[(&str, &str)]) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sophos-cw-sync"));
+    cmd.args(["serve", "--addr", "127.0.0.1:0"])
+        .env("SYNC_STORE", format!("sqlite:{}", h.db_path.display()))
+        .env("SYNC_SECRETS", format!("file:{}", h.secrets_path.display()))
+        .env("SOPHOS_ID_URL", h.sim.sophos_url())
+        .env("SOPHOS_API_URL", h.sim.sophos_url())
+        .env_remove("CONSOLE_OIDC_ISSUER")
+        .env_remove("CONSOLE_OIDC_CLIENT_ID")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        said.push_str(&line);
+        said.push('\n');
+        if line.starts_with("console:") {
+            child.kill().await.unwrap();
+            return said;
+        }
+    }
+    let out = child.wait_with_output().await.unwrap();
+    said + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn serve_starts_with_only_the_identity_provider_as_the_way_in() {
+    let fake = fake_issuer().await;
+    let h = harness(&fake.url, json!([])).await;
+    h.set_secret_fields(json!({"consoleToken": null, "webhookToken": null}));
+    let oidc_env = [
+        ("CONSOLE_OIDC_ISSUER", fake.url.as_str()),
+        ("CONSOLE_OIDC_CLIENT_ID", OIDC_CLIENT_ID),
+    ];
+    let said = serve_says(&h, &oidc_env).await;
+    assert!(
+        said.contains("listening on http://127.0.0.1:")
+            && said.contains("sign in through your identity provider"),
+        "{said}"
+    );
+    // Without OpenID Connect the same secret has no way in: serve refuses to start.
+    let said = serve_says(&h, &[]).await;
+    assert!(
+        said.contains("neither a webhookToken nor a consoleToken"),
+        "{said}"
+    );
+    assert!(!said.contains("listening on"), "{said}");
 }

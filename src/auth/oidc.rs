@@ -139,15 +139,12 @@ impl Http {
             .body(body)
             .send()
             .await
-            .map_err(|e| HttpError(describe_reqwest(&e)))?;
+            .map_err(describe_reqwest)?;
         let mut answer = openidconnect::http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
             answer = answer.header(name, value);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| HttpError(describe_reqwest(&e)))?;
+        let bytes = response.bytes().await.map_err(describe_reqwest)?;
         answer
             .body(bytes.to_vec())
             .map_err(|e| HttpError(e.to_string()))
@@ -160,17 +157,15 @@ impl Default for Http {
     }
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+fn describe_reqwest(e: reqwest::Error) -> HttpError {
+    HttpError(if e.is_timeout() {
         format!("no answer within {} s", HTTP_TIMEOUT.as_secs())
     } else if e.is_connect() {
         "cannot connect".into()
     } else {
         // Without the URL: a query could carry a code.
-        let mut e = e.to_string();
-        e.truncate(200);
-        e
-    }
+        truncate(&e.without_url().to_string())
+    })
 }
 
 impl<'c> AsyncHttpClient<'c> for Http {
