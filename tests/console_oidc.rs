@@ -630,6 +630,22 @@ async fn the_sign_in_page_offers_the_identity_provider_first() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(r#"id="sign-in-oidc""#));
     assert!(!page.body.contains(r#"id="password""#), "{}", page.body);
+    // A password posted anyway (with the form's token) is refused and says where
+    // to sign in instead.
+    let login_token = c.jar["scw_login"].clone();
+    let posted = c
+        .post(
+            "/console/login",
+            &[
+                ("csrf", &login_token),
+                ("next", "/console/"),
+                ("password", "pw"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN, "{}", posted.body);
+    assert!(posted.body.contains("organisation"), "{}", posted.body);
+    assert_no_session(&mut c, &posted).await;
 
     // OIDC set up but the client secret missing: a page that names the field.
     h.set_secret_fields(json!({"consoleOidcClientSecret": null, "consoleToken": "pw"}));

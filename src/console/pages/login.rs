@@ -116,6 +116,11 @@ async fn login(
     let next = safe_next(form.get("next"));
     let secrets = page::secrets(&web).await?;
     let Some(token) = secrets.console_token.as_ref() else {
+        if web.app.env.console_oidc.is_some() {
+            return Err(ConsoleError::Forbidden(
+                "this console has no password (the secret has no \"consoleToken\"): sign in with your organisation's account on the sign-in page instead".into(),
+            ));
+        }
         return Err(page::switched_off());
     };
     let password = form.get("password").unwrap_or("");
