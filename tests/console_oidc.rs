@@ -227,6 +227,17 @@ async fn a_wrong_state_is_refused() {
         answer.body
     );
     assert_no_session(&mut c, &answer).await;
+
+    // The genuine answer in another browser (no flow cookie) is refused too.
+    let mut elsewhere = client(&h);
+    let answer = elsewhere.get(&callback).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(
+        answer.body.contains("not started in this browser"),
+        "{}",
+        answer.body
+    );
+    assert_no_session(&mut elsewhere, &answer).await;
 }
 
 #[tokio::test]

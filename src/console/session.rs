@@ -352,6 +352,22 @@ mod tests {
     }
 
     #[test]
+    fn sealed_values_open_only_with_their_key_and_purpose() {
+        let k = key("console-password");
+        let value = k.seal("oidc-flow", br#"{"state":"s"}"#);
+        assert_eq!(
+            k.unseal("oidc-flow", &value).as_deref(),
+            Some(&br#"{"state":"s"}"#[..])
+        );
+        assert_eq!(k.unseal("another-purpose", &value), None);
+        assert_eq!(key("rotated-password").unseal("oidc-flow", &value), None);
+        let (_, mac) = value.split_once('.').unwrap();
+        let other = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"state":"x"}"#);
+        assert_eq!(k.unseal("oidc-flow", &format!("{other}.{mac}")), None);
+        assert_eq!(k.unseal("oidc-flow", ""), None);
+    }
+
+    #[test]
     fn form_tokens_belong_to_their_session() {
         let now = SystemTime::now();
         let k = key("console-password");
