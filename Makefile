@@ -6,6 +6,9 @@ SHELL := /bin/bash
 VENV        := .venv
 PY          := $(VENV)/bin/python
 MOTO_PIN    := moto[server]==5.2.5
+# A real OpenID Connect provider (on Authlib) for the console's sign-in tests.
+OIDC_MOCK_PIN := oidc-provider-mock==0.3.4
+OIDC_PORT   ?= 9455
 CFN_LINT_PIN:= cfn-lint==1.58.0
 RUN_DIR     := .run
 MOTO_PORT   ?= 5055
@@ -19,7 +22,7 @@ export CHROMIUM CHROMEDRIVER
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet '$(MOTO_PIN)' '$(CFN_LINT_PIN)' 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
+	$(VENV)/bin/pip install --quiet '$(MOTO_PIN)' '$(OIDC_MOCK_PIN)' '$(CFN_LINT_PIN)' 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -58,10 +61,14 @@ test: venv lint-infra browser-deps
 	mkdir -p $(RUN_DIR)
 	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(RUN_DIR)/moto.log 2>&1 &
 	echo $$! > $(RUN_DIR)/moto.pid
-	trap 'kill $$(cat $(RUN_DIR)/moto.pid) 2>/dev/null || true' EXIT
+	$(VENV)/bin/oidc-provider-mock --port $(OIDC_PORT) --require-nonce true > $(RUN_DIR)/oidc.log 2>&1 &
+	echo $$! > $(RUN_DIR)/oidc.pid
+	trap 'kill $$(cat $(RUN_DIR)/moto.pid) $$(cat $(RUN_DIR)/oidc.pid) 2>/dev/null || true' EXIT
 	for i in $$(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$(MOTO_PORT)/moto-api/ && break; sleep 0.1; done
+	for i in $$(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:$(OIDC_PORT)/.well-known/openid-configuration && break; sleep 0.1; done
 	export AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_REGION=us-east-1 \
-	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+	       AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+	       OIDC_PROVIDER_URL=http://127.0.0.1:$(OIDC_PORT)
 	cargo test --workspace --all-targets --features sophos-cw-sync/test-hooks 2>&1
 
 # The Lambda package: cargo-lambda and zig (its cross linker) come from .venv.

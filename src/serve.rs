@@ -191,12 +191,24 @@ pub async fn run(
     let (app, invoker) = build_local_app(env, store);
     // Fail at start rather than answer every request with 503.
     let secrets = app.secrets.get().await?;
-    if secrets.webhook_token.is_none() && secrets.console_token.is_none() {
+    let oidc = app.env.console_oidc.is_some();
+    let has_oidc = oidc && secrets.console_oidc_client_secret.is_some();
+    let has_console = secrets.console_token.is_some() || has_oidc;
+    if secrets.webhook_token.is_none() && !has_console {
         return Err(AppError::Config(
-            "the secret has neither a webhookToken nor a consoleToken: add \"consoleToken\": \"<a long random password>\" to sign in to the console, and/or \"webhookToken\": \"<a long random string>\" for the API (sent as `Authorization: Bearer <token>`)".into(),
+            "the secret has neither a webhookToken nor a consoleToken (and OpenID Connect sign-in is not set up with its consoleOidcClientSecret): add \"consoleToken\": \"<a long random password>\" to sign in to the console, and/or \"webhookToken\": \"<a long random string>\" for the API (sent as `Authorization: Bearer <token>`)".into(),
         ));
     }
-    let has_console = secrets.console_token.is_some();
+    if oidc && !has_oidc {
+        eprintln!(
+            "note: CONSOLE_OIDC_ISSUER is set but the secret has no \"consoleOidcClientSecret\": sign-in through the identity provider answers 503 until it is added"
+        );
+    }
+    let sign_in = match (has_oidc, secrets.console_token.is_some()) {
+        (true, true) => "sign in through your identity provider, or with the secret's consoleToken",
+        (true, false) => "sign in through your identity provider",
+        _ => "sign in with the secret's consoleToken",
+    };
     drop(secrets);
     let listener = TcpListener::bind(&opts.addr).await.map_err(|e| {
         AppError::Config(format!(
@@ -214,7 +226,7 @@ pub async fn run(
     }
     println!("listening on http://{local}");
     if has_console {
-        println!("console: http://{local}/console/ (sign in with the secret's consoleToken)");
+        println!("console: http://{local}/console/ ({sign_in})");
         if !opts.insecure_local_cookies {
             println!(
                 "note: the session cookie is Secure, so browsers keep it only over https; on this machine add --insecure-local-cookies"

@@ -55,6 +55,8 @@ pub struct ConsoleState {
     /// ConnectWise's companies for the mapping suggestions, kept a few minutes
     /// (read and refreshed by `crate::console::companies`).
     pub companies: CompanyCache,
+    /// The OpenID Connect issuer's discovery document, kept ~10 minutes.
+    pub oidc: crate::auth::oidc::DiscoveryCache,
 }
 
 impl ConsoleState {
@@ -62,6 +64,7 @@ impl ConsoleState {
         Self {
             config,
             companies: CompanyCache::default(),
+            oidc: Default::default(),
         }
     }
 }

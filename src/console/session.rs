@@ -132,6 +132,25 @@ impl SessionKey {
     pub fn form_token_matches(&self, session: &Session, presented: &str) -> bool {
         self.verify(&[b"form", session.id.as_bytes()], presented)
     }
+
+    /// `payload` signed for `purpose` (e.g. the OpenID Connect flow's cookie), as
+    /// `{base64url payload}.{mac}`. Signed, not encrypted: the browser may read it.
+    pub fn seal(&self, purpose: &str, payload: &[u8]) -> String {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+        let mac = hex::encode(self.mac(&[b"seal", purpose.as_bytes(), payload.as_bytes()]));
+        format!("{payload}.{mac}")
+    }
+
+    /// The payload of a [`SessionKey::seal`]ed value, if its MAC holds for `purpose`.
+    pub fn unseal(&self, purpose: &str, value: &str) -> Option<Vec<u8>> {
+        let (payload, mac) = value.split_once('.')?;
+        if !self.verify(&[b"seal", purpose.as_bytes(), payload.as_bytes()], mac) {
+            return None;
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+    }
 }
 
 /// A signed-in console session.
@@ -330,6 +349,22 @@ mod tests {
         ] {
             assert_eq!(k.open(&bad, now), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_purpose() {
+        let k = key("console-password");
+        let value = k.seal("oidc-flow", br#"{"state":"s"}"#);
+        assert_eq!(
+            k.unseal("oidc-flow", &value).as_deref(),
+            Some(&br#"{"state":"s"}"#[..])
+        );
+        assert_eq!(k.unseal("another-purpose", &value), None);
+        assert_eq!(key("rotated-password").unseal("oidc-flow", &value), None);
+        let (_, mac) = value.split_once('.').unwrap();
+        let other = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"state":"x"}"#);
+        assert_eq!(k.unseal("oidc-flow", &format!("{other}.{mac}")), None);
+        assert_eq!(k.unseal("oidc-flow", ""), None);
     }
 
     #[test]

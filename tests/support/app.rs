@@ -32,8 +32,10 @@ pub struct Harness {
     pub store: Arc<SqliteStore>,
     pub secrets_path: PathBuf,
     pub db_path: PathBuf,
-    /// OpenID Connect sign-in of the console (see [`Harness::with_oidc`]).
-    pub oidc: Option<OidcConfig>,
+    /// Sign-in through an OpenID Connect issuer (see [`Harness::with_oidc`]).
+    pub console_oidc: Option<OidcConfig>,
+    /// `CONSOLE_URL` (none by default).
+    pub console_url: Option<String>,
 }
 
 /// The demo settings: Intercept X Advanced and its XDR variant, agreement type "Sophos MSP".
@@ -117,19 +119,18 @@ impl Harness {
             store,
             secrets_path,
             db_path,
-            oidc: None,
+            console_oidc: None,
+            console_url: None,
         }
     }
 
-    /// The console signs in through the OpenID Connect issuer at `issuer` too:
-    /// `CONSOLE_OIDC_*` set in [`Harness::env`], and the secret's
-    /// `consoleOidcClientSecret` ([`OIDC_CLIENT_SECRET`]). The `consoleToken` stays
-    /// (take it away with [`Harness::set_secret_fields`]).
+    /// Sign-in through `issuer` (client [`OIDC_CLIENT_ID`], groups claim `groups`),
+    /// its client secret in the secret as `consoleOidcClientSecret`.
     pub fn with_oidc(mut self, issuer: &str) -> Self {
-        self.oidc = Some(OidcConfig {
+        self.console_oidc = Some(OidcConfig {
             issuer: issuer.trim_end_matches('/').to_owned(),
-            client_id: OIDC_CLIENT_ID.into(),
-            groups_claim: sophos_cw_sync::config::env::DEFAULT_GROUPS_CLAIM.into(),
+            client_id: OIDC_CLIENT_ID.to_owned(),
+            groups_claim: sophos_cw_sync::config::env::DEFAULT_GROUPS_CLAIM.to_owned(),
         });
         self.set_secret_fields(json!({"consoleOidcClientSecret": OIDC_CLIENT_SECRET}));
         self
@@ -142,10 +143,10 @@ impl Harness {
             sophos_id_url: self.sim.sophos_url(),
             sophos_api_url: self.sim.sophos_url(),
             settings_file: None,
-            console_url: None,
+            console_url: self.console_url.clone(),
             notify_topic_arn: None,
             notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
-            console_oidc: self.oidc.clone(),
+            console_oidc: self.console_oidc.clone(),
         }
     }
 

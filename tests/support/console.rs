@@ -63,7 +63,7 @@ pub fn session_key(h: &Harness) -> SessionKey {
             .as_str()
             .map(|v| SecretString::from(v.to_owned()))
     };
-    let oidc = field("consoleOidcClientSecret").filter(|_| h.oidc.is_some());
+    let oidc = field("consoleOidcClientSecret").filter(|_| h.console_oidc.is_some());
     SessionKey::from_secrets(field("consoleToken").as_ref(), oidc.as_ref())
         .expect("the harness's console has a way in")
 }

@@ -9,6 +9,8 @@ pub mod console;
 #[allow(dead_code)]
 pub mod moto;
 #[allow(dead_code)]
+pub mod oidc;
+#[allow(dead_code)]
 pub mod review;
 #[allow(dead_code)]
 pub mod sim_log;

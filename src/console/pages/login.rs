@@ -36,6 +36,12 @@ struct LoginPage {
     next: String,
     problem: Option<String>,
     signed_out: bool,
+    /// Sign-in through the identity provider, offered first when it is set up:
+    /// the link that starts it.
+    oidc_href: Option<String>,
+    /// The password form (the break-glass when OpenID Connect is set up); only
+    /// when the secret has a `consoleToken`.
+    password: bool,
 }
 
 /// Lifetime of the login form's one-time token.
@@ -46,12 +52,12 @@ async fn login_form(State(web): State<Web>, uri: Uri) -> Result<Response, Consol
     let q = query_pairs(&uri)?;
     let next = safe_next(query_get(&q, "next"));
     let signed_out = query_get(&q, "signedOut").is_some();
-    Ok(form_page(&web, StatusCode::OK, next, None, signed_out))
+    Ok(form_page(&web, StatusCode::OK, next, None, signed_out).await)
 }
 
 /// The form with a fresh one-time token, also set as a cookie (double submit:
 /// before a session exists, only a page of ours can know the cookie's value).
-fn form_page(
+async fn form_page(
     web: &Web,
     status: StatusCode,
     next: String,
@@ -59,12 +65,23 @@ fn form_page(
     signed_out: bool,
 ) -> Response {
     let nonce = session::random_hex();
+    let oidc_href = web
+        .app
+        .env
+        .console_oidc
+        .as_ref()
+        .map(|_| format!("/console/auth/login?next={}", page::encode(&next)));
+    let password = page::secrets(web)
+        .await
+        .is_ok_and(|s| s.console_token.is_some());
     let page = LoginPage {
         layout: Layout::anonymous("login"),
         csrf: nonce.clone(),
         next,
         problem,
         signed_out,
+        oidc_href,
+        password,
     };
     let mut response = render_with(status, &page);
     let cookie = session::set_cookie(
@@ -99,6 +116,11 @@ async fn login(
     let next = safe_next(form.get("next"));
     let secrets = page::secrets(&web).await?;
     let Some(token) = secrets.console_token.as_ref() else {
+        if web.app.env.console_oidc.is_some() {
+            return Err(ConsoleError::Forbidden(
+                "this console has no password (the secret has no \"consoleToken\"): sign in with your organisation's account on the sign-in page instead".into(),
+            ));
+        }
         return Err(page::switched_off());
     };
     let password = form.get("password").unwrap_or("");
@@ -123,7 +145,8 @@ async fn login(
             next,
             Some("That password is not the console password. Check the secret's consoleToken and try again.".into()),
             false,
-        ));
+        )
+        .await);
     }
     let key = page::session_key(&web).await?;
     let (session, value) = key.issue(
@@ -202,7 +225,7 @@ async fn logout(
 }
 
 /// Where to go after signing in: only a console path of ours (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/console/")

@@ -1,6 +1,7 @@
 //! One module per console page.
 
 pub mod audit;
+pub mod auth;
 pub mod customer;
 pub mod customers;
 pub mod login;
@@ -17,6 +18,7 @@ pub fn routes() -> Router<Web> {
         // Any other path under /console: a console page that says so, not the API's JSON.
         .route("/console/{*rest}", axum::routing::any(no_such_page))
         .merge(login::routes())
+        .merge(auth::routes())
         .merge(audit::routes())
         .merge(customers::routes())
         .merge(customer::routes())

@@ -1,0 +1,3 @@
+//! Signing people in through an identity provider (see [`oidc`]).
+
+pub mod oidc;
