@@ -409,6 +409,7 @@ async fn cycle(
     let counters = Arc::new(ApiCounters::default());
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
     opts.concurrency = settings.connectwise_concurrency;
+    opts.started_by = Some(cli_actor());
     opts.crash_after_writes = crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
         opts.lease_ttl = std::time::Duration::from_secs(secs);

@@ -140,7 +140,8 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
     );
     let queue = Arc::new(QueueInvoker::default());
     let app = app_for(&h, queue.clone()).await;
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let mut invocations = 0;
@@ -278,7 +279,8 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
     let store: Arc<dyn Store> = Arc::new(dynamo);
     let queue = Arc::new(QueueInvoker::default());
     let app = app_on(&h, store.clone(), queue.clone()).await;
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let mut invocations = 0;

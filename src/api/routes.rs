@@ -118,7 +118,7 @@ async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
         accept_usage_drop,
     } = sync_body(body)?;
     match app
-        .start_sync_with(month, dry_run, accept_usage_drop)
+        .start_sync_with(month, dry_run, accept_usage_drop, API_ACTOR)
         .await?
     {
         StartOutcome::Started { run_id } => Ok(ApiResponse {
@@ -373,7 +373,7 @@ async fn decide(
     let mut body = json!({"change": to_json(&change)?});
     if sync && change.status == HeldStatus::Approved {
         let month = change.month.parse::<Month>().ok();
-        let (status, run) = match app.start_sync(month, false).await? {
+        let (status, run) = match app.start_sync(month, false, API_ACTOR).await? {
             StartOutcome::Started { run_id } => (202, json!({"runId": run_id, "status": "queued"})),
             StartOutcome::Busy { run_id } => (
                 200,

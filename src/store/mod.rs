@@ -201,4 +201,16 @@ pub trait Store: Send + Sync {
     /// The run id recorded for `key` if a claim is recorded and not expired at
     /// `now`; records nothing (a read, e.g. "was this console session ended?").
     async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
+
+    // --- counters of events within a window (e.g. failed sign-ins) ---
+    /// Adds one event to the counter `key` and returns how many it holds now,
+    /// atomically (two containers counting at once both count). A counter's window
+    /// starts at its first event; an event at or after `window` later starts a new
+    /// window at 1.
+    async fn count_event(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> StoreResult<u32>;
 }

@@ -177,7 +177,7 @@ pub async fn request_sync(
 ) -> Result<StartOutcome, ConsoleError> {
     let outcome = web
         .app
-        .start_sync_with(month, dry_run, accept_usage_drop)
+        .start_sync_with(month, dry_run, accept_usage_drop, &authed.actor())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "console: cannot start a sync");
