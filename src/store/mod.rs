@@ -130,11 +130,20 @@ pub trait Store: Send + Sync {
             run_id: run_id.map(str::to_owned),
             ..AuditFilter::default()
         };
+        self.list_audit_matching(&filter, limit).await
+    }
+    /// Latest first, at most `limit` entries matching `filter`, read page after
+    /// page like [`Store::list_audit`].
+    async fn list_audit_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let mut out = Vec::new();
         let mut before: Option<String> = None;
         while out.len() < limit {
             let page = self
-                .list_audit_page(&filter, limit - out.len(), before.as_deref())
+                .list_audit_page(filter, limit - out.len(), before.as_deref())
                 .await?;
             out.extend(page.items);
             match page.next {

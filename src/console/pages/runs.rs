@@ -38,6 +38,9 @@ const PROGRESS_COUNT_LIMIT: usize = 5_000;
 pub struct RunRow {
     pub run_id: String,
     pub trigger: String,
+    /// Who started it (`console:<email>`, `api:token`, `schedule`, ...); "–" for
+    /// runs recorded before it was kept.
+    pub started_by: String,
     pub month: String,
     pub status: String,
     pub dry_run: bool,
@@ -72,6 +75,7 @@ fn run_row(r: &RunRecord) -> RunRow {
     RunRow {
         run_id: r.run_id.clone(),
         trigger: r.trigger.clone(),
+        started_by: r.started_by.clone().unwrap_or_else(|| "–".into()),
         month: if r.month.is_empty() {
             "(setting)".into()
         } else {
