@@ -14,8 +14,9 @@ use sophos_cw_sync::store::{AuditEntry, AuditFilter, Store};
 use sophos_cw_sync::web::router;
 use std::sync::Arc;
 use std::time::Duration;
-use support::app::{CONSOLE_PASSWORD, Harness, QueueInvoker, demo_settings};
+use support::app::{CONSOLE_PASSWORD, Harness, MONTH, QueueInvoker, demo_settings, tenant};
 use support::console::{Client, app, test_config};
+use support::review::{held, put};
 
 const TOKEN: &str = "webhook-token-secret-value";
 
@@ -337,4 +338,111 @@ async fn ten_wrong_passwords_lock_password_sign_in_in_every_container() {
         .filter(|e| e.detail.as_deref().unwrap().contains("is locked until"))
         .count();
     assert_eq!(while_locked, 2);
+}
+
+// ---------------------------------------------------------------- decidedBy
+
+/// A console whose environment has OpenID Connect configured (the issuer is never
+/// asked: the session below is forged with the console's key).
+fn oidc_client(h: &Harness) -> Client {
+    let env = sophos_cw_sync::config::Environment {
+        console_oidc: Some(sophos_cw_sync::config::OidcConfig {
+            issuer: "http://127.0.0.1:9/issuer".into(),
+            client_id: "console".into(),
+            groups_claim: "groups".into(),
+        }),
+        ..h.env()
+    };
+    let app = Arc::new(App {
+        store: h.store.clone(),
+        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::ZERO),
+        env,
+        invoker: Arc::new(QueueInvoker(Default::default())),
+        lease_ttl: Duration::from_secs(900),
+        deadline_margin: Duration::from_secs(60),
+    });
+    Client::new(router(app, test_config()))
+}
+
+fn request(method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "console.test")
+        .header("cookie", cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(serde_urlencoded::to_string(form).unwrap()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_from_a_named_session_records_her_email_as_decided_by_and_actor() {
+    use sophos_cw_sync::config::operators::Role;
+    use sophos_cw_sync::console::session::{Person, SessionKey, SignInWay};
+    let h = Harness::start().await;
+    let mut settings = demo_settings();
+    settings.operators = serde_json::from_value(
+        serde_json::json!([{"email": "Alice@Example.com", "role": "approver"}]),
+    )
+    .unwrap();
+    h.store.put_settings(&settings).await.unwrap();
+    let change = held(
+        MONTH,
+        &tenant(1),
+        "Acme Ltd",
+        "Sophos_Intercept_X_Advanced",
+        40.0,
+        28.0,
+    );
+    put(h.store.as_ref(), &change).await;
+
+    let key = SessionKey::from_secrets(Some(&CONSOLE_PASSWORD.to_owned().into()), None).unwrap();
+    let alice = Person {
+        via: SignInWay::Oidc,
+        subject: "sub-alice".into(),
+        email: Some("alice@example.com".into()),
+        role: Role::Approver,
+        groups: vec![],
+    };
+    let (_session, value) = key.issue(
+        alice,
+        std::time::SystemTime::now(),
+        Duration::from_secs(3600),
+    );
+    let cookie = format!("scw_session={value}");
+    let mut c = oidc_client(&h);
+    let page = c
+        .send(request("GET", "/console/review", &cookie, &[]))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("alice@example.com"), "{}", page.body);
+    let act = format!("approve:{}", change.id);
+    let answer = c
+        .send(request(
+            "POST",
+            "/console/review",
+            &cookie,
+            &[("csrf", &page.csrf()), ("act", &act)],
+        ))
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let stored = h.store.get_held_change(&change.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.decided_by.as_deref(),
+        Some("console:alice@example.com")
+    );
+    let trail = entries(&h, action("approveChange")).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].actor, "console:alice@example.com");
+    // And the trail finds her by name.
+    let hers = entries(
+        &h,
+        AuditFilter {
+            actor: Some("console:alice@example.com".into()),
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(hers, trail);
 }
