@@ -153,6 +153,11 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
         invocations += 1;
         assert!(invocations < 500, "the cycle must make progress");
         assert_eq!(next.run_id, run_id, "continuations keep the run id");
+        assert_eq!(
+            next.started_by.as_deref(),
+            Some("test"),
+            "and who started it"
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_millis(60);
         last = Some(app.run_job(&next, Some(deadline)).await.unwrap());
     }
@@ -169,6 +174,7 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
     );
     let stored = h.store.get_run(&run_id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Partial);
+    assert_eq!(stored.started_by.as_deref(), Some("test"));
     assert_eq!(stored.report["customerCounts"]["total"], 120);
     let customers = run_customers(h.store.as_ref(), &run_id).await;
     assert_eq!(
