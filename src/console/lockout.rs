@@ -251,11 +251,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_locked_page_says_when_and_the_other_way_in() {
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_locked_page_says_when_and_the_other_way_in() {
         let until = t0() + mins(15);
         let response = locked_response(until, t0(), true);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "900");
+        let page = body(response).await;
+        assert!(
+            page.contains("after 10 wrong passwords within 15 minutes"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Try the password again after 2026-12-07 09:15:00 UTC"),
+            "{page}"
+        );
+        assert!(page.contains("identity provider still works"), "{page}");
+        // Without OpenID Connect, it says how to set it up.
+        let page = body(locked_response(until, t0(), false)).await;
+        assert!(page.contains("CONSOLE_OIDC_ISSUER"), "{page}");
     }
 }
