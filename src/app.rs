@@ -37,6 +37,10 @@ pub struct RunRequest {
     /// Lower quantities even if the usage report shrank past `usageDropGuard`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accept_usage_drop: bool,
+    /// Who asked for the run (kept as the run's `startedBy`); None in events
+    /// queued before it was carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 fn default_trigger() -> String {
@@ -52,6 +56,7 @@ impl RunRequest {
             dry_run,
             trigger: trigger.into(),
             accept_usage_drop: false,
+            started_by: None,
         }
     }
 }
@@ -179,13 +184,15 @@ impl App {
 
     /// The webhook: takes the lease for a new run id (so a second request meanwhile
     /// is told who runs), records the run as queued and starts it asynchronously.
-    /// A dry run takes no lease.
+    /// A dry run takes no lease. `actor` is who asks (`console:<email>`,
+    /// `api:token`, ...), kept as the run's `startedBy`.
     pub async fn start_sync(
         &self,
         month: Option<Month>,
         dry_run: bool,
+        actor: &str,
     ) -> Result<StartOutcome, AppError> {
-        self.start_sync_with(month, dry_run, false).await
+        self.start_sync_with(month, dry_run, false, actor).await
     }
 
     /// [`Self::start_sync`]; `accept_usage_drop` lets the run lower quantities
@@ -196,6 +203,7 @@ impl App {
         month: Option<Month>,
         dry_run: bool,
         accept_usage_drop: bool,
+        actor: &str,
     ) -> Result<StartOutcome, AppError> {
         if !dry_run {
             if let Some(pause) = self.settings().await?.paused {
@@ -219,6 +227,7 @@ impl App {
         }
         let request = RunRequest {
             accept_usage_drop,
+            started_by: Some(actor.to_owned()),
             ..RunRequest::new(run_id.clone(), month, dry_run, "webhook")
         };
         let queued = RunRecord {
@@ -229,6 +238,7 @@ impl App {
             month: month.map(|m| m.to_string()).unwrap_or_default(),
             dry_run,
             trigger: "webhook".into(),
+            started_by: request.started_by.clone(),
             report: serde_json::Value::Null,
             expires_at: Some(now + chrono::Duration::days(90)),
         };
@@ -281,7 +291,11 @@ impl App {
                 let report: RunReport = serde_json::from_value(run.report).map_err(|e| {
                     AppError::Store(StoreError::Corrupt(format!("run {}: {e}", request.run_id)))
                 })?;
-                RunOptions::resuming(report, &request.trigger).map_err(AppError::Config)?
+                let mut opts =
+                    RunOptions::resuming(report, &request.trigger).map_err(AppError::Config)?;
+                // A continuation keeps who started the run, whoever delivers it.
+                opts.started_by = run.started_by.or_else(|| request.started_by.clone());
+                opts
             }
             None => {
                 let month = match &request.month {
@@ -293,6 +307,7 @@ impl App {
                 let mut opts = RunOptions::new(month, request.dry_run, &request.trigger);
                 opts.run_id = request.run_id.clone();
                 opts.accept_usage_drop = request.accept_usage_drop;
+                opts.started_by = request.started_by.clone();
                 opts
             }
         };
@@ -377,7 +392,7 @@ impl App {
                 tracing::info!(tick, run_id = %first, "scheduled event already handled; skipping the duplicate delivery");
                 return Ok(None);
             }
-            let request = RunRequest::new(first, None, false, "schedule");
+            let request = scheduled(RunRequest::new(first, None, false, "schedule"));
             return self.run_job(&request, deadline).await.map(Some);
         }
         let latest = self.store.list_runs(1, None).await?;
@@ -385,7 +400,17 @@ impl App {
             Some(run) => RunRequest::new(run.run_id.clone(), None, run.dry_run, "schedule"),
             None => RunRequest::new(run_id, None, false, "schedule"),
         };
+        let request = scheduled(request);
         self.run_job(&request, deadline).await.map(Some)
+    }
+}
+
+/// A request of the schedule: started by `schedule` (a continued run keeps the
+/// `startedBy` of its record, see `run_cycle`).
+fn scheduled(request: RunRequest) -> RunRequest {
+    RunRequest {
+        started_by: Some("schedule".into()),
+        ..request
     }
 }
 

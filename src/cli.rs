@@ -82,6 +82,10 @@ pub enum Command {
     Audit {
         #[arg(long)]
         json: bool,
+        /// Only the entries of this person, exactly as the trail names them
+        /// (`console:alice@example.com`, `cli:bob`, `api:token`, `schedule`).
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Changes held for review: list them (open ones; --all every status), or
     /// approve or reject them by id.
@@ -217,7 +221,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Runs { run_id, json } => runs(store, run_id, json).await,
-        Command::Audit { json } => audit(store, json).await,
+        Command::Audit { json, actor } => audit(store, json, actor).await,
         Command::Review { action, json, all } => match action {
             None => review_list(store, json, all).await,
             Some(ReviewAction::Approve { ids, json, sync }) => {
@@ -409,6 +413,7 @@ async fn cycle(
     let counters = Arc::new(ApiCounters::default());
     let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
     opts.concurrency = settings.connectwise_concurrency;
+    opts.started_by = Some(cli_actor());
     opts.crash_after_writes = crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
     if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
         opts.lease_ttl = std::time::Duration::from_secs(secs);
@@ -585,8 +590,12 @@ async fn runs(store: &dyn Store, run_id: Option<String>, json: bool) -> Result<u
     Ok(0)
 }
 
-async fn audit(store: &dyn Store, json: bool) -> Result<u8, Failure> {
-    let entries = store.list_audit(200, None).await?;
+async fn audit(store: &dyn Store, json: bool, actor: Option<String>) -> Result<u8, Failure> {
+    let filter = crate::store::AuditFilter {
+        actor: actor.filter(|a| !a.trim().is_empty()),
+        ..crate::store::AuditFilter::default()
+    };
+    let entries = store.list_audit_matching(&filter, 200).await?;
     if json {
         println!(
             "{}",

@@ -871,6 +871,7 @@ async fn runs_are_paged_latest_first() {
                 month: MONTH.into(),
                 dry_run: false,
                 trigger: "schedule".into(),
+                started_by: None,
                 report: json!({"writes": n}),
                 expires_at: None,
             })

@@ -140,7 +140,8 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
     );
     let queue = Arc::new(QueueInvoker::default());
     let app = app_for(&h, queue.clone()).await;
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let mut invocations = 0;
@@ -152,6 +153,11 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
         invocations += 1;
         assert!(invocations < 500, "the cycle must make progress");
         assert_eq!(next.run_id, run_id, "continuations keep the run id");
+        assert_eq!(
+            next.started_by.as_deref(),
+            Some("test"),
+            "and who started it"
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_millis(60);
         last = Some(app.run_job(&next, Some(deadline)).await.unwrap());
     }
@@ -168,6 +174,7 @@ async fn a_large_cycle_finishes_over_several_invocations_like_one_long_run() {
     );
     let stored = h.store.get_run(&run_id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Partial);
+    assert_eq!(stored.started_by.as_deref(), Some("test"));
     assert_eq!(stored.report["customerCounts"]["total"], 120);
     let customers = run_customers(h.store.as_ref(), &run_id).await;
     assert_eq!(
@@ -278,7 +285,8 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
     let store: Arc<dyn Store> = Arc::new(dynamo);
     let queue = Arc::new(QueueInvoker::default());
     let app = app_on(&h, store.clone(), queue.clone()).await;
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let mut invocations = 0;

@@ -159,7 +159,8 @@ fn use_webhook(h: &Harness, receiver: &Receiver) {
 
 /// A run started as the webhook does, then its first invocation.
 async fn start_and_run(app: &App, queue: &QueueInvoker) -> (String, Result<RunStatus, String>) {
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let request = queue.pop().expect("the start was queued");
@@ -463,7 +464,8 @@ async fn a_run_over_several_invocations_sends_one_message_at_its_end() {
     use_webhook(&h, &receiver);
     let queue = Arc::new(QueueInvoker::default());
     let app = app_for(&h, &priced_settings(), None, queue.clone()).await;
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     let mut invocations = 0;
@@ -566,7 +568,8 @@ async fn a_run_whose_secret_cannot_be_read_ends_failed_frees_the_lease_and_is_pu
     )
     .await;
     // The secret is broken after the webhook's start, before the run reads it.
-    let StartOutcome::Started { run_id } = app.start_sync(None, false).await.unwrap() else {
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
         panic!("the lease is free")
     };
     std::fs::write(&h.secrets_path, "{not json").unwrap();
@@ -578,7 +581,7 @@ async fn a_run_whose_secret_cannot_be_read_ends_failed_frees_the_lease_and_is_pu
     assert!(run.finished_at.is_some());
     // The lease is free again: the next start is not refused as busy.
     assert!(matches!(
-        app.start_sync(None, false).await.unwrap(),
+        app.start_sync(None, false, "test").await.unwrap(),
         StartOutcome::Started { .. }
     ));
     let messages = receiver.sns_messages();

@@ -135,6 +135,10 @@ conformance!(
     audit_console_entries_round_trip_and_belong_to_no_run,
     audit_pages_filter_by_tenant_action_and_run,
     audit_pages_walk_1200_entries_once_each_latest_first,
+    audit_pages_filter_by_actor,
+    runs_keep_who_started_them,
+    count_event_counts_within_a_window_then_starts_again,
+    count_event_race_counts_every_event,
     lists_span_several_pages,
     run_customers_page_by_tenant_within_their_run,
     a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
@@ -192,6 +196,7 @@ fn run(run_id: &str, status: RunStatus) -> RunRecord {
         month: "2024-05".to_owned(),
         dry_run: false,
         trigger: "cli".to_owned(),
+        started_by: None,
         report: serde_json::Value::Null,
         expires_at: None,
     }
@@ -237,6 +242,14 @@ fn audit_filter(run: Option<&str>, tenant: Option<&str>, action: Option<&str>) -
         run_id: run.map(str::to_owned),
         tenant_id: tenant.map(str::to_owned),
         action: action.map(str::to_owned),
+        actor: None,
+    }
+}
+
+fn by_actor(actor: &str, base: AuditFilter) -> AuditFilter {
+    AuditFilter {
+        actor: Some(actor.to_owned()),
+        ..base
     }
 }
 
@@ -1221,6 +1234,193 @@ async fn claim_once_race_has_one_winner(f: &Fixture) {
     }
 }
 
+/// The person filter: exact, alone and with the others, in pages.
+async fn audit_pages_filter_by_actor(f: &Fixture) {
+    let s = f.store();
+    let with_actor = |mut e: AuditEntry, actor: &str| {
+        e.actor = actor.to_owned();
+        e
+    };
+    let e = [
+        with_actor(tagged_audit("r1", 1, 1, "t1", "createAddition"), "cli:bob"),
+        with_actor(
+            console_audit(1, t0() + secs(2), "approveChange", Some("t1")),
+            "console:alice@example.com",
+        ),
+        with_actor(
+            console_audit(2, t0() + secs(3), "consoleLogin", None),
+            "console:password",
+        ),
+        with_actor(
+            console_audit(3, t0() + secs(4), "setMapping", Some("t2")),
+            "console:alice@example.com",
+        ),
+        with_actor(tagged_audit("r2", 1, 5, "t2", "updateAddition"), "schedule"),
+        with_actor(
+            console_audit(4, t0() + secs(6), "consoleLogin", None),
+            "console:alice@example.com",
+        ),
+        // Another person whose address begins with alice's: not hers.
+        with_actor(
+            console_audit(5, t0() + secs(7), "consoleLogin", None),
+            "console:alice@example.com.evil",
+        ),
+    ];
+    for i in [4, 0, 6, 2, 5, 1, 3] {
+        s.append_audit(&e[i]).await.unwrap();
+    }
+    let pick = |idx: &[usize]| idx.iter().map(|&i| e[i].clone()).collect::<Vec<_>>();
+    let alice = "console:alice@example.com";
+    let none = || audit_filter(None, None, None);
+    let cases: Vec<(AuditFilter, Vec<usize>)> = vec![
+        (by_actor(alice, none()), vec![5, 3, 1]),
+        (by_actor("cli:bob", none()), vec![0]),
+        (by_actor("console:password", none()), vec![2]),
+        (by_actor("CONSOLE:ALICE@EXAMPLE.COM", none()), vec![]),
+        (by_actor("console:alice", none()), vec![]),
+        (
+            by_actor(alice, audit_filter(None, None, Some("consoleLogin"))),
+            vec![5],
+        ),
+        (
+            by_actor(alice, audit_filter(None, Some("t1"), None)),
+            vec![1],
+        ),
+        (
+            by_actor(alice, audit_filter(Some(""), None, None)),
+            vec![5, 3, 1],
+        ),
+        (
+            by_actor("schedule", audit_filter(Some("r2"), Some("t2"), None)),
+            vec![4],
+        ),
+        (
+            by_actor("schedule", audit_filter(Some("r1"), None, None)),
+            vec![],
+        ),
+    ];
+    for (filter, expected) in &cases {
+        let page = s.list_audit_page(filter, 10, None).await.unwrap();
+        assert_eq!(page.items, pick(expected), "{filter:?}");
+        assert_eq!(page.next, None, "{filter:?}: nothing follows");
+        let pages = walk_audit(s, filter, 1).await;
+        assert_eq!(walked(&pages), pick(expected), "{filter:?} in pages of 1");
+    }
+}
+
+/// `startedBy` is kept; a record written before it existed reads as None.
+async fn runs_keep_who_started_them(f: &Fixture) {
+    let s = f.store();
+    let mut started = run("r-who", RunStatus::Running);
+    started.started_by = Some("console:alice@example.com".to_owned());
+    s.put_run(&started).await.unwrap();
+    assert_eq!(s.get_run("r-who").await.unwrap(), Some(started.clone()));
+    let json = serde_json::to_value(&started).unwrap();
+    assert_eq!(json["startedBy"], "console:alice@example.com");
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("startedBy");
+    let read: RunRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(read.started_by, None);
+    s.put_run(&read).await.unwrap();
+    assert_eq!(s.get_run("r-who").await.unwrap().unwrap().started_by, None);
+}
+
+/// A window starts at its first event and ends `window` later; the next event
+/// after it starts again at 1. Another handle (process, container) counts the same.
+async fn count_event_counts_within_a_window_then_starts_again(f: &Fixture) {
+    let s = f.store();
+    let window = Duration::from_secs(15 * 60);
+    let other = f.other.as_deref().unwrap_or(s);
+    assert_eq!(s.count_event("fail", t0(), window).await.unwrap(), 1);
+    assert_eq!(
+        s.count_event("fail", t0() + secs(60), window)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        other
+            .count_event("fail", t0() + secs(120), window)
+            .await
+            .unwrap(),
+        3
+    );
+    // Another key is counted apart.
+    assert_eq!(
+        s.count_event("other", t0() + secs(120), window)
+            .await
+            .unwrap(),
+        1
+    );
+    // The last instant of the window still counts in it (the window does not slide).
+    let last = t0() + secs(15 * 60) - chrono::Duration::milliseconds(1);
+    assert_eq!(s.count_event("fail", last, window).await.unwrap(), 4);
+    // At its end a new window starts, from that event.
+    let next = t0() + secs(15 * 60);
+    assert_eq!(other.count_event("fail", next, window).await.unwrap(), 1);
+    assert_eq!(
+        s.count_event("fail", next + secs(14 * 60), window)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_event("fail", next + secs(15 * 60), window)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_event("other", t0() + secs(180), window)
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+async fn count_event_race_counts_every_event(f: &Fixture) {
+    let n = 8;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = racers(f, n)
+        .into_iter()
+        .map(|store| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .count_event("race", t0(), Duration::from_secs(900))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    counts.sort_unstable();
+    if f.atomic_conditional_writes {
+        assert_eq!(
+            counts,
+            (1..=8).collect::<Vec<u32>>(),
+            "each event counted once"
+        );
+    } else {
+        // moto does not lock between requests: no count is above the events sent.
+        assert!(counts.iter().all(|c| (1..=8).contains(c)), "{counts:?}");
+    }
+    let after = f
+        .store()
+        .count_event("race", t0() + secs(1), Duration::from_secs(900))
+        .await
+        .unwrap();
+    if f.atomic_conditional_writes {
+        assert_eq!(after, 9);
+    } else {
+        assert!((2..=9).contains(&after), "{after}");
+    }
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 mod sqlite_only {
@@ -1406,7 +1606,113 @@ mod sqlite_only {
     }
 }
 
+/// A schema-2 file (audit without `actor`) gains the column, filled from the bodies.
+mod sqlite_schema_2 {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_schema_2_audit_trail_is_migrated_and_filtered_by_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let mut bob = tagged_audit("r1", 1, 1, "t1", "createAddition");
+        bob.actor = "cli:bob".to_owned();
+        let alice = console_audit(1, t0() + secs(2), "approveChange", Some("t1"));
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.append_audit(&bob).await.unwrap();
+            store.append_audit(&alice).await.unwrap();
+        }
+        {
+            // What schema 2 had: no actor column, no index on it.
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            raw.execute_batch(
+                "DROP INDEX audit_by_actor;
+                 ALTER TABLE audit DROP COLUMN actor;
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let filter = by_actor("cli:bob", audit_filter(None, None, None));
+        let page = store.list_audit_page(&filter, 10, None).await.unwrap();
+        assert_eq!(page.items, vec![bob.clone()]);
+        let filter = by_actor("console:alice", audit_filter(None, Some("t1"), None));
+        let page = store.list_audit_page(&filter, 10, None).await.unwrap();
+        assert_eq!(page.items, vec![alice.clone()]);
+        drop(store);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, sophos_cw_sync::store::sqlite::SCHEMA_VERSION);
+    }
+}
+
 // ---------------------------------------------------------------- DynamoDB only
+
+mod dynamodb_actor {
+    use super::*;
+
+    /// An entry written before `actor` was copied to its own attribute is still
+    /// found by the person filter (through its JSON body), and only for that person.
+    #[tokio::test]
+    async fn entries_without_the_actor_attribute_are_found_by_actor() {
+        let (conf, store) = new_dynamo_table().await;
+        let mut bob = tagged_audit("r1", 1, 1, "t1", "createAddition");
+        bob.actor = "cli:bob".to_owned();
+        let alice = console_audit(1, t0() + secs(2), "approveChange", Some("t1"));
+        store.append_audit(&bob).await.unwrap();
+        store.append_audit(&alice).await.unwrap();
+        let client = Client::new(&conf);
+        for e in [&bob, &alice] {
+            let sk = format!(
+                "{}#{}#{:06}",
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                e.run_id,
+                e.seq
+            );
+            client
+                .update_item()
+                .table_name(store.table_name())
+                .key("pk", AttributeValue::S("AUDIT".into()))
+                .key("sk", AttributeValue::S(sk))
+                .update_expression("REMOVE actor")
+                .send()
+                .await
+                .unwrap();
+        }
+        let page = store
+            .list_audit_page(
+                &by_actor("cli:bob", audit_filter(None, None, None)),
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items, vec![bob.clone()]);
+        let page = store
+            .list_audit_page(
+                &by_actor(
+                    "console:alice",
+                    audit_filter(None, None, Some("approveChange")),
+                ),
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items, vec![alice.clone()]);
+        let page = store
+            .list_audit_page(
+                &by_actor("cli:bo", audit_filter(None, None, None)),
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items, vec![]);
+    }
+}
 
 mod dynamodb_only {
     use super::*;

@@ -5,7 +5,7 @@ use super::{ApiResponse, ok};
 use crate::app::{App, StartOutcome};
 use crate::config::Settings;
 use crate::domain::month::Month;
-use crate::store::{HeldStatus, MAX_PAGE, Mapping, MappingKind};
+use crate::store::{AuditFilter, HeldStatus, MAX_PAGE, Mapping, MappingKind};
 use crate::sync::review::{self, Decision};
 use serde_json::{Map, Value, json};
 
@@ -118,7 +118,7 @@ async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
         accept_usage_drop,
     } = sync_body(body)?;
     match app
-        .start_sync_with(month, dry_run, accept_usage_drop)
+        .start_sync_with(month, dry_run, accept_usage_drop, API_ACTOR)
         .await?
     {
         StartOutcome::Started { run_id } => Ok(ApiResponse {
@@ -245,10 +245,15 @@ async fn status(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
 }
 
 async fn audit(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["limit", "runId"])?;
+    let q = Query::parse(query, &["limit", "runId", "actor"])?;
     let limit = q.limit(100, 1000)?;
-    let run_id = q.get("runId").filter(|r| !r.is_empty());
-    let entries = app.store.list_audit(limit, run_id).await?;
+    // `actor` is exact: `console:alice@example.com`, `cli:bob`, `api:token`.
+    let filter = AuditFilter {
+        run_id: q.get("runId").filter(|r| !r.is_empty()).map(str::to_owned),
+        actor: q.get("actor").filter(|a| !a.is_empty()).map(str::to_owned),
+        ..AuditFilter::default()
+    };
+    let entries = app.store.list_audit_matching(&filter, limit).await?;
     Ok(ok(json!({"items": to_json(&entries)?})))
 }
 
@@ -373,7 +378,7 @@ async fn decide(
     let mut body = json!({"change": to_json(&change)?});
     if sync && change.status == HeldStatus::Approved {
         let month = change.month.parse::<Month>().ok();
-        let (status, run) = match app.start_sync(month, false).await? {
+        let (status, run) = match app.start_sync(month, false, API_ACTOR).await? {
             StartOutcome::Started { run_id } => (202, json!({"runId": run_id, "status": "queued"})),
             StartOutcome::Busy { run_id } => (
                 200,

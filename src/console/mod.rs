@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod companies;
 pub mod csrf;
 pub mod csv;
+pub mod lockout;
 
 pub mod page;
 pub mod pages;

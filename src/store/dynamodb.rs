@@ -14,10 +14,11 @@
 //! | customer status | `CUSTOMER` | tenantId                              | `body`                                   |
 //! | run             | `RUN`      | runId                                 | `body`, `ttl` (N, epoch s, if `expiresAt`)|
 //! | run customer    | `RUNCUST#{runId}` | tenantId                       | `body`, `ttl` (N, epoch s, if `expiresAt`)|
-//! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`, `tenantId`, `action` (2) |
+//! | audit entry     | `AUDIT`    | `{at}#{runId}#{seq:06}` (1)           | `body`, `runId`, `tenantId`, `action`, `actor` (2) |
 //! | lease           | `LEASE`    | `LEASE`                               | `body`, `runId`, `expiresAt` (N, epoch ms)|
 //! | claim           | `CLAIM`    | the de-duplication key                | `body`, `runId`, `expiresAt` (N, epoch ms), `ttl` (N, epoch s) |
 //! | held change     | `HELD`     | id (`{month}-{hash}`)                 | `body`, `open` (N 0/1), `version` (N), `ttl` (N, epoch s, if `expiresAt`) |
+//! | counter         | `COUNTER`  | the counter's key                     | `count` (N), `windowEnds` (N, epoch ms), `ttl` (N, epoch s); no `body` |
 //!
 //! (1) `at` is RFC 3339 in UTC with milliseconds (`2024-05-01T06:00:00.123Z`), fixed
 //! width, so the sort key orders entries by time. The console's own entries have no
@@ -30,6 +31,8 @@
 //! (`contains(body, :json)` with `:json` = `"tenantId":"t-1"`, exact because the body
 //! is compact JSON, in which a field's quotes cannot come from inside a string), and
 //! every decoded entry is checked against the filter again before it is returned.
+//! `actor` came later still: for an item without `actor` the actor filter tests the
+//! body the same way (`"actor":"cli:bob"`).
 //!
 //! Access patterns: every list is a `Query` on one partition, following
 //! `LastEvaluatedKey` until done; the lists that grow with the partner (customer
@@ -51,6 +54,10 @@
 //! (`attribute_not_exists(pk) OR expiresAt < :now OR runId = :run`): only one cycle
 //! can hold it. Renew and release are conditional on `runId = :run`. `claim_once` is
 //! a conditional put of a `CLAIM` item (`attribute_not_exists(pk) OR expiresAt < :now`).
+//! `count_event` is a conditional `UpdateItem` that adds one while the counter's
+//! window is open (`windowEnds > :now`), else a conditional put that starts a new
+//! window at 1 (`attribute_not_exists(pk) OR windowEnds <= :now`); when both lose a
+//! race, it tries again.
 //!
 //! Held changes are one partition, listed latest month first (ids begin with their
 //! month) with `ScanIndexForward=false`, the open ones with a filter on `open`
@@ -95,6 +102,9 @@ const TTL: &str = "ttl";
 const RUN_ID: &str = "runId";
 const TENANT_ID: &str = "tenantId";
 const ACTION: &str = "action";
+const ACTOR: &str = "actor";
+const COUNT: &str = "count";
+const WINDOW_ENDS: &str = "windowEnds";
 const EXPIRES_AT: &str = "expiresAt";
 
 const SETTINGS: &str = "SETTINGS";
@@ -108,6 +118,7 @@ const RUN_CUSTOMER: &str = "RUNCUST#";
 const AUDIT: &str = "AUDIT";
 const LEASE: &str = "LEASE";
 const CLAIM: &str = "CLAIM";
+const COUNTER: &str = "COUNTER";
 
 type QueryBuilder = aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
@@ -813,31 +824,38 @@ impl AuditFilterExpression {
                 terms.push("#run = :run".to_owned());
             }
         }
+        // (value, name, attribute, placeholders, and the attribute whose absence
+        // marks an entry written before this copy was kept).
         let copies = [
             (
                 filter.tenant_id.as_deref(),
-                "#tenant",
-                TENANT_ID,
-                ":tenant",
-                ":tenantJson",
+                ("#tenant", TENANT_ID),
+                (":tenant", ":tenantJson"),
+                ("#action", ACTION),
             ),
             (
                 filter.action.as_deref(),
-                "#action",
-                ACTION,
-                ":action",
-                ":actionJson",
+                ("#action", ACTION),
+                (":action", ":actionJson"),
+                ("#action", ACTION),
+            ),
+            (
+                filter.actor.as_deref(),
+                ("#actor", ACTOR),
+                (":actor", ":actorJson"),
+                ("#actor", ACTOR),
             ),
         ];
-        for (value, name, attribute, placeholder, json_placeholder) in copies {
+        for (value, (name, attribute), (placeholder, json_placeholder), older) in copies {
             let Some(value) = value else { continue };
             e.name(name, attribute);
             if value.is_empty() {
                 terms.push(format!("attribute_not_exists({name})"));
                 continue;
             }
-            // Entries older than the `action` attribute: the field in the JSON body.
-            e.name("#action", ACTION);
+            // Entries older than the copy: the field in the JSON body.
+            let (older_name, older_attribute) = older;
+            e.name(older_name, older_attribute);
             e.name("#body", BODY);
             let json = format!(
                 "{}:{}",
@@ -847,7 +865,7 @@ impl AuditFilterExpression {
             e.values.push((placeholder, s(value)));
             e.values.push((json_placeholder, AttributeValue::S(json)));
             terms.push(format!(
-                "({name} = {placeholder} OR (attribute_not_exists(#action) AND \
+                "({name} = {placeholder} OR (attribute_not_exists({older_name}) AND \
                  contains(#body, {json_placeholder})))"
             ));
         }
@@ -1014,6 +1032,7 @@ impl Store for DynamoStore {
             (RUN_ID, Some(entry.run_id.as_str())),
             (TENANT_ID, entry.tenant_id.as_deref()),
             (ACTION, Some(entry.action.as_str())),
+            (ACTOR, Some(entry.actor.as_str())),
         ];
         for (name, value) in copies {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -1303,6 +1322,114 @@ impl Store for DynamoStore {
                     self.table
                 ))),
             },
+        }
+    }
+
+    async fn count_event(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> StoreResult<u32> {
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            if let Some(count) = self.count_in_open_window(key, now).await? {
+                return Ok(count);
+            }
+            if self.start_count_window(key, now, window).await? {
+                return Ok(1);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the counter {key:?} in DynamoDB table {} kept changing under \
+             {CONDITIONAL_ATTEMPTS} attempts to count one event; retry",
+            self.table
+        )))
+    }
+}
+
+/// The two conditional writes of [`Store::count_event`].
+impl DynamoStore {
+    /// Adds one to the counter if its window is still open at `now`; None when
+    /// there is no counter or its window has ended.
+    async fn count_in_open_window(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<u32>> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(COUNTER, key)))
+            .update_expression("ADD #count :one")
+            .condition_expression("attribute_exists(#pk) AND #ends > :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#count", COUNT)
+            .expression_attribute_names("#ends", WINDOW_ENDS)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let count = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(COUNT))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<u32>().ok());
+                match count {
+                    Some(c) => Ok(Some(c)),
+                    None => Err(StoreError::Corrupt(format!(
+                        "the counter {key:?} in DynamoDB table {} lacks a numeric `count`",
+                        self.table
+                    ))),
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.sdk_err("UpdateItem", e)),
+        }
+    }
+
+    /// Writes the counter at 1 with a window from `now`, unless another writer
+    /// started a window that is still open (false: count again).
+    async fn start_count_window(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> StoreResult<bool> {
+        let ends = expiry(now, window);
+        let mut item = Self::key(COUNTER, key);
+        item.insert(COUNT.to_owned(), n(1));
+        item.insert(WINDOW_ENDS.to_owned(), n(ends.timestamp_millis()));
+        item.insert(TTL.to_owned(), n(ends.timestamp()));
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #ends <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ends", WINDOW_ENDS)
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.sdk_err("PutItem", e)),
         }
     }
 }

@@ -130,11 +130,20 @@ pub trait Store: Send + Sync {
             run_id: run_id.map(str::to_owned),
             ..AuditFilter::default()
         };
+        self.list_audit_matching(&filter, limit).await
+    }
+    /// Latest first, at most `limit` entries matching `filter`, read page after
+    /// page like [`Store::list_audit`].
+    async fn list_audit_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let mut out = Vec::new();
         let mut before: Option<String> = None;
         while out.len() < limit {
             let page = self
-                .list_audit_page(&filter, limit - out.len(), before.as_deref())
+                .list_audit_page(filter, limit - out.len(), before.as_deref())
                 .await?;
             out.extend(page.items);
             match page.next {
@@ -201,4 +210,16 @@ pub trait Store: Send + Sync {
     /// The run id recorded for `key` if a claim is recorded and not expired at
     /// `now`; records nothing (a read, e.g. "was this console session ended?").
     async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
+
+    // --- counters of events within a window (e.g. failed sign-ins) ---
+    /// Adds one event to the counter `key` and returns how many it holds now,
+    /// atomically (two containers counting at once both count). A counter's window
+    /// starts at its first event; an event at or after `window` later starts a new
+    /// window at 1.
+    async fn count_event(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> StoreResult<u32>;
 }

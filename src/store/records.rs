@@ -84,6 +84,11 @@ pub struct RunRecord {
     pub dry_run: bool,
     /// What started it: "cli", "schedule", "webhook", ...
     pub trigger: String,
+    /// Who started it, as the audit trail names actors: `console:<email>`,
+    /// `console:password`, `api:token`, `schedule`, `cli:<user>`. None on runs
+    /// recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The run's summary (`sync::report::RunReport` as JSON without `customers`:
     /// counts, catalog, cycle errors), bounded whatever the partner's size. Each
     /// customer's result is a [`RunCustomer`] of its own.
@@ -184,6 +189,8 @@ pub struct AuditFilter {
     pub run_id: Option<String>,
     pub tenant_id: Option<String>,
     pub action: Option<String>,
+    /// Who wrote it, e.g. `console:alice@example.com`, `cli:bob`, `api:token`.
+    pub actor: Option<String>,
 }
 
 impl AuditFilter {
@@ -195,12 +202,16 @@ impl AuditFilter {
             .as_deref()
             .is_none_or(|t| entry.tenant_id.as_deref().unwrap_or("") == t);
         let action = self.action.as_deref().is_none_or(|a| entry.action == a);
-        run && tenant && action
+        let actor = self.actor.as_deref().is_none_or(|a| entry.actor == a);
+        run && tenant && action && actor
     }
 
     /// Whether no field is set (every entry passes).
     pub fn is_empty(&self) -> bool {
-        self.run_id.is_none() && self.tenant_id.is_none() && self.action.is_none()
+        self.run_id.is_none()
+            && self.tenant_id.is_none()
+            && self.action.is_none()
+            && self.actor.is_none()
     }
 }
 

@@ -20,21 +20,22 @@
 //! | `customer_statuses` | `tenant_id`                  | `body`                        |
 //! | `runs`              | `run_id`                     | `expires_at` (epoch s), `body`|
 //! | `run_customers`     | `run_id`, `tenant_id`        | `expires_at` (epoch s), `body`|
-//! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `tenant_id`, `action`, `body` |
+//! | `audit`             | `sort_key` (`{at}#{run}#{seq:06}`) | `run_id`, `tenant_id`, `action`, `actor`, `body` |
 //! | `held_changes`      | `id`                         | `open` (0/1), `version`, `body` |
 //! | `lease`             | `id` (always 1)              | `run_id`, `expires_at` (epoch ms) |
 //! | `claims`            | `key`                        | `run_id`, `expires_at` (epoch ms) |
+//! | `counters`          | `key`                        | `count`, `window_ends` (epoch ms) |
 //!
 //! Run records are not dropped when `expires_at` passes (DynamoDB TTL does that);
 //! the column is kept for a future prune.
 //!
-//! The audit trail is filtered by run, customer and action in SQL, on columns of
+//! The audit trail is filtered by run, customer, action and actor in SQL, on columns of
 //! their own (`tenant_id` is `''` for an entry about no customer), each with an index
 //! `(column, sort_key)`: a filtered page walks one index latest first and stops when
 //! the page is full, whatever the size of the trail. Schema 1 had only `run_id`;
 //! opening such a file adds `tenant_id` and `action` and fills them from each
 //! entry's JSON body, once (a body that is not JSON is left with `''` and reported
-//! as corrupt when read).
+//! as corrupt when read); schema 2 had no `actor`, added and filled the same way.
 
 use super::{
     AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, HeldChange, Lease,
@@ -52,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The schema this build writes; stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a call waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +98,7 @@ CREATE TABLE IF NOT EXISTS audit (
     run_id    TEXT NOT NULL,
     tenant_id TEXT NOT NULL DEFAULT '',
     action    TEXT NOT NULL DEFAULT '',
+    actor     TEXT NOT NULL DEFAULT '',
     body      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id, sort_key);
@@ -117,6 +119,11 @@ CREATE TABLE IF NOT EXISTS claims (
     run_id     TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS counters (
+    key         TEXT PRIMARY KEY,
+    count       INTEGER NOT NULL,
+    window_ends INTEGER NOT NULL
+);
 ";
 
 /// Schema 1 -> 2: the audit trail's filter columns, filled from the JSON bodies.
@@ -129,10 +136,18 @@ UPDATE audit SET
 WHERE json_valid(body);
 ";
 
-/// Created after [`AUDIT_FILTER_COLUMNS`], which a schema-1 file needs first.
+/// Schema 2 -> 3: the audit trail's actor column, filled from the JSON bodies.
+const AUDIT_ACTOR_COLUMN: &str = "
+ALTER TABLE audit ADD COLUMN actor TEXT NOT NULL DEFAULT '';
+UPDATE audit SET actor = COALESCE(json_extract(body, '$.actor'), '') WHERE json_valid(body);
+";
+
+/// Created after [`AUDIT_FILTER_COLUMNS`] and [`AUDIT_ACTOR_COLUMN`], which an
+/// older file needs first.
 const AUDIT_FILTER_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant_id, sort_key);
 CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, sort_key);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, sort_key);
 ";
 
 /// The SQLite adapter of [`Store`]. Cheap to clone (one shared connection).
@@ -220,6 +235,9 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA)?;
             if !has_column(&tx, "audit", "tenant_id")? {
                 tx.execute_batch(AUDIT_FILTER_COLUMNS)?;
+            }
+            if !has_column(&tx, "audit", "actor")? {
+                tx.execute_batch(AUDIT_ACTOR_COLUMN)?;
             }
             tx.execute_batch(AUDIT_FILTER_INDEXES)?;
             if version < SCHEMA_VERSION {
@@ -356,13 +374,14 @@ fn has_column(c: &Connection, table: &str, column: &str) -> FResult<bool> {
 /// With several filters, SQLite (without statistics) would pick any of the indexes;
 /// the query names the one to walk by keeping the others' columns out of index use
 /// (`+column`): the customer's (a customer has few entries), else the run's (bounded
-/// by one run), else the action's.
+/// by one run), else the person's, else the action's.
 fn audit_page_query(filter: &AuditFilter, before: Option<&str>) -> (String, Vec<String>) {
     let mut conds = Vec::new();
     let mut args = Vec::new();
     let columns = [
         ("tenant_id", &filter.tenant_id),
         ("run_id", &filter.run_id),
+        ("actor", &filter.actor),
         ("action", &filter.action),
     ];
     for (column, value) in columns {
@@ -727,15 +746,16 @@ impl Store for SqliteStore {
         let run_id = entry.run_id.clone();
         let tenant_id = entry.tenant_id.clone().unwrap_or_default();
         let action = entry.action.clone();
+        let actor = entry.actor.clone();
         self.call(move |c| {
             // Same key, same entry: a repeated append replaces (as a DynamoDB put does).
             c.execute(
-                "INSERT INTO audit (sort_key, run_id, tenant_id, action, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO audit (sort_key, run_id, tenant_id, action, actor, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (sort_key) DO UPDATE SET run_id = excluded.run_id,
                      tenant_id = excluded.tenant_id, action = excluded.action,
-                     body = excluded.body",
-                params![sort_key, run_id, tenant_id, action, body],
+                     actor = excluded.actor, body = excluded.body",
+                params![sort_key, run_id, tenant_id, action, actor, body],
             )?;
             Ok(())
         })
@@ -976,6 +996,38 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn count_event(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> StoreResult<u32> {
+        let key = key.to_owned();
+        let now_ms = millis(now);
+        let ends = expiry_millis(now, window);
+        self.call(move |c| {
+            // One upsert in a write transaction: two processes counting at once
+            // both count; a window that has ended starts again at 1.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO counters (key, count, window_ends) VALUES (?1, 1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET
+                     count = CASE WHEN counters.window_ends <= ?3 THEN 1
+                                  ELSE counters.count + 1 END,
+                     window_ends = CASE WHEN counters.window_ends <= ?3 THEN ?2
+                                        ELSE counters.window_ends END",
+                params![key, ends, now_ms],
+            )?;
+            let count: i64 =
+                tx.query_row("SELECT count FROM counters WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })?;
+            tx.commit()?;
+            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1011,12 +1063,18 @@ mod tests {
         let v = |x: &str| Some(x.to_owned());
         for run_id in [None, v("r1")] {
             for tenant_id in [None, v("t1")] {
-                for action in [None, v("login")] {
+                for (action, actor) in [
+                    (None, None),
+                    (v("login"), None),
+                    (None, v("cli:bob")),
+                    (v("login"), v("cli:bob")),
+                ] {
                     for before in [None, Some("2024-01-01")] {
                         let filter = AuditFilter {
                             run_id: run_id.clone(),
                             tenant_id: tenant_id.clone(),
                             action: action.clone(),
+                            actor: actor.clone(),
                         };
                         let (sql, args) = audit_page_query(&filter, before);
                         let mut values: Vec<rusqlite::types::Value> =
@@ -1039,6 +1097,8 @@ mod tests {
                             "audit_by_tenant"
                         } else if filter.run_id.is_some() {
                             "audit_by_run"
+                        } else if filter.actor.is_some() {
+                            "audit_by_actor"
                         } else if filter.action.is_some() {
                             "audit_by_action"
                         } else {

@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub trigger: String,
     /// Who is written into the audit trail.
     pub actor: String,
+    /// Who asked for the run (`RunRecord::started_by`): `console:<email>`,
+    /// `api:token`, `schedule`, `cli:<user>`.
+    pub started_by: Option<String>,
     /// ConnectWise requests in flight at once (the `connectwiseConcurrency` setting).
     pub concurrency: usize,
     /// Customers worked on at once; None: twice `concurrency`, so one customer's
@@ -100,6 +103,7 @@ impl RunOptions {
             dry_run,
             trigger: trigger.to_owned(),
             actor: format!("{trigger}:{}", whoami()),
+            started_by: None,
             concurrency: 4,
             customers_in_progress: None,
             lease_ttl: Duration::from_secs(15 * 60),
@@ -391,6 +395,7 @@ fn run_record(report: &RunReport, opts: &RunOptions) -> RunRecord {
         month: report.month.clone(),
         dry_run: report.dry_run,
         trigger: opts.trigger.clone(),
+        started_by: opts.started_by.clone(),
         report: report.summary(),
         expires_at: Some(report.started_at + retention),
     }

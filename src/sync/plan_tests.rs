@@ -1837,6 +1837,7 @@ fn only_finished_writing_unguarded_counted_runs_are_compared() {
         month: "2026-02".into(),
         dry_run,
         trigger: "test".into(),
+        started_by: None,
         report,
         expires_at: None,
     };

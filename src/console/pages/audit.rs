@@ -1,5 +1,5 @@
-//! The audit trail, latest first, filterable by customer, action and run (kept in
-//! the query string), paged; and its CSV export with spreadsheet formulas
+//! The audit trail, latest first, filterable by customer, action, run and person
+//! (kept in the query string), paged; and its CSV export with spreadsheet formulas
 //! neutralised.
 
 use crate::console::csv::{Cell, write_cells, write_row};
@@ -27,7 +27,7 @@ const ROWS: usize = 100;
 const CSV_ROWS: usize = 10_000;
 
 /// Every action the trail holds: the sync's writes, then the console's own.
-pub const ACTIONS: [&str; 20] = [
+pub const ACTIONS: [&str; 21] = [
     "createCatalogItem",
     "adoptCatalogItem",
     "createAddition",
@@ -38,6 +38,7 @@ pub const ACTIONS: [&str; 20] = [
     "reconcileAddition",
     "consoleLogin",
     "consoleLoginFailed",
+    "consoleLoginLocked",
     "consoleLogout",
     "setMapping",
     "ignoreCustomer",
@@ -57,10 +58,30 @@ struct AuditPage {
     tenant: String,
     action: String,
     run: String,
+    actor: String,
     actions: &'static [&'static str],
-    rows: Vec<AuditLine>,
+    rows: Vec<AuditRow>,
     next_link: Option<String>,
     csv_link: String,
+}
+
+/// One entry as shown, with the link to that person's entries.
+struct AuditRow {
+    line: AuditLine,
+    actor_link: String,
+}
+
+impl AuditRow {
+    fn of(e: &AuditEntry) -> Self {
+        let by_actor = AuditFilter {
+            actor: Some(e.actor.clone()),
+            ..AuditFilter::default()
+        };
+        Self {
+            line: audit_line(e),
+            actor_link: link("/console/audit", &by_actor, None),
+        }
+    }
 }
 
 struct Query {
@@ -84,6 +105,7 @@ fn parse(uri: &Uri) -> Result<Query, ConsoleError> {
             run_id: query_get(&q, "run").map(str::to_owned),
             tenant_id: query_get(&q, "tenant").map(str::to_owned),
             action,
+            actor: query_get(&q, "actor").map(str::to_owned),
         },
         before: query_get(&q, "before").map(str::to_owned),
     })
@@ -100,6 +122,9 @@ fn link(path: &str, f: &AuditFilter, before: Option<&str>) -> String {
     }
     if let Some(r) = &f.run_id {
         pairs.push(("run", r));
+    }
+    if let Some(p) = &f.actor {
+        pairs.push(("actor", p));
     }
     if let Some(b) = before {
         pairs.push(("before", b));
@@ -128,8 +153,9 @@ async fn audit_page(
         tenant: q.filter.tenant_id.clone().unwrap_or_default(),
         action: q.filter.action.clone().unwrap_or_default(),
         run: q.filter.run_id.clone().unwrap_or_default(),
+        actor: q.filter.actor.clone().unwrap_or_default(),
         actions: &ACTIONS,
-        rows: page.items.iter().map(audit_line).collect(),
+        rows: page.items.iter().map(AuditRow::of).collect(),
         next_link: page
             .next
             .as_deref()

@@ -2,6 +2,7 @@
 //! Both are audited; a refused password is answered after a fixed delay.
 
 use crate::console::audit_log::{self, ConsoleAction};
+use crate::console::lockout;
 use crate::console::page::{
     self, ConsoleError, Form, Layout, SignedForm, query_get, query_pairs, render_with, see_other,
 };
@@ -123,10 +124,20 @@ async fn login(
         }
         return Err(page::switched_off());
     };
+    let store = web.app.store.as_ref();
+    let now = crate::clock::now();
+    let oidc = web.app.env.console_oidc.is_some();
+    // Locked after too many wrong passwords: refused unchecked, even the right one.
+    if let Some(until) = lockout::locked_until(store, now).await? {
+        let audit = lockout::audit_refused(store, until).await;
+        tokio::time::sleep_until(arrived + web.console.config.login_delay).await;
+        audit?;
+        return Ok(lockout::locked_response(until, now, oidc));
+    }
     let password = form.get("password").unwrap_or("");
     if !crate::api::auth::token_matches(token.expose_secret().as_bytes(), password.as_bytes()) {
         let audit = audit_log::record(
-            web.app.store.as_ref(),
+            store,
             ConsoleAction {
                 actor: "console:anonymous".into(),
                 action: "consoleLoginFailed",
@@ -136,9 +147,23 @@ async fn login(
             },
         )
         .await;
+        let counted = lockout::record_failure(store, now).await;
+        let (locked, lock_audit) = match &counted {
+            Ok(lockout::Failure::LockStarted(until)) => (
+                Some(*until),
+                lockout::audit_lock_started(store, *until).await,
+            ),
+            Ok(lockout::Failure::AlreadyLocked(until)) => (Some(*until), Ok(())),
+            _ => (None, Ok(())),
+        };
         // The same wait whatever happened above.
         tokio::time::sleep_until(arrived + web.console.config.login_delay).await;
         audit?;
+        counted?;
+        lock_audit?;
+        if let Some(until) = locked {
+            return Ok(lockout::locked_response(until, now, oidc));
+        }
         return Ok(form_page(
             &web,
             StatusCode::UNAUTHORIZED,

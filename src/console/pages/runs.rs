@@ -40,6 +40,9 @@ const PROGRESS_COUNT_LIMIT: usize = 5_000;
 pub struct RunRow {
     pub run_id: String,
     pub trigger: String,
+    /// Who started it (`console:<email>`, `api:token`, `schedule`, ...); "–" for
+    /// runs recorded before it was kept.
+    pub started_by: String,
     pub month: String,
     pub status: String,
     pub dry_run: bool,
@@ -74,6 +77,7 @@ fn run_row(r: &RunRecord) -> RunRow {
     RunRow {
         run_id: r.run_id.clone(),
         trigger: r.trigger.clone(),
+        started_by: r.started_by.clone().unwrap_or_else(|| "–".into()),
         month: if r.month.is_empty() {
             "(setting)".into()
         } else {
@@ -180,7 +184,7 @@ pub async fn request_sync(
 ) -> Result<StartOutcome, ConsoleError> {
     let outcome = web
         .app
-        .start_sync_with(month, dry_run, accept_usage_drop)
+        .start_sync_with(month, dry_run, accept_usage_drop, &authed.actor())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "console: cannot start a sync");
