@@ -17,26 +17,11 @@ use std::time::Duration;
 use support::app::{CONSOLE_PASSWORD, Harness, demo_settings, tenant};
 use support::browser::{
     Browser, console_errors, find, js, screenshot, text_of, wait_for, wait_for_text,
+    wait_for_url_query,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Polls (every 50 ms) until the page's address has `part` in its query: the
-/// page a GET form led to, not the one it was sent from.
-async fn wait_for_url_query(c: &fantoccini::Client, part: &str) {
-    let until = std::time::Instant::now() + WAIT;
-    loop {
-        let url = c.current_url().await.expect("the page's address");
-        if url.query().is_some_and(|q| q.contains(part)) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "the address never came to have {part:?} in its query: {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
 /// The demo scenario synced once, served on a loopback port (plain http, so the
@@ -484,7 +469,7 @@ async fn ignoring_a_customer_shows_on_its_page_and_on_the_audit_trail_and_its_cs
     click(&c, "#apply-audit-filter").await;
     // The unfiltered page has an ignoreCustomer row too: wait for the filtered
     // page's address first, then for its rows.
-    wait_for_url_query(&c, "action=ignoreCustomer").await;
+    wait_for_url_query(&c, "action=ignoreCustomer", WAIT).await;
     wait_for(&c, "tr.audit-row[data-action='ignoreCustomer']", WAIT).await;
     let rows = js(
         &c,

@@ -16,7 +16,9 @@ use sophos_cw_sync::serve::serve_on;
 use sophos_cw_sync::store::{HeldStatus, Store};
 use std::time::Duration;
 use support::app::{Harness, demo_settings, tenant};
-use support::browser::{Browser, find, screenshot, text_of, wait_for, wait_for_text};
+use support::browser::{
+    Browser, find, js, screenshot, text_of, wait_for, wait_for_text, wait_for_url_query,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -39,8 +41,14 @@ async fn served() -> Served {
     for (sub, claims) in [
         ("browser-alice", json!({"email": ALICE})),
         ("browser-vera", json!({"email": VERA})),
-        ("browser-carol", json!({"email": CAROL, "groups": ["billing-admins", "staff"]})),
-        ("browser-mallory", json!({"email": MALLORY, "groups": ["staff"]})),
+        (
+            "browser-carol",
+            json!({"email": CAROL, "groups": ["billing-admins", "staff"]}),
+        ),
+        (
+            "browser-mallory",
+            json!({"email": MALLORY, "groups": ["staff"]}),
+        ),
     ] {
         provider.set_user(sub, claims).await;
     }
@@ -101,6 +109,16 @@ async fn signed_in(c: &Client, email: &str) -> String {
     text_of(c, "#signed-in-role").await
 }
 
+/// The actor of every audit row on the page.
+async fn actors_listed(c: &Client) -> Vec<String> {
+    let v = js(
+        c,
+        "return [...document.querySelectorAll('tr.audit-row a.audit-actor')].map(a => a.textContent.trim());",
+    )
+    .await;
+    serde_json::from_value(v).unwrap()
+}
+
 /// How many elements match `css` on the page now.
 async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.unwrap().len()
@@ -145,29 +163,56 @@ async fn an_approver_signs_in_through_the_provider_approves_and_the_trail_names_
     assert_eq!(signed_in(&c, ALICE).await, "approver");
     let row = format!("tr.held-change[data-id='{}']", change.id);
     wait_for(&c, &row, WAIT).await;
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/review"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/console/review")
+    );
     screenshot(&c, "signed-in-approver").await;
 
     click(&c, &format!("{row} button.approve")).await;
     wait_for(&c, &format!("{row}[data-status='approved']"), WAIT).await;
-    let stored = s.h.store.get_held_change(&change.id).await.unwrap().unwrap();
+    let stored =
+        s.h.store
+            .get_held_change(&change.id)
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(stored.status, HeldStatus::Approved);
     let me = format!("console:{ALICE}");
     assert_eq!(stored.decided_by.as_deref(), Some(me.as_str()));
 
-    // The audit page, filtered by her, lists her sign-in and her approval.
-    c.goto(&format!("{}/console/audit?actor={}", s.base, me))
-        .await
-        .unwrap();
-    wait_for_text(&c, "table", "approveChange", WAIT).await;
-    let trail = s.h.store.list_audit(50, Some("")).await.unwrap();
-    let mine: Vec<&str> = trail
-        .iter()
-        .filter(|e| e.actor == me)
-        .map(|e| e.action.as_str())
-        .collect();
-    assert!(mine.contains(&"consoleLogin"), "{mine:?}");
-    assert!(mine.contains(&"approveChange"), "{mine:?}");
+    // On the audit page, her name leads to her entries only: her sign-in and
+    // her approval, and none of the run's writes listed beside them before.
+    c.goto(&format!("{}/console/audit", s.base)).await.unwrap();
+    wait_for(&c, "tr.audit-row", WAIT).await;
+    let everyone = actors_listed(&c).await;
+    assert!(
+        everyone.iter().any(|a| a != &me),
+        "only her entries to begin with: {everyone:?}"
+    );
+    click(
+        &c,
+        &format!("tr.audit-row[data-action='approveChange'] a.audit-actor"),
+    )
+    .await;
+    wait_for_url_query(&c, "actor=", WAIT).await;
+    wait_for(&c, "tr.audit-row", WAIT).await;
+    let listed = actors_listed(&c).await;
+    assert!(listed.iter().all(|a| a == &me), "{listed:?}");
+    let actions = js(
+        &c,
+        "return [...document.querySelectorAll('tr.audit-row')].map(r => r.dataset.action);",
+    )
+    .await;
+    for action in ["consoleLogin", "approveChange"] {
+        assert!(
+            actions.as_array().unwrap().iter().any(|a| a == action),
+            "{action} not in {actions}"
+        );
+    }
     c.close().await.unwrap();
 }
 
@@ -189,18 +234,36 @@ async fn a_viewer_sees_no_approve_sync_or_mapping_controls_and_her_forged_post_i
     wait_for(&c, "#customers", WAIT).await;
 
     for (path, controls) in [
-        ("/console/review", "button.approve, button.reject, #approve-selected"),
+        (
+            "/console/review",
+            "button.approve, button.reject, #approve-selected",
+        ),
         ("/console/runs", "#sync-now, #preview"),
-        ("/console/mapping", "form[method='post'][action^='/console/customers'], form[action='/console/mapping/codes']"),
-        ("/console/settings", "#save-settings, #save-products, #pause-sync"),
+        (
+            "/console/mapping",
+            "form[method='post'][action^='/console/customers'], form[action='/console/mapping/codes']",
+        ),
+        (
+            "/console/settings",
+            "#save-settings, #save-products, #pause-sync",
+        ),
     ] {
         c.goto(&format!("{}{path}", s.base)).await.unwrap();
         wait_for(&c, "#role-note, #pause-role-note", WAIT).await;
-        assert_eq!(count(&c, controls).await, 0, "{path} shows a viewer {controls}");
+        assert_eq!(
+            count(&c, controls).await,
+            0,
+            "{path} shows a viewer {controls}"
+        );
     }
     // The held change is there to see, without its buttons.
     c.goto(&format!("{}/console/review", s.base)).await.unwrap();
-    wait_for(&c, &format!("tr.held-change[data-id='{}']", change.id), WAIT).await;
+    wait_for(
+        &c,
+        &format!("tr.held-change[data-id='{}']", change.id),
+        WAIT,
+    )
+    .await;
     screenshot(&c, "signed-in-viewer").await;
 
     // With her session and the page's own form token, the server still says no.
@@ -210,10 +273,26 @@ async fn a_viewer_sees_no_approve_sync_or_mapping_controls_and_her_forged_post_i
         post_from_the_page(&c, "/console/review", &[("act", approve.as_str())]).await,
         403
     );
-    assert_eq!(post_from_the_page(&c, "/console/sync", &[("mode", "sync")]).await, 403);
-    let stored = s.h.store.get_held_change(&change.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, HeldStatus::Held, "a viewer's forged POST approved");
-    assert_eq!(s.h.store.list_runs(10, None).await.unwrap().len(), 1, "a run was started");
+    assert_eq!(
+        post_from_the_page(&c, "/console/sync", &[("mode", "sync")]).await,
+        403
+    );
+    let stored =
+        s.h.store
+            .get_held_change(&change.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        stored.status,
+        HeldStatus::Held,
+        "a viewer's forged POST approved"
+    );
+    assert_eq!(
+        s.h.store.list_runs(10, None).await.unwrap().len(),
+        1,
+        "a run was started"
+    );
     assert_eq!(s.h.store.list_audit(100, None).await.unwrap().len(), before);
     c.close().await.unwrap();
 }
@@ -230,7 +309,11 @@ async fn a_member_of_the_admin_group_edits_the_settings() {
     click(&c, "#save-products").await;
     wait_for(&c, "#saved", WAIT).await;
     let settings = s.h.store.get_settings().await.unwrap().unwrap();
-    assert!(settings.products.contains(product), "{:?}", settings.products);
+    assert!(
+        settings.products.contains(product),
+        "{:?}",
+        settings.products
+    );
     let trail = s.h.store.list_audit(20, Some("")).await.unwrap();
     let saved = trail
         .iter()
@@ -252,7 +335,13 @@ async fn someone_who_is_no_operator_is_refused_with_the_address_to_add() {
     // No session was issued: the console still asks to sign in.
     c.goto(&format!("{}/console/", s.base)).await.unwrap();
     wait_for(&c, "#sign-in-oidc", WAIT).await;
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/login"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/console/login")
+    );
     let trail = s.h.store.list_audit(20, Some("")).await.unwrap();
     let refused = trail
         .iter()

@@ -402,6 +402,23 @@ pub async fn wait_for_text(client: &Client, css: &str, needle: &str, timeout: Du
     )
 }
 
+/// Polls (every 50 ms) until the page's address has `part` in its query: the page
+/// a link or GET form led to, not the one it was sent from; panics after `timeout`.
+pub async fn wait_for_url_query(client: &Client, part: &str, timeout: Duration) {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        let url = client.current_url().await.expect("the page's address");
+        if url.query().is_some_and(|q| q.contains(part)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the address never came to have {part:?} in its query: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls the page (every 50 ms) until an element matches `css`; panics after `timeout`.
 pub async fn wait_for(client: &Client, css: &str, timeout: Duration) -> Element {
     let result = client
