@@ -451,10 +451,7 @@ impl App {
         old: &Settings,
         new: &Settings,
     ) -> Result<(), ChangeError> {
-        if new.operators == old.operators
-            || crate::config::operators::has_admin(&new.operators)
-            || self.env.console_oidc.is_none()
-        {
+        if !may_leave_no_admin(&self.env, old, new) {
             return Ok(());
         }
         let secrets = self
@@ -462,10 +459,7 @@ impl App {
             .get()
             .await
             .map_err(|e| ChangeError::Secrets(e.0))?;
-        if secrets.console_token.is_some() {
-            return Ok(());
-        }
-        Err(ChangeError::Invalid(NO_ADMIN_LEFT.into()))
+        check_keeps_an_admin(&self.env, &secrets, old, new)
     }
 
     /// Only a changed `agreementType` is asked about, so pausing or any other
@@ -502,6 +496,32 @@ impl App {
     pub async fn resume(&self, actor: &str) -> Result<SettingsChange, ChangeError> {
         self.changes().resume(actor).await
     }
+}
+
+/// Whether `new` changes `operators` so that no admin is left while OpenID Connect
+/// is set up: then the secret decides ([`check_keeps_an_admin`]). Settings whose
+/// operators are not changed pass (a code mapped or a product ticked must not
+/// fail on an older document).
+pub fn may_leave_no_admin(env: &Environment, old: &Settings, new: &Settings) -> bool {
+    new.operators != old.operators
+        && !crate::config::operators::has_admin(&new.operators)
+        && env.console_oidc.is_some()
+}
+
+/// Refuses a change of `operators` that leaves no admin while OpenID Connect is
+/// the only way into the console (the secret has no `consoleToken`): nobody could
+/// change the settings from the console again. The console, `PUT /settings` and
+/// the CLI's `SYNC_SETTINGS` all ask this.
+pub fn check_keeps_an_admin(
+    env: &Environment,
+    secrets: &Secrets,
+    old: &Settings,
+    new: &Settings,
+) -> Result<(), ChangeError> {
+    if may_leave_no_admin(env, old, new) && secrets.console_token.is_none() {
+        return Err(ChangeError::Invalid(NO_ADMIN_LEFT.into()));
+    }
+    Ok(())
 }
 
 /// Why a settings change that leaves no admin is refused, and the two ways out.

@@ -284,6 +284,11 @@ async fn apply_settings_file(store: &dyn Store, env: &Environment) -> Result<Set
         settings.paused = stored.paused.clone();
     }
     check_new_agreement_type(env, &stored, &settings).await?;
+    if crate::app::may_leave_no_admin(env, &stored, &settings) {
+        let secrets = load_secrets(&env.secrets).await?;
+        crate::app::check_keeps_an_admin(env, &secrets, &stored, &settings)
+            .map_err(|e| change_failure(e, "SYNC_SETTINGS"))?;
+    }
     let saved = changes
         .update_settings(settings, &cli_actor(), Some("applied SYNC_SETTINGS"))
         .await

@@ -245,3 +245,48 @@ async fn a_settings_file_naming_an_agreement_type_connectwise_lacks_is_not_appli
     assert!(h.store.get_settings().await.unwrap().is_none());
     assert!(changes(&h).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_settings_file_that_leaves_no_admin_is_not_applied_while_oidc_is_the_only_way_in() {
+    let h = Harness::start().await;
+    let mut stored = demo_settings();
+    stored.operators = serde_json::from_value(serde_json::json!([
+        {"email": "alice@example.com", "role": "admin"}
+    ]))
+    .unwrap();
+    h.store.put_settings(&stored).await.unwrap();
+    let mut demoted = stored.clone();
+    demoted.operators[0].role = sophos_cw_sync::config::operators::Role::Viewer;
+    std::fs::write(
+        h.dir.path().join("settings.json"),
+        serde_json::to_string(&demoted).unwrap(),
+    )
+    .unwrap();
+    let oidc = [
+        ("USER", "tester"),
+        (
+            "CONSOLE_OIDC_ISSUER",
+            "https://login.example.com/tenant/v2.0",
+        ),
+        ("CONSOLE_OIDC_CLIENT_ID", "console"),
+    ];
+    h.set_secret_fields(serde_json::json!({"consoleToken": null, "consoleOidcClientSecret": "s"}));
+    let out = h.cli(&["settings"], &oidc).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("SYNC_SETTINGS")
+            && err.contains("no \"admin\"")
+            && err.contains("consoleToken"),
+        "{err}"
+    );
+    assert_eq!(h.store.get_settings().await.unwrap(), Some(stored.clone()));
+    assert!(changes(&h).await.is_empty());
+
+    // With the password as a break-glass the same file is applied.
+    h.set_secret_fields(serde_json::json!({"consoleToken": "a-long-random-password"}));
+    let out = h.cli(&["settings"], &oidc).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let now = h.store.get_settings().await.unwrap().unwrap();
+    assert_eq!(now.operators, demoted.operators);
+}

@@ -195,7 +195,7 @@ async fn an_approver_signs_in_through_the_provider_approves_and_the_trail_names_
     );
     click(
         &c,
-        &format!("tr.audit-row[data-action='approveChange'] a.audit-actor"),
+        "tr.audit-row[data-action='approveChange'] a.audit-actor",
     )
     .await;
     wait_for_url_query(&c, "actor=", WAIT).await;
