@@ -5,6 +5,7 @@ use crate::scenario::Scenario;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -130,9 +131,59 @@ impl Fault {
 /// `unitOfMeasures`).
 pub type Collections = BTreeMap<String, Vec<Value>>;
 
+/// The nested collections and the field naming each record's parent: additions
+/// live under an agreement (`connectwise::resources::RESOURCES`).
+pub(crate) const NESTED: [(&str, &str); 1] = [("additions", "agreementId")];
+
+/// Where records sit in their collections, so that one agreement's additions and a
+/// record by id are found without scanning every record under the lock (a large
+/// partner has 150,000 additions, and the sync lists them agreement by agreement).
+#[derive(Debug, Default)]
+struct Index {
+    /// Collection -> id -> position of the first record with that id (what a scan
+    /// from the start finds).
+    by_id: HashMap<String, HashMap<i64, usize>>,
+    /// Nested collection -> parent id -> positions of its records, in collection order.
+    children: HashMap<String, HashMap<i64, Vec<usize>>>,
+}
+
+impl Index {
+    fn build(collections: &Collections) -> Self {
+        let mut index = Index::default();
+        for (name, items) in collections {
+            for (position, record) in items.iter().enumerate() {
+                index.add(name, position, record);
+            }
+        }
+        index
+    }
+
+    /// Records `record` at `position`, after every position already indexed.
+    fn add(&mut self, collection: &str, position: usize, record: &Value) {
+        if let Some(id) = record.get("id").and_then(Value::as_i64) {
+            let ids = self.by_id.entry(collection.to_owned()).or_default();
+            ids.entry(id).or_insert(position);
+        }
+        let parent_field = NESTED
+            .iter()
+            .find(|(nested, _)| *nested == collection)
+            .map(|(_, field)| *field);
+        let parent = parent_field
+            .and_then(|f| record.get(f))
+            .and_then(Value::as_i64);
+        if let Some(parent) = parent {
+            let children = self.children.entry(collection.to_owned()).or_default();
+            children.entry(parent).or_default().push(position);
+        }
+    }
+}
+
 pub struct SimState {
     pub scenario: Scenario,
-    pub collections: Collections,
+    collections: Collections,
+    /// Built on first use; dropped whenever a caller may change a collection
+    /// ([`SimState::collection_mut`], [`SimState::load`]), so it is never stale.
+    index: OnceCell<Index>,
     pub next_id: i64,
     /// Issued Sophos access tokens and when they expire.
     pub tokens: HashMap<String, DateTime<Utc>>,
@@ -154,6 +205,7 @@ impl SimState {
         let mut state = SimState {
             scenario: Scenario::default(),
             collections: Collections::new(),
+            index: OnceCell::new(),
             next_id: 1,
             tokens: HashMap::new(),
             refresh_tokens: HashSet::new(),
@@ -193,6 +245,7 @@ impl SimState {
             .max()
             .unwrap_or(0);
         self.collections = collections;
+        self.index = OnceCell::new();
         self.next_id = max_id + 1;
         self.scenario = scenario;
         self.tokens.clear();
@@ -245,8 +298,66 @@ impl SimState {
         self.collections.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The collection to change at will; the index is rebuilt on its next use.
     pub fn collection_mut(&mut self, name: &str) -> &mut Vec<Value> {
+        self.index.take();
         self.collections.entry(name.to_owned()).or_default()
+    }
+
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| Index::build(&self.collections))
+    }
+
+    /// The position of the first record of `collection` with this `id`.
+    pub fn position_by_id(&self, collection: &str, id: i64) -> Option<usize> {
+        self.index().by_id.get(collection)?.get(&id).copied()
+    }
+
+    /// The first record of `collection` with this `id`.
+    pub fn record_by_id(&self, collection: &str, id: i64) -> Option<&Value> {
+        self.position_by_id(collection, id)
+            .map(|position| &self.collection(collection)[position])
+    }
+
+    /// The positions of the records of the nested `collection` under `parent` (e.g.
+    /// one agreement's additions), in collection order.
+    pub fn child_positions(&self, collection: &str, parent: i64) -> &[usize] {
+        self.index()
+            .children
+            .get(collection)
+            .and_then(|children| children.get(&parent))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Appends `record` to `collection`, keeping the index.
+    pub fn push(&mut self, collection: &str, record: Value) {
+        let items = self.collections.entry(collection.to_owned()).or_default();
+        if let Some(index) = self.index.get_mut() {
+            index.add(collection, items.len(), &record);
+        }
+        items.push(record);
+    }
+
+    /// Replaces the record at `position`; the index is kept when the record keeps
+    /// its id and parent (a write never changes them), else rebuilt on next use.
+    pub fn replace(&mut self, collection: &str, position: usize, record: Value) {
+        let Some(slot) = self
+            .collections
+            .get_mut(collection)
+            .and_then(|items| items.get_mut(position))
+        else {
+            return;
+        };
+        let keys_kept = record.get("id") == slot.get("id")
+            && NESTED
+                .iter()
+                .filter(|(nested, _)| *nested == collection)
+                .all(|(_, field)| record.get(*field) == slot.get(*field));
+        *slot = record;
+        if !keys_kept {
+            self.index.take();
+        }
     }
 
     /// Finds the fault, if any, that this request triggers, and advances counts.
@@ -269,7 +380,7 @@ impl SimState {
     /// The state as JSON: vendor data now, for assertions and `GET /_sim/state`.
     pub fn dump(&self) -> Value {
         serde_json::json!({
-            "connectwise": self.collections,
+            "connectwise": &self.collections,
             "sophos": {
                 "partnerId": self.scenario.sophos.partner_id,
                 "tenants": self.scenario.sophos.tenants,

@@ -872,3 +872,111 @@ async fn catalog_create_refuses_inactive_and_mismatched_references() {
     assert_eq!(created["category"]["id"], 21);
     assert_eq!(sim.collection("catalog").len(), 2);
 }
+
+// ------------------------------------------------------------------ additions by agreement
+
+const AGREEMENTS: i64 = 40;
+
+/// The demo plus [`AGREEMENTS`] agreements (ids 5000…) whose 400 additions are
+/// interleaved in the collection: agreement `5000 + k % 40` has addition `10000 + k`.
+fn many_agreements() -> Scenario {
+    let mut scenario = Scenario::demo();
+    let cw = &mut scenario.connectwise;
+    let agreement = cw.agreements[0].clone();
+    let addition = cw.additions[0].clone();
+    for a in 0..AGREEMENTS {
+        let mut record = agreement.clone();
+        record["id"] = json!(5000 + a);
+        cw.agreements.push(record);
+    }
+    for k in 0..400 {
+        let mut record = addition.clone();
+        record["id"] = json!(10000 + k);
+        record["agreementId"] = json!(5000 + k % AGREEMENTS);
+        cw.additions.push(record);
+    }
+    scenario
+}
+
+/// Each agreement's list and count hold exactly the additions that name it in
+/// the simulator's state, in id order.
+async fn assert_each_list_is_its_own(sim: &Sim, cw: &Cw) {
+    let all = sim.collection("additions");
+    for agreement in 5000..5000 + AGREEMENTS {
+        let mut own: Vec<i64> = all
+            .iter()
+            .filter(|a| a["agreementId"].as_i64() == Some(agreement))
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
+        own.sort_unstable();
+        let path = format!("finance/agreements/{agreement}/additions");
+        let listed = cw.get_ok(&format!("{path}?pageSize=1000")).await;
+        let listed_ids: Vec<i64> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            listed_ids, own,
+            "agreement {agreement}'s additions, in order"
+        );
+        let count = cw.get_ok(&format!("{path}/count")).await;
+        assert_eq!(count["count"], own.len(), "agreement {agreement}'s count");
+    }
+}
+
+#[tokio::test]
+async fn each_agreement_lists_exactly_its_own_additions_through_every_kind_of_write() {
+    let sim = Sim::start(many_agreements()).await.unwrap();
+    let cw = Cw::new(&sim);
+    assert_each_list_is_its_own(&sim, &cw).await;
+
+    let created = json(
+        cw.post("finance/agreements/5003/additions", &addition_body(2))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let created_id = created["id"].as_i64().unwrap();
+    let path = format!("finance/agreements/5003/additions/{created_id}");
+    assert_eq!(cw.get_ok(&path).await["id"], created_id);
+    assert_eq!(
+        cw.get(&format!("finance/agreements/5004/additions/{created_id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "another agreement's addition is not found under this one"
+    );
+    let ops = json!([{"op": "replace", "path": "quantity", "value": 6}]);
+    assert_eq!(cw.patch(&path, &ops).send().await.unwrap().status(), 200);
+    assert_eq!(
+        cw.delete("finance/agreements/5007/additions/10007")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    // A change made straight to the state (as tests do) is seen by the lists too.
+    sim.with_state(|s| {
+        let moved = s
+            .collection_mut("additions")
+            .iter_mut()
+            .find(|a| a["id"] == 10010)
+            .unwrap();
+        moved["agreementId"] = json!(5011);
+    });
+    assert_each_list_is_its_own(&sim, &cw).await;
+    let own_5003 = cw
+        .get_ok("finance/agreements/5003/additions?pageSize=1000")
+        .await;
+    assert!(ids(&own_5003).contains(&created_id));
+    let own_5011 = cw
+        .get_ok("finance/agreements/5011/additions?pageSize=1000")
+        .await;
+    assert!(ids(&own_5011).contains(&10010));
+}

@@ -217,34 +217,20 @@ impl SqliteStore {
 
     fn init(mut conn: Connection, location: Arc<str>, file: bool) -> StoreResult<Self> {
         let setup = |conn: &mut Connection| -> FResult<()> {
+            // First, so that every step below waits for another process's lock.
             conn.busy_timeout(BUSY_TIMEOUT)?;
             if file {
-                // Returns the resulting mode; WAL lets readers and one writer overlap.
-                let _mode: String =
-                    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                // WAL lets readers and one writer overlap. Two processes opening a
+                // new file at once race on this switch, and SQLite answers busy to
+                // one of them without waiting: retry it.
+                retry_while_busy(|| {
+                    Ok(conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?)
+                })?;
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
             }
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if version > SCHEMA_VERSION {
-                return Err(Fail::Corrupt(format!(
-                    "schema version {version} is newer than this build understands \
-                     ({SCHEMA_VERSION}); upgrade sophos-cw-sync"
-                )));
-            }
-            tx.execute_batch(SCHEMA)?;
-            if !has_column(&tx, "audit", "tenant_id")? {
-                tx.execute_batch(AUDIT_FILTER_COLUMNS)?;
-            }
-            if !has_column(&tx, "audit", "actor")? {
-                tx.execute_batch(AUDIT_ACTOR_COLUMN)?;
-            }
-            tx.execute_batch(AUDIT_FILTER_INDEXES)?;
-            if version < SCHEMA_VERSION {
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            }
-            tx.commit()?;
-            Ok(())
+            // One process at a time creates or upgrades the schema (the transaction
+            // is IMMEDIATE); the other then finds it made.
+            retry_while_busy(|| create_schema(conn))
         };
         setup(&mut conn).map_err(|f| match f {
             Fail::Sql(e) => map_sql(&location, e),
@@ -455,6 +441,57 @@ pub(crate) fn audit_sort_key(entry: &AuditEntry) -> String {
 }
 
 /// Maps a rusqlite error to a store error that says what went wrong and how to fix it.
+/// Creates the tables of a new file, or upgrades an older schema, in one write
+/// transaction.
+fn create_schema(conn: &mut Connection) -> FResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Fail::Corrupt(format!(
+            "schema version {version} is newer than this build understands \
+             ({SCHEMA_VERSION}); upgrade sophos-cw-sync"
+        )));
+    }
+    tx.execute_batch(SCHEMA)?;
+    if !has_column(&tx, "audit", "tenant_id")? {
+        tx.execute_batch(AUDIT_FILTER_COLUMNS)?;
+    }
+    if !has_column(&tx, "audit", "actor")? {
+        tx.execute_batch(AUDIT_ACTOR_COLUMN)?;
+    }
+    tx.execute_batch(AUDIT_FILTER_INDEXES)?;
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs `step` again while SQLite answers busy or locked, for up to
+/// [`BUSY_TIMEOUT`]: the steps of opening a file where SQLite gives up at once
+/// instead of calling the busy handler (another process is switching the same
+/// new file to WAL or creating its schema).
+fn retry_while_busy<T>(mut step: impl FnMut() -> FResult<T>) -> FResult<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match step() {
+            Err(Fail::Sql(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 fn map_sql(location: &str, e: rusqlite::Error) -> StoreError {
     let code = e.sqlite_error_code();
     match code {
@@ -1033,6 +1070,46 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two CLI cycles started at once both open the new file: every opener must
+    /// get a working store in WAL mode with the whole schema, none "database is locked".
+    #[test]
+    fn many_threads_open_one_new_file_at_once() {
+        const OPENERS: usize = 6;
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join(format!("round-{round}.db"));
+            let start = Arc::new(std::sync::Barrier::new(OPENERS));
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    let (path, start) = (path.clone(), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().expect("opener thread");
+                assert_eq!(opened, Ok(()), "round {round}");
+            }
+            let conn = Connection::open(&path).unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal", "round {round}");
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION, "round {round}");
+            assert!(
+                matches!(has_column(&conn, "audit", "actor"), Ok(true)),
+                "round {round}"
+            );
+        }
+    }
 
     #[test]
     fn audit_sort_key_is_fixed_width() {

@@ -8,10 +8,9 @@ use crate::state::SimState;
 use serde_json::{Map, Value, json};
 
 /// A nested resource's parent: additions live under an agreement and carry
-/// its id in `agreementId`.
+/// its id in `agreementId` (the field `state::NESTED` indexes them by).
 pub struct Parent {
     pub collection: &'static str,
-    pub field: &'static str,
     pub label: &'static str,
 }
 
@@ -48,7 +47,6 @@ pub static RESOURCES: [Resource; 9] = [
         schema: "Addition",
         parent: Some(Parent {
             collection: "agreements",
-            field: "agreementId",
             label: "Agreement",
         }),
     },

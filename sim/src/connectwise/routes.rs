@@ -224,34 +224,52 @@ fn parent_of(res: &Resource, st: &SimState, ctx: &Ctx) -> CwResult<Option<Value>
         return Ok(None);
     };
     let raw = ctx.params.get(1).map(String::as_str).unwrap_or("");
-    let id = raw.parse::<i64>().ok();
-    let found = st
-        .collection(parent.collection)
-        .iter()
-        .find(|p| id.is_some() && p["id"].as_i64() == id);
-    found
+    raw.parse::<i64>()
+        .ok()
+        .and_then(|id| st.record_by_id(parent.collection, id))
         .cloned()
         .map(Some)
         .ok_or_else(|| not_found(parent.label, raw))
 }
 
-fn in_scope(res: &Resource, parent: Option<&Value>, item: &Value) -> bool {
-    match (&res.parent, parent) {
-        (Some(p), Some(parent)) => {
-            item.get(p.field).and_then(Value::as_i64) == parent["id"].as_i64()
+/// Positions of the records a list of `res` starts from: a nested resource's
+/// come from the index of its parent's children, so listing one agreement's
+/// additions reads only those.
+fn scope(res: &Resource, st: &SimState, parent: Option<&Value>) -> Vec<usize> {
+    match parent.and_then(|p| p["id"].as_i64()) {
+        Some(parent_id) if res.parent.is_some() => {
+            st.child_positions(res.collection, parent_id).to_vec()
         }
-        _ => true,
+        _ => (0..st.collection(res.collection).len()).collect(),
     }
+}
+
+/// The records of `res` in scope, in collection order.
+fn in_scope<'a>(
+    res: &Resource,
+    st: &'a SimState,
+    parent: Option<&Value>,
+) -> impl Iterator<Item = &'a Value> {
+    let items = st.collection(res.collection);
+    scope(res, st, parent).into_iter().map(move |i| &items[i])
 }
 
 /// Index of the item the URL names, within the parent's scope.
 fn find(res: &Resource, st: &SimState, parent: Option<&Value>, ctx: &Ctx) -> CwResult<usize> {
     let raw = ctx.params.last().map(String::as_str).unwrap_or("");
     let id = raw.parse::<i64>().ok();
-    st.collection(res.collection)
-        .iter()
-        .position(|i| id.is_some() && i["id"].as_i64() == id && in_scope(res, parent, i))
-        .ok_or_else(|| not_found(res.schema, raw))
+    let found = match (id, parent.and_then(|p| p["id"].as_i64())) {
+        (None, _) => None,
+        (Some(id), Some(parent_id)) if res.parent.is_some() => {
+            let items = st.collection(res.collection);
+            st.child_positions(res.collection, parent_id)
+                .iter()
+                .copied()
+                .find(|&i| items[i]["id"].as_i64() == Some(id))
+        }
+        (Some(id), _) => st.position_by_id(res.collection, id),
+    };
+    found.ok_or_else(|| not_found(res.schema, raw))
 }
 
 // ------------------------------------------------------------------ reads
@@ -263,10 +281,8 @@ fn list(res: &Resource, ctx: Ctx) -> Response {
 fn list_page(res: &Resource, st: &SimState, ctx: &Ctx) -> CwResult<Response> {
     let parent = parent_of(res, st, ctx)?;
     let q = ListQuery::parse(res.schema, &ctx.uri, &ctx.headers)?;
-    let items: Vec<Value> = st
-        .collection(res.collection)
-        .iter()
-        .filter(|i| in_scope(res, parent.as_ref(), i) && query::matches(&q.conditions, i))
+    let items: Vec<Value> = in_scope(res, st, parent.as_ref())
+        .filter(|i| query::matches(&q.conditions, i))
         .cloned()
         .collect();
     let page = q.paginate(items, &RequestUrl::new(&ctx.uri, &ctx.headers));
@@ -284,10 +300,8 @@ fn count(res: &Resource, ctx: Ctx) -> Response {
 fn count_matching(res: &Resource, st: &SimState, ctx: &Ctx) -> CwResult<Response> {
     let parent = parent_of(res, st, ctx)?;
     let conditions = listing::conditions(res.schema, &ctx.uri)?;
-    let n = st
-        .collection(res.collection)
-        .iter()
-        .filter(|i| in_scope(res, parent.as_ref(), i) && query::matches(&conditions, i))
+    let n = in_scope(res, st, parent.as_ref())
+        .filter(|i| query::matches(&conditions, i))
         .count();
     Ok(json_response(StatusCode::OK, &json!({"count": n})))
 }
@@ -344,7 +358,7 @@ fn insert(res: &Resource, st: &mut SimState, ctx: &Ctx, body: &[u8]) -> CwResult
         .map_err(|e| invalid(res.schema, e))?;
     let id = st.allocate_id();
     let record = resources::stamp(record, id, st, None);
-    st.collection_mut(res.collection).push(record.clone());
+    st.push(res.collection, record.clone());
     Ok(json_response(StatusCode::CREATED, &record))
 }
 
@@ -420,7 +434,7 @@ fn save(
     let record = resources::complete(res.schema, st, parent, Some(id), record)
         .map_err(|e| invalid(res.schema, e))?;
     let record = resources::stamp(record, id, st, Some(existing));
-    st.collection_mut(res.collection)[index] = record.clone();
+    st.replace(res.collection, index, record.clone());
     Ok(json_response(StatusCode::OK, &record))
 }
 
