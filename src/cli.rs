@@ -139,6 +139,9 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_SKIPPED: u8 = 3;
 
 pub async fn main(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Command::Serve { .. }) {
+        die_quietly_on_closed_pipe();
+    }
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Config(e)) => {
@@ -149,6 +152,28 @@ pub async fn main(cli: Cli) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+/// `sophos-cw-sync status | head -1`: once `head` has its line and closes the
+/// pipe, the next write would fail, and Rust's `println!` panics on it. Rust
+/// ignores SIGPIPE at start; restoring the default makes such a write end the
+/// process quietly, killed by SIGPIPE (the shell's exit 141), as `cat` or `grep`
+/// end: the conventional signal to a pipeline that the output was cut short by
+/// its reader, not finished. One reset covers every print of every command,
+/// where handling `BrokenPipe` would take a check at each `println!`.
+///
+/// Sockets are not affected: Rust writes them with `MSG_NOSIGNAL` (Linux) or
+/// `SO_NOSIGPIPE` (macOS), so a vendor closing a connection is still an error.
+/// `serve` keeps SIGPIPE ignored all the same: a long-running server should not
+/// end because whoever reads its logs went away.
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: signal() sets one process-wide disposition and is safe to call from
+    // any thread; SIG_DFL is valid for SIGPIPE, and nothing in this program
+    // installs a SIGPIPE handler that this would replace.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -212,6 +212,19 @@ impl Harness {
 
     /// Runs the real binary with the environment pointing at the simulators.
     pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+        self.cli_command(args, extra_env)
+            .output()
+            .await
+            .expect("binary runs")
+    }
+
+    /// The command [`Harness::cli`] runs, for a test that needs the child itself
+    /// (to read its output as it comes).
+    pub fn cli_command(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> tokio::process::Command {
         let settings_path = self.dir.path().join("settings.json");
         if !settings_path.exists() {
             std::fs::write(
@@ -234,7 +247,7 @@ impl Harness {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        cmd.output().await.expect("binary runs")
+        cmd
     }
 
     pub fn additions(&self) -> Vec<Value> {
