@@ -33,8 +33,8 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syncs_started_at_once_on_a_new_file_wait_or_skip_and_write_once() {
-    const ROUNDS: usize = 6;
-    const PROCESSES: usize = 3;
+    const ROUNDS: usize = 20;
+    const PROCESSES: usize = 2;
     let h = Harness::start().await;
 
     // What one cycle alone writes, for the rounds to be compared with.
