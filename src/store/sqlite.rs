@@ -2,9 +2,11 @@
 //!
 //! Every record is kept as its key columns plus a JSON `body` column, one table per
 //! record kind. The file is opened in WAL mode with a busy timeout, so two processes
-//! (e.g. two CLI cycles started at once) can share it; the lease and `claim_once` are
-//! single conditional upserts inside `BEGIN IMMEDIATE` transactions, so only one
-//! process can win them.
+//! (e.g. two CLI cycles started at once) can share it; opening retries the switch to
+//! WAL and the schema's creation while the other process holds them (SQLite answers
+//! those busy without waiting), so a new file opened twice at once never fails on
+//! the lock. The lease and `claim_once` are single conditional upserts inside
+//! `BEGIN IMMEDIATE` transactions, so only one process can win them.
 //!
 //! rusqlite is synchronous: every call runs on tokio's blocking pool against one
 //! connection behind a mutex.
