@@ -97,6 +97,19 @@ pub fn print_report(r: &RunReport) {
         "\nAPI calls: sophos {}, connectwise {}; ConnectWise writes: {}",
         r.api_calls.sophos, r.api_calls.connectwise, r.writes
     );
+    println!("{}", throttling_line(r));
+}
+
+/// How often ConnectWise throttled the run, and what that cost in concurrency.
+pub fn throttling_line(r: &RunReport) -> String {
+    match (r.throttled, r.lowest_concurrency) {
+        (0, _) => "ConnectWise throttling: none".to_string(),
+        (n, Some(lowest)) => format!(
+            "ConnectWise throttling: {n} answer(s) 429 (busy), waited out and retried; \
+             requests in flight went down to {lowest}"
+        ),
+        (n, None) => format!("ConnectWise throttling: {n} answer(s) 429 (busy), waited out and retried"),
+    }
 }
 
 fn print_customer(c: &CustomerReport) {

@@ -5,6 +5,7 @@
 //! itself for transport failures (timeout, refused or broken connection).
 
 use super::HttpPolicy;
+use super::limit::{AdaptiveLimit, Attempt};
 use super::error::{ApiError, ApiErrorKind, body_snippet};
 use super::retry::{Outcome, next_delay, parse_retry_after, should_retry};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -65,8 +66,30 @@ pub(crate) async fn send<F>(
 where
     F: Fn() -> RequestBuilder,
 {
+    send_limited(policy, call, None, build).await
+}
+
+/// [`send`], each attempt passing `limit` first and telling it how it went.
+///
+/// A slot is kept across the backoff of a retry (a struggling server gets no
+/// more requests from us while we wait to repeat one), except after a 429: the
+/// limit has just been lowered, so the retry queues for a slot under it like any
+/// other request instead of coming back at the old concurrency.
+pub(crate) async fn send_limited<F>(
+    policy: &HttpPolicy,
+    call: &Call<'_>,
+    limit: Option<&AdaptiveLimit>,
+    build: F,
+) -> Result<RawResponse, ApiError>
+where
+    F: Fn() -> RequestBuilder,
+{
     let mut attempt: u32 = 0;
+    let mut slot = None;
     loop {
+        if let (None, Some(limit)) = (&slot, limit) {
+            slot = Some(limit.acquire().await);
+        }
         call.counter.fetch_add(1, Ordering::Relaxed);
         if let Some(writes) = call.write_counter {
             writes.fetch_add(1, Ordering::Relaxed);
@@ -75,6 +98,13 @@ where
         let result = attempt_once(build(), policy.timeout).await;
         let (outcome, retry_after) = classify(&result);
         log_attempt(call, &result, attempt, started.elapsed());
+        let throttled = matches!(outcome, Outcome::Status { code: 429, .. });
+        if let (Some(limit), Some(held)) = (limit, &slot) {
+            limit.record(held, limit_attempt(outcome));
+        }
+        if throttled {
+            slot = None;
+        }
         if attempt >= policy.max_retries || !should_retry(call.idempotent, outcome) {
             return result.map_err(|e| transport_error(call, policy, &e, attempt + 1));
         }
@@ -89,6 +119,15 @@ where
         );
         tokio::time::sleep(delay).await;
         attempt += 1;
+    }
+}
+
+/// What an attempt tells the concurrency limit.
+fn limit_attempt(outcome: Outcome) -> Attempt {
+    match outcome {
+        Outcome::Status { code: 429, .. } => Attempt::Throttled,
+        Outcome::Status { code, .. } if code < 500 => Attempt::Answered,
+        _ => Attempt::Failed,
     }
 }
 
