@@ -56,12 +56,10 @@ pub async fn layer(
             },
             in_flight,
         });
-        // ConnectWise refuses at once: a throttled answer has no latency.
-        let delay = match throttled {
-            Some(_) => 0,
-            None => latency.fixed_ms + jitter,
-        };
-        (fault, delay, seq)
+        // A throttled answer takes the latency too, and stays in flight for it,
+        // as a real one takes its round trip: a client that sends too many at
+        // once is seen with all of them in flight.
+        (fault, latency.fixed_ms + jitter, seq)
     };
     // Fills in the status when answered, or 499 if the client gives up first
     // (hyper then drops this future).

@@ -36,7 +36,12 @@ struct Args {
     #[arg(long, value_name = "N")]
     cw_throttle_above: Option<u64>,
     /// The Retry-After (whole seconds) of those 429s
-    #[arg(long, value_name = "SECONDS", default_value_t = 1, requires = "cw_throttle_above")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1,
+        requires = "cw_throttle_above"
+    )]
     cw_retry_after: u64,
 }
 

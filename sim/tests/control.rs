@@ -390,7 +390,10 @@ async fn the_throttle_refuses_only_above_its_number_in_flight() {
     held.abort();
     let log = sim.requests();
     let first = log.iter().find(|r| r.path.contains("agreements")).unwrap();
-    assert_eq!((first.in_flight, first.fault.as_deref()), (1, Some("Hang { ms: 30000 }")));
+    assert_eq!(
+        (first.in_flight, first.fault.as_deref()),
+        (1, Some("Hang { ms: 30000 }"))
+    );
     let refused = log.iter().find(|r| r.path.contains("companies")).unwrap();
     assert_eq!((refused.in_flight, refused.status), (2, 429));
     assert_eq!(refused.fault.as_deref(), Some("Throttled"));

@@ -5,8 +5,8 @@
 //! itself for transport failures (timeout, refused or broken connection).
 
 use super::HttpPolicy;
-use super::limit::{AdaptiveLimit, Attempt};
 use super::error::{ApiError, ApiErrorKind, body_snippet};
+use super::limit::{AdaptiveLimit, Attempt};
 use super::retry::{Outcome, next_delay, parse_retry_after, should_retry};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder};
