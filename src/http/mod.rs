@@ -1,5 +1,6 @@
 //! Shared HTTP plumbing for the Sophos and ConnectWise clients: timeouts and retry
-//! policy, call counters, the common error type and the retrying request executor.
+//! policy, call counters, the common error type, the retrying request executor and
+//! the adaptive concurrency limit it applies (ConnectWise).
 
 pub mod error;
 pub mod limit;

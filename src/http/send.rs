@@ -408,6 +408,7 @@ mod tests {
 
     const E500: &str =
         "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const E429: &str = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
     const CUT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n[1,2";
 
@@ -430,6 +431,27 @@ mod tests {
         let raw = run(Method::GET, true, &base).await.unwrap();
         assert_eq!(raw.status, 200);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_429_lowers_the_limit_and_is_retried() {
+        let (base, hits) = server(vec![Some(E429), Some(OK)]).await;
+        let http = reqwest::Client::new();
+        let url = format!("{base}/x");
+        let counter = AtomicU64::new(0);
+        let call = Call {
+            counter: &counter,
+            ..call()
+        };
+        let limit = AdaptiveLimit::new(4);
+        let raw = send_limited(&fast_policy(), &call, Some(&limit), || http.get(&url))
+            .await
+            .unwrap();
+        assert_eq!(raw.status, 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(limit.limit(), 2);
+        let stats = limit.stats();
+        assert_eq!((stats.throttled, stats.lowest_concurrency), (1, 2));
     }
 
     #[tokio::test]

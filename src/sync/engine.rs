@@ -269,6 +269,8 @@ impl Engine<'_> {
             report.customer_counts = previous.customer_counts;
             report.writes = previous.writes;
             report.api_calls = previous.api_calls;
+            report.throttled = previous.throttled;
+            report.lowest_concurrency = previous.lowest_concurrency;
         }
         report.status = RunStatus::Skipped;
         report.reason = Some(format!(
