@@ -126,6 +126,8 @@ pub(crate) mod tests {
                 connectwise: 9,
             },
             writes: 3,
+            throttled: 0,
+            lowest_concurrency: None,
             warnings: vec![],
             reason: None,
             customers_with_usage: None,

@@ -97,6 +97,21 @@ pub fn print_report(r: &RunReport) {
         "\nAPI calls: sophos {}, connectwise {}; ConnectWise writes: {}",
         r.api_calls.sophos, r.api_calls.connectwise, r.writes
     );
+    println!("{}", throttling_line(r.throttled, r.lowest_concurrency));
+}
+
+/// How often ConnectWise throttled the run, and what that cost in concurrency.
+fn throttling_line(throttled: u64, lowest_concurrency: Option<u64>) -> String {
+    match (throttled, lowest_concurrency) {
+        (0, _) => "ConnectWise throttling: none".to_string(),
+        (n, Some(lowest)) => format!(
+            "ConnectWise throttling: {n} answer(s) 429 (busy), waited out and retried; \
+             requests in flight went down to {lowest}"
+        ),
+        (n, None) => {
+            format!("ConnectWise throttling: {n} answer(s) 429 (busy), waited out and retried")
+        }
+    }
 }
 
 fn print_customer(c: &CustomerReport) {
@@ -260,6 +275,11 @@ pub fn print_run_summary(run: &RunRecord) {
     }
     if let Some(writes) = summary.get("writes") {
         println!("ConnectWise writes: {writes}");
+    }
+    // Records from before throttling was kept have no count.
+    if let Some(throttled) = summary.get("throttled").and_then(serde_json::Value::as_u64) {
+        let lowest = summary["lowestConcurrency"].as_u64();
+        println!("{}", throttling_line(throttled, lowest));
     }
     println!();
 }

@@ -1,7 +1,8 @@
 //! The layer every vendor request passes through: latency, injected faults, the
 //! request log and the read/write counters.
 
-use crate::state::{Api, FaultKind, LoggedRequest, Shared, lock};
+use crate::scenario::Throttle;
+use crate::state::{Api, Fault, FaultKind, LoggedRequest, Shared, lock};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,16 +19,21 @@ pub async fn layer(
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let _in_flight = InFlight::begin(&shared, api);
+    let (_in_flight, in_flight) = InFlight::begin(&shared, api);
     let (fault, delay, seq) = {
         let mut s = lock(&shared);
         let seq = s.next_seq();
+        let throttled = s.throttles(api, in_flight);
         let latency = s.latency.get(&api).copied().unwrap_or_default();
         let jitter = match latency.jitter_ms {
             0 => 0,
             j => seq.wrapping_mul(2_654_435_761) % (j + 1),
         };
-        let fault = s.take_fault(api, &method, &path);
+        // A throttled request is refused before anything else looks at it.
+        let fault = match throttled {
+            Some(t) => Some(throttled_fault(t)),
+            None => s.take_fault(api, &method, &path),
+        };
         // Logged and counted on arrival: a request the server is still holding
         // (a hang) was seen all the same; `Answer` fills in its status.
         let counts = s.counts_mut(api);
@@ -44,8 +50,15 @@ pub async fn layer(
             query,
             status: 0,
             duration_ms: 0,
-            fault: fault.as_ref().map(|f| format!("{:?}", f.kind)),
+            fault: match throttled {
+                Some(_) => Some(THROTTLED.to_owned()),
+                None => fault.as_ref().map(|f| format!("{:?}", f.kind)),
+            },
+            in_flight,
         });
+        // A throttled answer takes the latency too, and stays in flight for it,
+        // as a real one takes its round trip: a client that sends too many at
+        // once is seen with all of them in flight.
         (fault, latency.fixed_ms + jitter, seq)
     };
     // Fills in the status when answered, or 499 if the client gives up first
@@ -106,12 +119,33 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn begin(shared: &Shared, api: Api) -> Self {
-        lock(shared).begin_request(api);
-        Self {
+    /// Also returns how many are in flight with this one.
+    fn begin(shared: &Shared, api: Api) -> (Self, u64) {
+        let now = lock(shared).begin_request(api);
+        let guard = Self {
             shared: shared.clone(),
             api,
-        }
+        };
+        (guard, now)
+    }
+}
+
+/// What the request log's `fault` says of a request the throttle answered 429.
+pub const THROTTLED: &str = "Throttled";
+
+/// The throttle's answer, as the fault injector's rate limit builds it.
+fn throttled_fault(throttle: Throttle) -> Fault {
+    Fault {
+        api: Api::Connectwise,
+        method: None,
+        path_contains: None,
+        nth: 1,
+        times: 1,
+        after_apply: false,
+        kind: FaultKind::RateLimit {
+            retry_after: throttle.retry_after,
+        },
+        seen: 0,
     }
 }
 

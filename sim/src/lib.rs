@@ -14,7 +14,7 @@ pub mod scenario;
 pub mod sophos;
 pub mod state;
 
-pub use scenario::Scenario;
+pub use scenario::{Scenario, Throttle};
 pub use state::{Api, ApiCounts, Counters, Fault, FaultKind, Latency, LoggedRequest};
 
 use axum::Router;
@@ -116,6 +116,11 @@ impl Sim {
 
     pub fn clear_faults(&self) {
         self.with_state(|s| s.faults.clear());
+    }
+
+    /// Throttles ConnectWise from now on (None: stops); see [`Throttle`].
+    pub fn set_throttle(&self, throttle: Option<Throttle>) {
+        self.with_state(|s| s.throttle = throttle);
     }
 
     pub fn set_latency(&self, api: Api, latency: Latency) {

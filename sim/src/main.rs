@@ -31,6 +31,18 @@ struct Args {
     /// Write the scenario JSON to FILE and exit
     #[arg(long, value_name = "FILE")]
     write_scenario: Option<PathBuf>,
+    /// Answer ConnectWise requests 429 while more than N are in flight, as a busy
+    /// ConnectWise instance does (overrides the scenario's `throttle`)
+    #[arg(long, value_name = "N")]
+    cw_throttle_above: Option<u64>,
+    /// The Retry-After (whole seconds) of those 429s
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1,
+        requires = "cw_throttle_above"
+    )]
+    cw_retry_after: u64,
 }
 
 fn parse_size(text: &str) -> Result<(usize, usize), String> {
@@ -60,10 +72,16 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let scenario = match load(&args) {
+    let mut scenario = match load(&args) {
         Ok(scenario) => scenario,
         Err(msg) => return fail(&msg, 2),
     };
+    if let Some(above_in_flight) = args.cw_throttle_above {
+        scenario.connectwise.throttle = Some(sophos_cw_sim::Throttle {
+            above_in_flight,
+            retry_after: args.cw_retry_after,
+        });
+    }
     if let Some(path) = &args.write_scenario {
         let json = serde_json::to_string_pretty(&scenario).expect("a scenario serializes");
         return match std::fs::write(path, json + "\n") {

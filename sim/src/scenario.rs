@@ -77,6 +77,30 @@ pub struct ConnectWiseScenario {
     pub subcategories: Vec<Value>,
     #[serde(default)]
     pub unit_of_measures: Vec<Value>,
+    /// Answer 429 when too many requests are in flight, as ConnectWise's cloud
+    /// does when a partner's instance is busy. None: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
+}
+
+/// ConnectWise's throttling: any request arriving while more than
+/// `above_in_flight` requests (itself included) are in flight is answered 429
+/// with `Retry-After: {retry_after}` (whole seconds, as ConnectWise sends it).
+/// JSON: `{"aboveInFlight": 2, "retryAfter": 0}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Throttle {
+    pub above_in_flight: u64,
+    #[serde(default)]
+    pub retry_after: u64,
+}
+
+impl Throttle {
+    /// Whether a request arriving with `in_flight` requests in flight (itself
+    /// included) is refused.
+    pub fn refuses(&self, in_flight: u64) -> bool {
+        in_flight > self.above_in_flight
+    }
 }
 
 fn default_codebase() -> String {
@@ -100,6 +124,7 @@ impl Default for ConnectWiseScenario {
             categories: Vec::new(),
             subcategories: Vec::new(),
             unit_of_measures: Vec::new(),
+            throttle: None,
         }
     }
 }

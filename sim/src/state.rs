@@ -1,7 +1,7 @@
 //! The simulators' mutable state: vendor data, issued tokens, the request log,
 //! counters, latency and fault settings. One `Mutex`, never held across an await.
 
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Throttle};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,9 +28,13 @@ pub struct LoggedRequest {
     /// The status answered; 0 while the server still holds the request (a hang).
     pub status: u16,
     pub duration_ms: u64,
-    /// What the fault injector did to this request, if anything.
+    /// What the fault injector did to this request, if anything (`Throttled`
+    /// when the throttle answered it 429).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// Requests of this API in flight when it arrived, itself included.
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -197,6 +201,8 @@ pub struct SimState {
     in_flight: HashMap<Api, u64>,
     pub latency: HashMap<Api, Latency>,
     pub faults: Vec<Fault>,
+    /// ConnectWise's throttling (from the scenario, or [`crate::Sim::set_throttle`]).
+    pub throttle: Option<Throttle>,
     seq: u64,
 }
 
@@ -215,6 +221,7 @@ impl SimState {
             in_flight: HashMap::new(),
             latency: HashMap::new(),
             faults: Vec::new(),
+            throttle: None,
             seq: 0,
         };
         state.load(scenario);
@@ -255,15 +262,25 @@ impl SimState {
         self.counters = Counters::default();
         self.faults.clear();
         self.latency.clear();
+        self.throttle = self.scenario.connectwise.throttle;
     }
 
-    /// A request of `api` starts: counts it in flight and raises the high-water mark.
-    pub fn begin_request(&mut self, api: Api) {
+    /// A request of `api` starts: counts it in flight and raises the high-water
+    /// mark. Returns how many are in flight now, this one included.
+    pub fn begin_request(&mut self, api: Api) -> u64 {
         let now = self.in_flight.entry(api).or_default();
         *now += 1;
         let now = *now;
         let counts = self.counts_mut(api);
         counts.max_in_flight = counts.max_in_flight.max(now);
+        now
+    }
+
+    /// The throttle's 429, if it refuses a request of `api` arriving with
+    /// `in_flight` in flight (only ConnectWise is throttled).
+    pub fn throttles(&self, api: Api, in_flight: u64) -> Option<Throttle> {
+        self.throttle
+            .filter(|t| api == Api::Connectwise && t.refuses(in_flight))
     }
 
     /// A request of `api` is answered (or dropped).

@@ -342,3 +342,59 @@ async fn invalid_fault_is_the_vendors_400_and_writes_nothing() {
     let again = cw.post("procurement/catalog", &item).send().await.unwrap();
     assert_eq!(again.status(), 201, "the fault fired once");
 }
+
+// ------------------------------------------------------------------ throttling
+
+#[tokio::test]
+async fn a_scenario_throttle_answers_429_with_retry_after_and_logs_it() {
+    let mut scenario = Scenario::demo();
+    let text = r#"{"aboveInFlight": 0, "retryAfter": 3}"#;
+    scenario.connectwise.throttle = Some(serde_json::from_str(text).unwrap());
+    let sim = Sim::start(scenario).await.unwrap();
+    let cw = Cw::new(&sim);
+    let response = cw.get("company/companies").send().await.unwrap();
+    assert_eq!(response.status(), 429, "one in flight is above 0");
+    assert_eq!(response.headers()["retry-after"], "3");
+    assert_eq!(json(response).await["code"], "ConnectWiseApi");
+    let logged = sim.requests().pop().unwrap();
+    assert_eq!(logged.status, 429);
+    assert_eq!(logged.fault.as_deref(), Some("Throttled"));
+    assert_eq!(logged.in_flight, 1);
+    sim.set_throttle(None);
+    assert_eq!(
+        cw.get("company/companies").send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_throttle_refuses_only_above_its_number_in_flight() {
+    let (sim, cw) = demo().await;
+    sim.set_throttle(Some(sophos_cw_sim::Throttle {
+        above_in_flight: 1,
+        retry_after: 0,
+    }));
+    // A request the simulator holds: one in flight, not refused.
+    sim.add_fault(fault(
+        Api::Connectwise,
+        "/finance/agreements",
+        FaultKind::Hang { ms: 30_000 },
+    ));
+    let held = tokio::spawn(cw.get("finance/agreements").send());
+    while !sim.requests().iter().any(|r| r.path.contains("agreements")) {
+        tokio::task::yield_now().await;
+    }
+    let second = cw.get("company/companies").send().await.unwrap();
+    assert_eq!(second.status(), 429, "two in flight is above 1");
+    assert_eq!(second.headers()["retry-after"], "0");
+    held.abort();
+    let log = sim.requests();
+    let first = log.iter().find(|r| r.path.contains("agreements")).unwrap();
+    assert_eq!(
+        (first.in_flight, first.fault.as_deref()),
+        (1, Some("Hang { ms: 30000 }"))
+    );
+    let refused = log.iter().find(|r| r.path.contains("companies")).unwrap();
+    assert_eq!((refused.in_flight, refused.status), (2, 429));
+    assert_eq!(refused.fault.as_deref(), Some("Throttled"));
+}

@@ -6,8 +6,8 @@ use super::model::{
     Addition, Agreement, CatalogItem, Company, NamedRecord, NewAddition, NewCatalogItem, PatchOp,
 };
 use crate::http::{
-    self, ApiCounters, ApiError, ApiErrorKind, Call, FieldProblem, HttpPolicy, RawResponse,
-    header_str, parse_json,
+    self, AdaptiveLimit, ApiCounters, ApiError, ApiErrorKind, Call, FieldProblem, HttpPolicy,
+    RawResponse, ThrottleStats, header_str, parse_json,
 };
 use base64::Engine;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LINK};
@@ -95,9 +95,9 @@ pub struct ConnectWiseClient {
     client_id: HeaderValue,
     policy: HttpPolicy,
     counters: Arc<ApiCounters>,
-    /// At most this many requests in flight (see [`ConnectWiseClient::limited_to`]);
-    /// None: no limit of its own.
-    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    /// How many requests may be in flight, adapting to 429s (see
+    /// [`ConnectWiseClient::limited_to`]); None: no limit of its own.
+    in_flight: Option<Arc<AdaptiveLimit>>,
 }
 
 impl fmt::Debug for ConnectWiseClient {
@@ -177,12 +177,20 @@ impl ConnectWiseClient {
     /// in flight, however many tasks use it: ConnectWise's limit is a property of
     /// the partner's instance, so the client enforces it, and callers can run more
     /// customers than that (one customer's store bookkeeping overlaps another's
-    /// ConnectWise calls).
+    /// ConnectWise calls). When ConnectWise answers 429 (the instance is busy) the
+    /// limit halves, and it grows back by one after a run of answers, never above
+    /// `max` (see [`crate::http::limit`]).
     pub fn limited_to(&self, max: usize) -> Self {
         Self {
-            in_flight: Some(Arc::new(tokio::sync::Semaphore::new(max.max(1)))),
+            in_flight: Some(Arc::new(AdaptiveLimit::new(max))),
             ..self.clone()
         }
+    }
+
+    /// How often ConnectWise throttled this client and how far its concurrency
+    /// went down; None for a client without a limit of its own.
+    pub fn throttling(&self) -> Option<ThrottleStats> {
+        self.in_flight.as_deref().map(AdaptiveLimit::stats)
     }
 
     /// The timeouts and retry limits of every request (the engine bounds its
@@ -400,14 +408,7 @@ impl ConnectWiseClient {
         url: &Url,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ApiError> {
-        // Held across the retries' backoff too: a struggling server gets no more
-        // requests from us while we wait to repeat one. The semaphore is never
-        // closed, so acquiring cannot fail.
-        let _permit = match &self.in_flight {
-            Some(limit) => limit.acquire().await.ok(),
-            None => None,
-        };
-        http::send(&self.policy, call, || {
+        http::send_limited(&self.policy, call, self.in_flight.as_deref(), || {
             let mut req = self
                 .http
                 .request(call.method.clone(), url.clone())

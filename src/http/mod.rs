@@ -1,12 +1,15 @@
 //! Shared HTTP plumbing for the Sophos and ConnectWise clients: timeouts and retry
-//! policy, call counters, the common error type and the retrying request executor.
+//! policy, call counters, the common error type, the retrying request executor and
+//! the adaptive concurrency limit it applies (ConnectWise).
 
 pub mod error;
+pub mod limit;
 pub mod retry;
 mod send;
 
 pub use error::{ApiError, ApiErrorKind, FieldProblem};
-pub(crate) use send::{Call, RawResponse, header_str, parse_json, send};
+pub use limit::{AdaptiveLimit, ThrottleStats};
+pub(crate) use send::{Call, RawResponse, header_str, parse_json, send, send_limited};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

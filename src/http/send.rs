@@ -6,6 +6,7 @@
 
 use super::HttpPolicy;
 use super::error::{ApiError, ApiErrorKind, body_snippet};
+use super::limit::{AdaptiveLimit, Attempt};
 use super::retry::{Outcome, next_delay, parse_retry_after, should_retry};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder};
@@ -65,8 +66,30 @@ pub(crate) async fn send<F>(
 where
     F: Fn() -> RequestBuilder,
 {
+    send_limited(policy, call, None, build).await
+}
+
+/// [`send`], each attempt passing `limit` first and telling it how it went.
+///
+/// A slot is kept across the backoff of a retry (a struggling server gets no
+/// more requests from us while we wait to repeat one), except after a 429: the
+/// limit has just been lowered, so the retry queues for a slot under it like any
+/// other request instead of coming back at the old concurrency.
+pub(crate) async fn send_limited<F>(
+    policy: &HttpPolicy,
+    call: &Call<'_>,
+    limit: Option<&AdaptiveLimit>,
+    build: F,
+) -> Result<RawResponse, ApiError>
+where
+    F: Fn() -> RequestBuilder,
+{
     let mut attempt: u32 = 0;
+    let mut slot = None;
     loop {
+        if let (None, Some(limit)) = (&slot, limit) {
+            slot = Some(limit.acquire().await);
+        }
         call.counter.fetch_add(1, Ordering::Relaxed);
         if let Some(writes) = call.write_counter {
             writes.fetch_add(1, Ordering::Relaxed);
@@ -75,6 +98,13 @@ where
         let result = attempt_once(build(), policy.timeout).await;
         let (outcome, retry_after) = classify(&result);
         log_attempt(call, &result, attempt, started.elapsed());
+        let throttled = matches!(outcome, Outcome::Status { code: 429, .. });
+        if let (Some(limit), Some(held)) = (limit, &slot) {
+            limit.record(held, limit_attempt(outcome));
+        }
+        if throttled {
+            slot = None;
+        }
         if attempt >= policy.max_retries || !should_retry(call.idempotent, outcome) {
             return result.map_err(|e| transport_error(call, policy, &e, attempt + 1));
         }
@@ -89,6 +119,15 @@ where
         );
         tokio::time::sleep(delay).await;
         attempt += 1;
+    }
+}
+
+/// What an attempt tells the concurrency limit.
+fn limit_attempt(outcome: Outcome) -> Attempt {
+    match outcome {
+        Outcome::Status { code: 429, .. } => Attempt::Throttled,
+        Outcome::Status { code, .. } if code < 500 => Attempt::Answered,
+        _ => Attempt::Failed,
     }
 }
 
@@ -369,6 +408,7 @@ mod tests {
 
     const E500: &str =
         "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const E429: &str = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
     const CUT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n[1,2";
 
@@ -391,6 +431,27 @@ mod tests {
         let raw = run(Method::GET, true, &base).await.unwrap();
         assert_eq!(raw.status, 200);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_429_lowers_the_limit_and_is_retried() {
+        let (base, hits) = server(vec![Some(E429), Some(OK)]).await;
+        let http = reqwest::Client::new();
+        let url = format!("{base}/x");
+        let counter = AtomicU64::new(0);
+        let call = Call {
+            counter: &counter,
+            ..call()
+        };
+        let limit = AdaptiveLimit::new(4);
+        let raw = send_limited(&fast_policy(), &call, Some(&limit), || http.get(&url))
+            .await
+            .unwrap();
+        assert_eq!(raw.status, 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(limit.limit(), 2);
+        let stats = limit.stats();
+        assert_eq!((stats.throttled, stats.lowest_concurrency), (1, 2));
     }
 
     #[tokio::test]

@@ -221,6 +221,9 @@ impl Engine<'_> {
             connectwise: carried.api_calls.connectwise + snapshot.connectwise_calls,
         };
         report.writes = carried.writes + ctx.writes.load(Ordering::SeqCst);
+        if let Some(throttling) = ctx.cw.throttling() {
+            report.add_throttling(throttling);
+        }
         let incomplete = ctx.deferred.load(Ordering::SeqCst);
         report.finished_at = Some(Utc::now());
         report.status = match &outcome {
@@ -266,6 +269,8 @@ impl Engine<'_> {
             report.customer_counts = previous.customer_counts;
             report.writes = previous.writes;
             report.api_calls = previous.api_calls;
+            report.throttled = previous.throttled;
+            report.lowest_concurrency = previous.lowest_concurrency;
         }
         report.status = RunStatus::Skipped;
         report.reason = Some(format!(
@@ -321,6 +326,8 @@ impl Engine<'_> {
         report.warnings = previous.warnings.clone();
         report.customers_with_usage = previous.customers_with_usage;
         report.usage_drop_guarded = previous.usage_drop_guarded;
+        report.throttled = previous.throttled;
+        report.lowest_concurrency = previous.lowest_concurrency;
         let mut done = BTreeSet::new();
         let mut unmapped_seen = UnmappedCodesSeen::default();
         let mut after: Option<String> = None;
@@ -376,6 +383,8 @@ fn empty_report(opts: &RunOptions) -> RunReport {
         unmapped_codes_omitted: 0,
         api_calls: ApiCalls::default(),
         writes: 0,
+        throttled: 0,
+        lowest_concurrency: None,
         warnings: Vec::new(),
         reason: None,
         customers_with_usage: None,

@@ -338,6 +338,15 @@ pub struct RunReport {
     pub unmapped_codes_omitted: u64,
     pub api_calls: ApiCalls,
     pub writes: u64,
+    /// How many times ConnectWise answered 429 (its instance was busy), across
+    /// every invocation: each was waited out and retried at a lower concurrency.
+    #[serde(default)]
+    pub throttled: u64,
+    /// The fewest ConnectWise requests in flight the client went down to
+    /// (`connectwiseConcurrency` when it was never throttled); none in records
+    /// from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowest_concurrency: Option<u64>,
     /// What a person should know although the run went through (a catalog item
     /// priced 0, a usage report that shrank), each once, across every invocation.
     #[serde(default)]
@@ -539,6 +548,14 @@ impl RunReport {
         }
     }
 
+    /// Adds one invocation's throttling: the 429s add up, and the lowest
+    /// concurrency is the lowest any invocation reached.
+    pub fn add_throttling(&mut self, stats: crate::http::ThrottleStats) {
+        self.throttled += stats.throttled;
+        let lowest = stats.lowest_concurrency as u64;
+        self.lowest_concurrency = Some(self.lowest_concurrency.map_or(lowest, |l| l.min(lowest)));
+    }
+
     /// The report as a run record keeps it: without `customers` (stored one record
     /// each) and with the unassigned usage bounded (the unmapped codes are bounded
     /// as they are added).
@@ -575,6 +592,8 @@ impl RunReport {
             unmapped_codes_omitted: self.unmapped_codes_omitted,
             api_calls: self.api_calls,
             writes: self.writes,
+            throttled: self.throttled,
+            lowest_concurrency: self.lowest_concurrency,
             warnings: self.warnings.clone(),
             reason: self.reason.clone(),
             customers_with_usage: self.customers_with_usage,
@@ -697,6 +716,25 @@ mod tests {
         let back: RunReport = serde_json::from_value(summary).expect("the summary reads back");
         assert_eq!(back.unmapped_codes, report.unmapped_codes);
         assert_eq!(back.unmapped_codes_omitted, 6);
+    }
+
+    #[test]
+    fn throttling_adds_up_over_invocations_and_old_records_read_without_it() {
+        let mut report = old_report();
+        assert_eq!((report.throttled, report.lowest_concurrency), (0, None));
+        assert!(report.summary().get("lowestConcurrency").is_none());
+        let stats = |throttled, lowest_concurrency| crate::http::ThrottleStats {
+            throttled,
+            lowest_concurrency,
+        };
+        report.add_throttling(stats(3, 2));
+        report.add_throttling(stats(0, 4));
+        assert_eq!((report.throttled, report.lowest_concurrency), (3, Some(2)));
+        let summary = report.summary();
+        assert_eq!(summary["throttled"], 3);
+        assert_eq!(summary["lowestConcurrency"], 2);
+        let back: RunReport = serde_json::from_value(summary).expect("reads back");
+        assert_eq!(back.lowest_concurrency, Some(2));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct RunRow {
     pub duration: String,
     pub counts: String,
     pub writes: String,
+    /// How often ConnectWise answered 429 and how low the concurrency went.
+    pub throttling: String,
 }
 
 fn run_row(r: &RunRecord) -> RunRow {
@@ -91,6 +93,21 @@ fn run_row(r: &RunRecord) -> RunRow {
         writes: r.report["writes"]
             .as_u64()
             .map_or("–".into(), |w| w.to_string()),
+        throttling: throttling(&r.report),
+    }
+}
+
+/// "none", or how many 429s and the fewest requests in flight; "–" for runs
+/// recorded before throttling was kept.
+fn throttling(report: &serde_json::Value) -> String {
+    let lowest = report["lowestConcurrency"].as_u64();
+    match (report["throttled"].as_u64(), lowest) {
+        (None, _) => "–".into(),
+        (Some(0), _) => "none".into(),
+        (Some(n), Some(lowest)) => {
+            format!("{n} × 429 (busy), retried; requests in flight went down to {lowest}")
+        }
+        (Some(n), None) => format!("{n} × 429 (busy), retried"),
     }
 }
 
@@ -466,4 +483,23 @@ async fn progress_fragment(
             .insert("hx-refresh", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::throttling;
+    use serde_json::json;
+
+    #[test]
+    fn throttling_says_how_often_and_how_low() {
+        assert_eq!(throttling(&json!({"writes": 3})), "–", "an old record");
+        assert_eq!(
+            throttling(&json!({"throttled": 0, "lowestConcurrency": 4})),
+            "none"
+        );
+        assert_eq!(
+            throttling(&json!({"throttled": 7, "lowestConcurrency": 2})),
+            "7 × 429 (busy), retried; requests in flight went down to 2"
+        );
+    }
 }
