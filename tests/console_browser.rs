@@ -612,6 +612,9 @@ async fn held_changes_are_approved_one_by_one_in_bulk_and_rejected_on_the_review
         .await
         .unwrap();
     click(&c, "#apply-audit-filter").await;
+    // The filtered page, not the unfiltered one it was sent from (which has
+    // approveChange rows too).
+    wait_for_url_query(&c, "action=approveChange", WAIT).await;
     wait_for(&c, "tr.audit-row[data-action='approveChange']", WAIT).await;
     let approvals = js(
         &c,
