@@ -141,6 +141,7 @@ conformance!(
     count_event_race_counts_every_event,
     lists_span_several_pages,
     run_customers_page_by_tenant_within_their_run,
+    run_customer_ids_page_like_the_results_without_them,
     a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
     lease_lifecycle,
     lease_expired_can_be_taken_over,
@@ -922,6 +923,78 @@ async fn run_customers_page_by_tenant_within_their_run(f: &Fixture) {
     // A limit past the bound is brought into it, not refused.
     let all = s.list_run_customers("r1", 1_000_000, None).await.unwrap();
     assert_eq!(all.items.len(), 3);
+}
+
+/// The done set of a resumed run: the tenant ids of one run's stored results, in
+/// the same pages and order as the results, other runs left out.
+async fn run_customer_ids_page_like_the_results_without_them(f: &Fixture) {
+    let s = f.store();
+    let empty = s.list_run_customer_ids("r1", 10, None).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next.is_none());
+    let n: usize = 1_234;
+    let tenants: Vec<String> = (0..n).rev().map(|i| format!("t{i:05}")).collect();
+    for chunk in tenants.chunks(25) {
+        let items: Vec<RunCustomer> = chunk
+            .iter()
+            .map(|t| {
+                run_customer(
+                    "r1",
+                    t,
+                    serde_json::json!({"tenantId": t, "pad": "x".repeat(2_000)}),
+                )
+            })
+            .collect();
+        s.put_run_customers(&items).await.unwrap();
+    }
+    s.put_run_customers(&[run_customer("r0", "t00000", serde_json::json!({}))])
+        .await
+        .unwrap();
+    s.put_run_customers(&[run_customer("r2", "a", serde_json::json!({}))])
+        .await
+        .unwrap();
+
+    let first = s.list_run_customer_ids("r1", 3, None).await.unwrap();
+    assert_eq!(first.items, ["t00000", "t00001", "t00002"]);
+    assert_eq!(first.next.as_deref(), Some("t00002"));
+    let mut ids: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .list_run_customer_ids("r1", MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        let results = s
+            .list_run_customers("r1", MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items,
+            ids_of(&results.items),
+            "the same page as the results"
+        );
+        assert_eq!(page.next, results.next);
+        pages += 1;
+        ids.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, n.div_ceil(MAX_PAGE));
+    let mut expected = tenants;
+    expected.sort();
+    assert_eq!(ids, expected, "every tenant once, in tenant-id order");
+    // A limit past the bound is brought into it.
+    let big = s
+        .list_run_customer_ids("r1", 1_000_000, None)
+        .await
+        .unwrap();
+    assert_eq!(big.items.len(), MAX_PAGE);
+}
+
+fn ids_of(items: &[RunCustomer]) -> Vec<String> {
+    items.iter().map(|c| c.tenant_id.clone()).collect()
 }
 
 /// A customer's result as a run produces it, with an error of realistic length

@@ -11,6 +11,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use records::*;
@@ -45,6 +46,35 @@ pub const MAX_PAGE: usize = 500;
 /// The most ids one [`Store::get_held_changes`] call takes (DynamoDB's
 /// BatchGetItem takes 100 keys).
 pub const MAX_HELD_IDS: usize = 100;
+
+/// How many records of the kinds that grow with the partner an adapter has read
+/// (bodies decoded), since it was opened: lets tests show that a resumed run or a
+/// console page reads a bounded number of them, not how long it took.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    /// Run customer results read with their bodies (`list_run_customers`).
+    pub run_customers: AtomicU64,
+    /// Held changes read with their bodies (`get_held_change(s)`, `list_held_changes`).
+    pub held_changes: AtomicU64,
+}
+
+impl ReadCounters {
+    pub fn run_customers(&self) -> u64 {
+        self.run_customers.load(Ordering::Relaxed)
+    }
+    pub fn held_changes(&self) -> u64 {
+        self.held_changes.load(Ordering::Relaxed)
+    }
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn read_run_customers(&self, n: usize) {
+        Self::add(&self.run_customers, n);
+    }
+    pub(crate) fn read_held_changes(&self, n: usize) {
+        Self::add(&self.held_changes, n);
+    }
+}
 
 /// `limit` brought into 1..=[`MAX_PAGE`].
 pub fn page_limit(limit: usize) -> usize {
@@ -95,6 +125,15 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<RunCustomer>>;
+    /// The tenant ids of the customers stored for `run_id`, paged like
+    /// [`Store::list_run_customers`] but without their results: what a resumed
+    /// invocation needs to know is done, read without the bodies.
+    async fn list_run_customer_ids(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<String>>;
 
     // --- runs: run ids sort by start time, so "latest first" is "id descending" ---
     async fn put_run(&self, run: &RunRecord) -> StoreResult<()>;
