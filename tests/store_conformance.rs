@@ -151,6 +151,7 @@ conformance!(
     claim_once_race_has_one_winner,
     held_changes_write_over_the_version_read,
     held_changes_list_open_ones_latest_month_first_in_pages,
+    open_held_changes_are_counted_through_their_transitions,
     held_change_race_has_one_winner,
 );
 
@@ -2313,6 +2314,54 @@ async fn held_changes_list_open_ones_latest_month_first_in_pages(f: &Fixture) {
         assert_eq!(&seen, expected, "open_only {open_only}");
     }
     assert!(open[0].starts_with("2026-11"), "latest month first");
+}
+
+/// The home page's count: held and approved changes, following each change as it
+/// is decided, applied or closed, and one refused write (a stale version) changes
+/// nothing.
+async fn open_held_changes_are_counted_through_their_transitions(f: &Fixture) {
+    let s = f.store.as_ref();
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 0);
+    let statuses = [HeldStatus::Held, HeldStatus::Approved, HeldStatus::Rejected];
+    let mut changes = Vec::new();
+    for i in 0..1_201 {
+        let h = held(&format!("2026-11-{i:012x}"), statuses[i % 3]);
+        assert!(s.put_held_change(&h, None).await.unwrap());
+        changes.push(h);
+    }
+    // 401 held + 400 approved.
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 801);
+    let mut applied = changes[1].clone();
+    applied.status = HeldStatus::Applied;
+    applied.version += 1;
+    assert!(
+        s.put_held_change(&applied, Some(changes[1].version))
+            .await
+            .unwrap()
+    );
+    let mut stale = changes[0].clone();
+    stale.status = HeldStatus::Closed;
+    stale.version += 2;
+    assert!(
+        !s.put_held_change(&stale, Some(changes[0].version + 1))
+            .await
+            .unwrap(),
+        "written over a version nobody read"
+    );
+    assert_eq!(
+        s.count_open_held_changes().await.unwrap(),
+        800,
+        "one applied"
+    );
+    let mut reheld = changes[2].clone();
+    reheld.status = HeldStatus::Held;
+    reheld.version += 1;
+    assert!(
+        s.put_held_change(&reheld, Some(changes[2].version))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 801);
 }
 
 async fn held_change_race_has_one_winner(f: &Fixture) {

@@ -1204,6 +1204,30 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
+    /// A `Select=COUNT` query of the held partition: DynamoDB counts the open
+    /// items and returns no item, a page of up to 1 MB of held changes per call.
+    async fn count_open_held_changes(&self) -> StoreResult<u64> {
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .partition(HELD)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .filter_expression("#open = :one")
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_values(":one", n(1))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            count += u64::try_from(page.count).unwrap_or(0);
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(count),
+            }
+        }
+    }
+
     async fn list_held_changes(
         &self,
         open_only: bool,

@@ -54,25 +54,14 @@ pub const MAX_HELD_IDS: usize = 100;
 pub struct ReadCounters {
     /// Run customer results read with their bodies (`list_run_customers`).
     pub run_customers: AtomicU64,
-    /// Held changes read with their bodies (`get_held_change(s)`, `list_held_changes`).
-    pub held_changes: AtomicU64,
 }
 
 impl ReadCounters {
     pub fn run_customers(&self) -> u64 {
         self.run_customers.load(Ordering::Relaxed)
     }
-    pub fn held_changes(&self) -> u64 {
-        self.held_changes.load(Ordering::Relaxed)
-    }
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
     pub(crate) fn read_run_customers(&self, n: usize) {
-        Self::add(&self.run_customers, n);
-    }
-    pub(crate) fn read_held_changes(&self, n: usize) {
-        Self::add(&self.held_changes, n);
+        self.run_customers.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -217,6 +206,9 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<HeldChange>>;
+    /// How many changes are still held or approved, counted by the store without
+    /// reading them (the console's banner asks on every view).
+    async fn count_open_held_changes(&self) -> StoreResult<u64>;
 
     // --- the one-cycle-at-a-time lease (conditional write) ---
     /// Takes the lease for `run_id` when it is free or expired at `now`.

@@ -988,6 +988,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_open_held_changes(&self) -> StoreResult<u64> {
+        self.call(|c| {
+            // Counted on the `(open, id)` index, without touching the bodies.
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM held_changes WHERE open = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn list_held_changes(
         &self,
         open_only: bool,
