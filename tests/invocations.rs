@@ -394,3 +394,43 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
         "one audit entry per write"
     );
 }
+
+/// A summary that does not count every stored customer (one written before counts
+/// were carried) is not trusted: the resumed invocation counts the stored results
+/// again, and the run ends counting each customer once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_summary_that_misses_stored_customers_is_counted_again_from_them() {
+    let h = Harness::with_scenario(generate::generate(60, 1, 5)).await;
+    let sqlite = Arc::new(sophos_cw_sync::store::sqlite::SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = sqlite.clone();
+    let queue = Arc::new(QueueInvoker::default());
+    let app = app_on(&h, store.clone(), queue.clone()).await;
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
+        panic!("the lease is free")
+    };
+    let first = queue.0.lock().unwrap().pop().unwrap();
+    let now = tokio::time::Instant::now();
+    let report = app.run_job(&first, Some(now)).await.unwrap();
+    assert_eq!(report.status, RunStatus::Incomplete);
+    let stored = stored_tenants(store.as_ref(), &run_id).await;
+    assert!(stored >= 1);
+    // The summary as an older version wrote it: no counts.
+    let mut record = store.get_run(&run_id).await.unwrap().unwrap();
+    record
+        .report
+        .as_object_mut()
+        .unwrap()
+        .remove("customerCounts");
+    store.put_run(&record).await.unwrap();
+    assert_eq!(sqlite.reads().run_customers(), 0);
+
+    let next = queue.0.lock().unwrap().pop().unwrap();
+    let last = app.run_job(&next, None).await.unwrap();
+    assert_eq!(last.customer_counts.total, 60, "each customer counted once");
+    assert_eq!(
+        sqlite.reads().run_customers(),
+        stored as u64,
+        "the stored results were read back, once each"
+    );
+}
