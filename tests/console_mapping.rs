@@ -771,3 +771,60 @@ async fn mapping_a_product_code_edits_the_settings_is_audited_and_the_next_sync_
     assert_eq!(beta_ixa.len(), 1, "{beta_ixa:?}");
     assert_eq!(beta_ixa[0]["quantity"].as_f64(), Some(11.0));
 }
+
+/// A large partner's ConnectWise (75,000 companies, with fields ConnectWise
+/// answers by default that suggestions do not use): the Mapping page reads them in pages of 1,000
+/// asking only for the fields the suggestions use, each page once, and lists
+/// every company. (How long that takes belongs in `make bench`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mapping_page_reads_75000_companies_in_pages_of_the_fields_suggestions_use() {
+    let (h, mut c, _csrf) = signed_in().await;
+    let extra = 75_000;
+    let before = h.sim.with_state(|s| {
+        let companies = s.collection_mut("companies");
+        let before = companies.len();
+        for i in 0..extra {
+            companies.push(json!({
+                "id": 1_000_000 + i, "identifier": format!("Big{i:05}"),
+                "name": format!("Big Customer {i:05} Ltd"),
+                "status": {"id": 1, "name": "Active"}, "deletedFlag": false,
+                "addressLine1": "1 Long Street", "website": "example.com",
+            }));
+        }
+        before
+    });
+    h.sim.clear_requests();
+    let page = c.get("/console/mapping").await;
+    ok(&page);
+    let total = before + extra;
+    assert!(
+        page.body
+            .contains(&format!("{total} ConnectWise companies")),
+        "{}",
+        &page.body[..page.body.len().min(3000)]
+    );
+    let lists: Vec<_> = cw_log(&h)
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/company/companies"))
+        .collect();
+    assert_eq!(
+        lists.len(),
+        total.div_ceil(1000),
+        "one request a page of 1,000"
+    );
+    let mut pages: Vec<String> = Vec::new();
+    for r in &lists {
+        let query: Vec<(String, String)> = serde_urlencoded::from_str(&r.query).unwrap();
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("fields").as_deref(),
+            Some("id,identifier,name,deletedFlag,status"),
+            "{}",
+            r.query
+        );
+        assert_eq!(get("pageSize").as_deref(), Some("1000"), "{}", r.query);
+        pages.push(get("page").unwrap_or_else(|| "1".into()));
+    }
+    let expected: Vec<String> = (1..=lists.len()).map(|p| p.to_string()).collect();
+    assert_eq!(pages, expected, "each page once, in order");
+}

@@ -10,10 +10,12 @@ use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::{MAX_PAGE, RunStatus, Store};
 use sophos_cw_sync::sync::report::CustomerReport;
+use sophos_cw_sync::web::router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::app::{Harness, QueueInvoker};
+use support::console::{Client, test_config};
 
 fn settings() -> Settings {
     support::app::generated_settings()
@@ -72,6 +74,23 @@ async fn run_customers(store: &dyn Store, run_id: &str) -> Vec<CustomerReport> {
         match page.next {
             Some(next) => after = Some(next),
             None => return out,
+        }
+    }
+}
+
+/// How many customers of a run are stored, counted from their keys only.
+async fn stored_tenants(store: &dyn Store, run_id: &str) -> usize {
+    let mut count = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_run_customer_ids(run_id, MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        count += page.items.len();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return count,
         }
     }
 }
@@ -282,9 +301,13 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
     );
     dynamo.create_table_if_missing().await.unwrap();
     dynamo.enable_ttl().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(dynamo);
+    let dynamo = Arc::new(dynamo);
+    let store: Arc<dyn Store> = dynamo.clone();
     let queue = Arc::new(QueueInvoker::default());
-    let app = app_on(&h, store.clone(), queue.clone()).await;
+    let app = Arc::new(app_on(&h, store.clone(), queue.clone()).await);
+    let mut console = Client::new(router(app.clone(), test_config()));
+    let mut checked = 0;
+    console.sign_in().await;
     let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
     else {
         panic!("the lease is free")
@@ -305,11 +328,43 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
             2 | 3 => Some(now + Duration::from_secs(3)),
             _ => None,
         };
-        last = Some(app.run_job(&next, deadline).await.unwrap());
+        let report = app.run_job(&next, deadline).await.unwrap();
+        if report.status == RunStatus::Incomplete {
+            // Between invocations, the summary counts exactly the stored customers
+            // and the run page's progress says so, from that one record.
+            let stored = stored_tenants(store.as_ref(), &run_id).await;
+            let record = store.get_run(&run_id).await.unwrap().unwrap();
+            assert_eq!(
+                record.report["customerCounts"]["total"], stored,
+                "{invocations}"
+            );
+            let progress = console
+                .get(&format!("/console/runs/{run_id}/progress"))
+                .await;
+            assert!(
+                progress
+                    .body
+                    .contains(&format!("<span id=\"progress-finished\">{stored}</span>")),
+                "{stored} finished: {}",
+                progress.body
+            );
+            checked += 1;
+        }
+        last = Some(report);
     }
     let last = last.unwrap();
     assert!(invocations >= 2, "needed {invocations} invocations");
+    assert!(
+        checked >= 1,
+        "the first invocation, out of time at once, is incomplete"
+    );
     assert_eq!(last.status, RunStatus::Partial, "every 50th has no company");
+    assert_eq!(
+        dynamo.reads().run_customers(),
+        0,
+        "no invocation (nor the progress poll) read a stored result back: the counts \
+         were carried and the done set read as keys"
+    );
 
     // Recorded whole: the summary's counts and every customer, read back in pages.
     let stored = store.get_run(&run_id).await.unwrap().unwrap();
@@ -337,5 +392,45 @@ async fn a_run_over_2000_customers_on_dynamodb_is_recorded_whole_across_invocati
         audit.len() as u64,
         h.cw_writes(),
         "one audit entry per write"
+    );
+}
+
+/// A summary that does not count every stored customer (one written before counts
+/// were carried) is not trusted: the resumed invocation counts the stored results
+/// again, and the run ends counting each customer once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_summary_that_misses_stored_customers_is_counted_again_from_them() {
+    let h = Harness::with_scenario(generate::generate(60, 1, 5)).await;
+    let sqlite = Arc::new(sophos_cw_sync::store::sqlite::SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = sqlite.clone();
+    let queue = Arc::new(QueueInvoker::default());
+    let app = app_on(&h, store.clone(), queue.clone()).await;
+    let StartOutcome::Started { run_id } = app.start_sync(None, false, "test").await.unwrap()
+    else {
+        panic!("the lease is free")
+    };
+    let first = queue.0.lock().unwrap().pop().unwrap();
+    let now = tokio::time::Instant::now();
+    let report = app.run_job(&first, Some(now)).await.unwrap();
+    assert_eq!(report.status, RunStatus::Incomplete);
+    let stored = stored_tenants(store.as_ref(), &run_id).await;
+    assert!(stored >= 1);
+    // The summary as an older version wrote it: no counts.
+    let mut record = store.get_run(&run_id).await.unwrap().unwrap();
+    record
+        .report
+        .as_object_mut()
+        .unwrap()
+        .remove("customerCounts");
+    store.put_run(&record).await.unwrap();
+    assert_eq!(sqlite.reads().run_customers(), 0);
+
+    let next = queue.0.lock().unwrap().pop().unwrap();
+    let last = app.run_job(&next, None).await.unwrap();
+    assert_eq!(last.customer_counts.total, 60, "each customer counted once");
+    assert_eq!(
+        sqlite.reads().run_customers(),
+        stored as u64,
+        "the stored results were read back, once each"
     );
 }

@@ -141,6 +141,7 @@ conformance!(
     count_event_race_counts_every_event,
     lists_span_several_pages,
     run_customers_page_by_tenant_within_their_run,
+    run_customer_ids_page_like_the_results_without_them,
     a_run_of_5000_customers_is_recorded_whole_and_read_back_in_pages,
     lease_lifecycle,
     lease_expired_can_be_taken_over,
@@ -150,6 +151,7 @@ conformance!(
     claim_once_race_has_one_winner,
     held_changes_write_over_the_version_read,
     held_changes_list_open_ones_latest_month_first_in_pages,
+    open_held_changes_are_counted_through_their_transitions,
     held_change_race_has_one_winner,
 );
 
@@ -922,6 +924,78 @@ async fn run_customers_page_by_tenant_within_their_run(f: &Fixture) {
     // A limit past the bound is brought into it, not refused.
     let all = s.list_run_customers("r1", 1_000_000, None).await.unwrap();
     assert_eq!(all.items.len(), 3);
+}
+
+/// The done set of a resumed run: the tenant ids of one run's stored results, in
+/// the same pages and order as the results, other runs left out.
+async fn run_customer_ids_page_like_the_results_without_them(f: &Fixture) {
+    let s = f.store();
+    let empty = s.list_run_customer_ids("r1", 10, None).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next.is_none());
+    let n: usize = 1_234;
+    let tenants: Vec<String> = (0..n).rev().map(|i| format!("t{i:05}")).collect();
+    for chunk in tenants.chunks(25) {
+        let items: Vec<RunCustomer> = chunk
+            .iter()
+            .map(|t| {
+                run_customer(
+                    "r1",
+                    t,
+                    serde_json::json!({"tenantId": t, "pad": "x".repeat(2_000)}),
+                )
+            })
+            .collect();
+        s.put_run_customers(&items).await.unwrap();
+    }
+    s.put_run_customers(&[run_customer("r0", "t00000", serde_json::json!({}))])
+        .await
+        .unwrap();
+    s.put_run_customers(&[run_customer("r2", "a", serde_json::json!({}))])
+        .await
+        .unwrap();
+
+    let first = s.list_run_customer_ids("r1", 3, None).await.unwrap();
+    assert_eq!(first.items, ["t00000", "t00001", "t00002"]);
+    assert_eq!(first.next.as_deref(), Some("t00002"));
+    let mut ids: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .list_run_customer_ids("r1", MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        let results = s
+            .list_run_customers("r1", MAX_PAGE, after.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items,
+            ids_of(&results.items),
+            "the same page as the results"
+        );
+        assert_eq!(page.next, results.next);
+        pages += 1;
+        ids.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, n.div_ceil(MAX_PAGE));
+    let mut expected = tenants;
+    expected.sort();
+    assert_eq!(ids, expected, "every tenant once, in tenant-id order");
+    // A limit past the bound is brought into it.
+    let big = s
+        .list_run_customer_ids("r1", 1_000_000, None)
+        .await
+        .unwrap();
+    assert_eq!(big.items.len(), MAX_PAGE);
+}
+
+fn ids_of(items: &[RunCustomer]) -> Vec<String> {
+    items.iter().map(|c| c.tenant_id.clone()).collect()
 }
 
 /// A customer's result as a run produces it, with an error of realistic length
@@ -2240,6 +2314,54 @@ async fn held_changes_list_open_ones_latest_month_first_in_pages(f: &Fixture) {
         assert_eq!(&seen, expected, "open_only {open_only}");
     }
     assert!(open[0].starts_with("2026-11"), "latest month first");
+}
+
+/// The home page's count: held and approved changes, following each change as it
+/// is decided, applied or closed, and one refused write (a stale version) changes
+/// nothing.
+async fn open_held_changes_are_counted_through_their_transitions(f: &Fixture) {
+    let s = f.store.as_ref();
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 0);
+    let statuses = [HeldStatus::Held, HeldStatus::Approved, HeldStatus::Rejected];
+    let mut changes = Vec::new();
+    for i in 0..1_201 {
+        let h = held(&format!("2026-11-{i:012x}"), statuses[i % 3]);
+        assert!(s.put_held_change(&h, None).await.unwrap());
+        changes.push(h);
+    }
+    // 401 held + 400 approved.
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 801);
+    let mut applied = changes[1].clone();
+    applied.status = HeldStatus::Applied;
+    applied.version += 1;
+    assert!(
+        s.put_held_change(&applied, Some(changes[1].version))
+            .await
+            .unwrap()
+    );
+    let mut stale = changes[0].clone();
+    stale.status = HeldStatus::Closed;
+    stale.version += 2;
+    assert!(
+        !s.put_held_change(&stale, Some(changes[0].version + 1))
+            .await
+            .unwrap(),
+        "written over a version nobody read"
+    );
+    assert_eq!(
+        s.count_open_held_changes().await.unwrap(),
+        800,
+        "one applied"
+    );
+    let mut reheld = changes[2].clone();
+    reheld.status = HeldStatus::Held;
+    reheld.version += 1;
+    assert!(
+        s.put_held_change(&reheld, Some(changes[2].version))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.count_open_held_changes().await.unwrap(), 801);
 }
 
 async fn held_change_race_has_one_winner(f: &Fixture) {

@@ -912,6 +912,37 @@ async fn a_crashed_run_keeps_the_lease_until_it_expires() {
     assert_eq!(h.cw_writes(), 0, "{:#?}", cw_write_log(&h));
 }
 
+/// The engine writes the running counts into the run record as it stores its
+/// customers: a run that dies part way still shows how far it got, counting
+/// exactly the customers stored (what the console's progress reads).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_record_counts_the_customers_stored_so_far() {
+    let h = Harness::with_scenario(sophos_cw_sim::generate::generate(80, 1, 3)).await;
+    let mut opts = h.options(false);
+    opts.customers_in_progress = Some(1);
+    opts.crash_after_writes = Some(60);
+    let run_id = opts.run_id.clone();
+    assert!(matches!(
+        h.run_with(&support::app::generated_settings(), opts).await,
+        Err(CycleError::Crashed(_))
+    ));
+    let record = h.store.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Running);
+    let stored = h
+        .store
+        .list_run_customer_ids(&run_id, sophos_cw_sync::store::MAX_PAGE, None)
+        .await
+        .unwrap();
+    assert!(stored.items.len() >= 25, "{} stored", stored.items.len());
+    assert!(stored.items.len() < 80, "the crash stopped it part way");
+    assert_eq!(
+        record.report["customerCounts"]["total"],
+        stored.items.len(),
+        "{}",
+        record.report
+    );
+}
+
 // ------------------------------------------------- 6. concurrent cycles
 
 #[tokio::test(flavor = "multi_thread")]

@@ -158,6 +158,7 @@ pub const AUDIT_FILTERED_QUERY_LIMIT: i32 = 500;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    reads: std::sync::Arc<super::ReadCounters>,
 }
 
 impl DynamoStore {
@@ -165,7 +166,13 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            reads: Default::default(),
         }
+    }
+
+    /// What this store has read so far (tests of bounded reads).
+    pub fn reads(&self) -> &super::ReadCounters {
+        &self.reads
     }
 
     /// The table this store uses.
@@ -1006,8 +1013,50 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<RunCustomer>> {
-        self.query_page("run customer", &run_customer_pk(run_id), limit, after)
-            .await
+        let page: Page<RunCustomer> = self
+            .query_page("run customer", &run_customer_pk(run_id), limit, after)
+            .await?;
+        self.reads.read_run_customers(page.items.len());
+        Ok(page)
+    }
+
+    async fn list_run_customer_ids(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<String>> {
+        let pk = run_customer_pk(run_id);
+        let limit = page_limit(limit);
+        let mut ids = Vec::new();
+        let mut start = after.map(|a| Self::key(&pk, a));
+        loop {
+            // Only the sort key comes back: the results' bodies stay in the table.
+            let page = self
+                .partition(&pk)
+                .projection_expression("#sk")
+                .expression_attribute_names("#sk", SK)
+                .limit(i32::try_from(limit - ids.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                let id = item.get(SK).and_then(|v| v.as_s().ok()).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "a run customer item of run {run_id} in DynamoDB table {} lacks `{SK}` (S)",
+                        self.table
+                    ))
+                })?;
+                ids.push(id.clone());
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) if ids.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        let next = ids.last().filter(|_| ids.len() == limit).cloned();
+        Ok(Page { items: ids, next })
     }
 
     async fn put_run(&self, run: &RunRecord) -> StoreResult<()> {
@@ -1153,6 +1202,30 @@ impl Store for DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    /// A `Select=COUNT` query of the held partition: DynamoDB counts the open
+    /// items and returns no item, a page of up to 1 MB of held changes per call.
+    async fn count_open_held_changes(&self) -> StoreResult<u64> {
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .partition(HELD)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .filter_expression("#open = :one")
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_values(":one", n(1))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            count += u64::try_from(page.count).unwrap_or(0);
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(count),
+            }
+        }
     }
 
     async fn list_held_changes(

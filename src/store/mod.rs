@@ -11,6 +11,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use records::*;
@@ -45,6 +46,24 @@ pub const MAX_PAGE: usize = 500;
 /// The most ids one [`Store::get_held_changes`] call takes (DynamoDB's
 /// BatchGetItem takes 100 keys).
 pub const MAX_HELD_IDS: usize = 100;
+
+/// How many records of the kinds that grow with the partner an adapter has read
+/// (bodies decoded), since it was opened: lets tests show that a resumed run or a
+/// console page reads a bounded number of them, not how long it took.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    /// Run customer results read with their bodies (`list_run_customers`).
+    pub run_customers: AtomicU64,
+}
+
+impl ReadCounters {
+    pub fn run_customers(&self) -> u64 {
+        self.run_customers.load(Ordering::Relaxed)
+    }
+    pub(crate) fn read_run_customers(&self, n: usize) {
+        self.run_customers.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
 
 /// `limit` brought into 1..=[`MAX_PAGE`].
 pub fn page_limit(limit: usize) -> usize {
@@ -95,6 +114,15 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<RunCustomer>>;
+    /// The tenant ids of the customers stored for `run_id`, paged like
+    /// [`Store::list_run_customers`] but without their results: what a resumed
+    /// invocation needs to know is done, read without the bodies.
+    async fn list_run_customer_ids(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<String>>;
 
     // --- runs: run ids sort by start time, so "latest first" is "id descending" ---
     async fn put_run(&self, run: &RunRecord) -> StoreResult<()>;
@@ -178,6 +206,9 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<Page<HeldChange>>;
+    /// How many changes are still held or approved, counted by the store without
+    /// reading them (the console's banner asks on every view).
+    async fn count_open_held_changes(&self) -> StoreResult<u64>;
 
     // --- the one-cycle-at-a-time lease (conditional write) ---
     /// Takes the lease for `run_id` when it is free or expired at `now`.

@@ -158,6 +158,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The file path (or `:memory:`), for error messages.
     location: Arc<str>,
+    reads: Arc<super::ReadCounters>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -205,6 +206,11 @@ impl SqliteStore {
         Self::init(conn, location, true)
     }
 
+    /// What this store has read so far (tests of bounded reads).
+    pub fn reads(&self) -> &super::ReadCounters {
+        &self.reads
+    }
+
     /// A private, empty store that lives as long as this value (tests, dry runs).
     pub fn open_in_memory() -> StoreResult<Self> {
         let location: Arc<str> = ":memory:".into();
@@ -241,6 +247,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             location,
+            reads: Arc::default(),
         })
     }
 
@@ -724,16 +731,41 @@ impl Store for SqliteStore {
     ) -> StoreResult<Page<RunCustomer>> {
         let (limit, after) = (page_limit(limit), after.map(str::to_owned));
         let run_id = run_id.to_owned();
-        self.call(move |c| {
-            page_of(
-                c,
-                "run customer",
-                "SELECT tenant_id, body FROM run_customers
+        let page: Page<RunCustomer> = self
+            .call(move |c| {
+                page_of(
+                    c,
+                    "run customer",
+                    "SELECT tenant_id, body FROM run_customers
                  WHERE run_id = ?1 AND (?2 IS NULL OR tenant_id > ?2) ORDER BY tenant_id LIMIT ?3",
-                &run_id,
-                limit,
-                after.as_deref(),
-            )
+                    &run_id,
+                    limit,
+                    after.as_deref(),
+                )
+            })
+            .await?;
+        self.reads.read_run_customers(page.items.len());
+        Ok(page)
+    }
+
+    async fn list_run_customer_ids(
+        &self,
+        run_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<Page<String>> {
+        let (limit, after) = (page_limit(limit), after.map(str::to_owned));
+        let run_id = run_id.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tenant_id FROM run_customers
+                 WHERE run_id = ?1 AND (?2 IS NULL OR tenant_id > ?2) ORDER BY tenant_id LIMIT ?3",
+            )?;
+            let ids = stmt
+                .query_map(params![run_id, after, sql_limit(limit)], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            let next = ids.last().filter(|_| ids.len() == limit).cloned();
+            Ok(Page { items: ids, next })
         })
         .await
     }
@@ -952,6 +984,19 @@ impl Store for SqliteStore {
                 out.push(decode("held change", &key, &body)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn count_open_held_changes(&self) -> StoreResult<u64> {
+        self.call(|c| {
+            // Counted on the `(open, id)` index, without touching the bodies.
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM held_changes WHERE open = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }

@@ -80,8 +80,8 @@ pub struct RunOptions {
     /// new customers `deadline_margin` before it and ends `incomplete`.
     pub deadline: Option<tokio::time::Instant>,
     pub deadline_margin: Duration,
-    /// The summary of this run's previous invocation; the customers it stored
-    /// (`Store::list_run_customers`) are done.
+    /// The summary of this run's previous invocation: its counts carry on, and the
+    /// customers it stored (`Store::list_run_customer_ids`) are done.
     pub resume: Option<RunReport>,
     /// Keep every customer's result in the returned report (the CLI prints them).
     /// Off in the service: results go to the store as they finish, so an
@@ -316,8 +316,11 @@ struct Carried {
 }
 
 impl Engine<'_> {
-    /// Starts the report from the previous invocation's summary, and reads the
-    /// customers it stored back a page at a time: they are done (and counted).
+    /// Starts the report from the previous invocation's summary (its counts and
+    /// unmapped codes included) and reads only the tenant ids of the customers it
+    /// stored: they are done. The results themselves are read again only when the
+    /// summary does not count as many customers as are stored (a summary from
+    /// before counts were carried, or one left behind by a write that failed).
     async fn carry_over(&self, report: &mut RunReport, opts: &RunOptions) -> StoreResult<Carried> {
         let Some(previous) = &opts.resume else {
             return Ok(Carried::default());
@@ -328,30 +331,21 @@ impl Engine<'_> {
         report.usage_drop_guarded = previous.usage_drop_guarded;
         report.throttled = previous.throttled;
         report.lowest_concurrency = previous.lowest_concurrency;
-        let mut done = BTreeSet::new();
-        let mut unmapped_seen = UnmappedCodesSeen::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_run_customers(&opts.run_id, MAX_PAGE, after.as_deref())
-                .await?;
-            for stored in page.items {
-                let c: CustomerReport = serde_json::from_value(stored.report).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "the result of customer {} in run {}: {e}",
-                        stored.tenant_id, opts.run_id
-                    ))
-                })?;
-                report.customer_counts.add(&c);
-                report.add_unmapped_codes(&c, &mut unmapped_seen);
-                done.insert(stored.tenant_id);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let done = self.finished_tenants(&opts.run_id).await?;
+        let unmapped_seen = if previous.customer_counts.total == done.len() as u64 {
+            report.customer_counts = previous.customer_counts;
+            report.unmapped_codes = previous.unmapped_codes.clone();
+            report.unmapped_codes_omitted = previous.unmapped_codes_omitted;
+            UnmappedCodesSeen::listed_in(report)
+        } else {
+            tracing::warn!(
+                run_id = %opts.run_id,
+                counted = previous.customer_counts.total,
+                stored = done.len(),
+                "the run's summary does not count every stored customer: counting them again"
+            );
+            self.recount(report, &opts.run_id).await?
+        };
         Ok(Carried {
             api_calls: previous.api_calls,
             writes: previous.writes,
@@ -360,6 +354,54 @@ impl Engine<'_> {
             done,
             unmapped_seen,
         })
+    }
+
+    /// The tenant ids an earlier invocation of `run_id` stored, keys only.
+    async fn finished_tenants(&self, run_id: &str) -> StoreResult<BTreeSet<String>> {
+        let mut done = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_run_customer_ids(run_id, MAX_PAGE, after.as_deref())
+                .await?;
+            done.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(done),
+            }
+        }
+    }
+
+    /// Counts the stored results of `run_id` (and their unmapped codes) into
+    /// `report`, reading them back a page at a time.
+    async fn recount(
+        &self,
+        report: &mut RunReport,
+        run_id: &str,
+    ) -> StoreResult<UnmappedCodesSeen> {
+        let mut unmapped_seen = UnmappedCodesSeen::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_run_customers(run_id, MAX_PAGE, after.as_deref())
+                .await?;
+            for stored in page.items {
+                let c: CustomerReport = serde_json::from_value(stored.report).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "the result of customer {} in run {run_id}: {e}",
+                        stored.tenant_id
+                    ))
+                })?;
+                report.customer_counts.add(&c);
+                report.add_unmapped_codes(&c, &mut unmapped_seen);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(unmapped_seen),
+            }
+        }
     }
 }
 
@@ -562,6 +604,7 @@ impl Ctx<'_> {
             if batch.len() == RECORD_BATCH || (closed && !batch.is_empty()) {
                 self.store_batch(&report.run_id, &std::mem::take(&mut batch))
                     .await?;
+                self.record_progress(report).await?;
             }
             if closed {
                 break;
@@ -570,6 +613,19 @@ impl Ctx<'_> {
         kept.sort_by_key(|(index, _)| *index);
         report.customers.extend(kept.into_iter().map(|(_, c)| c));
         Ok(())
+    }
+
+    /// Writes the running counts into the run record after each stored batch, so
+    /// the console's progress reads one record (written after the batch: it never
+    /// counts a customer that is not stored yet). A dry run has no record to keep.
+    async fn record_progress(&self, report: &RunReport) -> StoreResult<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        self.engine
+            .store
+            .put_run(&run_record(report, self.opts))
+            .await
     }
 
     async fn store_batch(&self, run_id: &str, batch: &[CustomerReport]) -> StoreResult<()> {

@@ -521,9 +521,24 @@ impl CustomerCounts {
 /// The product codes a run has met so far, so that each distinct code is listed
 /// (or, past the bound, counted) once however many customers have it. Kept by the
 /// engine beside the report for the run's whole invocation; a resumed invocation
-/// rebuilds it from the customers stored before (as it does `customer_counts`).
+/// starts it from the codes its summary lists (as it carries `customer_counts`).
 #[derive(Debug, Default)]
 pub struct UnmappedCodesSeen(BTreeSet<String>);
+
+impl UnmappedCodesSeen {
+    /// The codes `report` lists: what a resumed invocation carries over. Codes
+    /// past [`MAX_UNASSIGNED`] were only counted, so one seen again in a later
+    /// invocation is counted again in `unmapped_codes_omitted`.
+    pub fn listed_in(report: &RunReport) -> Self {
+        Self(
+            report
+                .unmapped_codes
+                .iter()
+                .map(|p| p.product_code.clone())
+                .collect(),
+        )
+    }
+}
 
 impl RunReport {
     /// Adds a finished customer's unmapped product codes (from its

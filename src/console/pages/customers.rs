@@ -110,10 +110,8 @@ pub struct Banner {
     pub unmapped: u64,
     pub in_error: u64,
     pub unmapped_codes: u64,
-    /// Open held changes (held or approved), counted up to a cap.
-    pub held: usize,
-    /// More than `held` (the count stopped at its cap).
-    pub held_more: bool,
+    /// Open held changes (held or approved), as the store counts them.
+    pub held: u64,
     /// The run's warnings (the first [`BANNER_WARNINGS`]): what it wrote although
     /// a person should look.
     pub warnings: Vec<ErrorRow>,
@@ -218,11 +216,10 @@ async fn customers_page(
 /// The banner's counts from the latest finished run that wrote (dry runs change
 /// nothing, so they do not say what is outstanding).
 pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
-    let (held, held_more) = crate::console::pages::review::count_open(store).await?;
+    let held = crate::console::pages::review::count_open(store).await?;
     let Some(run) = latest_finished_run(store).await? else {
         return Ok(Banner {
             held,
-            held_more,
             ..Banner::default()
         });
     };
@@ -237,7 +234,6 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
         unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64)
             + count(&run.report["unmappedCodesOmitted"]),
         held,
-        held_more,
         warnings_more: warnings.len().saturating_sub(BANNER_WARNINGS),
         warnings: warnings
             .iter()

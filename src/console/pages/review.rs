@@ -14,7 +14,7 @@ use crate::console::pages::customers::qty;
 use crate::console::pages::runs::{request_sync, run_link};
 use crate::domain::month::Month;
 use crate::state::Web;
-use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, MAX_PAGE, Store};
+use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, Store};
 use crate::sync::review::{Decision, DecisionOutcome, decide};
 use askama::Template;
 use axum::Router;
@@ -35,8 +35,6 @@ pub fn routes() -> Router<Web> {
 const ROWS: usize = 50;
 /// Store reads for one page at most (a filtered DynamoDB page may come back short).
 const READS: usize = 20;
-/// The home page's banner counts open held changes up to this many ("500+").
-pub const COUNT_CAP: usize = 500;
 /// Changes one "Approve selected" decides at most (a page shows [`ROWS`]).
 const MAX_SELECTED: usize = 2 * ROWS;
 /// Ids named in a flash message at most.
@@ -47,25 +45,10 @@ pub fn change_link(id: &str) -> String {
     format!("{PATH}?id={}", page::encode(id))
 }
 
-/// The open held changes, counted up to [`COUNT_CAP`] in at most [`READS`] store
-/// reads: (count, more beyond it). "More" is also said when the reads ran out first.
-pub async fn count_open(store: &dyn Store) -> Result<(usize, bool), ConsoleError> {
-    let mut count = 0;
-    let mut after: Option<String> = None;
-    for _ in 0..READS {
-        let page = store
-            .list_held_changes(true, MAX_PAGE.min(COUNT_CAP), after.as_deref())
-            .await?;
-        count += page.items.len();
-        if count >= COUNT_CAP {
-            return Ok((COUNT_CAP, count > COUNT_CAP || page.next.is_some()));
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok((count, false)),
-        }
-    }
-    Ok((count, true))
+/// The open held changes, counted by the store (the home page's banner asks on
+/// every view, so nothing is read back).
+pub async fn count_open(store: &dyn Store) -> Result<u64, ConsoleError> {
+    Ok(store.count_open_held_changes().await?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
