@@ -10,11 +10,11 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::qty;
 use crate::console::pages::runs::{request_sync, run_link};
+use crate::console::pages::view::{self, qty};
 use crate::domain::month::Month;
 use crate::state::Web;
-use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, MAX_PAGE, Store};
+use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, Store};
 use crate::sync::review::{Decision, DecisionOutcome, decide};
 use askama::Template;
 use axum::Router;
@@ -23,7 +23,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 
-pub const PATH: &str = "/console/review";
+const PATH: &str = view::REVIEW_PATH;
 
 pub fn routes() -> Router<Web> {
     // The page: every role. Approving and rejecting (and the sync after
@@ -34,39 +34,11 @@ pub fn routes() -> Router<Web> {
 /// Held changes per page.
 const ROWS: usize = 50;
 /// Store reads for one page at most (a filtered DynamoDB page may come back short).
-const READS: usize = 20;
-/// The home page's banner counts open held changes up to this many ("500+").
-pub const COUNT_CAP: usize = 500;
+const READS: usize = view::READS;
 /// Changes one "Approve selected" decides at most (a page shows [`ROWS`]).
 const MAX_SELECTED: usize = 2 * ROWS;
 /// Ids named in a flash message at most.
 const FLASH_IDS: usize = 5;
-
-/// The link to one held change on the review page.
-pub fn change_link(id: &str) -> String {
-    format!("{PATH}?id={}", page::encode(id))
-}
-
-/// The open held changes, counted up to [`COUNT_CAP`] in at most [`READS`] store
-/// reads: (count, more beyond it). "More" is also said when the reads ran out first.
-pub async fn count_open(store: &dyn Store) -> Result<(usize, bool), ConsoleError> {
-    let mut count = 0;
-    let mut after: Option<String> = None;
-    for _ in 0..READS {
-        let page = store
-            .list_held_changes(true, MAX_PAGE.min(COUNT_CAP), after.as_deref())
-            .await?;
-        count += page.items.len();
-        if count >= COUNT_CAP {
-            return Ok((COUNT_CAP, count > COUNT_CAP || page.next.is_some()));
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok((count, false)),
-        }
-    }
-    Ok((count, true))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum View {
