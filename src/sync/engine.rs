@@ -18,6 +18,7 @@ mod catalog_setup;
 mod customer;
 mod review;
 mod usage_guard;
+mod verified_create;
 
 use crate::config::{ConfigError, Settings};
 use crate::connectwise::client::ConnectWiseClient;
