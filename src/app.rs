@@ -275,8 +275,42 @@ impl App {
                 self.mark_failed(&request.run_id, e).await;
             }
         }
-        crate::notify::after_job(self, request, &result).await;
+        self.notify(request, &result).await;
         result
+    }
+
+    /// Hands how the job ended to [`crate::notify::after_job`], with the channels
+    /// the environment and the secrets configure (read only when a message may
+    /// be due).
+    async fn notify(&self, request: &RunRequest, result: &Result<RunReport, AppError>) {
+        use crate::notify::{FinishedJob, JobOutcome, Notifier};
+        let outcome = match result {
+            Ok(report) => JobOutcome::Report(report),
+            Err(e) => JobOutcome::Error {
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+        };
+        let job = FinishedJob {
+            run_id: &request.run_id,
+            month: request.month.as_deref(),
+            dry_run: request.dry_run,
+            outcome,
+        };
+        if !job.may_notify() {
+            return;
+        }
+        let secrets = match self.secrets.get().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(run_id = %request.run_id, error = %e, "cannot read the secrets: the webhook is not notified");
+                None
+            }
+        };
+        let notifier =
+            Notifier::new(&self.env, secrets.as_deref(), self.secrets.aws_config()).await;
+        let console = self.env.console_url.as_deref();
+        crate::notify::after_job(self.store.as_ref(), &notifier, console, &job).await;
     }
 
     async fn run_cycle(

@@ -288,23 +288,35 @@ fn tokio_deadline(deadline: SystemTime, margin: Duration) -> tokio::time::Instan
 }
 
 /// An HTTP API (payload 2.0) request through the router, as `lambda_http` converts
-/// it (cookies, base64 bodies, `Set-Cookie` into `cookies`).
+/// it (cookies, `Set-Cookie` into `cookies`). A base64 body is decoded once, here:
+/// `lambda_http` would decode it again, and panic on one that is not base64.
 async fn http(
     router: &Router,
-    request: ApiGatewayV2httpRequest,
+    mut request: ApiGatewayV2httpRequest,
     context: lambda_runtime::Context,
 ) -> Value {
-    // lambda_http panics on a body marked base64 that is not: refuse it first.
-    if let Err(message) = check_body(&request) {
-        return json!({
-            "statusCode": 400,
-            "headers": {"content-type": "application/json"},
-            "body": json!({"error": message}).to_string(),
-            "isBase64Encoded": false,
-        });
-    }
+    let decoded = match take_base64_body(&mut request) {
+        Ok(decoded) => decoded,
+        Err(message) => {
+            return json!({
+                "statusCode": 400,
+                "headers": {"content-type": "application/json"},
+                "body": json!({"error": message}).to_string(),
+                "isBase64Encoded": false,
+            });
+        }
+    };
     let event = LambdaEvent::new(LambdaRequest::ApiGatewayV2(request), context);
-    let adapter = lambda_http::Adapter::from(router.clone());
+    // The decoded bytes go into the converted request, as lambda_http would put them.
+    let service = router
+        .clone()
+        .map_request(move |mut r: lambda_http::Request| {
+            if let Some(bytes) = &decoded {
+                *r.body_mut() = lambda_http::Body::from(bytes.clone());
+            }
+            r
+        });
+    let adapter = lambda_http::Adapter::from(service);
     match adapter.oneshot(event).await {
         Ok(response) => serde_json::to_value(response).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot serialise an HTTP response");
@@ -314,14 +326,20 @@ async fn http(
     }
 }
 
-fn check_body(r: &ApiGatewayV2httpRequest) -> Result<(), String> {
-    match (&r.body, r.is_base64_encoded) {
-        (Some(b), true) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map(|_| ())
-            .map_err(|_| "the request body is marked base64 but is not valid base64".to_string()),
-        _ => Ok(()),
+/// A body marked base64, decoded and taken out of the event (which then carries
+/// none, so it is not decoded again); None for a plain body, left in place.
+fn take_base64_body(r: &mut ApiGatewayV2httpRequest) -> Result<Option<Vec<u8>>, String> {
+    if !r.is_base64_encoded {
+        return Ok(None);
     }
+    let Some(body) = r.body.take() else {
+        return Ok(None);
+    };
+    r.is_base64_encoded = false;
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map(Some)
+        .map_err(|_| "the request body is marked base64 but is not valid base64".to_string())
 }
 
 #[cfg(test)]
@@ -393,8 +411,19 @@ mod tests {
             "requestContext":{"http":{"method":"POST","path":"/sync"}},
             "body":"eyJkcnlSdW4iOnRydWV9","isBase64Encoded":true}))
         .unwrap();
-        assert!(check_body(&r).is_ok());
-        r.body = Some("%%%".into());
-        assert!(check_body(&r).unwrap_err().contains("base64"));
+        let plain = r.clone();
+        assert_eq!(
+            take_base64_body(&mut r).unwrap().as_deref(),
+            Some(br#"{"dryRun":true}"#.as_slice())
+        );
+        // Taken out: nothing is left for lambda_http to decode a second time.
+        assert!(r.body.is_none() && !r.is_base64_encoded);
+        let mut text = plain.clone();
+        text.is_base64_encoded = false;
+        assert!(take_base64_body(&mut text).unwrap().is_none());
+        assert_eq!(text.body, plain.body);
+        let mut bad = plain;
+        bad.body = Some("%%%".into());
+        assert!(take_base64_body(&mut bad).unwrap_err().contains("base64"));
     }
 }

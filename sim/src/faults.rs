@@ -189,7 +189,7 @@ async fn inject(api: Api, kind: &FaultKind, applied: Option<Response>) -> Respon
     }
 }
 
-/// ConnectWise's 400 for invalid data (apis.md B.5).
+/// ConnectWise's 400 for invalid data (ConnectWise's API documentation).
 fn invalid_response(resource: &str, field: &str, message: &str) -> Response {
     let body = serde_json::json!({
         "code": "InvalidObject",

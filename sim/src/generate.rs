@@ -2,7 +2,7 @@
 //! customers, each with a ConnectWise company of exactly the same name and one
 //! "Sophos MSP" agreement, and `products` usage products per tenant for
 //! [`USAGE_MONTH`]. Realistic wrinkles: every 50th tenant has no company, and
-//! about one product line in ten is split over two order lines (apis.md A.4).
+//! about one product line in ten is split over two order lines (Sophos's API documentation).
 //! The catalog starts empty (the sync creates its items); the reference data a
 //! catalog item needs is there.
 

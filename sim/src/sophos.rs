@@ -1,5 +1,5 @@
 //! The Sophos Central Partner API simulator: the identity service's token
-//! endpoint and the partner routes a billing sync uses (apis.md A.1–A.5).
+//! endpoint and the partner routes a billing sync uses (Sophos's API documentation).
 //!
 //! | route | notes |
 //! |---|---|
@@ -30,9 +30,9 @@ use std::collections::HashMap;
 
 /// Sophos' default page size for both paging styles (Postman collection).
 const DEFAULT_PAGE_SIZE: usize = 50;
-/// `pages.maxSize` of the tenant list (clients use 100; apis.md A.3).
+/// `pages.maxSize` of the tenant list (clients use 100; Sophos's API documentation).
 const TENANTS_MAX_PAGE_SIZE: usize = 100;
-/// `pages.maxSize` of the usage report (apis.md A.4, assumed 1000).
+/// `pages.maxSize` of the usage report (Sophos's API documentation, assumed 1000).
 const USAGE_MAX_PAGE_SIZE: usize = 1000;
 
 type Params = HashMap<String, String>;
@@ -47,7 +47,7 @@ pub fn router() -> Router<Shared> {
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "Not Found") })
 }
 
-/// Sophos' standard API error body (apis.md A.5).
+/// Sophos' standard API error body (Sophos's API documentation).
 pub fn error_body(status: StatusCode, message: &str) -> Value {
     json!({
         "error": status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', ""),
@@ -62,7 +62,7 @@ fn api_error(status: StatusCode, message: &str) -> Response {
     (status, Json(error_body(status, message))).into_response()
 }
 
-/// The identity service (id.sophos.com) answers in its own shape (apis.md A.5).
+/// The identity service (id.sophos.com) answers in its own shape (Sophos's API documentation).
 fn identity_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"errorCode": code, "message": message, "trackingId": tracking_id()});
     (status, Json(body)).into_response()
@@ -180,7 +180,7 @@ fn opaque_token() -> String {
 
 // ------------------------------------------------------------------ auth
 
-/// A known, unexpired bearer token (401 causes in apis.md A.5).
+/// A known, unexpired bearer token (401 causes in Sophos's API documentation).
 fn authorize(st: &SimState, headers: &HeaderMap) -> Result<(), Response> {
     let unauthorized = |msg: &str| api_error(StatusCode::UNAUTHORIZED, msg);
     let token = headers
@@ -309,7 +309,7 @@ async fn usage(
     }
 }
 
-/// `2026`/`5` or `2026`/`05` → `2026-05` (apis.md A.4: clients send both).
+/// `2026`/`5` or `2026`/`05` → `2026-05` (Sophos's API documentation: clients send both).
 fn month_key(year: &str, month: &str) -> Result<String, Response> {
     let digits = |s: &str, max_len: usize| {
         (!s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit()))

@@ -191,7 +191,7 @@ pub struct SimState {
     pub next_id: i64,
     /// Issued Sophos access tokens and when they expire.
     pub tokens: HashMap<String, DateTime<Utc>>,
-    /// Issued Sophos refresh tokens (grant_type=refresh_token, apis.md A.1).
+    /// Issued Sophos refresh tokens (grant_type=refresh_token, Sophos's API documentation).
     pub refresh_tokens: HashSet<String>,
     /// Shifts the simulators' clock (token expiry) without sleeping.
     pub clock_offset: Duration,

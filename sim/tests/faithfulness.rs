@@ -4,7 +4,7 @@
 //!
 //! ConnectWise schemas are used as published. OpenAPI's `nullable` is not JSON
 //! Schema, and the vendor leaves unset fields out rather than sending null
-//! (SOURCES.md: nullable enums reject null), so instead of translating
+//! (ConnectWise's OpenAPI document: nullable enums reject null), so instead of translating
 //! `nullable` every ConnectWise body is also asserted to contain no null.
 
 mod common;
@@ -347,7 +347,7 @@ async fn connectwise_error_bodies_match_error_response_message() {
 
 // ------------------------------------------------------------------ Sophos
 
-/// The Sophos subset, with `Tenant.apiHost` nullable: apis.md A.3 documents
+/// The Sophos subset, with `Tenant.apiHost` nullable: Sophos's API documentation has
 /// null for a tenant whose account is not activated (the demo has one).
 fn spec_for_sophos() -> Value {
     let mut spec = spec("sophos-partner-subset.json");

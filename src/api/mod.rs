@@ -27,9 +27,7 @@ pub mod routes;
 
 use crate::app::App;
 use errors::ApiError;
-use futures::FutureExt;
 use serde_json::Value;
-use std::panic::AssertUnwindSafe;
 
 /// The largest body accepted; larger ones get a 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -65,15 +63,12 @@ pub(crate) fn ok(body: Value) -> ApiResponse {
     ApiResponse { status: 200, body }
 }
 
-/// Answers one request. Never panics: a bug becomes a 500 "internal error".
+/// Answers one request. A panic (a bug) is caught by the router's layer
+/// (`web::answer_panics`), which answers a JSON 500 "internal error".
 pub async fn handle(app: &App, req: ApiRequest) -> ApiResponse {
-    let response = match AssertUnwindSafe(dispatch(app, &req)).catch_unwind().await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => error.into_response(),
-        Err(_) => {
-            tracing::error!(method = %req.method, path = ?req.path, "the API handler panicked");
-            ApiError::internal().into_response()
-        }
+    let response = match dispatch(app, &req).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
     };
     // Never the headers (the token) nor the body.
     tracing::info!(method = %req.method, path = ?req.path, status = response.status, "api request");

@@ -234,7 +234,7 @@ pub struct Secrets {
     pub console_oidc_client_secret: Option<SecretString>,
     /// Where run notifications are posted (`notifyWebhookUrl`, with the signing key
     /// `notifyWebhookSecret`): a Teams or Slack incoming webhook, or any receiver.
-    pub notify_webhook: Option<crate::notify::webhook::WebhookTarget>,
+    pub notify_webhook: Option<crate::config::WebhookTarget>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -288,7 +288,7 @@ impl Secrets {
             console_token: field("consoleToken", false)?.map(SecretString::from),
             console_oidc_client_secret: field("consoleOidcClientSecret", false)?
                 .map(SecretString::from),
-            notify_webhook: crate::notify::webhook::WebhookTarget::from_secret(
+            notify_webhook: crate::config::WebhookTarget::from_secret(
                 field("notifyWebhookUrl", false)?,
                 field("notifyWebhookSecret", false)?,
                 source,

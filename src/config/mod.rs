@@ -3,6 +3,8 @@
 pub mod env;
 pub mod operators;
 pub mod settings;
+pub mod webhook_target;
 
 pub use env::{ConfigError, Environment, OidcConfig, Secrets, SecretsSpec, StoreSpec};
 pub use settings::*;
+pub use webhook_target::WebhookTarget;

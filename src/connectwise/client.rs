@@ -1,6 +1,6 @@
-//! ConnectWise PSA (Manage) REST client (apis.md B.1–B.5): codebase discovery,
-//! Basic auth + clientId on every call, `Link`-header paging, the handful of
-//! collection queries and writes the sync needs.
+//! ConnectWise PSA (Manage) REST client (see sim/fixtures/connectwise-subset.json):
+//! codebase discovery, Basic auth + clientId on every call, `Link`-header paging,
+//! the handful of collection queries and writes the sync needs.
 
 use super::model::{
     Addition, Agreement, CatalogItem, Company, NamedRecord, NewAddition, NewCatalogItem, PatchOp,

@@ -56,6 +56,8 @@ pub enum ConsoleError {
     /// The service cannot do it now (secrets, store or a vendor): not the
     /// operator's input.
     Unavailable(String),
+    /// A bug: the page could not be made (the cause is in the service log).
+    Internal(String),
 }
 
 impl From<crate::store::StoreError> for ConsoleError {
@@ -105,6 +107,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             ConsoleError::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
             ConsoleError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),
+            ConsoleError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error", m),
         };
         let page = ErrorPage {
             layout: Layout::anonymous("error"),

@@ -173,8 +173,8 @@ const MSPBYTE: &str =
     "MSPByte/monorepo-v4 packages/trpc/src/routers/vendor.ts (licensing API of real tenants)";
 const ONE_FIXTURE: &str = "one project's test fixture only";
 
-/// The built-in table: the rows of the evidence gathered in
-/// `reference/product-codes.md`. Where the evidence offers "X (or Y)" the first
+/// The built-in table: the rows of the evidence gathered (each row's `seen_in`
+/// names its sources). Where the evidence offers "X (or Y)" the first
 /// is taken and the other kept in `note`.
 pub const KNOWN_CODES: [KnownCode; 18] = [
     row(
@@ -426,7 +426,7 @@ mod tests {
     }
 
     /// (productCode, identifier, code confidence, mapping confidence, seen in):
-    /// the rows of reference/product-codes.md, as written there.
+    /// the rows of the evidence, as gathered (each row's last field).
     const EVIDENCE: [(&str, &str, &str, &str, &str); 18] = [
         (
             "CIXA-MSP",

@@ -14,7 +14,6 @@
 pub mod sns;
 pub mod webhook;
 
-use crate::app::{App, AppError, RunRequest};
 use crate::config::{Environment, Secrets};
 use crate::store::{RunStatus, Store};
 use crate::sync::engine::{CycleError, RunOptions};
@@ -453,55 +452,73 @@ impl Notifier {
     }
 }
 
-/// The one call at the end of [`App::run_job`]: notifies about a finished run or
-/// one that ended in an error. A retryable error that did not mark the run
-/// failed (e.g. its continuation could not be started) is left to the retry,
-/// which ends the run. Never fails.
-pub async fn after_job(app: &App, request: &RunRequest, result: &Result<RunReport, AppError>) {
-    if request.dry_run {
-        return;
-    }
-    // The cheap checks first: most runs are quiet.
-    if let Ok(report) = result {
-        if notice_for_report(report, &[], None).is_none() {
-            return;
+/// How a service job ended, in the plain terms a notification needs (the app
+/// builds it from its request and result, so notify does not depend on the app).
+pub struct FinishedJob<'a> {
+    pub run_id: &'a str,
+    /// The month the request named, if any (else the stored run's is used).
+    pub month: Option<&'a str>,
+    pub dry_run: bool,
+    pub outcome: JobOutcome<'a>,
+}
+
+/// A job's report, or the error it ended in.
+pub enum JobOutcome<'a> {
+    Report(&'a RunReport),
+    Error {
+        /// The error's text, which names no secret.
+        message: String,
+        /// Whether a retry of the same run may mend it.
+        retryable: bool,
+    },
+}
+
+impl FinishedJob<'_> {
+    /// Whether the job may call for a message, decided without the store or the
+    /// channels: most runs are quiet, and reading the secrets for them is waste.
+    pub fn may_notify(&self) -> bool {
+        if self.dry_run {
+            return false;
+        }
+        match &self.outcome {
+            JobOutcome::Report(report) => notice_for_report(report, &[], None).is_some(),
+            JobOutcome::Error { .. } => true,
         }
     }
-    let secrets = match app.secrets.get().await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(run_id = %request.run_id, error = %e, "cannot read the secrets: the webhook is not notified");
-            None
-        }
-    };
-    let notifier = Notifier::new(&app.env, secrets.as_deref(), app.secrets.aws_config()).await;
-    if notifier.is_empty() {
+}
+
+/// The one call at the end of a service job: notifies about a finished run or
+/// one that ended in an error, through `notifier`. A retryable error that did not
+/// mark the run failed (e.g. its continuation could not be started) is left to
+/// the retry, which ends the run. `console` is [`Environment::console_url`].
+/// Never fails.
+pub async fn after_job(
+    store: &dyn Store,
+    notifier: &Notifier,
+    console: Option<&str>,
+    job: &FinishedJob<'_>,
+) {
+    if !job.may_notify() || notifier.is_empty() {
         return;
     }
-    let console = app.env.console_url.as_deref();
-    let notice = match result {
-        Ok(report) => with_codes(app.store.as_ref(), report, console).await,
-        Err(error) => {
-            let stored = app.store.get_run(&request.run_id).await.ok().flatten();
+    let notice = match &job.outcome {
+        JobOutcome::Report(report) => with_codes(store, report, console).await,
+        JobOutcome::Error { message, retryable } => {
+            let stored = store.get_run(job.run_id).await.ok().flatten();
             let failed = stored.as_ref().map(|r| r.status) == Some(RunStatus::Failed);
-            if error.is_retryable() && !failed {
+            if *retryable && !failed {
                 return;
             }
-            let month = request
+            let month = job
                 .month
-                .clone()
+                .map(str::to_owned)
                 .or_else(|| stored.map(|r| r.month))
                 .unwrap_or_default();
-            Some(notice_for_error(
-                &request.run_id,
-                &month,
-                &error.to_string(),
-                console,
-            ))
+            Some(notice_for_error(job.run_id, &month, message, console))
         }
     };
     if let Some(notice) = notice {
-        notifier.send_once(app.store.as_ref(), &notice).await;
+        notifier.send_once(store, &notice).await;
     }
 }
 

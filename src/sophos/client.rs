@@ -1,5 +1,6 @@
-//! Sophos Central Partner API client (apis.md A.1–A.5): OAuth2 token, whoami,
-//! tenants (page-number paging) and monthly billing usage (key paging).
+//! Sophos Central Partner API client (see sim/fixtures/sophos-partner-subset.json):
+//! OAuth2 token, whoami, tenants (page-number paging) and monthly billing usage
+//! (key paging).
 
 use super::model::{Tenant, UsageLine, Whoami};
 use crate::http::{

@@ -1,4 +1,4 @@
-//! Sophos Central Partner API shapes we read (see apis.md A.2–A.4).
+//! Sophos Central Partner API shapes we read (see sim/fixtures/sophos-partner-subset.json).
 
 use serde::Deserialize;
 

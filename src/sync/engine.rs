@@ -6,8 +6,8 @@
 //! whose result a crash cut off is found and adopted on the next run, never
 //! repeated. POSTs are not retried blindly after they may have reached the server:
 //! a create whose answer was lost (5xx, timeout, broken answer) is read back first,
-//! then adopted or sent again in the same run (`Ctx::create_verified` in
-//! `additions` for additions, `catalog_setup` for catalog items).
+//! then adopted or sent again in the same run (`verified_create`, used by
+//! `additions` for additions and `catalog_setup` for catalog items).
 //!
 //! This module holds the run loop and the state its customers share; one
 //! customer's flow is in `customer`, its addition writes in `additions`, and the
@@ -18,6 +18,7 @@ mod catalog_setup;
 mod customer;
 mod review;
 mod usage_guard;
+mod verified_create;
 
 use crate::config::{ConfigError, Settings};
 use crate::connectwise::client::ConnectWiseClient;

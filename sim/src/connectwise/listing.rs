@@ -1,6 +1,6 @@
 //! List and count queries: `conditions`, `orderBy`, `fields`, navigable paging
 //! (`page`/`pageSize` with an RFC 5988 `Link` header) and forward-only paging
-//! (`pagination-type: forward-only` with `pageId`), per apis.md B.2.
+//! (`pagination-type: forward-only` with `pageId`), per ConnectWise's API documentation.
 
 // Errors are ready-made vendor responses returned on the rare failure path;
 // boxing them would only add noise to every handler.

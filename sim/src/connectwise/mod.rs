@@ -17,7 +17,7 @@ pub fn router() -> Router<Shared> {
     routes::router()
 }
 
-/// ConnectWise's error body (apis.md B.5).
+/// ConnectWise's documented error body.
 pub fn error_body(status: StatusCode, message: &str) -> Value {
     let code = match status.as_u16() {
         400 => "InvalidObject",

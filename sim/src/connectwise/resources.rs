@@ -1,6 +1,6 @@
 //! The ConnectWise resources the simulator serves, and what the server does to
 //! a written record: resolve references, fill defaults and derived fields, stamp
-//! `_info` (apis.md B.3–B.6).
+//! `_info` (ConnectWise's API documentation).
 
 use super::query::parse_datetime;
 use super::validate::{FieldError, resource_name};
@@ -65,7 +65,7 @@ pub static RESOURCES: [Resource; 9] = [
 const API_MEMBER: &str = "SimAPI";
 
 /// Fields an addition copies from its catalog item when not sent (ConnectWise
-/// re-defaults them when `product` changes, apis.md B.4).
+/// re-defaults them when `product` changes, ConnectWise's API documentation).
 pub const FROM_CATALOG: [&str; 5] = ["description", "unitPrice", "unitCost", "uom", "taxableFlag"];
 
 /// What the server adds to a valid body: resolved references, defaults and
@@ -105,7 +105,7 @@ pub fn complete(
 }
 
 /// Gives the record its id and `_info`, and drops nulls: ConnectWise leaves
-/// unset fields out rather than sending null (SOURCES.md, nullable enums).
+/// unset fields out rather than sending null (ConnectWise's OpenAPI document, nullable enums).
 pub fn stamp(record: Value, id: i64, st: &SimState, previous: Option<&Value>) -> Value {
     let mut record = strip_nulls(record);
     let now = st.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -277,7 +277,7 @@ impl Writer<'_> {
         self.addition_derived(record);
     }
 
-    /// billedQuantity = quantity − lessIncluded (apis.md B.6); status from the
+    /// billedQuantity = quantity − lessIncluded (ConnectWise's API documentation); status from the
     /// cancelled date: an addition cancelled in the future still bills until then.
     fn addition_derived(&self, record: &mut Map<String, Value>) {
         for field in ["quantity", "lessIncluded"] {
@@ -367,7 +367,7 @@ impl Writer<'_> {
     }
 
     /// A company identifier is unique; the message is the one ConnectWise sends
-    /// (apis.md B.3). Nothing else is unique: catalog items and additions may repeat.
+    /// (ConnectWise's API documentation). Nothing else is unique: catalog items and additions may repeat.
     fn company(&mut self, record: &mut Map<String, Value>, own_id: Option<i64>) {
         let identifier = record
             .get("identifier")

@@ -1,4 +1,4 @@
-//! ConnectWise PSA (Manage) REST routes, per apis.md B.1–B.6 and the spec subset.
+//! ConnectWise PSA (Manage) REST routes, per ConnectWise's API documentation and the spec subset.
 //!
 //! | route | methods |
 //! |---|---|
@@ -79,7 +79,7 @@ fn add_resource(router: Router<Shared>, res: &'static Resource) -> Router<Shared
 
 // ------------------------------------------------------------------ responses
 
-/// ConnectWise answers `application/json; charset=utf-8` (SOURCES.md).
+/// ConnectWise answers `application/json; charset=utf-8` (ConnectWise's OpenAPI document).
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let json = HeaderValue::from_static("application/json; charset=utf-8");
@@ -99,7 +99,7 @@ fn not_found(label: &str, id: &str) -> Response {
     )
 }
 
-/// The 400 body of apis.md B.5: `InvalidObject` with one entry per field.
+/// ConnectWise's documented 400 body: `InvalidObject` with one entry per field.
 fn invalid(schema: &str, errors: Vec<FieldError>) -> Response {
     let message = format!("{} object is invalid", resource_name(schema));
     json_response(
@@ -349,7 +349,7 @@ fn create(res: &Resource, ctx: Ctx, body: &[u8]) -> Response {
 }
 
 /// POST: never refuses a duplicate catalog item or addition, as ConnectWise
-/// does not either (apis.md D: the client must look up before creating).
+/// does not either (ConnectWise's API documentation: the client must look up before creating).
 fn insert(res: &Resource, st: &mut SimState, ctx: &Ctx, body: &[u8]) -> CwResult<Response> {
     let parent = parent_of(res, st, ctx)?;
     let body = parse_body(body)?;
@@ -379,7 +379,7 @@ fn patch_record(res: &Resource, st: &mut SimState, ctx: &Ctx, body: &[u8]) -> Cw
 }
 
 /// A new `product` re-defaults the catalog-derived fields the same PATCH does
-/// not set (apis.md B.4).
+/// not set (ConnectWise's API documentation).
 fn redefault(res: &Resource, existing: &Value, mut patched: Value, ops: &Value) -> Value {
     if res.schema != "Addition" || existing.get("product") == patched.get("product") {
         return patched;

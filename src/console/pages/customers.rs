@@ -6,6 +6,7 @@
 use crate::console::page::{
     self, Authed, ConsoleError, Layout, query_get, query_pairs, render, wire_name,
 };
+use crate::console::pages::view::{self, action_name, held_link, qty};
 use crate::console::scan::{Scan, Source, scan_reports};
 use crate::state::Web;
 use crate::store::Store;
@@ -216,7 +217,7 @@ async fn customers_page(
 /// The banner's counts from the latest finished run that wrote (dry runs change
 /// nothing, so they do not say what is outstanding).
 pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
-    let held = crate::console::pages::review::count_open(store).await?;
+    let held = view::count_open(store).await?;
     let Some(run) = latest_finished_run(store).await? else {
         return Ok(Banner {
             held,
@@ -302,37 +303,6 @@ pub fn product_row(p: &ProductReport) -> ProductRow {
         connectwise: qty(cw),
         action: action_name(p.action),
         held: held_link(p),
-    }
-}
-
-/// The held change of a product held or rejected in review: (id, its review link).
-pub fn held_link(p: &ProductReport) -> Option<(String, String)> {
-    p.held_change_id
-        .as_ref()
-        .map(|id| (id.clone(), crate::console::pages::review::change_link(id)))
-}
-
-pub fn action_name(a: ProductAction) -> &'static str {
-    match a {
-        ProductAction::Create => "created",
-        ProductAction::Update => "updated",
-        ProductAction::Unchanged => "unchanged",
-        ProductAction::Zero => "set to zero",
-        ProductAction::Cancel => "cancelled",
-        ProductAction::Adopt => "adopted",
-        ProductAction::Skip => "skipped",
-        ProductAction::Hold => "held for review",
-        ProductAction::Rejected => "rejected in review",
-        ProductAction::Guarded => "not lowered: the usage report shrank",
-    }
-}
-
-/// A quantity as a person reads it: whole numbers without decimals, "–" for none.
-pub fn qty(q: Option<f64>) -> String {
-    match q {
-        None => "–".into(),
-        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
-        Some(v) => format!("{v}"),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod review;
 pub mod runs;
 pub mod settings;
+pub mod view;
 
 use crate::state::Web;
 use axum::Router;

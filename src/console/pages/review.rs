@@ -10,8 +10,8 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::qty;
 use crate::console::pages::runs::{request_sync, run_link};
+use crate::console::pages::view::{self, qty};
 use crate::domain::month::Month;
 use crate::state::Web;
 use crate::store::{HeldChange, HeldStatus, MAX_HELD_IDS, Store};
@@ -23,7 +23,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 
-pub const PATH: &str = "/console/review";
+const PATH: &str = view::REVIEW_PATH;
 
 pub fn routes() -> Router<Web> {
     // The page: every role. Approving and rejecting (and the sync after
@@ -34,22 +34,11 @@ pub fn routes() -> Router<Web> {
 /// Held changes per page.
 const ROWS: usize = 50;
 /// Store reads for one page at most (a filtered DynamoDB page may come back short).
-const READS: usize = 20;
+const READS: usize = view::READS;
 /// Changes one "Approve selected" decides at most (a page shows [`ROWS`]).
 const MAX_SELECTED: usize = 2 * ROWS;
 /// Ids named in a flash message at most.
 const FLASH_IDS: usize = 5;
-
-/// The link to one held change on the review page.
-pub fn change_link(id: &str) -> String {
-    format!("{PATH}?id={}", page::encode(id))
-}
-
-/// The open held changes, counted by the store (the home page's banner asks on
-/// every view, so nothing is read back).
-pub async fn count_open(store: &dyn Store) -> Result<u64, ConsoleError> {
-    Ok(store.count_open_held_changes().await?)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum View {

@@ -9,7 +9,8 @@ use crate::console::page::{
     self, Authed, ConsoleError, Layout, SignedForm, query_get, query_pairs, render, see_other,
     wire_name,
 };
-use crate::console::pages::customers::{ErrorRow, action_name, held_link, qty};
+use crate::console::pages::customers::ErrorRow;
+use crate::console::pages::view::{action_name, held_link, qty};
 use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::state::Web;

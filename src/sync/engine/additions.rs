@@ -2,6 +2,7 @@
 //! update, zero, cancel and adopt an agreement's additions as a product's plan
 //! says, and put each write on the audit trail before the store remembers it.
 
+use super::verified_create::{ReadBack, Verified, create_verified};
 use super::{AuditDraft, Ctx, CycleError, write_error};
 use crate::connectwise::model::{Addition, Agreement, NewAddition, PatchOp, Reference};
 use crate::domain::products;
@@ -314,57 +315,51 @@ impl Ctx<'_> {
     ) -> Result<Created, CycleError> {
         let cw = &self.cw;
         let policy = cw.policy();
-        let mut attempt: u32 = 0;
-        loop {
-            let lost = match cw.create_addition(agreement_id, new).await {
-                Ok(created) => {
-                    self.wrote()?;
-                    return Ok(Created::Answered(created));
-                }
-                Err(e) if !e.outcome_unknown() => return Ok(Created::Failed(e)),
-                Err(e) => e,
-            };
-            tracing::warn!(agreement_id, error = %lost, "addition create's answer lost: reading back");
-            // A request still being processed gets a moment to land before we look.
-            let wait = crate::http::retry::backoff_delay(attempt, policy, &mut rand::rng());
-            tokio::time::sleep(wait).await;
-            let additions = match cw.additions(agreement_id).await {
-                Ok(a) => a,
-                Err(read) => {
-                    return Ok(Created::Failed(with_note(
-                        lost,
-                        &format!("reading the additions back failed too ({read})"),
-                    )));
-                }
-            };
-            let mut same: Vec<Addition> = additions
-                .into_iter()
-                .filter(|a| a.is_active() && a.product_id() == new.product.id)
-                .collect();
-            match same.len() {
-                0 if attempt < policy.max_retries => attempt += 1,
-                0 => {
-                    let note = format!(
-                        "{} creates did not land (read back after each)",
-                        attempt + 1
-                    );
-                    return Ok(Created::Failed(with_note(lost, &note)));
-                }
-                1 => {
-                    let found = same.remove(0);
-                    // The plan saw none of this product, so one now is ours if it
-                    // carries our quantity (a write). One with another quantity was
-                    // made by someone else and ours did not land (else there would
-                    // be two): adopted all the same, and `create` sets our quantity.
-                    let quantity = found.quantity.unwrap_or(0.0);
-                    if (quantity - new.quantity).abs() < 1e-9 {
-                        self.wrote()?;
-                    }
-                    return Ok(Created::FoundOnReadBack(found));
-                }
-                _ => return Ok(Created::Ambiguous(same.iter().map(|a| a.id).collect())),
+        let ended = create_verified(
+            policy,
+            "addition",
+            || cw.create_addition(agreement_id, new),
+            || async move {
+                let additions = cw.additions(agreement_id).await?;
+                let mut same: Vec<Addition> = additions
+                    .into_iter()
+                    .filter(|a| a.is_active() && a.product_id() == new.product.id)
+                    .collect();
+                Ok(match same.len() {
+                    0 => ReadBack::Nothing,
+                    1 => ReadBack::One(same.remove(0)),
+                    _ => ReadBack::Several(same.iter().map(|a| a.id).collect()),
+                })
+            },
+        )
+        .await;
+        Ok(match ended {
+            Verified::Answered(created) => {
+                self.wrote()?;
+                Created::Answered(created)
             }
-        }
+            Verified::FoundOnReadBack(found) => {
+                // The plan saw none of this product, so one now is ours if it
+                // carries our quantity (a write). One with another quantity was
+                // made by someone else and ours did not land (else there would
+                // be two): adopted all the same, and `create` sets our quantity.
+                let quantity = found.quantity.unwrap_or(0.0);
+                if (quantity - new.quantity).abs() < 1e-9 {
+                    self.wrote()?;
+                }
+                Created::FoundOnReadBack(found)
+            }
+            Verified::Ambiguous(ids) => Created::Ambiguous(ids),
+            Verified::Refused(e) => Created::Failed(e),
+            Verified::Unverified { lost, read } => Created::Failed(with_note(
+                lost,
+                &format!("reading the additions back failed too ({read})"),
+            )),
+            Verified::NotLanded { lost, attempts } => {
+                let note = format!("{attempts} creates did not land (read back after each)");
+                Created::Failed(with_note(lost, &note))
+            }
+        })
     }
 
     /// PATCHes one field of an addition: true when written, false when ConnectWise

@@ -3,6 +3,7 @@
 //! resolved the way ConnectWise scopes them, and verify a create whose answer was
 //! lost before deciding to repeat it. The choices are pure (`sync::catalog`).
 
+use super::verified_create::{ReadBack, Verified, create_verified};
 use super::{AuditDraft, Ctx, CycleError, write_error};
 use crate::config::Price;
 use crate::connectwise::model::{CatalogItem, NewCatalogItem, Reference};
@@ -277,56 +278,51 @@ impl Ctx<'_> {
             cost: price.cost,
         };
         let cw = &self.cw;
-        let policy = cw.policy();
-        let attempts = policy.max_retries + 1;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let lost = match cw.create_catalog_item(&item).await {
-                Ok(created) => {
-                    self.wrote()?;
-                    self.record_catalog("createCatalogItem", identifier, created.id)
-                        .await?;
-                    return Ok(Ok(Made::Created(created.id)));
-                }
-                Err(e) if e.outcome_unknown() => e,
-                Err(e) => return Ok(Err(write_error(&e))),
-            };
-            let read_back = cw
-                .catalog_items_by_identifiers(&[identifier.to_owned()])
-                .await;
-            let items = match read_back {
-                Ok(items) => items,
-                Err(read) => return Ok(Err(unverified(identifier, &lost, &read))),
-            };
-            let wanted = BTreeSet::from([identifier.to_owned()]);
-            match plan::plan_catalog(&wanted, &items).remove(identifier) {
-                Some(CatalogState::Existing(id)) => {
-                    // It landed although its answer was lost: that was a write.
-                    self.wrote()?;
-                    self.record_catalog("adoptCatalogItem", identifier, id)
-                        .await?;
-                    return Ok(Ok(Made::Landed(id)));
-                }
-                Some(CatalogState::Ambiguous(ids)) => {
-                    return Ok(Err(ErrorReport::new(
-                        ErrorCode::CatalogAmbiguous,
-                        format!("catalog identifier {identifier} is used by items {ids:?}"),
-                    )));
-                }
-                _ if attempt >= attempts => {
-                    let mut e = write_error(&lost);
-                    e.message.push_str(&format!(
-                        "; tried {attempts} times, each time read back and not created"
-                    ));
-                    return Ok(Err(e));
-                }
-                // Not created: safe to create again, after a backoff.
-                _ => {
-                    let wait =
-                        crate::http::retry::backoff_delay(attempt - 1, policy, &mut rand::rng());
-                    tokio::time::sleep(wait).await;
-                }
+        let wanted = &BTreeSet::from([identifier.to_owned()]);
+        let ended = create_verified(
+            cw.policy(),
+            "catalog item",
+            || cw.create_catalog_item(&item),
+            || async {
+                let items = cw
+                    .catalog_items_by_identifiers(&[identifier.to_owned()])
+                    .await?;
+                Ok(
+                    match plan::plan_catalog(wanted, &items).remove(identifier) {
+                        Some(CatalogState::Existing(id)) => ReadBack::One(id),
+                        Some(CatalogState::Ambiguous(ids)) => ReadBack::Several(ids),
+                        _ => ReadBack::Nothing,
+                    },
+                )
+            },
+        )
+        .await;
+        match ended {
+            Verified::Answered(created) => {
+                self.wrote()?;
+                self.record_catalog("createCatalogItem", identifier, created.id)
+                    .await?;
+                Ok(Ok(Made::Created(created.id)))
+            }
+            Verified::FoundOnReadBack(id) => {
+                // It landed although its answer was lost: that was a write.
+                self.wrote()?;
+                self.record_catalog("adoptCatalogItem", identifier, id)
+                    .await?;
+                Ok(Ok(Made::Landed(id)))
+            }
+            Verified::Ambiguous(ids) => Ok(Err(ErrorReport::new(
+                ErrorCode::CatalogAmbiguous,
+                format!("catalog identifier {identifier} is used by items {ids:?}"),
+            ))),
+            Verified::Refused(e) => Ok(Err(write_error(&e))),
+            Verified::Unverified { lost, read } => Ok(Err(unverified(identifier, &lost, &read))),
+            Verified::NotLanded { lost, attempts } => {
+                let mut e = write_error(&lost);
+                e.message.push_str(&format!(
+                    "; tried {attempts} times, each time read back and not created"
+                ));
+                Ok(Err(e))
             }
         }
     }

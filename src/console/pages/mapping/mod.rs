@@ -21,8 +21,9 @@ use crate::console::page::{
     wire_name,
 };
 use crate::console::pages::customer::{customer_link, describe, ensure_known};
-use crate::console::pages::customers::{self, ErrorRow, Filter, qty};
+use crate::console::pages::customers::{self, ErrorRow, Filter};
 use crate::console::pages::settings;
+use crate::console::pages::view::qty;
 use crate::console::scan::{Scan, Source, scan_reports};
 use crate::domain::products;
 use crate::domain::suggest::{CompanyCandidate, CompanyIndex, Suggestion};
