@@ -11,8 +11,6 @@ pub const REVIEW_PATH: &str = "/console/review";
 /// Store reads for one count or page at most (a filtered DynamoDB page may come
 /// back short).
 pub const READS: usize = 20;
-/// The home page's banner counts open held changes up to this many ("500+").
-pub const COUNT_CAP: usize = 500;
 
 /// A quantity as a person reads it: whole numbers without decimals, "–" for none.
 pub fn qty(q: Option<f64>) -> String {
