@@ -715,10 +715,12 @@ impl Ctx<'_> {
         let fetched = async {
             let companies = cw.all_companies().await?;
             let mut agreements = cw.agreements_of_type(agreement_type).await?;
+            // A set, not a scan of every agreement per pinned mapping.
+            let listed: std::collections::HashSet<i64> = agreements.iter().map(|a| a.id).collect();
             let missing: Vec<i64> = pinned
                 .iter()
                 .copied()
-                .filter(|id| !agreements.iter().any(|a| a.id == *id))
+                .filter(|id| !listed.contains(id))
                 .collect();
             if !missing.is_empty() {
                 agreements.extend(cw.agreements_by_ids(&missing).await?);
