@@ -56,6 +56,10 @@ struct Figures {
     cw_calls: u64,
     writes: u64,
     max_in_flight: u64,
+    /// ConnectWise 429s the client met, and the lowest concurrency it fell to
+    /// (from the report; "-" when never throttled).
+    throttled: u64,
+    lowest_concurrency: Option<u64>,
     peak_rss_mb: f64,
     /// The sync process's CPU time (user + system).
     cpu_s: f64,
@@ -122,6 +126,8 @@ fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures 
         cw_calls: report["apiCalls"]["connectwise"].as_u64().unwrap_or(0),
         writes: report["writes"].as_u64().unwrap_or(0),
         max_in_flight: sim.counters().connectwise.max_in_flight,
+        throttled: report["throttled"].as_u64().unwrap_or(0),
+        lowest_concurrency: report["lowestConcurrency"].as_u64(),
         sim_ms: {
             let cw: Vec<u64> = sim
                 .requests()
@@ -141,7 +147,7 @@ fn print_row(store: &str, label: &str, f: &Figures, latency_ms: f64, concurrency
     let bound = 1.25 * calls as f64 * latency_ms / 1000.0 / concurrency as f64;
     let within = if f.wall_s <= bound { "yes" } else { "NO" };
     println!(
-        "| {store:<8} | {label:<6} | {:>8.2} | {:>6.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>5.1} | {:>8.2} ({within}) | {:>7.1} ({}) | {} |",
+        "| {store:<8} | {label:<6} | {:>8.2} | {:>6.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>4} / {:>2} | {:>5.1} | {:>8.2} ({within}) | {:>7.1} ({}) | {} |",
         f.wall_s,
         f.cpu_s,
         f.sophos_calls,
@@ -149,6 +155,9 @@ fn print_row(store: &str, label: &str, f: &Figures, latency_ms: f64, concurrency
         f.writes,
         f.customers,
         f.max_in_flight,
+        f.throttled,
+        f.lowest_concurrency
+            .map_or_else(|| "-".to_owned(), |l| l.to_string()),
         f.sim_ms,
         bound,
         f.peak_rss_mb,
@@ -242,9 +251,9 @@ async fn main() {
         "bound = 1.25 x calls x {mean_latency} ms / {concurrency}; peak RSS of the sync process\n"
     );
     println!(
-        "| store    | run    | wall (s) | sync CPU (s) | sophos calls | cw calls | cw writes | customers | max cw in flight | cw ms in sim | bound (s) | peak RSS (MB) | status |"
+        "| store    | run    | wall (s) | sync CPU (s) | sophos calls | cw calls | cw writes | customers | max cw in flight | throttled / lowest concurrency | cw ms in sim | bound (s) | peak RSS (MB) | status |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, spec) in &stores {
         sim.load(scenario.clone());
         for api in [Api::Connectwise, Api::Sophos] {

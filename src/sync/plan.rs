@@ -9,7 +9,7 @@ use crate::store::{AdditionRecord, HeldUsageLine, Mapping, MappingKind, RunRecor
 use crate::sync::report::{
     CustomerReport, ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Quantities are whole licences in practice; compare with a tolerance anyway.
 fn same_quantity(a: f64, b: f64) -> bool {
@@ -185,16 +185,72 @@ fn live(company: &Company) -> bool {
     company.deleted_flag != Some(true)
 }
 
+/// Companies and agreements indexed once per cycle, so that resolving each of
+/// tens of thousands of tenants is a lookup, not a scan of every company and
+/// agreement (which made a first run's CPU grow with the square of the partner).
+/// Every list keeps the vendor's order, so errors name ids as a scan would.
+pub struct Directory<'a> {
+    /// Live companies by id (the first of a repeated id, as a scan finds it).
+    live_by_id: HashMap<i64, &'a Company>,
+    /// Live companies by normalised name.
+    live_by_name: HashMap<String, Vec<&'a Company>>,
+    /// Agreements by id (the first of a repeated id).
+    agreement_by_id: HashMap<i64, &'a Agreement>,
+    /// Agreements by the id of their company.
+    agreements_of_company: HashMap<i64, Vec<&'a Agreement>>,
+}
+
+impl<'a> Directory<'a> {
+    pub fn new(companies: &'a [Company], agreements: &'a [Agreement]) -> Self {
+        let mut live_by_id = HashMap::with_capacity(companies.len());
+        let mut live_by_name: HashMap<String, Vec<&Company>> =
+            HashMap::with_capacity(companies.len());
+        for c in companies.iter().filter(|c| live(c)) {
+            live_by_id.entry(c.id).or_insert(c);
+            live_by_name.entry(normalise(&c.name)).or_default().push(c);
+        }
+        let mut agreement_by_id = HashMap::with_capacity(agreements.len());
+        let mut agreements_of_company: HashMap<i64, Vec<&Agreement>> = HashMap::new();
+        for a in agreements {
+            agreement_by_id.entry(a.id).or_insert(a);
+            if let Some(company_id) = a.company.as_ref().and_then(|c| c.id) {
+                agreements_of_company.entry(company_id).or_default().push(a);
+            }
+        }
+        Self {
+            live_by_id,
+            live_by_name,
+            agreement_by_id,
+            agreements_of_company,
+        }
+    }
+
+    fn live_company(&self, id: i64) -> Option<&'a Company> {
+        self.live_by_id.get(&id).copied()
+    }
+
+    fn live_named(&self, name: &str) -> &[&'a Company] {
+        self.live_by_name
+            .get(&normalise(name))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn agreement(&self, id: i64) -> Option<&'a Agreement> {
+        self.agreement_by_id.get(&id).copied()
+    }
+
+    fn agreements_of(&self, company_id: i64) -> &[&'a Agreement] {
+        self.agreements_of_company
+            .get(&company_id)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
 fn company_by_name<'a>(
     tenant: &Tenant,
-    companies: &'a [Company],
+    directory: &Directory<'a>,
 ) -> Result<&'a Company, ErrorReport> {
-    let wanted = normalise(&tenant.name);
-    let hits: Vec<&Company> = companies
-        .iter()
-        .filter(|c| live(c) && normalise(&c.name) == wanted)
-        .collect();
-    match hits.as_slice() {
+    match directory.live_named(&tenant.name) {
         [one] => Ok(one),
         [] => Err(ErrorReport::new(
             ErrorCode::CompanyNotFound,
@@ -219,9 +275,9 @@ fn join_ids(ids: impl Iterator<Item = i64>) -> String {
 fn resolve_company<'a>(
     tenant: &Tenant,
     mapping: Option<&Mapping>,
-    companies: &'a [Company],
+    directory: &Directory<'a>,
 ) -> Result<(&'a Company, bool), ErrorReport> {
-    let by_id = |id: i64| companies.iter().find(|c| c.id == id && live(c));
+    let by_id = |id: i64| directory.live_company(id);
     match mapping {
         Some(m) if m.kind == MappingKind::Manual => {
             let id = m.company_id.unwrap_or_default();
@@ -236,9 +292,9 @@ fn resolve_company<'a>(
         }
         Some(m) => match m.company_id.and_then(by_id) {
             Some(c) => Ok((c, false)),
-            None => company_by_name(tenant, companies).map(|c| (c, true)),
+            None => company_by_name(tenant, directory).map(|c| (c, true)),
         },
-        None => company_by_name(tenant, companies).map(|c| (c, true)),
+        None => company_by_name(tenant, directory).map(|c| (c, true)),
     }
 }
 
@@ -266,12 +322,12 @@ pub fn usable(agreement: &Agreement) -> bool {
 fn resolve_agreement<'a>(
     company: &Company,
     mapping: Option<&Mapping>,
-    agreements: &'a [Agreement],
+    directory: &Directory<'a>,
     agreement_type: &str,
 ) -> Result<&'a Agreement, ErrorReport> {
     let pinned = mapping.and_then(|m| m.agreement_id.map(|id| (m.kind, id)));
     if let Some((kind, id)) = pinned {
-        let found = agreements.iter().find(|a| a.id == id);
+        let found = directory.agreement(id);
         let belongs = |a: &&Agreement| a.company.as_ref().and_then(|c| c.id) == Some(company.id);
         match (kind, found.filter(belongs).filter(|a| usable(a))) {
             (_, Some(a))
@@ -291,8 +347,11 @@ fn resolve_agreement<'a>(
             _ => {} // a discovered agreement that is no longer eligible: look again
         }
     }
-    let hits: Vec<&Agreement> = agreements
+    // Only the company's own agreements can be eligible for it.
+    let hits: Vec<&Agreement> = directory
+        .agreements_of(company.id)
         .iter()
+        .copied()
         .filter(|a| eligible(a, company.id, agreement_type))
         .collect();
     match hits.as_slice() {
@@ -325,17 +384,10 @@ pub fn resolve_all(
     agreements: &[Agreement],
     agreement_type: &str,
 ) -> Vec<Resolution> {
+    let directory = Directory::new(companies, agreements);
     let mut resolutions: Vec<Resolution> = tenants
         .iter()
-        .map(|t| {
-            resolve_one(
-                t,
-                mappings.get(&t.id),
-                companies,
-                agreements,
-                agreement_type,
-            )
-        })
+        .map(|t| resolve_in(t, mappings.get(&t.id), &directory, agreement_type))
         .collect();
     refuse_shared_agreements(tenants, mappings, &mut resolutions);
     resolutions
@@ -348,14 +400,25 @@ pub fn resolve_one(
     agreements: &[Agreement],
     agreement_type: &str,
 ) -> Resolution {
+    let directory = Directory::new(companies, agreements);
+    resolve_in(tenant, mapping, &directory, agreement_type)
+}
+
+/// [`resolve_one`] against companies and agreements already indexed.
+pub fn resolve_in(
+    tenant: &Tenant,
+    mapping: Option<&Mapping>,
+    directory: &Directory<'_>,
+    agreement_type: &str,
+) -> Resolution {
     if let Some(reason) = ignore_reason(tenant, mapping) {
         return Resolution::Ignored(reason);
     }
-    let (company, by_name) = match resolve_company(tenant, mapping, companies) {
+    let (company, by_name) = match resolve_company(tenant, mapping, directory) {
         Ok(found) => found,
         Err(e) => return Resolution::Unmapped(e),
     };
-    match resolve_agreement(company, mapping, agreements, agreement_type) {
+    match resolve_agreement(company, mapping, directory, agreement_type) {
         Ok(agreement) => Resolution::Mapped {
             company: company.clone(),
             agreement: agreement.clone(),
