@@ -10,13 +10,11 @@ mod support;
 
 use fantoccini::{Client, Locator};
 use serde_json::Value;
-use sophos_cw_sync::console::ConsoleConfig;
-use sophos_cw_sync::serve::serve_on;
 use sophos_cw_sync::store::Store;
 use std::time::Duration;
 use support::app::{CONSOLE_PASSWORD, Harness, demo_settings, tenant};
 use support::browser::{
-    Browser, console_errors, find, js, screenshot, text_of, wait_for, wait_for_text,
+    Browser, click, console_errors, find, js, screenshot, text_of, wait_for, wait_for_text,
     wait_for_url_query,
 };
 
@@ -36,22 +34,8 @@ async fn served() -> Served {
     h.store.put_settings(&demo_settings()).await.unwrap();
     h.run(&demo_settings()).await;
     let (app, _invoker) = support::console::app(&h);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = ConsoleConfig {
-        secure_cookies: false,
-        ..support::console::test_config()
-    };
-    tokio::spawn(async move { serve_on(listener, app, config).await.expect("serve") });
+    let base = support::browser::serve_console(app).await;
     Served { h, base }
-}
-
-async fn click(c: &Client, css: &str) {
-    find(c, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {

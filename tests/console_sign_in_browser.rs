@@ -11,13 +11,11 @@ mod support;
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
-use sophos_cw_sync::console::ConsoleConfig;
-use sophos_cw_sync::serve::serve_on;
 use sophos_cw_sync::store::{HeldStatus, Store};
 use std::time::Duration;
 use support::app::{Harness, demo_settings, tenant};
 use support::browser::{
-    Browser, find, js, screenshot, text_of, wait_for, wait_for_text, wait_for_url_query,
+    Browser, click, js, screenshot, text_of, wait_for, wait_for_text, wait_for_url_query,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -63,22 +61,8 @@ async fn served() -> Served {
     h.store.put_settings(&settings).await.unwrap();
     h.run(&settings).await;
     let (app, _invoker) = support::console::app(&h);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = ConsoleConfig {
-        secure_cookies: false,
-        ..support::console::test_config()
-    };
-    tokio::spawn(async move { serve_on(listener, app, config).await.expect("serve") });
+    let base = support::browser::serve_console(app).await;
     Served { h, base }
-}
-
-async fn click(c: &Client, css: &str) {
-    find(c, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 /// Opens `path` of the console, is sent to the sign-in page, chooses the identity

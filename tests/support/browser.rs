@@ -369,6 +369,33 @@ pub async fn find(client: &Client, css: &str) -> Element {
     }
 }
 
+/// Clicks the first element matching `css`; panics naming the selector.
+pub async fn click(client: &Client, css: &str) {
+    find(client, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// The console of `app` served on a free loopback port over plain http (so the
+/// cookie's Secure flag is dropped, as `serve --insecure-local-cookies` does), with
+/// the tests' console settings; its base address, `http://127.0.0.1:PORT`.
+pub async fn serve_console(app: std::sync::Arc<sophos_cw_sync::app::App>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = sophos_cw_sync::console::ConsoleConfig {
+        secure_cookies: false,
+        ..super::console::test_config()
+    };
+    tokio::spawn(async move {
+        sophos_cw_sync::serve::serve_on(listener, app, config)
+            .await
+            .expect("serve")
+    });
+    base
+}
+
 /// The rendered text of the first element matching `css`.
 pub async fn text_of(client: &Client, css: &str) -> String {
     let element = find(client, css).await;

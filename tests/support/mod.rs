@@ -14,3 +14,5 @@ pub mod oidc;
 pub mod review;
 #[allow(dead_code)]
 pub mod sim_log;
+#[allow(dead_code)]
+pub mod watched;

@@ -14,11 +14,9 @@
 use super::console::{Answer, Client};
 use axum::http::StatusCode;
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The provider of this test process.
 pub struct Provider {
@@ -27,8 +25,6 @@ pub struct Provider {
 }
 
 static PROVIDER: OnceLock<Provider> = OnceLock::new();
-/// Kept alive (never dropped) so the watchdog's stdin stays open until exit.
-static WATCHDOG: Mutex<Option<Child>> = Mutex::new(None);
 
 /// The provider of this test process (started on first use).
 pub fn provider() -> &'static Provider {
@@ -124,47 +120,14 @@ pub async fn sign_in(client: &mut Client, subject: &str, next: &str) -> Answer {
     client.get(&callback).await
 }
 
-fn mock_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/oidc-provider-mock")
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
-}
-
 fn start_mock() -> String {
-    let bin = mock_binary();
-    assert!(
-        bin.exists(),
-        "{} is missing: run `make venv` (or set OIDC_PROVIDER_URL to a running oidc-provider-mock)",
-        bin.display()
-    );
-    let port = free_port();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#""$0" --port "$1" --require-nonce true >/dev/null 2>&1 & m=$!; cat >/dev/null; kill "$m" 2>/dev/null; wait "$m""#)
-        .arg(&bin)
-        .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Listening is not enough: wait until discovery answers.
-    while !discovery_answers(addr) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("oidc-provider-mock exited before it was ready ({status})");
-        }
-        if Instant::now() > deadline {
-            drop(child.stdin.take());
-            panic!("oidc-provider-mock did not answer on {addr} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    *WATCHDOG.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    let addr = super::watched::start(
+        "oidc-provider-mock",
+        r#"--port "$1" --require-nonce true"#,
+        "OIDC_PROVIDER_URL to a running oidc-provider-mock",
+        discovery_answers,
+    );
     format!("http://{addr}")
 }
 
