@@ -305,6 +305,24 @@ impl DynamoStore {
     // ----- helpers -----
 
     /// Maps an SDK error to a store error naming the table and the operation.
+    /// A conditional write's outcome: `Some(output)` when it was made, None when its
+    /// condition failed (someone else wrote first), an error otherwise.
+    fn conditional<O, E, R>(
+        &self,
+        op: &str,
+        res: Result<O, SdkError<E, R>>,
+    ) -> StoreResult<Option<O>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match res {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(self.sdk_err(op, e)),
+        }
+    }
+
     fn sdk_err<E, R>(&self, op: &str, e: SdkError<E, R>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -1142,16 +1160,7 @@ impl Store for DynamoStore {
                 .expression_attribute_names("#ver", VERSION)
                 .expression_attribute_values(":ver", AttributeValue::N(v.to_string())),
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.sdk_err("PutItem", e)),
-        }
+        Ok(self.conditional("PutItem", put.send().await)?.is_some())
     }
 
     async fn get_held_change(&self, id: &str) -> StoreResult<Option<HeldChange>> {
@@ -1308,16 +1317,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":run", s(run_id))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.sdk_err("UpdateItem", e)),
-        }
+        Ok(self.conditional("UpdateItem", res)?.is_some())
     }
 
     async fn release_lease(&self, run_id: &str) -> StoreResult<()> {
@@ -1331,16 +1331,9 @@ impl Store for DynamoStore {
             .expression_attribute_values(":run", s(run_id))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.sdk_err("DeleteItem", e)),
-        }
+        // Not holding it (any more) is fine: nothing to release.
+        self.conditional("DeleteItem", res)?;
+        Ok(())
     }
 
     async fn claimed(&self, key: &str, now: DateTime<Utc>) -> StoreResult<Option<String>> {
@@ -1444,29 +1437,21 @@ impl DynamoStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
-        match res {
-            Ok(out) => {
-                let count = out
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(COUNT))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse::<u32>().ok());
-                match count {
-                    Some(c) => Ok(Some(c)),
-                    None => Err(StoreError::Corrupt(format!(
-                        "the counter {key:?} in DynamoDB table {} lacks a numeric `count`",
-                        self.table
-                    ))),
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.sdk_err("UpdateItem", e)),
+        let Some(out) = self.conditional("UpdateItem", res)? else {
+            return Ok(None);
+        };
+        let count = out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(COUNT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok());
+        match count {
+            Some(c) => Ok(Some(c)),
+            None => Err(StoreError::Corrupt(format!(
+                "the counter {key:?} in DynamoDB table {} lacks a numeric `count`",
+                self.table
+            ))),
         }
     }
 
@@ -1494,15 +1479,6 @@ impl DynamoStore {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.sdk_err("PutItem", e)),
-        }
+        Ok(self.conditional("PutItem", res)?.is_some())
     }
 }
