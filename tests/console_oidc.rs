@@ -85,12 +85,19 @@ async fn assert_no_session(c: &mut Client, answer: &Answer) {
     );
 }
 
+/// A fresh subject of the provider named after `name`, with an address of its own
+/// as its only claim: (subject, email).
+async fn person(provider: &oidc::Provider, name: &str) -> (String, String) {
+    let sub = unique(name);
+    let email = format!("{sub}@example.com");
+    provider.set_user(&sub, json!({"email": email})).await;
+    (sub, email)
+}
+
 #[tokio::test]
 async fn an_operator_signs_in_through_the_provider_and_the_trail_names_her() {
     let provider = oidc::provider();
-    let sub = unique("alice");
-    let email = format!("{sub}@example.com");
-    provider.set_user(&sub, json!({"email": email})).await;
+    let (sub, email) = person(provider, "alice").await;
     let h = harness(
         &provider.url,
         json!([{"email": email.to_uppercase(), "role": "approver"}]),
@@ -170,9 +177,7 @@ async fn a_group_member_gets_the_groups_role() {
 #[tokio::test]
 async fn someone_who_is_no_operator_is_refused_by_name_and_audited() {
     let provider = oidc::provider();
-    let sub = unique("carol");
-    let email = format!("{sub}@example.com");
-    provider.set_user(&sub, json!({"email": email})).await;
+    let (sub, email) = person(provider, "carol").await;
     let h = harness(
         &provider.url,
         json!([{"email": "someone-else@example.com", "role": "admin"}]),
@@ -209,9 +214,7 @@ async fn someone_who_is_no_operator_is_refused_by_name_and_audited() {
 #[tokio::test]
 async fn a_wrong_state_is_refused() {
     let provider = oidc::provider();
-    let sub = unique("dave");
-    let email = format!("{sub}@example.com");
-    provider.set_user(&sub, json!({"email": email})).await;
+    let (sub, email) = person(provider, "dave").await;
     let h = harness(&provider.url, json!([{"email": email, "role": "admin"}])).await;
     let mut c = client(&h);
     let authorize = oidc::start(&mut c, "/console/").await;
@@ -243,9 +246,7 @@ async fn a_wrong_state_is_refused() {
 #[tokio::test]
 async fn a_reused_callback_is_refused_even_with_its_cookie() {
     let provider = oidc::provider();
-    let sub = unique("erin");
-    let email = format!("{sub}@example.com");
-    provider.set_user(&sub, json!({"email": email})).await;
+    let (sub, email) = person(provider, "erin").await;
     let h = harness(&provider.url, json!([{"email": email, "role": "admin"}])).await;
     let mut c = client(&h);
     let authorize = oidc::start(&mut c, "/console/").await;
