@@ -93,6 +93,20 @@ async fn signed_in(c: &Client, email: &str) -> String {
     text_of(c, "#signed-in-role").await
 }
 
+/// A held decrease of Acme Ltd's Intercept X Advanced (40 to 28), put in the store.
+async fn held_acme_decrease(s: &Served) -> sophos_cw_sync::store::HeldChange {
+    let change = support::review::held(
+        support::app::MONTH,
+        &tenant(1),
+        "Acme Ltd",
+        "Sophos_Intercept_X_Advanced",
+        40.0,
+        28.0,
+    );
+    support::review::put(s.h.store.as_ref(), &change).await;
+    change
+}
+
 /// The actor of every audit row on the page.
 async fn actors_listed(c: &Client) -> Vec<String> {
     let v = js(
@@ -131,16 +145,7 @@ async fn post_from_the_page(c: &Client, path: &str, fields: &[(&str, &str)]) -> 
 #[tokio::test]
 async fn an_approver_signs_in_through_the_provider_approves_and_the_trail_names_her() {
     let s = served().await;
-    let month = support::app::MONTH;
-    let change = support::review::held(
-        month,
-        &tenant(1),
-        "Acme Ltd",
-        "Sophos_Intercept_X_Advanced",
-        40.0,
-        28.0,
-    );
-    support::review::put(s.h.store.as_ref(), &change).await;
+    let change = held_acme_decrease(&s).await;
     let c = Browser::session().await;
     sign_in_through_the_provider(&c, &s.base, "/console/review", "browser-alice").await;
     // Back where she was going, named in the header with her role.
@@ -203,15 +208,7 @@ async fn an_approver_signs_in_through_the_provider_approves_and_the_trail_names_
 #[tokio::test]
 async fn a_viewer_sees_no_approve_sync_or_mapping_controls_and_her_forged_post_is_refused() {
     let s = served().await;
-    let change = support::review::held(
-        support::app::MONTH,
-        &tenant(1),
-        "Acme Ltd",
-        "Sophos_Intercept_X_Advanced",
-        40.0,
-        28.0,
-    );
-    support::review::put(s.h.store.as_ref(), &change).await;
+    let change = held_acme_decrease(&s).await;
     let c = Browser::session().await;
     sign_in_through_the_provider(&c, &s.base, "/console/", "browser-vera").await;
     assert_eq!(signed_in(&c, VERA).await, "viewer");
