@@ -4,8 +4,11 @@
 //! nothing about speed.
 //!
 //! The simulators run in this process; the sync runs as a child process (the release
-//! binary, `sync --json`, under `/usr/bin/time -v`), so the peak memory and CPU time
-//! reported are the sync's alone.
+//! binary under `/usr/bin/time -v`), so the peak memory and CPU time reported are
+//! the sync's alone. Two ways, each on a store of its own: `cli` (`sync --json`,
+//! the CLI's path) and `service` (`serve`, then `POST /sync`: the Lambda's path,
+//! `App::run_job`, one invocation with no deadline). `BENCH_VIA=cli` or
+//! `BENCH_VIA=service` runs one of them.
 //!
 //! `make bench` or `cargo run --release --example bench_cycle -- [tenants] [products]
 //! [latency_ms]`; `JITTER_MS` adds jitter (default 0), `CONCURRENCY` sets the
@@ -99,7 +102,100 @@ fn run_sync(
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     let wall = started.elapsed().as_secs_f64();
-    let time_report = std::fs::read_to_string(&rusage_file).unwrap_or_default();
+    let (peak_mb, cpu_s) = rusage(&rusage_file);
+    let text = std::fs::read_to_string(out).expect("read report");
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the sync printed no JSON report ({status}): {e}"));
+    (wall, peak_mb, cpu_s, report)
+}
+
+/// Runs one cycle the way the Lambda does (`App::run_job`: results stored as
+/// customers finish, none kept in the report): `serve` as a child under
+/// `/usr/bin/time -v`, `POST /sync` with the webhook token, `GET /runs/{id}`
+/// until the run has ended, then SIGTERM (serve waits for its cycles and exits).
+/// Returns the wall time of the run, the serve process's peak RSS and CPU
+/// seconds, and the run record's summary with its status.
+async fn run_service(
+    binary: &Path,
+    envs: &[(String, String)],
+    out: &Path,
+) -> (f64, Option<f64>, f64, Value) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let rusage_file = out.with_extension("time");
+    let time = Path::new("/usr/bin/time");
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.arg("-v").arg("-o").arg(&rusage_file).arg(binary);
+        c
+    } else {
+        Command::new(binary)
+    };
+    let mut child = cmd
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {SERVICE_TOKEN}");
+    // Polling is fine here: this is a benchmark reporting figures, not a test.
+    let tick = std::time::Duration::from_millis(200);
+    let started = Instant::now();
+    let run_id = loop {
+        let answer = http
+            .post(format!("{base}/sync"))
+            .header("authorization", &auth)
+            .json(&json!({}))
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            let body: Value = answer.json().await.expect("POST /sync answers JSON");
+            break body["runId"].as_str().expect("a run id").to_owned();
+        }
+        assert!(started.elapsed().as_secs() < 60, "serve did not start");
+        tokio::time::sleep(tick).await;
+    };
+    let record = loop {
+        tokio::time::sleep(tick).await;
+        let record: Value = http
+            .get(format!("{base}/runs/{run_id}?limit=1"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("GET /runs/{id}")
+            .json()
+            .await
+            .expect("the run record");
+        if !matches!(record["status"].as_str(), Some("running" | "incomplete")) {
+            break record;
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    // The serve process: /usr/bin/time's child, or the child itself.
+    let serve_pid = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(child.id() as i32);
+    // SAFETY: kill(2) with a pid we started and a plain signal number.
+    unsafe { libc::kill(serve_pid, libc::SIGTERM) };
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let (peak_mb, cpu_s) = rusage(&rusage_file);
+    let mut report = record["report"].clone();
+    report["status"] = record["status"].clone();
+    (wall, peak_mb, cpu_s, report)
+}
+
+/// The webhook token the bench gives the service.
+const SERVICE_TOKEN: &str = "bench-webhook-token";
+
+/// Peak RSS (MB) and CPU seconds (user + system) from GNU time's `-v` report.
+fn rusage(file: &Path) -> (Option<f64>, f64) {
+    let time_report = std::fs::read_to_string(file).unwrap_or_default();
     let field = |name: &str| {
         time_report
             .lines()
@@ -108,20 +204,20 @@ fn run_sync(
     };
     // GNU time reports kbytes.
     let peak_mb = field("Maximum resident set size (kbytes):").map(|kb| kb / 1024.0);
-    // The sync's own CPU time: what of the wall time is not waiting on the vendors.
     let cpu_s = field("User time (seconds):").unwrap_or(0.0)
         + field("System time (seconds):").unwrap_or(0.0);
-    let text = std::fs::read_to_string(out).expect("read report");
-    let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the sync printed no JSON report ({status}): {e}"));
-    (wall, peak_mb, cpu_s, report)
+    (peak_mb, cpu_s)
 }
 
 fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures {
     Figures {
         wall_s,
         status: report["status"].as_str().unwrap_or("?").to_owned(),
-        customers: report["customers"].as_array().map_or(0, Vec::len),
+        // The CLI's report lists them; the service's run record counts them.
+        customers: report["customers"].as_array().map_or_else(
+            || report["customerCounts"]["total"].as_u64().unwrap_or(0) as usize,
+            Vec::len,
+        ),
         sophos_calls: report["apiCalls"]["sophos"].as_u64().unwrap_or(0),
         cw_calls: report["apiCalls"]["connectwise"].as_u64().unwrap_or(0),
         writes: report["writes"].as_u64().unwrap_or(0),
@@ -142,12 +238,12 @@ fn figures(sim: &Sim, wall_s: f64, peak_rss_mb: f64, report: &Value) -> Figures 
     }
 }
 
-fn print_row(store: &str, label: &str, f: &Figures, latency_ms: f64, concurrency: u64) {
+fn print_row(store: &str, via: &str, label: &str, f: &Figures, latency_ms: f64, concurrency: u64) {
     let calls = f.sophos_calls + f.cw_calls;
     let bound = 1.25 * calls as f64 * latency_ms / 1000.0 / concurrency as f64;
     let within = if f.wall_s <= bound { "yes" } else { "NO" };
     println!(
-        "| {store:<8} | {label:<6} | {:>8.2} | {:>6.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>4} / {:>2} | {:>5.1} | {:>8.2} ({within}) | {:>7.1} ({}) | {} |",
+        "| {store:<8} | {via:<7} | {label:<6} | {:>8.2} | {:>6.2} | {:>6} | {:>6} | {:>6} | {:>7} | {:>3} | {:>4} / {:>2} | {:>5.1} | {:>8.2} ({within}) | {:>7.1} ({}) | {} |",
         f.wall_s,
         f.cpu_s,
         f.sophos_calls,
@@ -207,7 +303,8 @@ async fn main() {
         "sophos": {"clientId": scenario.sophos.client_id, "clientSecret": scenario.sophos.client_secret},
         "connectwise": {"site": sim.cw_url(), "companyId": scenario.connectwise.company_id,
             "publicKey": scenario.connectwise.public_key, "privateKey": scenario.connectwise.private_key,
-            "clientId": scenario.connectwise.client_id}
+            "clientId": scenario.connectwise.client_id},
+        "webhookToken": SERVICE_TOKEN
     });
     let secrets_path = dir.path().join("secrets.json");
     std::fs::write(&secrets_path, secret.to_string()).expect("secrets file");
@@ -227,17 +324,28 @@ async fn main() {
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ];
 
-    let mut stores = vec![(
-        "sqlite",
-        format!("sqlite:{}", dir.path().join("bench.db").display()),
-    )];
+    // Each way of running gets its own store, so both start from nothing.
+    let vias: Vec<&str> = match std::env::var("BENCH_VIA").ok().as_deref() {
+        Some("cli") => vec!["cli"],
+        Some("service") => vec!["service"],
+        _ => vec!["cli", "service"],
+    };
+    let mut stores: Vec<(&str, &str, String)> = vias
+        .iter()
+        .map(|via| {
+            let file = dir.path().join(format!("bench-{via}.db"));
+            ("sqlite", *via, format!("sqlite:{}", file.display()))
+        })
+        .collect();
     if std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()) {
         let conf = aws_config::load_from_env().await;
-        let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &table);
-        store.create_table_if_missing().await.expect("create table");
-        store.enable_ttl().await.expect("enable ttl");
-        stores.push(("dynamodb", format!("dynamodb:{table}")));
+        for via in &vias {
+            let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), &table);
+            store.create_table_if_missing().await.expect("create table");
+            store.enable_ttl().await.expect("enable ttl");
+            stores.push(("dynamodb", *via, format!("dynamodb:{table}")));
+        }
     } else {
         println!("(AWS_ENDPOINT_URL is not set: DynamoDB is skipped; `make bench` starts moto)");
     }
@@ -251,10 +359,10 @@ async fn main() {
         "bound = 1.25 x calls x {mean_latency} ms / {concurrency}; peak RSS of the sync process\n"
     );
     println!(
-        "| store    | run    | wall (s) | sync CPU (s) | sophos calls | cw calls | cw writes | customers | max cw in flight | throttled / lowest concurrency | cw ms in sim | bound (s) | peak RSS (MB) | status |"
+        "| store    | via     | run    | wall (s) | sync CPU (s) | sophos calls | cw calls | cw writes | customers | max cw in flight | throttled / lowest concurrency | cw ms in sim | bound (s) | peak RSS (MB) | status |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (name, spec) in &stores {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, via, spec) in &stores {
         sim.load(scenario.clone());
         for api in [Api::Connectwise, Api::Sophos] {
             sim.set_latency(
@@ -269,15 +377,18 @@ async fn main() {
         envs.push(("SYNC_STORE".to_owned(), spec.clone()));
         for label in ["first", "second"] {
             sim.clear_requests();
-            let out = dir.path().join(format!("{name}-{label}.json"));
-            let (binary, envs, out2) = (binary.clone(), envs.clone(), out.clone());
-            let (wall, peak, cpu, report) =
+            let out = dir.path().join(format!("{name}-{via}-{label}.json"));
+            let (wall, peak, cpu, report) = if *via == "service" {
+                run_service(&binary, &envs, &out).await
+            } else {
+                let (binary, envs, out2) = (binary.clone(), envs.clone(), out.clone());
                 tokio::task::spawn_blocking(move || run_sync(&binary, &envs, &out2))
                     .await
-                    .expect("sync child");
+                    .expect("sync child")
+            };
             let mut f = figures(&sim, wall, peak.unwrap_or(f64::NAN), &report);
             f.cpu_s = cpu;
-            print_row(name, label, &f, mean_latency, concurrency);
+            print_row(name, via, label, &f, mean_latency, concurrency);
         }
     }
 }

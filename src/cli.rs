@@ -7,6 +7,7 @@ use crate::domain::{month::Month, products};
 use crate::http::ApiCounters;
 use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
 use crate::sync::engine::{CycleError, Engine, RunOptions};
+use crate::sync::kept::KeptCustomers;
 use crate::sync::report::RunReport;
 use crate::sync::review::{Decision, DecisionOutcome};
 use crate::wiring::{build_clients, load_secrets, open_store};
@@ -412,6 +413,21 @@ async fn sync(
     };
     let mut opts = RunOptions::new(month, request.dry_run, "cli");
     opts.accept_usage_drop = request.accept_usage_drop;
+    // The results to print wait in a temporary file, not in memory (sync::kept).
+    let kept = match KeptCustomers::new() {
+        Ok(kept) => {
+            let kept = Arc::new(std::sync::Mutex::new(kept));
+            opts.keep_customers = false;
+            opts.keep_on_disk = Some(kept.clone());
+            Some(kept)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: no temporary file for the results ({e}): they are kept in memory; set TMPDIR to a writable directory"
+            );
+            None
+        }
+    };
     let report = cycle(store, env, settings, opts).await?;
     if let Some(reason) = report
         .reason
@@ -421,13 +437,34 @@ async fn sync(
         // The reason says who paused and how to resume (or which run holds the lease).
         eprintln!("skipped: {reason}");
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+    let printed = match kept {
+        Some(kept) => {
+            let mut kept = kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if json {
+                crate::output::print_report_json_kept(&report, &mut kept)
+            } else {
+                crate::output::print_report_kept(&report, &mut kept)
+            }
+        }
+        None if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            Ok(())
+        }
+        None => {
+            crate::output::print_report(&report);
+            Ok(())
+        }
+    };
+    if let Err(e) = printed {
+        eprintln!(
+            "warning: the results could not all be printed ({e}); see `sophos-cw-sync runs {}`",
+            report.run_id
         );
-    } else {
-        crate::output::print_report(&report);
     }
     Ok(exit_code(&report))
 }

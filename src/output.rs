@@ -1,6 +1,7 @@
 //! Human-readable tables for the CLI (the `--json` forms carry the same data).
 
 use crate::store::{AuditEntry, HeldChange, RunRecord};
+use crate::sync::kept::KeptCustomers;
 use crate::sync::report::{CustomerReport, RunReport};
 use crate::sync::review::{Decision, DecisionOutcome};
 
@@ -22,6 +23,83 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 }
 
 pub fn print_report(r: &RunReport) {
+    print_report_head(r);
+    for c in &r.customers {
+        print_customer(c);
+    }
+    print_report_tail(r);
+}
+
+/// [`print_report`] with the customers read from `kept` (the CLI's sync, whose
+/// report keeps none in memory), in Sophos order, one at a time.
+pub fn print_report_kept(r: &RunReport, kept: &mut KeptCustomers) -> std::io::Result<()> {
+    print_report_head(r);
+    kept.for_each(|c| {
+        print_customer(&c);
+        Ok(())
+    })?;
+    print_report_tail(r);
+    print_lost(kept);
+    Ok(())
+}
+
+/// `--json` of a report whose customers are in `kept`: the same document as
+/// `serde_json::to_string_pretty(report)` with them in it, written a customer at a
+/// time instead of built whole.
+pub fn print_report_json_kept(r: &RunReport, kept: &mut KeptCustomers) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write_report_json_kept(&mut out, r, kept)?;
+    out.flush()?;
+    drop(out);
+    print_lost(kept);
+    Ok(())
+}
+
+fn write_report_json_kept(
+    out: &mut impl std::io::Write,
+    r: &RunReport,
+    kept: &mut KeptCustomers,
+) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+    // The top-level field, at the first level of indentation (nested fields are
+    // indented further, and a string holding the text would be escaped).
+    const EMPTY: &str = "\n  \"customers\": []";
+    let Some(at) = text.find(EMPTY) else {
+        return writeln!(out, "{text}");
+    };
+    write!(out, "{}\n  \"customers\": [", &text[..at])?;
+    let mut first = true;
+    kept.for_each(|c| {
+        let item = serde_json::to_string_pretty(&c).map_err(std::io::Error::other)?;
+        out.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        for (i, line) in item.lines().enumerate() {
+            if i > 0 {
+                out.write_all(b"\n")?;
+            }
+            write!(out, "    {line}")?;
+        }
+        Ok(())
+    })?;
+    if !first {
+        out.write_all(b"\n  ")?;
+    }
+    writeln!(out, "]{}", &text[at + EMPTY.len()..])
+}
+
+/// Says (on stderr) that some results are missing from the printout, and where
+/// they are.
+fn print_lost(kept: &KeptCustomers) {
+    if kept.lost() > 0 {
+        eprintln!(
+            "warning: {} customer result(s) could not be kept for this printout (the temporary directory failed: check TMPDIR's free space); a real run stored them: see `sophos-cw-sync runs <run id>`",
+            kept.lost()
+        );
+    }
+}
+
+fn print_report_head(r: &RunReport) {
     println!(
         "run {}  month {}  status {:?}{}",
         r.run_id,
@@ -76,9 +154,9 @@ pub fn print_report(r: &RunReport) {
     }
     println!();
     print_customer_header();
-    for c in &r.customers {
-        print_customer(c);
-    }
+}
+
+fn print_report_tail(r: &RunReport) {
     for u in &r.unassigned_usage {
         println!(
             "usage without a customer: {} x{} ({})",
@@ -464,5 +542,55 @@ pub fn print_decisions(outcomes: &[DecisionOutcome], decision: Decision) {
                 o.id
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::report::CustomerReport;
+
+    fn report(customers: Vec<CustomerReport>) -> RunReport {
+        let mut r: RunReport = serde_json::from_value(serde_json::json!({
+            "runId": "r1", "status": "succeeded", "month": "2026-11", "dryRun": false,
+            "startedAt": "2026-11-29T00:50:12Z", "finishedAt": null, "errors": [],
+            "usageAvailable": true, "catalog": [], "unassignedUsage": [],
+            "apiCalls": {"sophos": 3, "connectwise": 9}, "writes": 2
+        }))
+        .expect("a report");
+        r.customers = customers;
+        r
+    }
+
+    fn customer(id: &str) -> CustomerReport {
+        serde_json::from_value(serde_json::json!({
+            "tenantId": id, "tenantName": format!("Tenant \"{id}\""), "status": "synced",
+            "companyId": 7, "products": [{"identifier": "X", "action": "create",
+            "sophosQuantity": 3.0, "newQuantity": 3.0}], "errors": []
+        }))
+        .expect("a customer")
+    }
+
+    #[test]
+    fn a_report_with_kept_customers_prints_as_the_whole_report_would() {
+        let customers: Vec<CustomerReport> = ["a", "b", "c"].into_iter().map(customer).collect();
+        let whole = serde_json::to_string_pretty(&report(customers.clone())).unwrap() + "\n";
+        let mut kept = KeptCustomers::new().unwrap();
+        // Kept as they finished, printed in Sophos order.
+        for place in [1, 2, 0] {
+            kept.keep(place, &customers[place]);
+        }
+        let mut out = Vec::new();
+        write_report_json_kept(&mut out, &report(Vec::new()), &mut kept).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_report_with_no_customers_kept_prints_an_empty_list() {
+        let whole = serde_json::to_string_pretty(&report(Vec::new())).unwrap() + "\n";
+        let mut kept = KeptCustomers::new().unwrap();
+        let mut out = Vec::new();
+        write_report_json_kept(&mut out, &report(Vec::new()), &mut kept).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), whole);
     }
 }

@@ -424,6 +424,18 @@ async fn additions_put_replace_list_delete(f: &Fixture) {
         vec![a2.clone(), b.clone(), c.clone()]
     );
 
+    // One tenant's, and only its own: not a tenant whose id starts with it and `#`
+    // (DynamoDB finds them by a sort-key prefix).
+    let lookalike = addition("t1#2", "CIXA", 9.0);
+    s.put_addition(&lookalike).await.unwrap();
+    assert_eq!(
+        sorted(s.list_additions_of("t1").await.unwrap()),
+        vec![a2.clone(), b.clone()]
+    );
+    assert_eq!(s.list_additions_of("t1#2").await.unwrap(), vec![lookalike]);
+    assert!(s.list_additions_of("t9").await.unwrap().is_empty());
+    s.delete_addition("t1#2", "CIXA").await.unwrap();
+
     s.delete_addition("t1", "CIXE").await.unwrap();
     // Deleting what is not there is fine.
     s.delete_addition("t1", "CIXE").await.unwrap();

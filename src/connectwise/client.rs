@@ -446,6 +446,9 @@ impl ConnectWiseClient {
             let page: Vec<T> = parse_json(&call, &raw, true)?;
             items.extend(page);
             let Some(next) = header_str(&raw.headers, LINK.as_str()).and_then(next_link) else {
+                // Grown by doubling: up to half of a large listing would be slack
+                // held for the whole cycle.
+                items.shrink_to_fit();
                 return Ok(items);
             };
             url = self.follow(&call, &url, &next)?;

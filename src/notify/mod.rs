@@ -536,7 +536,9 @@ pub async fn after_cli_sync(
     }
     let console = env.console_url.as_deref();
     let notice = match result {
-        Ok(report) => notice_for_report(report, &[], console),
+        // The CLI's report keeps no customers either (they wait on disk for the
+        // printout): the codes come from the stored results, as for the service.
+        Ok(report) => with_codes(store, report, console).await,
         Err(CycleError::Crashed(_)) => None,
         Err(e) => Some(notice_for_error(
             &opts.run_id,

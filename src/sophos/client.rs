@@ -188,6 +188,7 @@ impl SophosClient {
             tenants.extend(items);
             let total = body.pages.and_then(|p| p.total);
             if tenants_done(page, total, got) {
+                tenants.shrink_to_fit();
                 return Ok(tenants);
             }
             if page >= MAX_PAGES {
@@ -197,20 +198,23 @@ impl SophosClient {
         }
     }
 
-    /// The billing usage report for one month, all pages. `Ok(None)` when Sophos has
-    /// no report for that month (404): that means "unknown", NOT zero usage.
+    /// The billing usage report for one month, all pages, handed to `on_page` a
+    /// page at a time (a large partner's report is never held whole). `Ok(false)`
+    /// when Sophos has no report for that month (404): that means "unknown", NOT
+    /// zero usage. A failure after some pages leaves `on_page` with a part: the
+    /// caller must drop what it gathered.
     pub async fn usage(
         &self,
         partner_id: &str,
         year: i32,
         month: u32,
-    ) -> Result<Option<Vec<UsageLine>>, ApiError> {
+        mut on_page: impl FnMut(&[UsageLine]),
+    ) -> Result<bool, ApiError> {
         let path = format!("/partner/v1/billing/usage/{year}/{month:02}");
         if !(1..=12).contains(&month) {
             let msg = format!("month {month} is not between 1 and 12");
             return Err(ApiError::new(API, ApiErrorKind::Config, "GET", &path, msg));
         }
-        let mut lines = Vec::new();
         let mut seen_keys = HashSet::new();
         let mut next_key: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -220,17 +224,17 @@ impl SophosClient {
             }
             let raw = self.get_raw(&path, &query, Some(partner_id)).await?;
             if raw.status == 404 && next_key.is_none() {
-                return Ok(None);
+                return Ok(false);
             }
             let raw = self.check(&self.call(Method::GET, &path), raw)?;
             let body: Paged<UsageLine> = parse_json(&self.call(Method::GET, &path), &raw, true)?;
-            lines.extend(body.items.unwrap_or_default());
+            on_page(body.items.as_deref().unwrap_or_default());
             next_key = body
                 .pages
                 .and_then(|p| p.next_key)
                 .filter(|k| !k.is_empty());
             match &next_key {
-                None => return Ok(Some(lines)),
+                None => return Ok(true),
                 Some(key) if !seen_keys.insert(key.clone()) => {
                     return Err(endless_paging(
                         &path,

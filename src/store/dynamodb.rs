@@ -974,6 +974,39 @@ impl Store for DynamoStore {
         self.query_all("addition", ADDITION).await
     }
 
+    async fn list_additions_of(&self, tenant_id: &str) -> StoreResult<Vec<AdditionRecord>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :tenant)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(ADDITION))
+                .expression_attribute_values(":tenant", s(&format!("{tenant_id}#")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.sdk_err("Query", e))?;
+            for item in page.items() {
+                let record: AdditionRecord = self.decode("addition", item)?;
+                // The prefix would also match a tenant id that has this one and a
+                // `#` at its start.
+                if record.tenant_id == tenant_id {
+                    out.push(record);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {
         let sk = format!("{}#{}", record.tenant_id, record.identifier);
         self.put(Self::item(ADDITION, sk, record)?).await

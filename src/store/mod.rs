@@ -87,6 +87,9 @@ pub trait Store: Send + Sync {
     async fn list_catalog_items(&self) -> StoreResult<Vec<CatalogRecord>>;
     async fn put_catalog_item(&self, record: &CatalogRecord) -> StoreResult<()>;
     async fn list_additions(&self) -> StoreResult<Vec<AdditionRecord>>;
+    /// One tenant's remembered additions. A cycle reads them as it syncs that
+    /// customer, so it never holds a large partner's records whole.
+    async fn list_additions_of(&self, tenant_id: &str) -> StoreResult<Vec<AdditionRecord>>;
     /// Keyed by (tenant_id, identifier); a put replaces the previous record.
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()>;
     async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()>;

@@ -612,6 +612,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_additions_of(&self, tenant_id: &str) -> StoreResult<Vec<AdditionRecord>> {
+        let tenant_id = tenant_id.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT identifier, body FROM additions WHERE tenant_id = ?1 ORDER BY identifier",
+            )?;
+            let rows = stmt.query_map([&tenant_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (identifier, body) = row?;
+                out.push(decode(
+                    "addition",
+                    &format!("{tenant_id}#{identifier}"),
+                    &body,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {
         self.put_body(
             "INSERT INTO additions (tenant_id, identifier, body) VALUES (?1, ?2, ?3)

@@ -26,9 +26,8 @@ use crate::connectwise::model::{Agreement, CatalogItem};
 use crate::domain::{month::Month, products};
 use crate::http::{ApiCounters, ApiError, ApiErrorKind};
 use crate::sophos::client::SophosClient;
-use crate::sophos::model::Tenant;
 use crate::store::*;
-use crate::sync::plan::{self, AdditionRules, Resolution};
+use crate::sync::plan::{self, AdditionRules};
 use crate::sync::report::*;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -88,6 +87,9 @@ pub struct RunOptions {
     /// Off in the service: results go to the store as they finish, so an
     /// invocation's memory does not grow with the partner.
     pub keep_customers: bool,
+    /// Keep every customer's result in this file instead (the CLI prints them
+    /// after the run from there, so its memory does not grow with the partner).
+    pub keep_on_disk: Option<Arc<std::sync::Mutex<crate::sync::kept::KeptCustomers>>>,
     /// Keep a dry run's report as a run record (the HTTP API's preview); the CLI's
     /// dry run writes nothing anywhere.
     pub record_dry_run: bool,
@@ -115,6 +117,7 @@ impl RunOptions {
             deadline_margin: Duration::from_secs(60),
             resume: None,
             keep_customers: true,
+            keep_on_disk: None,
             record_dry_run: false,
             accept_usage_drop: false,
         }
@@ -481,8 +484,8 @@ struct Reads {
     tenants: Vec<crate::sophos::model::Tenant>,
     usage: Option<plan::UsageSummary>,
     mappings: BTreeMap<String, Mapping>,
-    /// The store's remembered additions, by tenant (looked up once per customer).
-    records: BTreeMap<String, Vec<AdditionRecord>>,
+    // The store's remembered additions are read per customer, as it is synced
+    // (`Store::list_additions_of`): a large partner's are not held whole.
 }
 
 impl Ctx<'_> {
@@ -505,7 +508,10 @@ impl Ctx<'_> {
         let Some((companies, agreements, found_catalog)) = companies_agreements else {
             return Ok(());
         };
-        let resolutions = plan::resolve_all(
+        // Each customer is resolved as it starts (its resolution holds its own
+        // copy of its company and agreement); this reads every tenant once to
+        // find the agreements several would share.
+        let resolver = plan::Resolver::new(
             &reads.tenants,
             &reads.mappings,
             &companies,
@@ -524,17 +530,13 @@ impl Ctx<'_> {
             zero_usage: self.engine.settings.zero_usage,
             month: self.opts.month,
         };
-        // Collected first and boxed as Send: keeps the future spawnable (a lazy
-        // filter/zip inside a stream trips the compiler's Send inference).
-        let jobs: Vec<(usize, &Tenant, Resolution)> = reads
-            .tenants
-            .iter()
-            .zip(resolutions)
-            .enumerate()
-            .filter(|(_, (t, _))| !self.done.contains(&t.id))
-            .map(|(i, (t, r))| (i, t, r))
+        // The places of the tenants to sync (an earlier invocation of this run
+        // may have done some).
+        let jobs: Vec<usize> = (reads.tenants.iter().enumerate())
+            .filter(|(_, t)| !self.done.contains(&t.id))
+            .map(|(i, _)| i)
             .collect();
-        let (reads, rules) = (&reads, &rules);
+        let (reads, rules, resolver) = (&reads, &rules, &resolver);
         // ConnectWise requests are limited by the client (`self.cw`); twice as
         // many customers run, in any order, so one customer's store bookkeeping
         // (audit entries, remembered additions) overlaps another's ConnectWise
@@ -551,13 +553,13 @@ impl Ctx<'_> {
             let mut waiting = jobs.into_iter();
             let mut customers = stream::FuturesUnordered::new();
             for job in waiting.by_ref().take(in_progress) {
-                customers.push(self.customer_future(job, reads, rules));
+                customers.push(self.customer_future(job, reads, rules, resolver));
             }
             // The first cycle-level error (store failure, lost lease, crash
             // failpoint) stops the run at once: the customers in flight are dropped.
             while let Some(result) = customers.next().await {
                 if let Some(job) = waiting.next() {
-                    customers.push(self.customer_future(job, reads, rules));
+                    customers.push(self.customer_future(job, reads, rules, resolver));
                 }
                 if let Some(done) = result? {
                     if finished.send(done).await.is_err() {
@@ -578,9 +580,10 @@ impl Ctx<'_> {
     /// large partner's memory (68 of 115 MB of heap at 10,000 customers).
     fn customer_future<'s>(
         &'s self,
-        (index, tenant, resolution): (usize, &'s Tenant, Resolution),
+        index: usize,
         reads: &'s Reads,
         rules: &'s AdditionRules<'s>,
+        resolver: &'s plan::Resolver<'s>,
     ) -> CustomerFuture<'s> {
         Box::pin(async move {
             if self.out_of_time() {
@@ -589,6 +592,8 @@ impl Ctx<'_> {
             }
             self.started.fetch_add(1, Ordering::SeqCst);
             self.keep_lease().await?;
+            let tenant = &reads.tenants[index];
+            let resolution = resolver.resolve(index, tenant);
             let c = self.sync_customer(tenant, resolution, reads, rules).await?;
             Ok(Some((index, c)))
         })
@@ -615,6 +620,10 @@ impl Ctx<'_> {
                 batch.push(c.clone());
                 if self.opts.keep_customers {
                     kept.push((index, c));
+                } else if let Some(disk) = &self.opts.keep_on_disk {
+                    disk.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .keep(index, &c);
                 }
             }
             if batch.len() == RECORD_BATCH || (closed && !batch.is_empty()) {
@@ -722,24 +731,29 @@ impl Ctx<'_> {
     async fn read_sophos(&self, report: &mut RunReport) -> Result<Option<Reads>, CycleError> {
         let sophos = self.engine.sophos;
         let month = self.opts.month;
+        let settings = self.engine.settings;
+        let codes = products::code_table(&settings.product_codes);
+        // The report is summed page by page as it arrives, never held whole.
+        let mut aggregator = plan::UsageAggregator::new(&codes, settings.quantity_field);
         let fetched = async {
             let me = sophos.whoami().await?;
             let tenants = sophos.tenants(&me.id).await?;
-            let usage = sophos.usage(&me.id, month.year(), month.month()).await?;
-            Ok::<_, ApiError>((tenants, usage))
+            let found = sophos
+                .usage(&me.id, month.year(), month.month(), |lines| {
+                    aggregator.add(lines)
+                })
+                .await?;
+            Ok::<_, ApiError>((tenants, found))
         }
         .await;
-        let (tenants, usage) = match fetched {
+        let (tenants, found) = match fetched {
             Ok(v) => v,
             Err(e) => {
                 report.errors.push(upstream_error(&e)?);
                 return Ok(None);
             }
         };
-        let settings = self.engine.settings;
-        let codes = products::code_table(&settings.product_codes);
-        let usage =
-            usage.map(|lines| plan::aggregate_usage(&lines, &codes, settings.quantity_field));
+        let usage = found.then(|| aggregator.finish());
         report.usage_available = usage.is_some();
         if let Some(u) = &usage {
             report.unassigned_usage = u.unassigned.clone();
@@ -752,15 +766,10 @@ impl Ctx<'_> {
             .into_iter()
             .map(|m| (m.tenant_id.clone(), m))
             .collect();
-        let mut records: BTreeMap<String, Vec<AdditionRecord>> = BTreeMap::new();
-        for r in self.engine.store.list_additions().await? {
-            records.entry(r.tenant_id.clone()).or_default().push(r);
-        }
         Ok(Some(Reads {
             tenants,
             usage,
             mappings,
-            records,
         }))
     }
 

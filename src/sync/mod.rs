@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod kept;
 pub mod plan;
 pub mod report;
 pub mod review;

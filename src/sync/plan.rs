@@ -9,7 +9,8 @@ use crate::store::{AdditionRecord, HeldUsageLine, Mapping, MappingKind, RunRecor
 use crate::sync::report::{
     CustomerReport, ErrorCode, ErrorReport, UnassignedUsage, UnmappedProduct,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Quantities are whole licences in practice; compare with a tolerance anyway.
 fn same_quantity(a: f64, b: f64) -> bool {
@@ -18,14 +19,94 @@ fn same_quantity(a: f64, b: f64) -> bool {
 
 // ---------------------------------------------------------------- usage
 
+/// A tenant's summed quantities by catalog identifier: a short sorted list, not a
+/// map (a tenant has a handful of products, and a map's node per tenant was most
+/// of a large partner's usage memory).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductQuantities(Vec<(Arc<str>, f64)>);
+
+impl ProductQuantities {
+    pub fn get(&self, identifier: &str) -> Option<&f64> {
+        self.position(identifier).ok().map(|i| &self.0[i].1)
+    }
+    pub fn contains_key(&self, identifier: &str) -> bool {
+        self.position(identifier).is_ok()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.0.iter().map(|(i, q)| (&**i, *q))
+    }
+    fn add(&mut self, identifier: &Arc<str>, quantity: f64) {
+        match self.position(identifier) {
+            Ok(i) => self.0[i].1 += quantity,
+            Err(i) => self.0.insert(i, (identifier.clone(), quantity)),
+        }
+    }
+    fn position(&self, identifier: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(i, _)| (**i).cmp(identifier))
+    }
+}
+
+impl std::ops::Index<&str> for ProductQuantities {
+    type Output = f64;
+    fn index(&self, identifier: &str) -> &f64 {
+        self.get(identifier)
+            .unwrap_or_else(|| panic!("no quantity for {identifier}"))
+    }
+}
+
+impl FromIterator<(String, f64)> for ProductQuantities {
+    fn from_iter<I: IntoIterator<Item = (String, f64)>>(entries: I) -> Self {
+        let mut q = Self::default();
+        for (identifier, quantity) in entries {
+            q.add(&Arc::from(identifier), quantity);
+        }
+        q
+    }
+}
+
+/// One usage line behind a product's sum, kept for a held change's evidence. Its
+/// strings are shared with every other line that says the same (interned while
+/// aggregating): 50,000 customers' lines repeat a few dozen codes and names.
+#[derive(Debug, Clone, PartialEq)]
+struct UsageEvidence {
+    identifier: Arc<str>,
+    product_code: Option<Arc<str>>,
+    sku: Option<Arc<str>>,
+    product_description: Option<Arc<str>>,
+    quantity: f64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TenantUsage {
     /// identifier -> summed quantity over all order lines
-    pub by_product: BTreeMap<String, f64>,
+    pub by_product: ProductQuantities,
     /// billing product codes with no catalog identifier, with what their lines say
     pub unmapped_codes: BTreeMap<String, UnmappedProduct>,
-    /// identifier -> the usage lines behind its sum (a held change's evidence)
-    pub lines: BTreeMap<String, Vec<HeldUsageLine>>,
+    /// the usage lines behind the sums (a held change's evidence): see `lines`
+    evidence: Vec<UsageEvidence>,
+}
+
+impl TenantUsage {
+    /// The usage lines behind `identifier`'s sum, in report order.
+    pub fn lines(&self, identifier: &str) -> Vec<HeldUsageLine> {
+        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_owned);
+        self.evidence
+            .iter()
+            .filter(|e| &*e.identifier == identifier)
+            .map(|e| HeldUsageLine {
+                product_code: text(&e.product_code),
+                sku: text(&e.sku),
+                product_description: text(&e.product_description),
+                quantity: e.quantity,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,39 +122,93 @@ pub fn aggregate_usage(
     codes: &BTreeMap<String, String>,
     field: QuantityField,
 ) -> UsageSummary {
-    let mut summary = UsageSummary::default();
-    for line in lines {
-        let quantity = match field {
+    let mut aggregator = UsageAggregator::new(codes, field);
+    aggregator.add(lines);
+    aggregator.finish()
+}
+
+/// [`aggregate_usage`] a page at a time, so a month's report is never held whole:
+/// each page of lines is summed into the summary and dropped.
+pub struct UsageAggregator<'c> {
+    codes: &'c BTreeMap<String, String>,
+    field: QuantityField,
+    summary: UsageSummary,
+    strings: HashSet<Arc<str>>,
+}
+
+impl<'c> UsageAggregator<'c> {
+    pub fn new(codes: &'c BTreeMap<String, String>, field: QuantityField) -> Self {
+        Self {
+            codes,
+            field,
+            summary: UsageSummary::default(),
+            strings: HashSet::new(),
+        }
+    }
+
+    pub fn add(&mut self, lines: &[UsageLine]) {
+        for line in lines {
+            self.add_line(line);
+        }
+    }
+
+    pub fn finish(mut self) -> UsageSummary {
+        for usage in self.summary.tenants.values_mut() {
+            usage.evidence.shrink_to_fit();
+            usage.by_product.0.shrink_to_fit();
+        }
+        self.summary
+    }
+
+    /// The shared copy of `s`.
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    fn intern_opt(&mut self, s: &Option<String>) -> Option<Arc<str>> {
+        s.as_deref().map(|s| self.intern(s))
+    }
+
+    fn add_line(&mut self, line: &UsageLine) {
+        let quantity = match self.field {
             QuantityField::BillableQuantity => line.billable_quantity,
             QuantityField::ActualQuantity => line.actual_quantity,
         }
         .unwrap_or(0.0);
-        let code = line.product_code.clone().or_else(|| line.sku.clone());
+        let code = line.product_code.as_ref().or(line.sku.as_ref());
         let Some(tenant) = line.account_id.as_deref().filter(|t| !t.is_empty()) else {
-            summary.unassigned.push(UnassignedUsage {
-                product_code: code,
+            self.summary.unassigned.push(UnassignedUsage {
+                product_code: code.cloned(),
                 product_description: line.product_description.clone(),
                 quantity,
             });
-            continue;
+            return;
         };
-        let usage = summary.tenants.entry(tenant.to_owned()).or_default();
-        match code.as_deref().and_then(|c| codes.get(c)) {
+        let identifier = code
+            .and_then(|c| self.codes.get(c.as_str()))
+            .map(|i| i.as_str());
+        match identifier {
             Some(identifier) => {
-                *usage.by_product.entry(identifier.clone()).or_default() += quantity;
-                usage
-                    .lines
-                    .entry(identifier.clone())
-                    .or_default()
-                    .push(HeldUsageLine {
-                        product_code: line.product_code.clone(),
-                        sku: line.sku.clone(),
-                        product_description: line.product_description.clone(),
-                        quantity,
-                    });
+                let identifier = self.intern(identifier);
+                let evidence = UsageEvidence {
+                    identifier: identifier.clone(),
+                    product_code: self.intern_opt(&line.product_code),
+                    sku: self.intern_opt(&line.sku),
+                    product_description: self.intern_opt(&line.product_description),
+                    quantity,
+                };
+                let usage = self.tenant(tenant);
+                usage.by_product.add(&identifier, quantity);
+                usage.evidence.push(evidence);
             }
             None => {
-                let code = code.unwrap_or_else(|| "(no product code)".into());
+                let code = code.cloned().unwrap_or_else(|| "(no product code)".into());
+                let usage = self.tenant(tenant);
                 let entry = usage
                     .unmapped_codes
                     .entry(code.clone())
@@ -82,7 +217,10 @@ pub fn aggregate_usage(
             }
         }
     }
-    summary
+
+    fn tenant(&mut self, tenant: &str) -> &mut TenantUsage {
+        self.summary.tenants.entry(tenant.to_owned()).or_default()
+    }
 }
 
 /// What an unmapped code's first line says about it (never used to map it).
@@ -384,13 +522,86 @@ pub fn resolve_all(
     agreements: &[Agreement],
     agreement_type: &str,
 ) -> Vec<Resolution> {
-    let directory = Directory::new(companies, agreements);
-    let mut resolutions: Vec<Resolution> = tenants
+    let resolver = Resolver::new(tenants, mappings, companies, agreements, agreement_type);
+    tenants
         .iter()
-        .map(|t| resolve_in(t, mappings.get(&t.id), &directory, agreement_type))
-        .collect();
-    refuse_shared_agreements(tenants, mappings, &mut resolutions);
-    resolutions
+        .enumerate()
+        .map(|(i, t)| resolver.resolve(i, t))
+        .collect()
+}
+
+/// [`resolve_all`] one tenant at a time, as its customer is synced: a large
+/// partner's resolutions (each with its own company and agreement) are never held
+/// together. Made with one pass over every tenant that keeps only which
+/// agreements several of them would share (refused, see
+/// [`refuse_shared_agreements`]).
+pub struct Resolver<'a> {
+    directory: Directory<'a>,
+    mappings: &'a BTreeMap<String, Mapping>,
+    agreement_type: &'a str,
+    /// The agreements several tenants resolve to, with who would share them.
+    shared: HashMap<i64, SharedAgreement>,
+}
+
+struct SharedAgreement {
+    /// The tenant (by its place in the list) whose manual mapping keeps it.
+    keeper: Option<usize>,
+    names: String,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(
+        tenants: &[Tenant],
+        mappings: &'a BTreeMap<String, Mapping>,
+        companies: &'a [Company],
+        agreements: &'a [Agreement],
+        agreement_type: &'a str,
+    ) -> Self {
+        let directory = Directory::new(companies, agreements);
+        let mut users: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, t) in tenants.iter().enumerate() {
+            let r = resolve_in(t, mappings.get(&t.id), &directory, agreement_type);
+            if let Resolution::Mapped { agreement, .. } = r {
+                users.entry(agreement.id).or_default().push(i);
+            }
+        }
+        let shared = refuse_shared_agreements(tenants, mappings, users);
+        Self {
+            directory,
+            mappings,
+            agreement_type,
+            shared,
+        }
+    }
+
+    /// The resolution of `tenant`, at `place` in the tenant list `new` saw.
+    pub fn resolve(&self, place: usize, tenant: &Tenant) -> Resolution {
+        let r = resolve_in(
+            tenant,
+            self.mappings.get(&tenant.id),
+            &self.directory,
+            self.agreement_type,
+        );
+        let Resolution::Mapped {
+            company, agreement, ..
+        } = &r
+        else {
+            return r;
+        };
+        match self.shared.get(&agreement.id) {
+            Some(shared) if shared.keeper != Some(place) => {
+                let error = ErrorReport::new(
+                    ErrorCode::AgreementShared,
+                    format!(
+                        "agreement {} would serve several customers: {}",
+                        agreement.id, shared.names
+                    ),
+                );
+                Resolution::AgreementProblem(company.clone(), error)
+            }
+            _ => r,
+        }
+    }
 }
 
 pub fn resolve_one(
@@ -431,47 +642,40 @@ pub fn resolve_in(
     }
 }
 
+/// The agreements (with the places of the tenants) that several tenants resolve
+/// to: two customers on one agreement would bill one's usage to the other, so each
+/// is refused for all but the one tenant whose manual mapping names it.
 fn refuse_shared_agreements(
     tenants: &[Tenant],
     mappings: &BTreeMap<String, Mapping>,
-    resolutions: &mut [Resolution],
-) {
-    let mut users: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, r) in resolutions.iter().enumerate() {
-        if let Resolution::Mapped { agreement, .. } = r {
-            users.entry(agreement.id).or_default().push(i);
-        }
-    }
+    users: HashMap<i64, Vec<usize>>,
+) -> HashMap<i64, SharedAgreement> {
     let manual = |i: &usize| {
         mappings
             .get(&tenants[*i].id)
             .is_some_and(|m| m.kind == MappingKind::Manual && m.agreement_id.is_some())
     };
-    for (agreement_id, idx) in users.into_iter().filter(|(_, v)| v.len() > 1) {
-        let keeper = match idx
-            .iter()
-            .filter(|i| manual(i))
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            [one] => Some(**one),
-            _ => None,
-        };
-        let names: Vec<String> = idx.iter().map(|i| tenants[*i].name.clone()).collect();
-        for i in idx.into_iter().filter(|i| Some(*i) != keeper) {
-            let Resolution::Mapped { company, .. } = &resolutions[i] else {
-                continue;
+    users
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(agreement_id, idx)| {
+            let keeper = match idx
+                .iter()
+                .filter(|i| manual(i))
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                [one] => Some(**one),
+                _ => None,
             };
-            let error = ErrorReport::new(
-                ErrorCode::AgreementShared,
-                format!(
-                    "agreement {agreement_id} would serve several customers: {}",
-                    names.join(", ")
-                ),
-            );
-            resolutions[i] = Resolution::AgreementProblem(company.clone(), error);
-        }
-    }
+            let names: Vec<&str> = idx.iter().map(|i| tenants[*i].name.as_str()).collect();
+            let shared = SharedAgreement {
+                keeper,
+                names: names.join(", "),
+            };
+            (agreement_id, shared)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- additions
@@ -730,7 +934,7 @@ pub fn customers_with_usage(
             usage.tenants.get(&t.id).is_some_and(|u| {
                 u.by_product
                     .iter()
-                    .any(|(identifier, q)| *q > 0.0 && selected.contains(identifier))
+                    .any(|(identifier, q)| q > 0.0 && selected.contains(identifier))
             })
         })
         .map(|t| t.id.clone())

@@ -172,7 +172,7 @@ fn usage(entries: &[(&str, f64)]) -> TenantUsage {
     TenantUsage {
         by_product: entries.iter().map(|(i, q)| ((*i).to_owned(), *q)).collect(),
         unmapped_codes: BTreeMap::new(),
-        lines: BTreeMap::new(),
+        evidence: Vec::new(),
     }
 }
 

@@ -207,7 +207,8 @@ pub struct Context<'a> {
     pub company_identifier: Option<&'a str>,
     pub agreement_id: i64,
     pub newly_mapped: bool,
-    pub lines: &'a [HeldUsageLine],
+    /// The usage lines behind the product's sum (made for this product only).
+    pub lines: Vec<HeldUsageLine>,
 }
 
 /// Decides one product: `plan` is what the sync would do now (None: nothing at all),

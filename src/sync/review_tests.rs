@@ -206,7 +206,7 @@ fn ctx(p: &ReviewPolicy) -> Context<'_> {
         company_identifier: Some("ACME"),
         agreement_id: 201,
         newly_mapped: false,
-        lines: &[],
+        lines: Vec::new(),
     }
 }
 

@@ -99,18 +99,17 @@ impl Ctx<'_> {
         }
         // A month without usage data (404) changes nothing: unknown is not zero.
         if reads.usage.is_some() && !rules.selected.is_empty() {
+            let records = self.engine.store.list_additions_of(&tenant.id).await?;
             let newly_mapped = newly_discovered && !reads.mappings.contains_key(&tenant.id)
-                || first_billing(tenant, reads);
-            self.sync_additions(
+                || first_billing(tenant, reads, &records);
+            let customer = CustomerAdditions {
                 tenant,
-                &agreement,
+                agreement: &agreement,
                 usage,
+                records: &records,
                 newly_mapped,
-                reads,
-                rules,
-                &mut c,
-            )
-            .await?;
+            };
+            self.sync_additions(&customer, rules, &mut c).await?;
         }
         if !c.errors.is_empty() {
             c.status = CustomerState::Error;
@@ -120,17 +119,19 @@ impl Ctx<'_> {
         Ok(c)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn sync_additions(
         &self,
-        tenant: &crate::sophos::model::Tenant,
-        agreement: &Agreement,
-        usage: Option<&TenantUsage>,
-        newly_mapped: bool,
-        reads: &Reads,
+        customer: &CustomerAdditions<'_>,
         rules: &AdditionRules<'_>,
         c: &mut CustomerReport,
     ) -> Result<(), CycleError> {
+        let CustomerAdditions {
+            tenant,
+            agreement,
+            usage,
+            records,
+            newly_mapped,
+        } = *customer;
         let additions = match self.cw.additions(agreement.id).await {
             Ok(a) => a,
             Err(e) => {
@@ -138,7 +139,6 @@ impl Ctx<'_> {
                 return Ok(());
             }
         };
-        let records: &[AdditionRecord] = reads.records.get(&tenant.id).map_or(&[], Vec::as_slice);
         if !self.opts.dry_run {
             for r in plan::cancelled_records(&additions, records) {
                 self.forget_cancelled(tenant, agreement, r).await?;
@@ -181,12 +181,27 @@ impl Ctx<'_> {
 /// A customer billed for the first time: mapped by hand (or remembered) but no
 /// addition of it is remembered yet. With a mapping discovered in this run, this
 /// is what the `newlyMapped` review rule means by "mapped for the first time".
-fn first_billing(tenant: &crate::sophos::model::Tenant, reads: &Reads) -> bool {
+fn first_billing(
+    tenant: &crate::sophos::model::Tenant,
+    reads: &Reads,
+    records: &[AdditionRecord],
+) -> bool {
     reads
         .mappings
         .get(&tenant.id)
         .is_some_and(|m| m.kind == MappingKind::Manual)
-        && !reads.records.contains_key(&tenant.id)
+        && records.is_empty()
+}
+
+/// What one mapped customer's additions are planned from.
+#[derive(Clone, Copy)]
+struct CustomerAdditions<'a> {
+    tenant: &'a crate::sophos::model::Tenant,
+    agreement: &'a Agreement,
+    usage: Option<&'a TenantUsage>,
+    /// The store's remembered additions of this tenant.
+    records: &'a [AdditionRecord],
+    newly_mapped: bool,
 }
 
 /// The report of a product whose lower quantity the usage drop guard held back:

@@ -201,10 +201,7 @@ impl Ctx<'_> {
         r: &'r CustomerReview<'_>,
         identifier: &str,
     ) -> review::Context<'r> {
-        let lines = r
-            .usage
-            .and_then(|u| u.lines.get(identifier))
-            .map_or(&[][..], Vec::as_slice);
+        let lines = r.usage.map(|u| u.lines(identifier)).unwrap_or_default();
         review::Context {
             policy: &self.engine.settings.review,
             month: self.opts.month,
