@@ -70,15 +70,21 @@ impl FromIterator<(String, f64)> for ProductQuantities {
     }
 }
 
-/// One usage line behind a product's sum, kept for a held change's evidence. Its
-/// strings are shared with every other line that says the same (interned while
-/// aggregating): 50,000 customers' lines repeat a few dozen codes and names.
+/// What a usage line says besides its quantity. Shared by every line that says
+/// the same (interned while aggregating): 50,000 customers' lines repeat a few
+/// dozen codes and names, so a line kept as evidence costs a pointer and a number.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LineKind {
+    identifier: Box<str>,
+    product_code: Option<Box<str>>,
+    sku: Option<Box<str>>,
+    product_description: Option<Box<str>>,
+}
+
+/// One usage line behind a product's sum, kept for a held change's evidence.
 #[derive(Debug, Clone, PartialEq)]
 struct UsageEvidence {
-    identifier: Arc<str>,
-    product_code: Option<Arc<str>>,
-    sku: Option<Arc<str>>,
-    product_description: Option<Arc<str>>,
+    kind: Arc<LineKind>,
     quantity: f64,
 }
 
@@ -95,14 +101,14 @@ pub struct TenantUsage {
 impl TenantUsage {
     /// The usage lines behind `identifier`'s sum, in report order.
     pub fn lines(&self, identifier: &str) -> Vec<HeldUsageLine> {
-        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_owned);
+        let text = |s: &Option<Box<str>>| s.as_deref().map(str::to_owned);
         self.evidence
             .iter()
-            .filter(|e| &*e.identifier == identifier)
+            .filter(|e| &*e.kind.identifier == identifier)
             .map(|e| HeldUsageLine {
-                product_code: text(&e.product_code),
-                sku: text(&e.sku),
-                product_description: text(&e.product_description),
+                product_code: text(&e.kind.product_code),
+                sku: text(&e.kind.sku),
+                product_description: text(&e.kind.product_description),
                 quantity: e.quantity,
             })
             .collect()
@@ -133,7 +139,8 @@ pub struct UsageAggregator<'c> {
     codes: &'c BTreeMap<String, String>,
     field: QuantityField,
     summary: UsageSummary,
-    strings: HashSet<Arc<str>>,
+    identifiers: HashSet<Arc<str>>,
+    kinds: HashSet<Arc<LineKind>>,
 }
 
 impl<'c> UsageAggregator<'c> {
@@ -142,7 +149,8 @@ impl<'c> UsageAggregator<'c> {
             codes,
             field,
             summary: UsageSummary::default(),
-            strings: HashSet::new(),
+            identifiers: HashSet::new(),
+            kinds: HashSet::new(),
         }
     }
 
@@ -160,18 +168,31 @@ impl<'c> UsageAggregator<'c> {
         self.summary
     }
 
-    /// The shared copy of `s`.
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(s) {
+    /// The shared copy of a catalog identifier.
+    fn identifier(&mut self, identifier: &str) -> Arc<str> {
+        if let Some(shared) = self.identifiers.get(identifier) {
             return shared.clone();
         }
-        let shared: Arc<str> = Arc::from(s);
-        self.strings.insert(shared.clone());
+        let shared: Arc<str> = Arc::from(identifier);
+        self.identifiers.insert(shared.clone());
         shared
     }
 
-    fn intern_opt(&mut self, s: &Option<String>) -> Option<Arc<str>> {
-        s.as_deref().map(|s| self.intern(s))
+    /// The shared copy of what `line` says, for `identifier`.
+    fn kind(&mut self, identifier: &str, line: &UsageLine) -> Arc<LineKind> {
+        let boxed = |s: &Option<String>| s.as_deref().map(Box::from);
+        let kind = LineKind {
+            identifier: identifier.into(),
+            product_code: boxed(&line.product_code),
+            sku: boxed(&line.sku),
+            product_description: boxed(&line.product_description),
+        };
+        if let Some(shared) = self.kinds.get(&kind) {
+            return shared.clone();
+        }
+        let shared = Arc::new(kind);
+        self.kinds.insert(shared.clone());
+        shared
     }
 
     fn add_line(&mut self, line: &UsageLine) {
@@ -194,14 +215,11 @@ impl<'c> UsageAggregator<'c> {
             .map(|i| i.as_str());
         match identifier {
             Some(identifier) => {
-                let identifier = self.intern(identifier);
                 let evidence = UsageEvidence {
-                    identifier: identifier.clone(),
-                    product_code: self.intern_opt(&line.product_code),
-                    sku: self.intern_opt(&line.sku),
-                    product_description: self.intern_opt(&line.product_description),
+                    kind: self.kind(identifier, line),
                     quantity,
                 };
+                let identifier = self.identifier(identifier);
                 let usage = self.tenant(tenant);
                 usage.by_product.add(&identifier, quantity);
                 usage.evidence.push(evidence);
@@ -319,6 +337,14 @@ fn normalise(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// The hash [`Directory`] indexes names by (of the normalised name).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    normalise(name).hash(&mut h);
+    h.finish()
+}
+
 fn live(company: &Company) -> bool {
     company.deleted_flag != Some(true)
 }
@@ -330,8 +356,10 @@ fn live(company: &Company) -> bool {
 pub struct Directory<'a> {
     /// Live companies by id (the first of a repeated id, as a scan finds it).
     live_by_id: HashMap<i64, &'a Company>,
-    /// Live companies by normalised name.
-    live_by_name: HashMap<String, Vec<&'a Company>>,
+    /// Live companies by a hash of their normalised name (not the name itself: a
+    /// copy of every name is megabytes at a large partner's size); a lookup
+    /// compares the names of the few companies it finds.
+    live_by_name: HashMap<u64, Vec<&'a Company>>,
     /// Agreements by id (the first of a repeated id).
     agreement_by_id: HashMap<i64, &'a Agreement>,
     /// Agreements by the id of their company.
@@ -341,11 +369,10 @@ pub struct Directory<'a> {
 impl<'a> Directory<'a> {
     pub fn new(companies: &'a [Company], agreements: &'a [Agreement]) -> Self {
         let mut live_by_id = HashMap::with_capacity(companies.len());
-        let mut live_by_name: HashMap<String, Vec<&Company>> =
-            HashMap::with_capacity(companies.len());
+        let mut live_by_name: HashMap<u64, Vec<&Company>> = HashMap::with_capacity(companies.len());
         for c in companies.iter().filter(|c| live(c)) {
             live_by_id.entry(c.id).or_insert(c);
-            live_by_name.entry(normalise(&c.name)).or_default().push(c);
+            live_by_name.entry(name_hash(&c.name)).or_default().push(c);
         }
         let mut agreement_by_id = HashMap::with_capacity(agreements.len());
         let mut agreements_of_company: HashMap<i64, Vec<&Agreement>> = HashMap::new();
@@ -367,10 +394,15 @@ impl<'a> Directory<'a> {
         self.live_by_id.get(&id).copied()
     }
 
-    fn live_named(&self, name: &str) -> &[&'a Company] {
+    fn live_named(&self, name: &str) -> Vec<&'a Company> {
+        let wanted = normalise(name);
         self.live_by_name
-            .get(&normalise(name))
-            .map_or(&[], Vec::as_slice)
+            .get(&name_hash(name))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|c| normalise(&c.name) == wanted)
+            .copied()
+            .collect()
     }
 
     fn agreement(&self, id: i64) -> Option<&'a Agreement> {
@@ -388,7 +420,7 @@ fn company_by_name<'a>(
     tenant: &Tenant,
     directory: &Directory<'a>,
 ) -> Result<&'a Company, ErrorReport> {
-    match directory.live_named(&tenant.name) {
+    match directory.live_named(&tenant.name).as_slice() {
         [one] => Ok(one),
         [] => Err(ErrorReport::new(
             ErrorCode::CompanyNotFound,
@@ -558,14 +590,17 @@ impl<'a> Resolver<'a> {
         agreement_type: &'a str,
     ) -> Self {
         let directory = Directory::new(companies, agreements);
-        let mut users: HashMap<i64, Vec<usize>> = HashMap::new();
+        // (agreement, tenant place) pairs, sorted: a flat list is a fraction of a
+        // map of lists at a large partner's size.
+        let mut users: Vec<(i64, u32)> = Vec::new();
         for (i, t) in tenants.iter().enumerate() {
             let r = resolve_in(t, mappings.get(&t.id), &directory, agreement_type);
             if let Resolution::Mapped { agreement, .. } = r {
-                users.entry(agreement.id).or_default().push(i);
+                users.push((agreement.id, i as u32));
             }
         }
-        let shared = refuse_shared_agreements(tenants, mappings, users);
+        users.sort_unstable();
+        let shared = refuse_shared_agreements(tenants, mappings, &users);
         Self {
             directory,
             mappings,
@@ -648,7 +683,7 @@ pub fn resolve_in(
 fn refuse_shared_agreements(
     tenants: &[Tenant],
     mappings: &BTreeMap<String, Mapping>,
-    users: HashMap<i64, Vec<usize>>,
+    users: &[(i64, u32)],
 ) -> HashMap<i64, SharedAgreement> {
     let manual = |i: &usize| {
         mappings
@@ -656,9 +691,10 @@ fn refuse_shared_agreements(
             .is_some_and(|m| m.kind == MappingKind::Manual && m.agreement_id.is_some())
     };
     users
-        .into_iter()
-        .filter(|(_, v)| v.len() > 1)
-        .map(|(agreement_id, idx)| {
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() > 1)
+        .map(|group| {
+            let idx: Vec<usize> = group.iter().map(|(_, i)| *i as usize).collect();
             let keeper = match idx
                 .iter()
                 .filter(|i| manual(i))
@@ -673,7 +709,7 @@ fn refuse_shared_agreements(
                 keeper,
                 names: names.join(", "),
             };
-            (agreement_id, shared)
+            (group[0].0, shared)
         })
         .collect()
 }
