@@ -975,3 +975,64 @@ async fn the_console_refuses_an_agreement_type_connectwise_does_not_have() {
     assert_eq!(h.store.get_settings().await.unwrap(), Some(demo_settings()));
     assert!(!actions(&h).await.iter().any(|a| a == "updateSettings"));
 }
+
+#[tokio::test]
+async fn a_run_summary_that_does_not_read_whole_still_shows_its_pages_with_what_reads() {
+    let h = synced().await;
+    let mut run = h.store.list_runs(1, None).await.unwrap().remove(0);
+    let writes = run.report["writes"].as_u64().expect("the demo run wrote");
+    assert!(writes > 0);
+    // A summary damaged in three places: its warnings, its counts and one of
+    // its cycle errors do not read; the rest does.
+    run.report["warnings"] = json!("not a list");
+    run.report["customerCounts"] = json!({"total": "many"});
+    run.report["errors"] = json!([
+        {"code": "NO_SUCH_CODE", "message": "unreadable", "advice": "-"},
+        {"code": "UPSTREAM_UNAVAILABLE", "message": "the vendor did not answer", "advice": "wait"}
+    ]);
+    run.report["unmappedCodes"] = json!([
+        {"productCode": "ZZ-READS", "quantity": 3.0},
+        {"quantity": 4.0}
+    ]);
+    h.store.put_run(&run).await.unwrap();
+    let mut c = client(&h, test_config());
+    c.sign_in().await;
+
+    let list = c.get("/console/runs").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(list.body.contains(&run.run_id), "{}", list.body);
+
+    let page = c.get(&format!("/console/runs/{}", run.run_id)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("<dd id=\"run-writes\">{writes}</dd>")),
+        "the writes still read: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("the vendor did not answer"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("unreadable"), "{}", page.body);
+    assert!(
+        page.body.contains("<dt>Customers</dt><dd>–</dd>"),
+        "counts that do not read are not shown: {}",
+        page.body
+    );
+
+    let home = c.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert_eq!(warnings_section(&home.body), None, "{}", home.body);
+    assert!(
+        home.body
+            .contains("<strong>1</strong> unmapped product code"),
+        "the code that reads is counted: {}",
+        home.body
+    );
+
+    let mapping = c.get("/console/mapping").await;
+    assert_eq!(mapping.status, StatusCode::OK, "{}", mapping.body);
+    assert!(mapping.body.contains("ZZ-READS"), "{}", mapping.body);
+}

@@ -166,6 +166,16 @@ impl Invoker for RecordingInvoker {
     }
 }
 
+/// A bug behind `POST /sync`: the handler panics.
+struct PanickingInvoker;
+
+#[async_trait]
+impl Invoker for PanickingInvoker {
+    async fn invoke_async(&self, _request: &RunRequest) -> Result<(), String> {
+        panic!("a bug behind POST /sync")
+    }
+}
+
 async fn harness() -> Harness {
     let h = Harness::start().await;
     h.store.put_settings(&demo_settings()).await.unwrap();
@@ -854,6 +864,93 @@ async fn malformed_requests_get_a_4xx_that_says_what_to_fix() {
     assert!(h.store.list_runs(10, None).await.unwrap().is_empty());
     assert!(h.store.list_mappings().await.unwrap().is_empty());
     assert_eq!(h.cw_writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_take_one_trailing_slash_and_read_their_path_parameters_strictly() {
+    let h = harness().await;
+    let invoker = Arc::new(RecordingInvoker::default());
+    let api = Api::with_invoker(&h, invoker.clone()).await;
+    // One trailing slash is the same route, query and path parameter included.
+    assert_eq!(api.get("/settings/").await, api.get("/settings").await);
+    let (status, page) = api.get("/runs/?limit=1").await;
+    assert_eq!((status, &page["next"]), (200, &Value::Null), "{page}");
+    let (status, answer) = api
+        .send(
+            "PUT",
+            &format!("/mappings/{}/", tenant(1)),
+            &json!({"ignore": true}),
+        )
+        .await;
+    // No sync has made the tenant known: the route answered, with its tenant id.
+    assert_eq!(status, 404, "{answer}");
+    let unknown = format!("unknown tenant {:?}", tenant(1));
+    assert!(
+        answer["error"].as_str().unwrap().contains(&unknown),
+        "{answer}"
+    );
+    let (status, answer) = api.call("POST", "/review/2026-11-nope/reject/", None).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        !answer["error"].as_str().unwrap().contains("no such route"),
+        "the route answered: {answer}"
+    );
+    // A parameter is decoded (an encoded slash is part of it), broken escapes are
+    // refused, and an empty one names no route.
+    let (status, answer) = api.get("/runs/a%2Fb").await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("no run \"a/b\""),
+        "{answer}"
+    );
+    let cases: [(&str, &str, u16, &str); 7] = [
+        ("GET", "/runs/%zz", 400, "percent-encoding"),
+        ("GET", "/runs/%FF", 400, "percent-encoding"),
+        ("GET", "/runs/%20", 404, "no such route"),
+        ("DELETE", "/mappings/%20/", 404, "no such route"),
+        ("GET", "/runs//", 404, "no such route"),
+        ("GET", "//sync", 404, "no such route"),
+        ("POST", "/review/%20/approve", 404, "no such route"),
+    ];
+    for (method, path, expected_status, says) in cases {
+        let (status, answer) = api.call(method, path, None).await;
+        assert_eq!(status, expected_status, "{method} {path}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(says), "{method} {path}: {error}");
+    }
+    // A body too large is refused on any route that answers the method; HEAD is
+    // not one of a GET route's methods.
+    let big = vec![b' '; 70 * 1024];
+    let (status, answer) = api.call("GET", "/runs", Some(big)).await;
+    assert_eq!(status, 413, "{answer}");
+    let head = reqwest::Client::new()
+        .head(format!("{}/runs", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 405);
+    assert_eq!(head.headers()["allow"], "GET");
+    // None of it started a cycle or wrote anything.
+    assert!(invoker.requests.lock().unwrap().is_empty());
+    assert!(h.store.list_mappings().await.unwrap().is_empty());
+    assert_eq!(h.cw_writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_api_handler_is_answered_500_in_json_and_the_service_goes_on() {
+    let h = harness().await;
+    let api = Api::with_invoker(&h, Arc::new(PanickingInvoker)).await;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, answer) = api.raw("POST", "/sync", Some(&auth), None).await;
+    assert_eq!(status, 500, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.starts_with("internal error"), "{answer}");
+    assert!(
+        !error.contains("a bug behind"),
+        "no detail for the caller: {answer}"
+    );
+    assert_eq!(api.get("/settings").await, (200, json!(demo_settings())));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,10 @@
 
 use super::errors::ApiError;
 use crate::app::App;
+use crate::state::Web;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -29,6 +33,25 @@ pub async fn authorize(app: &App, headers: &[(String, String)]) -> Result<(), Ap
         Ok(())
     } else {
         Err(ApiError::unauthorized())
+    }
+}
+
+/// The router's layer in front of every API route (and the 404 of an unknown
+/// path): without the right token the request goes no further.
+pub async fn require_token(State(web): State<Web>, request: Request, next: Next) -> Response {
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    match authorize(&web.app, &headers).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -9,6 +9,13 @@ use crate::app::changes::ChangeError;
 use crate::store::StoreError;
 use serde_json::{Value, json};
 
+/// A handler's or an extractor's refusal, answered as the API's JSON error.
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        self.to_response().into_response()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: u16,
@@ -89,7 +96,8 @@ impl ApiError {
         ))
     }
 
-    pub fn into_response(self) -> ApiResponse {
+    /// The error as the API answers it: `{"error": ..., <extra>}`.
+    pub fn to_response(self) -> ApiResponse {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), Value::String(self.message));
         for (k, v) in self.extra {

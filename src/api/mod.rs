@@ -1,6 +1,7 @@
-//! The HTTP API, free of any transport: `serve` (axum) and the Lambda adapter turn
-//! their requests into an [`ApiRequest`], call [`handle`] and send the
-//! [`ApiResponse`] back as JSON (`Content-Type: application/json`).
+//! The HTTP API: axum routes ([`routes::routes`]) on the shared state
+//! (`crate::state::Web`), served by `serve` and by the Lambda function through the
+//! one router (`crate::web`). Every answer is JSON (`Content-Type:
+//! application/json`).
 //!
 //! | route | answer |
 //! |---|---|
@@ -18,31 +19,24 @@
 //! | `POST /review/{id}/reject` | `{"change":...}`; 404 unknown id, 409 applied or closed |
 //!
 //! Every route needs `Authorization: Bearer <webhookToken of the secret>`; it is
-//! checked before anything else. Every error is `{"error": "<what and how to fix>"}`
-//! (a 405 adds `"allow": [...]`, a 409 adds `"runId"`).
+//! checked before anything else ([`auth::require_token`]). Every error is
+//! `{"error": "<what and how to fix>"}` (a 405 adds `"allow": [...]` and the `Allow`
+//! header, a 409 adds `"runId"`). One trailing slash is tolerated; a path
+//! parameter with broken percent-encoding is a 400, an empty one a 404; a body
+//! larger than [`MAX_BODY`] a 413.
 
 pub mod auth;
 pub mod errors;
+pub mod extract;
 pub mod routes;
 
-use crate::app::App;
-use errors::ApiError;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 /// The largest body accepted; larger ones get a 413.
 pub const MAX_BODY: usize = 64 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ApiRequest {
-    pub method: String,
-    /// The path without the query, e.g. `/runs/r2026...`; percent-encoded as received.
-    pub path: String,
-    /// The raw query string, without `?`.
-    pub query: String,
-    /// Header names in any case.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiResponse {
@@ -59,32 +53,28 @@ impl ApiResponse {
     }
 }
 
+/// The JSON answer, never cached; a 405's `Allow` header from its `allow`.
+impl IntoResponse for ApiResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let allow = self.allow();
+        let bytes = serde_json::to_vec(&self.body)
+            .unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
+        let mut http = Response::new(Body::from(bytes));
+        *http.status_mut() = status;
+        let headers = http.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(header::ALLOW, allow);
+        }
+        http
+    }
+}
+
 pub(crate) fn ok(body: Value) -> ApiResponse {
     ApiResponse { status: 200, body }
-}
-
-/// Answers one request. A panic (a bug) is caught by the router's layer
-/// (`web::answer_panics`), which answers a JSON 500 "internal error".
-pub async fn handle(app: &App, req: ApiRequest) -> ApiResponse {
-    let response = match dispatch(app, &req).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    };
-    // Never the headers (the token) nor the body.
-    tracing::info!(method = %req.method, path = ?req.path, status = response.status, "api request");
-    response
-}
-
-async fn dispatch(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    auth::authorize(app, &req.headers).await?;
-    let route = routes::resolve(&req.path)?;
-    let method = req.method.to_ascii_uppercase();
-    let allow = route.allow();
-    if !allow.contains(&method.as_str()) {
-        return Err(ApiError::method_not_allowed(&method, &req.path, allow));
-    }
-    if req.body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
-    routes::run(app, route, &method, &req.query, &req.body).await
 }

@@ -1,123 +1,77 @@
-//! The routes: matching a path, then one handler per route and method.
+//! The API's routes on the shared state, one thin handler per route and method:
+//! the path parameter, the query and the body are read by the extractors of
+//! [`super::extract`], the work is the application's.
 
 use super::errors::ApiError;
+use super::extract::{NO_SUCH_ROUTE, Pairs, Param, Query, QueryParams, limit_body};
 use super::{ApiResponse, ok};
 use crate::app::{App, StartOutcome};
 use crate::config::Settings;
 use crate::domain::month::Month;
+use crate::state::Web;
 use crate::store::{AuditFilter, HeldStatus, MAX_PAGE, Mapping, MappingKind};
 use crate::sync::review::{self, Decision};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post, put};
 use serde_json::{Map, Value, json};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Sync,
-    Runs,
-    Run(String),
-    Status,
-    Audit,
-    Mappings,
-    Mapping(String),
-    Settings,
-    Review,
-    /// `POST /review/{id}/approve` or `.../reject`.
-    Decide(String, Decision),
-}
-
-impl Route {
-    /// The methods the route answers.
-    pub fn allow(&self) -> &'static [&'static str] {
-        match self {
-            Route::Sync => &["POST"],
-            Route::Runs | Route::Run(_) | Route::Status | Route::Audit | Route::Mappings => {
-                &["GET"]
-            }
-            Route::Mapping(_) => &["PUT", "DELETE"],
-            Route::Settings => &["GET", "PUT"],
-            Route::Review => &["GET"],
-            Route::Decide(..) => &["POST"],
-        }
-    }
-}
-
-/// The route of `path` (one trailing slash is tolerated), or a 404.
-pub fn resolve(path: &str) -> Result<Route, ApiError> {
-    let trimmed = match path.strip_suffix('/') {
-        Some(p) if !p.is_empty() => p,
-        _ => path,
-    };
-    let segments: Vec<&str> = trimmed.strip_prefix('/').unwrap_or("").split('/').collect();
-    let not_found = || {
-        ApiError::not_found(
-            "no such route: use POST /sync, GET /runs, GET /runs/{runId}, GET /status, GET /audit, GET /mappings, PUT or DELETE /mappings/{tenantId}, GET or PUT /settings, GET /review, POST /review/{id}/approve or /reject",
+/// Every route of the API; any other path is a 404 naming them ([`NO_SUCH_ROUTE`]).
+pub fn routes() -> Router<Web> {
+    Router::new()
+        .route("/sync", methods(&["POST"], post(start_sync)))
+        .route("/runs", methods(&["GET"], get(list_runs)))
+        .route("/runs/{run_id}", methods(&["GET"], get(get_run)))
+        .route("/status", methods(&["GET"], get(status)))
+        .route("/audit", methods(&["GET"], get(audit)))
+        .route("/mappings", methods(&["GET"], get(list_mappings)))
+        .route(
+            "/mappings/{tenant_id}",
+            methods(&["PUT", "DELETE"], put(put_mapping).delete(delete_mapping)),
         )
-    };
-    let param = |raw: &str| -> Result<String, ApiError> {
-        let value = percent_decode(raw, false).ok_or_else(|| {
-            ApiError::bad_request("the path is not valid: check its percent-encoding")
-        })?;
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err(not_found());
-        }
-        Ok(value)
-    };
-    Ok(match segments.as_slice() {
-        ["sync"] => Route::Sync,
-        ["runs"] => Route::Runs,
-        ["runs", id] => Route::Run(param(id)?),
-        ["status"] => Route::Status,
-        ["audit"] => Route::Audit,
-        ["mappings"] => Route::Mappings,
-        ["mappings", tenant] => Route::Mapping(param(tenant)?),
-        ["settings"] => Route::Settings,
-        ["review"] => Route::Review,
-        ["review", id, "approve"] => Route::Decide(param(id)?, Decision::Approve),
-        ["review", id, "reject"] => Route::Decide(param(id)?, Decision::Reject),
-        _ => return Err(not_found()),
-    })
+        .route(
+            "/settings",
+            methods(&["GET", "PUT"], get(get_settings).put(put_settings)),
+        )
+        .route("/review", methods(&["GET"], get(list_review)))
+        .route("/review/{id}/approve", methods(&["POST"], post(approve)))
+        .route("/review/{id}/reject", methods(&["POST"], post(reject)))
+        .fallback(no_such_route)
 }
 
-pub async fn run(
-    app: &App,
-    route: Route,
-    method: &str,
-    query: &str,
-    body: &[u8],
-) -> Result<ApiResponse, ApiError> {
-    match (route, method) {
-        (Route::Sync, "POST") => start_sync(app, body).await,
-        (Route::Runs, "GET") => list_runs(app, query).await,
-        (Route::Run(id), "GET") => get_run(app, &id, query).await,
-        (Route::Status, "GET") => status(app, query).await,
-        (Route::Audit, "GET") => audit(app, query).await,
-        (Route::Mappings, "GET") => list_mappings(app).await,
-        (Route::Mapping(tenant), "PUT") => put_mapping(app, &tenant, body).await,
-        (Route::Mapping(tenant), "DELETE") => delete_mapping(app, &tenant).await,
-        (Route::Settings, "GET") => Ok(ok(to_json(&app.settings().await?)?)),
-        (Route::Settings, "PUT") => put_settings(app, body).await,
-        (Route::Review, "GET") => list_review(app, query).await,
-        (Route::Decide(id, decision), "POST") => decide(app, &id, decision, body).await,
-        // `handle` answers 405 before getting here.
-        (route, method) => Err(ApiError::method_not_allowed(
-            method,
-            "this path",
-            route.allow(),
-        )),
-    }
+/// A path's handlers, which `allow` names: any other method (`HEAD` too) is a 405
+/// naming them, and an answered one's body is bounded first ([`limit_body`]).
+fn methods(allow: &'static [&'static str], handlers: MethodRouter<Web>) -> MethodRouter<Web> {
+    let refuse = move |method: Method, OriginalUri(uri): OriginalUri| async move {
+        ApiError::method_not_allowed(method.as_str(), uri.path(), allow)
+    };
+    let handlers = handlers.route_layer(axum::middleware::from_fn(limit_body));
+    // axum answers HEAD with the GET handler; the API answers the methods it names.
+    let handlers = match allow.contains(&"GET") {
+        true => handlers.head(refuse),
+        false => handlers,
+    };
+    handlers.fallback(refuse)
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::not_found(NO_SUCH_ROUTE)
 }
 
 // ---------------------------------------------------------------- POST /sync
 
 /// While the sync is paused a writing request starts nothing and is answered 409
 /// with who paused it and how to resume; a dry run is still started.
-async fn start_sync(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
+async fn start_sync(State(web): State<Web>, body: Bytes) -> Result<ApiResponse, ApiError> {
     let SyncBody {
         month,
         dry_run,
         accept_usage_drop,
-    } = sync_body(body)?;
-    match app
+    } = sync_body(&body)?;
+    match web
+        .app
         .start_sync_with(month, dry_run, accept_usage_drop, API_ACTOR)
         .await?
     {
@@ -194,13 +148,33 @@ fn flag(obj: &Map<String, Value>, field: &str) -> Result<bool, ApiError> {
 
 // ---------------------------------------------------------------- runs
 
-async fn list_runs(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["limit", "before"])?;
-    let limit = q.limit(20, 100)?;
-    let before = q.get("before").filter(|b| !b.is_empty());
-    let runs = app.store.list_runs(limit, before).await?;
+/// `GET /runs?limit=N&before=<runId>`.
+struct RunsQuery {
+    limit: usize,
+    before: Option<String>,
+}
+
+impl QueryParams for RunsQuery {
+    const NAMES: &'static [&'static str] = &["limit", "before"];
+    fn read(q: &Pairs) -> Result<Self, ApiError> {
+        Ok(Self {
+            limit: q.limit(20, 100)?,
+            before: q.given("before"),
+        })
+    }
+}
+
+async fn list_runs(
+    State(web): State<Web>,
+    Query(q): Query<RunsQuery>,
+) -> Result<ApiResponse, ApiError> {
+    let runs = web
+        .app
+        .store
+        .list_runs(q.limit, q.before.as_deref())
+        .await?;
     let next = match runs.last() {
-        Some(last) if runs.len() == limit => Value::String(last.run_id.clone()),
+        Some(last) if runs.len() == q.limit => Value::String(last.run_id.clone()),
         _ => Value::Null,
     };
     Ok(ok(json!({"items": to_json(&runs)?, "next": next})))
@@ -210,18 +184,38 @@ async fn list_runs(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
 /// API Gateway's 6 MB response limit whatever the partner's size.
 const CUSTOMER_PAGE: usize = 100;
 
+/// `?limit=N&after=<tenantId>`: a page of customers in tenant-id order.
+struct CustomerPage {
+    limit: usize,
+    after: Option<String>,
+}
+
+impl QueryParams for CustomerPage {
+    const NAMES: &'static [&'static str] = &["limit", "after"];
+    fn read(q: &Pairs) -> Result<Self, ApiError> {
+        Ok(Self {
+            limit: q.limit(CUSTOMER_PAGE, MAX_PAGE)?,
+            after: q.given("after"),
+        })
+    }
+}
+
 /// The run's record (its summary) with one page of its customers, in tenant-id
 /// order; `next` is the `after` of the following page (null on the last).
-async fn get_run(app: &App, id: &str, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["limit", "after"])?;
-    let limit = q.limit(CUSTOMER_PAGE, MAX_PAGE)?;
-    let after = q.get("after").filter(|a| !a.is_empty());
-    let Some(run) = app.store.get_run(id).await? else {
+async fn get_run(
+    State(web): State<Web>,
+    Param(id): Param,
+    Query(q): Query<CustomerPage>,
+) -> Result<ApiResponse, ApiError> {
+    let store = web.app.store.as_ref();
+    let Some(run) = store.get_run(&id).await? else {
         return Err(ApiError::not_found(format!(
             "no run {id:?}: GET /runs lists the known run ids"
         )));
     };
-    let page = app.store.list_run_customers(id, limit, after).await?;
+    let page = store
+        .list_run_customers(&id, q.limit, q.after.as_deref())
+        .await?;
     let customers: Vec<Value> = page.items.into_iter().map(|c| c.report).collect();
     let mut body = to_json(&run)?;
     if let Some(obj) = body.as_object_mut() {
@@ -234,40 +228,70 @@ async fn get_run(app: &App, id: &str, query: &str) -> Result<ApiResponse, ApiErr
 // ---------------------------------------------------------------- status, audit
 
 /// One page of the customers' latest results, in tenant-id order.
-async fn status(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["limit", "after"])?;
-    let limit = q.limit(CUSTOMER_PAGE, MAX_PAGE)?;
-    let after = q.get("after").filter(|a| !a.is_empty());
-    let page = app.store.list_customer_statuses(limit, after).await?;
+async fn status(
+    State(web): State<Web>,
+    Query(q): Query<CustomerPage>,
+) -> Result<ApiResponse, ApiError> {
+    let page = web
+        .app
+        .store
+        .list_customer_statuses(q.limit, q.after.as_deref())
+        .await?;
     let customers: Vec<Value> = page.items.into_iter().map(|s| s.report).collect();
     let next = page.next.map_or(Value::Null, Value::String);
     Ok(ok(json!({"customers": customers, "next": next})))
 }
 
-async fn audit(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["limit", "runId", "actor"])?;
-    let limit = q.limit(100, 1000)?;
-    // `actor` is exact: `console:alice@example.com`, `cli:bob`, `api:token`.
-    let filter = AuditFilter {
-        run_id: q.get("runId").filter(|r| !r.is_empty()).map(str::to_owned),
-        actor: q.get("actor").filter(|a| !a.is_empty()).map(str::to_owned),
-        ..AuditFilter::default()
-    };
-    let entries = app.store.list_audit_matching(&filter, limit).await?;
+/// `GET /audit?limit=N&runId=<runId>&actor=<actor>`; `actor` is exact:
+/// `console:alice@example.com`, `cli:bob`, `api:token`.
+struct AuditQuery {
+    limit: usize,
+    filter: AuditFilter,
+}
+
+impl QueryParams for AuditQuery {
+    const NAMES: &'static [&'static str] = &["limit", "runId", "actor"];
+    fn read(q: &Pairs) -> Result<Self, ApiError> {
+        Ok(Self {
+            limit: q.limit(100, 1000)?,
+            filter: AuditFilter {
+                run_id: q.given("runId"),
+                actor: q.given("actor"),
+                ..AuditFilter::default()
+            },
+        })
+    }
+}
+
+async fn audit(
+    State(web): State<Web>,
+    Query(q): Query<AuditQuery>,
+) -> Result<ApiResponse, ApiError> {
+    let entries = web
+        .app
+        .store
+        .list_audit_matching(&q.filter, q.limit)
+        .await?;
     Ok(ok(json!({"items": to_json(&entries)?})))
 }
 
 // ---------------------------------------------------------------- mappings
 
-async fn list_mappings(app: &App) -> Result<ApiResponse, ApiError> {
-    let mappings = app.store.list_mappings().await?;
+async fn list_mappings(State(web): State<Web>) -> Result<ApiResponse, ApiError> {
+    let mappings = web.app.store.list_mappings().await?;
     Ok(ok(json!({"items": to_json(&mappings)?})))
 }
 
-async fn put_mapping(app: &App, tenant_id: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+async fn put_mapping(
+    State(web): State<Web>,
+    Param(tenant_id): Param,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
     const SHAPE: &str =
         "{\"companyId\":110}, {\"companyId\":110,\"agreementId\":210} or {\"ignore\":true}";
-    let obj = json_object(body, SHAPE)?;
+    let app = web.app.as_ref();
+    let tenant_id = tenant_id.as_str();
+    let obj = json_object(&body, SHAPE)?;
     only_fields(&obj, &["companyId", "agreementId", "ignore"])?;
     let ignore = match obj.get("ignore") {
         None | Some(Value::Null) => false,
@@ -316,8 +340,16 @@ async fn tenant_is_known(app: &App, tenant_id: &str) -> Result<bool, ApiError> {
     Ok(app.store.get_customer_status(tenant_id).await?.is_some())
 }
 
-async fn delete_mapping(app: &App, tenant_id: &str) -> Result<ApiResponse, ApiError> {
-    if app.clear_mapping(tenant_id, API_ACTOR).await?.is_some() {
+async fn delete_mapping(
+    State(web): State<Web>,
+    Param(tenant_id): Param,
+) -> Result<ApiResponse, ApiError> {
+    if web
+        .app
+        .clear_mapping(&tenant_id, API_ACTOR)
+        .await?
+        .is_some()
+    {
         Ok(ok(json!({"deleted": true})))
     } else {
         Err(ApiError::not_found(format!(
@@ -334,20 +366,60 @@ pub const API_ACTOR: &str = "api:token";
 /// Held changes per page of `GET /review` by default.
 const REVIEW_PAGE: usize = 100;
 
+/// `GET /review?all=true&limit=N&after=<id>`.
+struct ReviewQuery {
+    all: bool,
+    limit: usize,
+    after: Option<String>,
+}
+
+impl QueryParams for ReviewQuery {
+    const NAMES: &'static [&'static str] = &["all", "limit", "after"];
+    fn read(q: &Pairs) -> Result<Self, ApiError> {
+        let all = match q.get("all") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(ApiError::bad_request("all must be true or false")),
+        };
+        Ok(Self {
+            all,
+            limit: q.limit(REVIEW_PAGE, MAX_PAGE)?,
+            after: q.given("after"),
+        })
+    }
+}
+
 /// One page of held changes, latest month first: the open ones (held or approved),
 /// or with `all=true` every status. `next` is the `after` of the following page.
-async fn list_review(app: &App, query: &str) -> Result<ApiResponse, ApiError> {
-    let q = Query::parse(query, &["all", "limit", "after"])?;
-    let all = match q.get("all") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::bad_request("all must be true or false")),
-    };
-    let limit = q.limit(REVIEW_PAGE, MAX_PAGE)?;
-    let after = q.get("after").filter(|a| !a.is_empty());
-    let page = app.store.list_held_changes(!all, limit, after).await?;
+async fn list_review(
+    State(web): State<Web>,
+    Query(q): Query<ReviewQuery>,
+) -> Result<ApiResponse, ApiError> {
+    let page = web
+        .app
+        .store
+        .list_held_changes(!q.all, q.limit, q.after.as_deref())
+        .await?;
     let next = page.next.map_or(Value::Null, Value::String);
     Ok(ok(json!({"items": to_json(&page.items)?, "next": next})))
+}
+
+/// `POST /review/{id}/approve`.
+async fn approve(
+    State(web): State<Web>,
+    Param(id): Param,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    decide(&web.app, &id, Decision::Approve, &body).await
+}
+
+/// `POST /review/{id}/reject`.
+async fn reject(
+    State(web): State<Web>,
+    Param(id): Param,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    decide(&web.app, &id, Decision::Reject, &body).await
 }
 
 /// Approves or rejects one held change through `sync::review::decide`; an approve
@@ -421,7 +493,11 @@ fn decide_body(body: &[u8], decision: Decision) -> Result<bool, ApiError> {
 
 // ---------------------------------------------------------------- settings
 
-async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
+async fn get_settings(State(web): State<Web>) -> Result<ApiResponse, ApiError> {
+    Ok(ok(to_json(&web.app.settings().await?)?))
+}
+
+async fn put_settings(State(web): State<Web>, body: Bytes) -> Result<ApiResponse, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the body is empty: send the full settings JSON (GET /settings shows the current ones)",
@@ -431,10 +507,10 @@ async fn put_settings(app: &App, body: &[u8]) -> Result<ApiResponse, ApiError> {
     // passed on: it says exactly what to fix.
     // Syntax first (serde_json files some shape errors, e.g. a number for an enum,
     // under syntax), then the shape.
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(&e))?;
     let settings: Settings = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))?;
-    let saved = app.update_settings(settings, API_ACTOR, None).await?;
+    let saved = web.app.update_settings(settings, API_ACTOR, None).await?;
     Ok(ok(to_json(&saved.settings)?))
 }
 
@@ -478,126 +554,66 @@ fn positive_id(obj: &Map<String, Value>, field: &str, what: &str) -> Result<Opti
     }
 }
 
-/// A decoded query string whose parameter names were checked.
-struct Query(Vec<(String, String)>);
+/// What the routes answer, asked without running a handler: other modules'
+/// tests check that what they name is a route (e.g. every error's advice).
+#[cfg(test)]
+pub(crate) mod probe {
+    use super::routes;
+    use crate::state::{ConsoleConfig, Web};
+    use std::sync::Arc;
+    use tower::ServiceExt;
 
-impl Query {
-    fn parse(raw: &str, allowed: &[&str]) -> Result<Self, ApiError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for part in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let bad = || {
-                ApiError::bad_request("the query string is not valid: check its percent-encoding")
-            };
-            let k = percent_decode(k, true).ok_or_else(bad)?;
-            let v = percent_decode(v, true).ok_or_else(bad)?;
-            if !allowed.contains(&k.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {k:?}: use {}",
-                    allowed.join(", ")
-                )));
+    /// The methods `path` answers: a method no route takes (TRACE) is answered
+    /// 405 with them. Err: why it answers none (the 404's message).
+    pub fn methods_of(path: &str) -> Result<Vec<String>, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let env = crate::config::Environment::from_vars(|_| None).map_err(|e| e.0)?;
+            let store =
+                crate::store::sqlite::SqliteStore::open_in_memory().map_err(|e| e.to_string())?;
+            let (app, _invoker) = crate::serve::build_local_app(env, Arc::new(store));
+            let router = routes().with_state(Web::new(app, ConsoleConfig::default()));
+            let request = axum::http::Request::builder()
+                .method("TRACE")
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .map_err(|e| e.to_string())?;
+            let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .map_err(|e| e.to_string())?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            match (status, body["allow"].as_array()) {
+                (405, Some(allow)) => Ok(allow
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect()),
+                _ => Err(format!("{status} {}", body["error"])),
             }
-            if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(ApiError::bad_request(format!(
-                    "the query parameter {k} is given twice: give it once"
-                )));
-            }
-            pairs.push((k, v));
-        }
-        Ok(Self(pairs))
+        })
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    #[test]
+    fn the_probe_tells_the_routes_and_their_methods() {
+        assert_eq!(methods_of("/settings").unwrap(), ["GET", "PUT"]);
+        assert_eq!(methods_of("/mappings/t1").unwrap(), ["PUT", "DELETE"]);
+        assert_eq!(methods_of("/review/x/approve").unwrap(), ["POST"]);
+        let nowhere = methods_of("/nowhere").unwrap_err();
+        assert!(
+            nowhere.starts_with("404") && nowhere.contains("no such route"),
+            "{nowhere}"
+        );
     }
-
-    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        let Some(raw) = self.get("limit") else {
-            return Ok(default);
-        };
-        match raw.trim().parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(format!(
-                "limit must be a whole number from 1 to {max} (default {default})"
-            ))),
-        }
-    }
-}
-
-/// Decodes `%XX` escapes (and `+` as a space in a query); None if the escapes are
-/// broken or the result is not UTF-8.
-fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_resolve() {
-        assert_eq!(resolve("/sync").unwrap(), Route::Sync);
-        assert_eq!(resolve("/sync/").unwrap(), Route::Sync);
-        assert_eq!(resolve("/runs/r1").unwrap(), Route::Run("r1".into()));
-        assert_eq!(
-            resolve("/mappings/a%2Db").unwrap(),
-            Route::Mapping("a-b".into())
-        );
-        for missing in ["/", "", "/nope", "/runs/a/b", "//sync", "/mappings/%20"] {
-            assert_eq!(resolve(missing).unwrap_err().status, 404, "{missing}");
-        }
-        assert_eq!(resolve("/runs/%zz").unwrap_err().status, 400);
-        assert_eq!(resolve("/review").unwrap(), Route::Review);
-        assert_eq!(
-            resolve("/review/2026-11-abc/approve").unwrap(),
-            Route::Decide("2026-11-abc".into(), Decision::Approve)
-        );
-        assert_eq!(
-            resolve("/review/2026-11-abc/reject/").unwrap(),
-            Route::Decide("2026-11-abc".into(), Decision::Reject)
-        );
-        for missing in ["/review/x", "/review/x/delete", "/review/%20/approve"] {
-            assert_eq!(resolve(missing).unwrap_err().status, 404, "{missing}");
-        }
-    }
-
-    #[test]
-    fn queries_are_checked() {
-        let q = Query::parse("limit=5&before=r%201", &["limit", "before"]).unwrap();
-        assert_eq!(q.limit(20, 100).unwrap(), 5);
-        assert_eq!(q.get("before"), Some("r 1"));
-        for bad in ["limit=abc", "limit=0", "limit=101", "limit=-1", "limit="] {
-            let q = Query::parse(bad, &["limit"]).unwrap();
-            assert_eq!(q.limit(20, 100).unwrap_err().status, 400, "{bad}");
-        }
-        assert!(Query::parse("limt=5", &["limit"]).is_err());
-        assert!(Query::parse("limit=5&limit=6", &["limit"]).is_err());
-        assert!(Query::parse("limit=%G1", &["limit"]).is_err());
-    }
 
     #[test]
     fn sync_bodies() {

@@ -99,6 +99,22 @@ pub struct RunRecord {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl RunRecord {
+    /// The run's summary, read into its type. What does not read is left out and
+    /// logged as a warning (naming the run), never a failed page.
+    pub fn summary(&self) -> crate::sync::report::RunSummary {
+        let (summary, problems) = crate::sync::report::RunSummary::read(&self.report);
+        if !problems.is_empty() {
+            tracing::warn!(
+                run_id = %self.run_id,
+                problems = %problems.join("; "),
+                "a run summary does not read whole; showing what reads"
+            );
+        }
+        summary
+    }
+}
+
 /// One customer's result in one run, keyed by (run_id, tenant_id): a run's results
 /// are many small records, never one item that grows with the partner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -618,6 +618,118 @@ impl RunReport {
     }
 }
 
+/// A stored run summary ([`RunReport::summary`]) as the pages read it: only what
+/// they show, every field optional or defaulted, so a record from before a field
+/// existed (or a failed run's `{"error": ...}`) still reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RunSummary {
+    /// None in a summary without counts (a failed run's, an old one).
+    pub customer_counts: Option<CustomerCounts>,
+    /// Why the whole cycle failed.
+    pub errors: Vec<ErrorReport>,
+    pub unassigned_usage: Vec<UnassignedUsage>,
+    pub unassigned_usage_omitted: u64,
+    pub unmapped_codes: Vec<UnmappedProduct>,
+    pub unmapped_codes_omitted: u64,
+    /// None in a summary without it.
+    pub writes: Option<u64>,
+    /// None in records from before throttling was kept.
+    pub throttled: Option<u64>,
+    pub lowest_concurrency: Option<u64>,
+    pub warnings: Vec<Warning>,
+}
+
+impl RunSummary {
+    /// Reads a stored summary. What does not read (a field of the wrong shape,
+    /// a summary that is not an object) is left at its default and described in
+    /// the returned problems, so a page still shows the rest.
+    pub fn read(value: &serde_json::Value) -> (Self, Vec<String>) {
+        match serde_json::from_value(value.clone()) {
+            Ok(summary) => (summary, Vec::new()),
+            Err(_) => Self::read_each_field(value),
+        }
+    }
+
+    /// [`RunSummary::read`] field by field, for a summary that does not read whole.
+    fn read_each_field(value: &serde_json::Value) -> (Self, Vec<String>) {
+        use serde::de::DeserializeOwned;
+        let mut problems = Vec::new();
+        let Some(obj) = value.as_object() else {
+            if !value.is_null() {
+                problems.push(format!(
+                    "the summary is not an object: {}",
+                    json_kind(value)
+                ));
+            }
+            return (Self::default(), problems);
+        };
+        fn read<T: DeserializeOwned + Default>(
+            obj: &serde_json::Map<String, serde_json::Value>,
+            key: &str,
+            problems: &mut Vec<String>,
+        ) -> T {
+            let Some(value) = obj.get(key) else {
+                return T::default();
+            };
+            serde_json::from_value(value.clone()).unwrap_or_else(|e| {
+                problems.push(format!("{key}: {e}"));
+                T::default()
+            })
+        }
+        /// A list keeps the entries that read.
+        fn read_list<T: DeserializeOwned>(
+            obj: &serde_json::Map<String, serde_json::Value>,
+            key: &str,
+            problems: &mut Vec<String>,
+        ) -> Vec<T> {
+            let Some(entries) = obj.get(key).and_then(serde_json::Value::as_array) else {
+                return read(obj, key, problems);
+            };
+            entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, entry)| {
+                    serde_json::from_value(entry.clone())
+                        .map_err(|e| problems.push(format!("{key}[{i}]: {e}")))
+                        .ok()
+                })
+                .collect()
+        }
+        let p = &mut problems;
+        let summary = Self {
+            customer_counts: read(obj, "customerCounts", p),
+            errors: read_list(obj, "errors", p),
+            unassigned_usage: read_list(obj, "unassignedUsage", p),
+            unassigned_usage_omitted: read(obj, "unassignedUsageOmitted", p),
+            unmapped_codes: read_list(obj, "unmappedCodes", p),
+            unmapped_codes_omitted: read(obj, "unmappedCodesOmitted", p),
+            writes: read(obj, "writes", p),
+            throttled: read(obj, "throttled", p),
+            lowest_concurrency: read(obj, "lowestConcurrency", p),
+            warnings: read_list(obj, "warnings", p),
+        };
+        (summary, problems)
+    }
+
+    /// Every unmapped product code the run met: those listed and those only counted.
+    pub fn unmapped_code_count(&self) -> u64 {
+        self.unmapped_codes.len() as u64 + self.unmapped_codes_omitted
+    }
+}
+
+/// "a string", "an array", ...: what a summary that is not an object is.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnassignedUsage {
@@ -752,6 +864,111 @@ mod tests {
         assert_eq!(back.lowest_concurrency, Some(2));
     }
 
+    /// A full summary reads whole, and the field-by-field path reads it the same.
+    #[test]
+    fn a_summary_reads_into_its_type_whole_and_field_by_field_alike() {
+        let mut report = old_report();
+        let mut seen = UnmappedCodesSeen::default();
+        let mut c = customer("t1", &[("ZZ-A", 3.0)]);
+        report.customer_counts.add(&c);
+        c.tenant_id = "t2".into();
+        report.customer_counts.add(&c);
+        report.add_unmapped_codes(&c, &mut seen);
+        report.add_throttling(crate::http::ThrottleStats {
+            throttled: 2,
+            lowest_concurrency: 3,
+        });
+        report.writes = 5;
+        report
+            .errors
+            .push(ErrorReport::new(ErrorCode::UpstreamUnavailable, "down"));
+        report.unassigned_usage.push(UnassignedUsage {
+            product_code: Some("FW".into()),
+            product_description: None,
+            quantity: 2.0,
+        });
+        report.warn(Warning::catalog_price_zero("Sophos_Email", Some(9)));
+        let stored = report.summary();
+        let (summary, problems) = RunSummary::read(&stored);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(summary.customer_counts.map(|n| n.total), Some(2));
+        assert_eq!(summary.customer_counts.map(|n| n.error), Some(2));
+        assert_eq!(summary.writes, Some(5));
+        assert_eq!(
+            (summary.throttled, summary.lowest_concurrency),
+            (Some(2), Some(3))
+        );
+        assert_eq!(summary.errors, report.errors);
+        assert_eq!(summary.unassigned_usage, report.unassigned_usage);
+        assert_eq!(summary.unmapped_codes, report.unmapped_codes);
+        assert_eq!(summary.unmapped_code_count(), 1);
+        assert_eq!(summary.warnings, report.warnings);
+        assert_eq!(RunSummary::read_each_field(&stored), (summary, Vec::new()));
+    }
+
+    #[test]
+    fn an_old_or_failed_runs_summary_reads_with_what_it_has() {
+        let (old, problems) = RunSummary::read(&report_without_counts());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(old.customer_counts, None);
+        assert_eq!((old.writes, old.throttled), (Some(0), None));
+        for stored in [
+            json!({"error": "the store is down"}),
+            serde_json::Value::Null,
+        ] {
+            let (summary, problems) = RunSummary::read(&stored);
+            assert_eq!((summary, problems), (RunSummary::default(), Vec::new()));
+        }
+    }
+
+    fn report_without_counts() -> serde_json::Value {
+        let mut stored = old_report().summary();
+        let obj = stored.as_object_mut().unwrap();
+        obj.remove("customerCounts");
+        obj.remove("throttled");
+        stored
+    }
+
+    #[test]
+    fn a_summary_that_does_not_read_whole_keeps_what_reads_and_names_the_rest() {
+        let mut stored = old_report().summary();
+        stored["writes"] = json!(4);
+        stored["warnings"] = json!("not a list");
+        stored["customerCounts"] = json!({"total": "many"});
+        stored["unmappedCodes"] = json!([
+            {"productCode": "ZZ-A", "quantity": 1.0},
+            {"quantity": 2.0},
+            {"productCode": "ZZ-C", "quantity": 3.0}
+        ]);
+        let (summary, problems) = RunSummary::read(&stored);
+        assert_eq!(summary.writes, Some(4));
+        assert_eq!(summary.warnings, Vec::new());
+        assert_eq!(summary.customer_counts, None);
+        let codes: Vec<&str> = summary
+            .unmapped_codes
+            .iter()
+            .map(|p| p.product_code.as_str())
+            .collect();
+        assert_eq!(
+            codes,
+            ["ZZ-A", "ZZ-C"],
+            "the entry that does not read is left out"
+        );
+        let named: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            named,
+            ["customerCounts", "unmappedCodes[1]", "warnings"],
+            "{problems:?}"
+        );
+
+        let (summary, problems) = RunSummary::read(&json!(["not", "a", "summary"]));
+        assert_eq!(summary, RunSummary::default());
+        assert_eq!(problems, ["the summary is not an object: an array"]);
+    }
+
     #[test]
     fn a_customer_result_stored_without_a_company_name_still_reads() {
         let mut stored = serde_json::to_value(customer("t1", &[])).unwrap();
@@ -768,7 +985,7 @@ mod tests {
 #[cfg(test)]
 mod advice_tests {
     use super::ErrorCode;
-    use crate::api::routes::resolve;
+    use crate::api::routes::probe::methods_of;
     use crate::cli::Cli;
     use clap::{CommandFactory, Parser};
 
@@ -846,10 +1063,10 @@ mod advice_tests {
             .map(|s| if s.starts_with('{') { "x" } else { s })
             .collect::<Vec<_>>()
             .join("/");
-        match resolve(&path) {
-            Ok(route) if route.allow().contains(&method) => None,
-            Ok(route) => Some(format!("{path} answers {:?}, not {method}", route.allow())),
-            Err(e) => Some(format!("{path}: {}", e.message)),
+        match methods_of(&path) {
+            Ok(allow) if allow.iter().any(|m| m == method) => None,
+            Ok(allow) => Some(format!("{path} answers {allow:?}, not {method}")),
+            Err(e) => Some(format!("{path}: {e}")),
         }
     }
 

@@ -18,7 +18,8 @@ pub fn router(app: Arc<App>, config: ConsoleConfig) -> Router {
         // A person who opens the service's address lands on the console.
         .route("/", get(|| async { Redirect::to(console::HOME) }))
         .merge(console::routes(web.clone()))
-        .fallback(json_api::handle)
+        // Every other path: the JSON API.
+        .fallback_service(json_api::service(web.clone()))
         .layer(axum::middleware::from_fn(answer_panics))
         .with_state(web)
 }
@@ -56,7 +57,7 @@ fn internal_error(path: &str) -> axum::response::Response {
         )
         .into_response()
     } else {
-        json_api::to_http(crate::api::errors::ApiError::internal().into_response())
+        crate::api::errors::ApiError::internal().into_response()
     }
 }
 

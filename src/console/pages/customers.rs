@@ -224,16 +224,14 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
             ..Banner::default()
         });
     };
-    let counts = &run.report["customerCounts"];
-    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let codes = &run.report["unmappedCodes"];
-    let warnings = run_warnings(&run.report);
+    let summary = run.summary();
+    let counts = summary.customer_counts.unwrap_or_default();
+    let warnings = &summary.warnings;
     Ok(Banner {
         run_id: Some(run.run_id.clone()),
-        unmapped: count(&counts["unmapped"]),
-        in_error: count(&counts["error"]),
-        unmapped_codes: codes.as_array().map_or(0, |a| a.len() as u64)
-            + count(&run.report["unmappedCodesOmitted"]),
+        unmapped: counts.unmapped,
+        in_error: counts.error,
+        unmapped_codes: summary.unmapped_code_count(),
         held,
         warnings_more: warnings.len().saturating_sub(BANNER_WARNINGS),
         warnings: warnings
@@ -241,18 +239,6 @@ pub async fn banner(store: &dyn Store) -> Result<Banner, ConsoleError> {
             .take(BANNER_WARNINGS)
             .map(ErrorRow::of_warning)
             .collect(),
-    })
-}
-
-/// A run summary's `warnings` (none in summaries from before they existed; one
-/// that does not parse is logged, not a broken home page).
-fn run_warnings(report: &serde_json::Value) -> Vec<Warning> {
-    let Some(warnings) = report.get("warnings") else {
-        return Vec::new();
-    };
-    serde_json::from_value(warnings.clone()).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "console: a run summary's warnings do not parse");
-        Vec::new()
     })
 }
 

@@ -15,7 +15,7 @@ use crate::console::scan::{Source, scan_reports};
 use crate::domain::month::Month;
 use crate::state::Web;
 use crate::store::{RunRecord, RunStatus};
-use crate::sync::report::{CustomerReport, ProductAction};
+use crate::sync::report::{CustomerReport, ProductAction, RunSummary};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -53,20 +53,13 @@ pub struct RunRow {
     pub throttling: String,
 }
 
-fn run_row(r: &RunRecord) -> RunRow {
-    let counts = &r.report["customerCounts"];
-    let n = |k: &str| counts[k].as_u64().unwrap_or(0);
-    let counts = if counts.is_object() {
-        format!(
+fn run_row(r: &RunRecord, summary: &RunSummary) -> RunRow {
+    let counts = match &summary.customer_counts {
+        Some(n) => format!(
             "{} customers: {} synced, {} error, {} unmapped, {} ignored",
-            n("total"),
-            n("synced"),
-            n("error"),
-            n("unmapped"),
-            n("ignored")
-        )
-    } else {
-        "–".into()
+            n.total, n.synced, n.error, n.unmapped, n.ignored
+        ),
+        None => "–".into(),
     };
     let duration = match r.finished_at {
         Some(f) => human_duration((f - r.started_at).num_milliseconds()),
@@ -89,18 +82,15 @@ fn run_row(r: &RunRecord) -> RunRow {
         started: r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         duration,
         counts,
-        writes: r.report["writes"]
-            .as_u64()
-            .map_or("–".into(), |w| w.to_string()),
-        throttling: throttling(&r.report),
+        writes: summary.writes.map_or("–".into(), |w| w.to_string()),
+        throttling: throttling(summary),
     }
 }
 
 /// "none", or how many 429s and the fewest requests in flight; "–" for runs
 /// recorded before throttling was kept.
-fn throttling(report: &serde_json::Value) -> String {
-    let lowest = report["lowestConcurrency"].as_u64();
-    match (report["throttled"].as_u64(), lowest) {
+fn throttling(summary: &RunSummary) -> String {
+    match (summary.throttled, summary.lowest_concurrency) {
         (None, _) => "–".into(),
         (Some(0), _) => "none".into(),
         (Some(n), Some(lowest)) => {
@@ -145,7 +135,7 @@ async fn runs_page(
         .flatten();
     Ok(render(&RunsPage {
         layout: authed.layout("runs"),
-        runs: runs.iter().map(run_row).collect(),
+        runs: runs.iter().map(|r| run_row(r, &r.summary())).collect(),
         next,
         busy: query_get(&q, "busy").map(str::to_owned),
         paused: query_get(&q, "paused").is_some(),
@@ -381,34 +371,25 @@ async fn run_page(
     let page = scan_reports(store, Source::Run(&id), |c| show.keeps(c), after).await?;
     let customers: Vec<RunCustomerRow> = page.rows.iter().map(customer_row).collect();
     let changed = customers.iter().filter(|c| !c.changes.is_empty()).count();
-    let cycle_errors = serde_json::from_value::<Vec<crate::sync::report::ErrorReport>>(
-        run.report["errors"].clone(),
-    )
-    .unwrap_or_default()
-    .iter()
-    .map(ErrorRow::of)
-    .collect();
-    let unassigned = run.report["unassignedUsage"]
-        .as_array()
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} ×{} ({})",
-                        l["productCode"].as_str().unwrap_or("no code"),
-                        qty(l["quantity"].as_f64()),
-                        l["productDescription"].as_str().unwrap_or("no description")
-                    )
-                })
-                .collect()
+    let summary = run.summary();
+    let cycle_errors = summary.errors.iter().map(ErrorRow::of).collect();
+    let unassigned = summary
+        .unassigned_usage
+        .iter()
+        .map(|l| {
+            format!(
+                "{} ×{} ({})",
+                l.product_code.as_deref().unwrap_or("no code"),
+                qty(Some(l.quantity)),
+                l.product_description.as_deref().unwrap_or("no description")
+            )
         })
-        .unwrap_or_default();
+        .collect();
     let running = run.status == RunStatus::Running;
-    let progress = progress(&run);
+    let progress = progress(&run, &summary);
     Ok(render(&RunPage {
         layout: authed.layout("runs"),
-        run: run_row(&run),
+        run: run_row(&run, &summary),
         running,
         progress,
         cycle_errors,
@@ -431,9 +412,8 @@ async fn run_page(
 /// How far a run has got: the counts the engine writes into the run record after
 /// each batch of customers it stores, so the 2-second poll reads that one record
 /// whatever the partner's size.
-fn progress(run: &RunRecord) -> Progress {
-    let counts: crate::sync::report::CustomerCounts =
-        serde_json::from_value(run.report["customerCounts"].clone()).unwrap_or_default();
+fn progress(run: &RunRecord, summary: &RunSummary) -> Progress {
+    let counts = summary.customer_counts.unwrap_or_default();
     Progress {
         finished: counts.total.to_string(),
         status: wire_name(&run.status),
@@ -458,7 +438,7 @@ async fn progress_fragment(
     let Some(run) = web.app.store.get_run(&id).await? else {
         return Err(ConsoleError::NotFound(format!("there is no run {id:?}")));
     };
-    let progress = progress(&run);
+    let progress = progress(&run, &run.summary());
     let mut response = render(&ProgressFragment {
         run_id: id,
         progress,
@@ -474,18 +454,33 @@ async fn progress_fragment(
 #[cfg(test)]
 mod tests {
     use super::throttling;
+    use crate::sync::report::RunSummary;
     use serde_json::json;
+
+    fn read(value: serde_json::Value) -> RunSummary {
+        let (summary, problems) = RunSummary::read(&value);
+        assert_eq!(problems, Vec::<String>::new(), "{value}");
+        summary
+    }
 
     #[test]
     fn throttling_says_how_often_and_how_low() {
-        assert_eq!(throttling(&json!({"writes": 3})), "–", "an old record");
         assert_eq!(
-            throttling(&json!({"throttled": 0, "lowestConcurrency": 4})),
+            throttling(&read(json!({"writes": 3}))),
+            "–",
+            "an old record"
+        );
+        assert_eq!(
+            throttling(&read(json!({"throttled": 0, "lowestConcurrency": 4}))),
             "none"
         );
         assert_eq!(
-            throttling(&json!({"throttled": 7, "lowestConcurrency": 2})),
+            throttling(&read(json!({"throttled": 7, "lowestConcurrency": 2}))),
             "7 × 429 (busy), retried; requests in flight went down to 2"
+        );
+        assert_eq!(
+            throttling(&read(json!({"throttled": 7}))),
+            "7 × 429 (busy), retried"
         );
     }
 }

@@ -23,41 +23,25 @@ pub(super) async fn codes_view(
             identifiers,
         });
     };
-    let text = |v: &Value, key: &str| {
-        v.get(key)
-            .and_then(Value::as_str)
-            .map_or_else(|| "–".to_owned(), str::to_owned)
-    };
-    let codes = run
-        .report
-        .get("unmappedCodes")
-        .and_then(Value::as_array)
-        .map(|codes| {
-            codes
-                .iter()
-                .filter_map(|c| {
-                    let code = c.get("productCode")?.as_str()?.to_owned();
-                    Some(CodeLine {
-                        now: settings.product_codes.get(&code).cloned(),
-                        description: text(c, "productDescription"),
-                        sku: text(c, "sku"),
-                        group: text(c, "productGroup"),
-                        quantity: qty(c.get("quantity").and_then(Value::as_f64)),
-                        known_as: text(c, "knownAs"),
-                        code,
-                    })
-                })
-                .collect()
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".to_owned());
+    let summary = run.summary();
+    let codes = summary
+        .unmapped_codes
+        .iter()
+        .map(|c| CodeLine {
+            now: settings.product_codes.get(&c.product_code).cloned(),
+            description: text(&c.product_description),
+            sku: text(&c.sku),
+            group: text(&c.product_group),
+            quantity: qty(Some(c.quantity)),
+            known_as: text(&c.known_as),
+            code: c.product_code.clone(),
         })
-        .unwrap_or_default();
+        .collect();
     Ok(CodesView {
         run_id: Some(run.run_id),
         codes,
-        omitted: run
-            .report
-            .get("unmappedCodesOmitted")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        omitted: summary.unmapped_codes_omitted,
         identifiers,
     })
 }
