@@ -321,43 +321,22 @@ pub fn print_run_summary(run: &RunRecord) {
         run.trigger,
         if run.dry_run { "  (dry run)" } else { "" }
     );
-    let summary = &run.report;
-    if let Some(counts) = summary.get("customerCounts") {
-        let n = |k: &str| {
-            counts
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
+    let summary = run.summary();
+    if let Some(n) = &summary.customer_counts {
         println!(
             "customers: {} ({} synced, {} error, {} unmapped, {} ignored; {} with errors)",
-            n("total"),
-            n("synced"),
-            n("error"),
-            n("unmapped"),
-            n("ignored"),
-            n("withErrors")
+            n.total, n.synced, n.error, n.unmapped, n.ignored, n.with_errors
         );
     }
-    for e in summary
-        .get("errors")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        println!(
-            "ERROR {}: {}",
-            e["code"].as_str().unwrap_or("?"),
-            e["message"].as_str().unwrap_or("")
-        );
+    for e in &summary.errors {
+        println!("ERROR {}: {}", code(e.code), e.message);
     }
-    if let Some(writes) = summary.get("writes") {
+    if let Some(writes) = summary.writes {
         println!("ConnectWise writes: {writes}");
     }
     // Records from before throttling was kept have no count.
-    if let Some(throttled) = summary.get("throttled").and_then(serde_json::Value::as_u64) {
-        let lowest = summary["lowestConcurrency"].as_u64();
-        println!("{}", throttling_line(throttled, lowest));
+    if let Some(throttled) = summary.throttled {
+        println!("{}", throttling_line(throttled, summary.lowest_concurrency));
     }
     println!();
 }
