@@ -85,14 +85,7 @@ fn run_sync(
 ) -> (f64, Option<f64>, f64, Value) {
     let stdout = std::fs::File::create(out).expect("report file");
     let rusage_file = out.with_extension("time");
-    let time = Path::new("/usr/bin/time");
-    let mut cmd = if time.exists() {
-        let mut c = Command::new(time);
-        c.arg("-v").arg("-o").arg(&rusage_file).arg(binary);
-        c
-    } else {
-        Command::new(binary)
-    };
+    let mut cmd = timed(binary, &rusage_file);
     let started = Instant::now();
     let status = cmd
         .args(["sync", "--json"])
@@ -125,14 +118,7 @@ async fn run_service(
         .expect("a free port")
         .port();
     let rusage_file = out.with_extension("time");
-    let time = Path::new("/usr/bin/time");
-    let mut cmd = if time.exists() {
-        let mut c = Command::new(time);
-        c.arg("-v").arg("-o").arg(&rusage_file).arg(binary);
-        c
-    } else {
-        Command::new(binary)
-    };
+    let mut cmd = timed(binary, &rusage_file);
     let mut child = cmd
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -192,6 +178,17 @@ async fn run_service(
 
 /// The webhook token the bench gives the service.
 const SERVICE_TOKEN: &str = "bench-webhook-token";
+
+/// `binary` under `/usr/bin/time -v -o rusage_file` (or alone without GNU time).
+fn timed(binary: &Path, rusage_file: &Path) -> Command {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return Command::new(binary);
+    }
+    let mut c = Command::new(time);
+    c.arg("-v").arg("-o").arg(rusage_file).arg(binary);
+    c
+}
 
 /// Peak RSS (MB) and CPU seconds (user + system) from GNU time's `-v` report.
 fn rusage(file: &Path) -> (Option<f64>, f64) {

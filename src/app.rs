@@ -349,7 +349,7 @@ impl App {
         opts.deadline_margin = self.deadline_margin;
         opts.concurrency = settings.connectwise_concurrency;
         // Results go to the store as customers finish; the report keeps the counts.
-        opts.keep_customers = false;
+        opts.keep_customers = crate::sync::engine::KeepCustomers::Nowhere;
         opts.lease_ttl = self.lease_ttl;
         opts.record_dry_run = true;
         let secrets = self.secrets.get().await?;

@@ -6,7 +6,7 @@ use crate::config::{ConfigError, Environment, Settings};
 use crate::domain::{month::Month, products};
 use crate::http::ApiCounters;
 use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
-use crate::sync::engine::{CycleError, Engine, RunOptions};
+use crate::sync::engine::{CycleError, Engine, KeepCustomers, RunOptions};
 use crate::sync::kept::KeptCustomers;
 use crate::sync::report::RunReport;
 use crate::sync::review::{Decision, DecisionOutcome};
@@ -417,8 +417,7 @@ async fn sync(
     let kept = match KeptCustomers::new() {
         Ok(kept) => {
             let kept = Arc::new(std::sync::Mutex::new(kept));
-            opts.keep_customers = false;
-            opts.keep_on_disk = Some(kept.clone());
+            opts.keep_customers = KeepCustomers::OnDisk(kept.clone());
             Some(kept)
         }
         Err(e) => {

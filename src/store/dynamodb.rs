@@ -458,11 +458,20 @@ impl DynamoStore {
 
     /// Every record of one partition, in sort-key order, following every page.
     async fn query_all<T: DeserializeOwned>(&self, what: &str, pk: &str) -> StoreResult<Vec<T>> {
+        self.query_pages(what, self.partition(pk)).await
+    }
+
+    /// Every record `query` finds, following every page.
+    async fn query_pages<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        query: QueryBuilder,
+    ) -> StoreResult<Vec<T>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
-                .partition(pk)
+            let page = query
+                .clone()
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -975,36 +984,15 @@ impl Store for DynamoStore {
     }
 
     async fn list_additions_of(&self, tenant_id: &str) -> StoreResult<Vec<AdditionRecord>> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :tenant)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(ADDITION))
-                .expression_attribute_values(":tenant", s(&format!("{tenant_id}#")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.sdk_err("Query", e))?;
-            for item in page.items() {
-                let record: AdditionRecord = self.decode("addition", item)?;
-                // The prefix would also match a tenant id that has this one and a
-                // `#` at its start.
-                if record.tenant_id == tenant_id {
-                    out.push(record);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        let query = self
+            .partition(ADDITION)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :tenant)")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":tenant", s(&format!("{tenant_id}#")));
+        let mut records: Vec<AdditionRecord> = self.query_pages("addition", query).await?;
+        // The prefix also matches a tenant id that starts with this one and `#`.
+        records.retain(|r| r.tenant_id == tenant_id);
+        Ok(records)
     }
 
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {

@@ -316,10 +316,24 @@ impl SqliteStore {
     where
         T: DeserializeOwned + Send + 'static,
     {
+        self.list_bodies_where(what, sql, Vec::new()).await
+    }
+
+    /// [`list_bodies`](Self::list_bodies) of a query with parameters `?1`, `?2`...
+    async fn list_bodies_where<T>(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
         self.call(move |c| {
-            let mut stmt = c.prepare(sql)?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (key, body) = row?;
@@ -613,25 +627,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_additions_of(&self, tenant_id: &str) -> StoreResult<Vec<AdditionRecord>> {
-        let tenant_id = tenant_id.to_owned();
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT identifier, body FROM additions WHERE tenant_id = ?1 ORDER BY identifier",
-            )?;
-            let rows = stmt.query_map([&tenant_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (identifier, body) = row?;
-                out.push(decode(
-                    "addition",
-                    &format!("{tenant_id}#{identifier}"),
-                    &body,
-                )?);
-            }
-            Ok(out)
-        })
+        self.list_bodies_where(
+            "addition",
+            "SELECT tenant_id || '#' || identifier, body FROM additions
+             WHERE tenant_id = ?1 ORDER BY identifier",
+            vec![tenant_id.to_owned()],
+        )
         .await
     }
 

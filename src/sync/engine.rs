@@ -52,6 +52,18 @@ pub enum CycleError {
     Crashed(u64),
 }
 
+/// Where a run keeps its customers' results besides the store.
+pub enum KeepCustomers {
+    /// In the returned report (tests, `review approve --sync`).
+    InReport,
+    /// In this file (the CLI prints them from there after the run, so its memory
+    /// does not grow with the partner).
+    OnDisk(Arc<std::sync::Mutex<crate::sync::kept::KeptCustomers>>),
+    /// Nowhere: results go to the store as they finish (the service), so an
+    /// invocation's memory does not grow with the partner.
+    Nowhere,
+}
+
 pub struct RunOptions {
     pub run_id: String,
     pub month: Month,
@@ -83,13 +95,8 @@ pub struct RunOptions {
     /// The summary of this run's previous invocation: its counts carry on, and the
     /// customers it stored (`Store::list_run_customer_ids`) are done.
     pub resume: Option<RunReport>,
-    /// Keep every customer's result in the returned report (the CLI prints them).
-    /// Off in the service: results go to the store as they finish, so an
-    /// invocation's memory does not grow with the partner.
-    pub keep_customers: bool,
-    /// Keep every customer's result in this file instead (the CLI prints them
-    /// after the run from there, so its memory does not grow with the partner).
-    pub keep_on_disk: Option<Arc<std::sync::Mutex<crate::sync::kept::KeptCustomers>>>,
+    /// Where every customer's result is kept besides the store.
+    pub keep_customers: KeepCustomers,
     /// Keep a dry run's report as a run record (the HTTP API's preview); the CLI's
     /// dry run writes nothing anywhere.
     pub record_dry_run: bool,
@@ -116,8 +123,7 @@ impl RunOptions {
             deadline: None,
             deadline_margin: Duration::from_secs(60),
             resume: None,
-            keep_customers: true,
-            keep_on_disk: None,
+            keep_customers: KeepCustomers::InReport,
             record_dry_run: false,
             accept_usage_drop: false,
         }
@@ -617,14 +623,15 @@ impl Ctx<'_> {
             if let Some((index, c)) = next {
                 report.customer_counts.add(&c);
                 report.add_unmapped_codes(&c, &mut unmapped_seen);
-                batch.push(c.clone());
-                if self.opts.keep_customers {
-                    kept.push((index, c));
-                } else if let Some(disk) = &self.opts.keep_on_disk {
-                    disk.lock()
+                match &self.opts.keep_customers {
+                    KeepCustomers::InReport => kept.push((index, c.clone())),
+                    KeepCustomers::OnDisk(disk) => disk
+                        .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .keep(index, &c);
+                        .keep(index, &c),
+                    KeepCustomers::Nowhere => {}
                 }
+                batch.push(c);
             }
             if batch.len() == RECORD_BATCH || (closed && !batch.is_empty()) {
                 self.store_batch(&report.run_id, &std::mem::take(&mut batch))
