@@ -8,7 +8,8 @@
 //! the sync's alone. Two ways, each on a store of its own: `cli` (`sync --json`,
 //! the CLI's path) and `service` (`serve`, then `POST /sync`: the Lambda's path,
 //! `App::run_job`, one invocation with no deadline). `BENCH_VIA=cli` or
-//! `BENCH_VIA=service` runs one of them.
+//! `BENCH_VIA=service` runs one of them; `BENCH_STORE=sqlite` or
+//! `BENCH_STORE=dynamodb` one store.
 //!
 //! `make bench` or `cargo run --release --example bench_cycle -- [tenants] [products]
 //! [latency_ms]`; `JITTER_MS` adds jitter (default 0), `CONCURRENCY` sets the
@@ -327,14 +328,19 @@ async fn main() {
         Some("service") => vec!["service"],
         _ => vec!["cli", "service"],
     };
+    // `BENCH_STORE=sqlite` or `BENCH_STORE=dynamodb` runs one store.
+    let only_store = std::env::var("BENCH_STORE").ok().filter(|s| !s.is_empty());
+    let wants = |store: &str| only_store.as_deref().is_none_or(|only| only == store);
     let mut stores: Vec<(&str, &str, String)> = vias
         .iter()
+        .filter(|_| wants("sqlite"))
         .map(|via| {
             let file = dir.path().join(format!("bench-{via}.db"));
             ("sqlite", *via, format!("sqlite:{}", file.display()))
         })
         .collect();
-    if std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()) {
+    let aws = std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty());
+    if wants("dynamodb") && aws {
         let conf = aws_config::load_from_env().await;
         for via in &vias {
             let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
@@ -343,7 +349,7 @@ async fn main() {
             store.enable_ttl().await.expect("enable ttl");
             stores.push(("dynamodb", *via, format!("dynamodb:{table}")));
         }
-    } else {
+    } else if wants("dynamodb") {
         println!("(AWS_ENDPOINT_URL is not set: DynamoDB is skipped; `make bench` starts moto)");
     }
 

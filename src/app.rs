@@ -9,7 +9,7 @@ use crate::domain::month::Month;
 use crate::http::ApiCounters;
 use crate::store::Mapping;
 use crate::store::{LeaseOutcome, RunRecord, RunStatus, Store, StoreError};
-use crate::sync::engine::{CycleError, Engine, RunOptions, new_run_id};
+use crate::sync::engine::{CycleError, Engine, KeepCustomers, RunOptions, new_run_id};
 use crate::sync::report::RunReport;
 use crate::wiring::{build_clients, load_secrets_with};
 use async_trait::async_trait;
@@ -80,6 +80,10 @@ pub enum AppError {
     Invoke(String),
     #[error("the cycle failed: {0}")]
     Cycle(String),
+    /// The test failpoint stopped the run dead after this many writes, as a killed
+    /// process would: nothing is recorded or notified.
+    #[error("crash injected after {0} writes")]
+    Crashed(u64),
 }
 
 impl AppError {
@@ -87,7 +91,7 @@ impl AppError {
         match self {
             AppError::Config(_) => false,
             AppError::Store(e) => e.is_retryable(),
-            AppError::Invoke(_) | AppError::Cycle(_) => true,
+            AppError::Invoke(_) | AppError::Cycle(_) | AppError::Crashed(_) => true,
         }
     }
 }
@@ -103,6 +107,7 @@ impl From<CycleError> for AppError {
         match e {
             CycleError::Config(c) => AppError::Config(c.0),
             CycleError::Store(s) => AppError::Store(s),
+            CycleError::Crashed(n) => AppError::Crashed(n),
             other => AppError::Cycle(other.to_string()),
         }
     }
@@ -171,13 +176,27 @@ pub struct App {
     pub env: Environment,
     pub secrets: SecretsCache,
     pub invoker: Arc<dyn Invoker>,
-    /// Covers the gap between the webhook and the asynchronous start, and a cycle.
-    pub lease_ttl: Duration,
-    /// Stop this long before the invocation deadline.
-    pub deadline_margin: Duration,
 }
 
 impl App {
+    /// The one way an App is made, by every entry point: what the environment says
+    /// (its lease and deadline policy included), the store, how runs continue
+    /// (`invoker`), and the AWS configuration for Secrets Manager and SNS (None:
+    /// read from the environment when needed).
+    pub fn new(
+        env: Environment,
+        store: Arc<dyn Store>,
+        invoker: Arc<dyn Invoker>,
+        aws: Option<aws_config::SdkConfig>,
+    ) -> Self {
+        Self {
+            store,
+            secrets: SecretsCache::new(env.secrets.clone(), aws, env.secrets_refresh),
+            env,
+            invoker,
+        }
+    }
+
     pub async fn settings(&self) -> Result<Settings, StoreError> {
         Ok(self.store.get_settings().await?.unwrap_or_default())
     }
@@ -217,7 +236,7 @@ impl App {
         if !dry_run {
             if let LeaseOutcome::HeldBy(lease) = self
                 .store
-                .acquire_lease(&run_id, now, self.lease_ttl)
+                .acquire_lease(&run_id, now, self.env.run_policy.lease_ttl)
                 .await?
             {
                 return Ok(StartOutcome::Busy {
@@ -265,7 +284,22 @@ impl App {
         request: &RunRequest,
         deadline: Option<Instant>,
     ) -> Result<RunReport, AppError> {
-        let result = self.run_cycle(request, deadline).await;
+        self.run_job_as(request, deadline, JobStyle::service())
+            .await
+    }
+
+    /// [`Self::run_job`] the way `style` says (the CLI keeps its results on disk for
+    /// its printout and records no dry run).
+    pub async fn run_job_as(
+        &self,
+        request: &RunRequest,
+        deadline: Option<Instant>,
+        style: JobStyle,
+    ) -> Result<RunReport, AppError> {
+        let result = self.run_cycle(request, deadline, style).await;
+        if let Err(AppError::Crashed(_)) = result {
+            return result;
+        }
         if let Err(e) = &result {
             // An error a retry cannot mend (settings, secrets, credentials) ends the
             // run here, before or inside the cycle: recorded failed, lease given back,
@@ -317,6 +351,7 @@ impl App {
         &self,
         request: &RunRequest,
         deadline: Option<Instant>,
+        style: JobStyle,
     ) -> Result<RunReport, AppError> {
         let settings = self.settings().await?;
         let previous = self.store.get_run(&request.run_id).await?;
@@ -345,13 +380,13 @@ impl App {
                 opts
             }
         };
-        opts.deadline = deadline;
-        opts.deadline_margin = self.deadline_margin;
+        let policy = self.env.run_policy;
+        opts.deadline = deadline.map(|d| policy.last_start(Instant::now(), d));
         opts.concurrency = settings.connectwise_concurrency;
-        // Results go to the store as customers finish; the report keeps the counts.
-        opts.keep_customers = crate::sync::engine::KeepCustomers::Nowhere;
-        opts.lease_ttl = self.lease_ttl;
-        opts.record_dry_run = true;
+        opts.keep_customers = style.keep_customers;
+        opts.lease_ttl = policy.lease_ttl;
+        opts.record_dry_run = style.record_dry_run;
+        opts.crash_after_writes = style.crash_after_writes;
         let secrets = self.secrets.get().await?;
         let counters = Arc::new(ApiCounters::default());
         let (sophos, cw) = build_clients(&self.env, &secrets, counters.clone()).await?;
@@ -364,6 +399,7 @@ impl App {
         };
         let report = match engine.run(&opts).await {
             Ok(report) => report,
+            Err(CycleError::Crashed(n)) => return Err(AppError::Crashed(n)),
             Err(e) => {
                 let error = AppError::from(e);
                 self.mark_failed(&request.run_id, &error).await;
@@ -436,6 +472,44 @@ impl App {
         };
         let request = scheduled(request);
         self.run_job(&request, deadline).await.map(Some)
+    }
+}
+
+/// What differs between the ways a job runs.
+pub struct JobStyle {
+    /// Where each customer's result goes besides the store.
+    pub keep_customers: KeepCustomers,
+    /// Keep a dry run's report as a run record (the service's preview); the CLI's
+    /// dry run writes nothing anywhere.
+    pub record_dry_run: bool,
+    /// Test failpoint: stop dead after this many ConnectWise writes.
+    pub crash_after_writes: Option<u64>,
+}
+
+impl JobStyle {
+    /// The service's (webhook, schedule, `serve`, the Lambda): results go to the
+    /// store as customers finish and the report keeps only the counts, so an
+    /// invocation's memory does not grow with the partner; a dry run is recorded.
+    pub fn service() -> Self {
+        Self {
+            keep_customers: KeepCustomers::Nowhere,
+            record_dry_run: true,
+            crash_after_writes: None,
+        }
+    }
+}
+
+/// The invoker of a process that runs every cycle to its end (the CLI, which has
+/// no invocation deadline): there is never a next invocation to ask for.
+pub struct NoContinuation;
+
+#[async_trait]
+impl Invoker for NoContinuation {
+    async fn invoke_async(&self, request: &RunRequest) -> Result<(), String> {
+        Err(format!(
+            "run {} stopped incomplete, and the CLI does not continue runs in the background: the next `sophos-cw-sync sync` covers its customers again",
+            request.run_id
+        ))
     }
 }
 

@@ -2,15 +2,15 @@
 //! and engine, and the human-readable output.
 
 use crate::app::changes::{ChangeError, Changes};
+use crate::app::{App, AppError, JobStyle, NoContinuation, RunRequest};
 use crate::config::{ConfigError, Environment, Settings};
 use crate::domain::{month::Month, products};
-use crate::http::ApiCounters;
 use crate::store::{Mapping, MappingKind, RunStatus, Store, StoreError};
-use crate::sync::engine::{CycleError, Engine, KeepCustomers, RunOptions};
+use crate::sync::engine::{KeepCustomers, new_run_id};
 use crate::sync::kept::KeptCustomers;
 use crate::sync::report::RunReport;
 use crate::sync::review::{Decision, DecisionOutcome};
-use crate::wiring::{build_clients, load_secrets, open_store};
+use crate::wiring::{load_secrets, open_store};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -226,7 +226,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 month,
                 accept_usage_drop,
             };
-            sync(store, &env, &settings, request, json).await
+            sync(&cli_app(env, shared), request, json).await
         }
         Command::Pause { reason } => pause(store, reason).await,
         Command::Resume => resume(store).await,
@@ -252,7 +252,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             None => review_list(store, json, all).await,
             Some(ReviewAction::Approve { ids, json, sync }) => {
                 let outcomes = decide(store, &ids, Decision::Approve).await?;
-                review_approved(store, &env, &settings, outcomes, json, sync).await
+                review_approved(&cli_app(env, shared), outcomes, json, sync).await
             }
             Some(ReviewAction::Reject { ids, json }) => {
                 let outcomes = decide(store, &ids, Decision::Reject).await?;
@@ -275,6 +275,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 .map_err(Failure::from)
         }
     }
+}
+
+/// The App the CLI's cycles run through, as the service's do; they run to their
+/// end in this process, so there is never a next invocation to ask for.
+fn cli_app(env: Environment, store: Arc<dyn Store>) -> App {
+    App::new(env, store, Arc::new(NoContinuation), None)
 }
 
 /// `SYNC_SETTINGS` replaces the stored settings with the file's (a missing field
@@ -396,30 +402,18 @@ struct SyncRequest {
     accept_usage_drop: bool,
 }
 
-async fn sync(
-    store: &dyn Store,
-    env: &Environment,
-    settings: &Settings,
-    request: SyncRequest,
-    json: bool,
-) -> Result<u8, Failure> {
-    let month = match request.month {
-        Some(m) => m
-            .parse::<Month>()
-            .map_err(|e| ConfigError(format!("--month: {e}")))?,
-        None => settings
-            .run_month(crate::clock::now())
-            .map_err(ConfigError)?,
-    };
-    let mut opts = RunOptions::new(month, request.dry_run, "cli");
-    opts.accept_usage_drop = request.accept_usage_drop;
+async fn sync(app: &App, request: SyncRequest, json: bool) -> Result<u8, Failure> {
+    // Checked here, so that the error names the option.
+    let month = request
+        .month
+        .map(|m| m.parse::<Month>())
+        .transpose()
+        .map_err(|e| ConfigError(format!("--month: {e}")))?;
+    let mut job = RunRequest::new(new_run_id(), month, request.dry_run, "cli");
+    job.accept_usage_drop = request.accept_usage_drop;
     // The results to print wait in a temporary file, not in memory (sync::kept).
     let kept = match KeptCustomers::new() {
-        Ok(kept) => {
-            let kept = Arc::new(std::sync::Mutex::new(kept));
-            opts.keep_customers = KeepCustomers::OnDisk(kept.clone());
-            Some(kept)
-        }
+        Ok(kept) => Some(Arc::new(std::sync::Mutex::new(kept))),
         Err(e) => {
             eprintln!(
                 "warning: no temporary file for the results ({e}): they are kept in memory; set TMPDIR to a writable directory"
@@ -427,7 +421,10 @@ async fn sync(
             None
         }
     };
-    let report = cycle(store, env, settings, opts).await?;
+    let keep = kept.as_ref().map_or(KeepCustomers::InReport, |k| {
+        KeepCustomers::OnDisk(k.clone())
+    });
+    let report = cycle(app, job, keep).await?;
     if let Some(reason) = report
         .reason
         .as_deref()
@@ -468,46 +465,28 @@ async fn sync(
     Ok(exit_code(&report))
 }
 
-/// One sync cycle as `opts` says (the engine, wired to the vendors of the environment).
-async fn cycle(
-    store: &dyn Store,
-    env: &Environment,
-    settings: &Settings,
-    mut opts: RunOptions,
-) -> Result<RunReport, Failure> {
-    let secrets = load_secrets(&env.secrets).await?;
-    let counters = Arc::new(ApiCounters::default());
-    let (sophos, cw) = build_clients(env, &secrets, counters.clone()).await?;
-    opts.concurrency = settings.connectwise_concurrency;
-    opts.started_by = Some(cli_actor());
-    opts.crash_after_writes = crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES");
-    if let Some(secs) = env_number("SYNC_LEASE_TTL_SECONDS") {
-        opts.lease_ttl = std::time::Duration::from_secs(secs);
-    }
-    let engine = Engine {
-        store,
-        sophos: &sophos,
-        cw: &cw,
-        counters,
-        settings,
+/// One sync cycle as the service runs one (`App::run_job_as`), started by the CLI's
+/// user, with no invocation deadline: its results kept as `keep` says, a dry run
+/// written nowhere.
+async fn cycle(app: &App, job: RunRequest, keep: KeepCustomers) -> Result<RunReport, Failure> {
+    let job = RunRequest {
+        started_by: Some(cli_actor()),
+        ..job
     };
-    let result = engine.run(&opts).await;
-    crate::notify::after_cli_sync(store, env, &secrets, &opts, &result).await;
-    let report = match result {
-        Ok(r) => r,
-        Err(CycleError::Crashed(n)) => {
+    let style = JobStyle {
+        keep_customers: keep,
+        record_dry_run: false,
+        crash_after_writes: crate::clock::test_hook_number("SOPHOS_CW_SYNC_CRASH_AFTER_WRITES"),
+    };
+    match app.run_job_as(&job, None, style).await {
+        Ok(report) => Ok(report),
+        Err(AppError::Crashed(n)) => {
             // The failpoint stands for a killed process: no cleanup at all.
             eprintln!("crash injected after {n} writes");
             std::process::exit(137);
         }
-        Err(CycleError::Config(e)) => return Err(Failure::Config(e.0)),
-        Err(e) => return Err(Failure::Other(e.to_string())),
-    };
-    Ok(report)
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+        Err(e) => Err(Failure::from(e)),
+    }
 }
 
 fn exit_code(report: &RunReport) -> u8 {
@@ -718,9 +697,7 @@ async fn decide(
 
 /// Approvals, then (with `--sync`) one cycle per month of the approved changes.
 async fn review_approved(
-    store: &dyn Store,
-    env: &Environment,
-    settings: &Settings,
+    app: &App,
     outcomes: Vec<DecisionOutcome>,
     json: bool,
     sync: bool,
@@ -738,8 +715,8 @@ async fn review_approved(
             let month = month
                 .parse::<Month>()
                 .map_err(|e| Failure::Other(format!("held change month {month:?}: {e}")))?;
-            let opts = RunOptions::new(month, false, "cli");
-            let report = cycle(store, env, settings, opts).await?;
+            let job = RunRequest::new(new_run_id(), Some(month), false, "cli");
+            let report = cycle(app, job, KeepCustomers::InReport).await?;
             code = code.max(exit_code(&report));
             reports.push(report);
         }
@@ -748,7 +725,7 @@ async fn review_approved(
     let mut outcomes = outcomes;
     if !reports.is_empty() {
         for o in outcomes.iter_mut().filter(|o| o.ok()) {
-            if let Some(now) = store.get_held_change(&o.id).await? {
+            if let Some(now) = app.store.get_held_change(&o.id).await? {
                 o.change = Some(now);
             }
         }

@@ -2,7 +2,7 @@
 //! Gateway HTTP API (payload 2.0) and the internal asynchronous run event. Settings,
 //! secrets and SDK clients are built once per container and reused.
 
-use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
+use crate::app::{App, AppError, Invoker, RunRequest};
 use crate::config::{Environment, StoreSpec};
 use crate::state::ConsoleConfig;
 use crate::store::Store;
@@ -16,7 +16,7 @@ use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -146,37 +146,16 @@ pub async fn build() -> Result<Arc<App>, HandlerError> {
             Arc::new(SqliteStore::open(path).map_err(|e| config_error(e.to_string()))?)
         }
     };
-    let function = std::env::var("SYNC_FUNCTION_NAME")
-        .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
-        .map_err(|_| config_error("SYNC_FUNCTION_NAME is not set: the function needs its own name to continue runs asynchronously".into()))?;
-    let refresh = std::env::var("SECRETS_REFRESH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    Ok(Arc::new(App {
-        store,
-        secrets: SecretsCache::new(
-            env.secrets.clone(),
-            Some(aws.clone()),
-            Duration::from_secs(refresh),
-        ),
-        invoker: Arc::new(LambdaInvoker {
-            client: aws_sdk_lambda::Client::new(&aws),
-            function,
-        }),
-        env,
-        lease_ttl: Duration::from_secs(20 * 60),
-        // The margin is applied to the deadline in `handle` (see `tokio_deadline`).
-        deadline_margin: Duration::ZERO,
-    }))
-}
-
-fn margin_from_env() -> Duration {
-    let secs = std::env::var("SYNC_DEADLINE_MARGIN_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(60.0);
-    Duration::from_secs_f64(secs.max(0.0))
+    let function = env.function_name.clone().ok_or_else(|| {
+        config_error(
+            "SYNC_FUNCTION_NAME is not set (nor Lambda's AWS_LAMBDA_FUNCTION_NAME): the function needs its own name to continue runs asynchronously; set it to the function's name".into(),
+        )
+    })?;
+    let invoker = Arc::new(LambdaInvoker {
+        client: aws_sdk_lambda::Client::new(&aws),
+        function,
+    });
+    Ok(Arc::new(App::new(env, store, invoker, Some(aws))))
 }
 
 /// What one container serves: the App, and the router (console and API) that
@@ -274,17 +253,11 @@ fn invocation_deadline(deadline: SystemTime) -> Option<tokio::time::Instant> {
         tracing::warn!("the invocation deadline is not in the future; running without one");
         return None;
     }
-    Some(tokio_deadline(deadline, margin_from_env()))
-}
-
-/// The point after which no new customer starts: the invocation's deadline less
-/// the safety margin, the margin capped at a quarter of the time left so a short
-/// timeout still leaves room to work.
-fn tokio_deadline(deadline: SystemTime, margin: Duration) -> tokio::time::Instant {
     let left = deadline
         .duration_since(SystemTime::now())
         .unwrap_or_default();
-    tokio::time::Instant::now() + left - margin.min(left / 4)
+    // The run's policy takes its margin off this (`RunPolicy::last_start`).
+    Some(tokio::time::Instant::now() + left)
 }
 
 /// An HTTP API (payload 2.0) request through the router, as `lambda_http` converts
@@ -345,6 +318,7 @@ fn take_base64_body(r: &mut ApiGatewayV2httpRequest) -> Result<Option<Vec<u8>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn classifies_each_event_kind() {
@@ -365,16 +339,15 @@ mod tests {
     }
 
     #[test]
-    fn the_margin_never_takes_more_than_a_quarter_of_the_time_left() {
+    fn the_invocation_deadline_is_lambdas_and_a_past_one_means_none() {
+        // The margin is the run policy's (`RunPolicy::last_start`), not taken here.
         let now = tokio::time::Instant::now();
-        let in_40s = SystemTime::now() + Duration::from_secs(40);
-        let d = tokio_deadline(in_40s, Duration::from_secs(60));
-        assert!(d >= now + Duration::from_secs(29) && d <= now + Duration::from_secs(31));
-        let in_900s = SystemTime::now() + Duration::from_secs(900);
-        let d = tokio_deadline(in_900s, Duration::from_secs(60));
-        assert!(d >= now + Duration::from_secs(839) && d <= now + Duration::from_secs(841));
-        let past = SystemTime::now() - Duration::from_secs(5);
-        assert!(tokio_deadline(past, Duration::from_secs(60)) <= tokio::time::Instant::now());
+        let d = invocation_deadline(SystemTime::now() + Duration::from_secs(900)).unwrap();
+        assert!(d >= now + Duration::from_secs(899) && d <= now + Duration::from_secs(901));
+        assert_eq!(
+            invocation_deadline(SystemTime::now() - Duration::from_secs(5)),
+            None
+        );
     }
 
     #[test]

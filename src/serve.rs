@@ -1,7 +1,7 @@
 //! `sophos-cw-sync serve [--addr 127.0.0.1:8080]`: the HTTP API on a local port,
 //! with cycles run as tokio tasks of this process ([`LocalInvoker`]).
 
-use crate::app::{App, AppError, Invoker, RunRequest, SecretsCache};
+use crate::app::{App, AppError, Invoker, RunRequest};
 use crate::config::Environment;
 use crate::state::ConsoleConfig;
 use crate::store::{RunRecord, RunStatus, Store, StoreError};
@@ -9,15 +9,8 @@ use crate::web::router;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-
-/// How long read secrets are kept before they are read again (a rotated webhook
-/// token is picked up within this time).
-pub const SECRETS_REFRESH: Duration = Duration::from_secs(300);
-/// The lease a cycle takes (also covers the gap between the webhook and the start).
-pub const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Runs cycles as tokio tasks of this process. It holds a weak reference to the
 /// [`App`] it belongs to (the App owns the invoker; a strong reference would be a
@@ -143,21 +136,10 @@ async fn mark_failed(store: &dyn Store, run_id: &str, error: &str) -> Result<(),
 
 /// The App with the defaults of `serve` (secrets re-read every 5 minutes, a
 /// 15-minute lease, no invocation deadline).
-pub fn build_app(env: Environment, store: Arc<dyn Store>, invoker: Arc<dyn Invoker>) -> App {
-    App {
-        store,
-        secrets: SecretsCache::new(env.secrets.clone(), None, SECRETS_REFRESH),
-        env,
-        invoker,
-        lease_ttl: LEASE_TTL,
-        deadline_margin: Duration::from_secs(60),
-    }
-}
-
-/// [`build_app`] with a [`LocalInvoker`] attached to it.
+/// The App with a [`LocalInvoker`] attached to it (runs continue in this process).
 pub fn build_local_app(env: Environment, store: Arc<dyn Store>) -> (Arc<App>, Arc<LocalInvoker>) {
     let invoker = Arc::new(LocalInvoker::new());
-    let app = Arc::new(build_app(env, store, invoker.clone()));
+    let app = Arc::new(App::new(env, store, invoker.clone(), None));
     invoker.attach(&app);
     (app, invoker)
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sophos_cw_sync::app::{App, Invoker, RunRequest};
 use sophos_cw_sync::config::{Environment, SecretsSpec};
-use sophos_cw_sync::serve::{LocalInvoker, build_app, build_local_app, serve_on};
+use sophos_cw_sync::serve::{LocalInvoker, build_local_app, serve_on};
 use sophos_cw_sync::store::{RunRecord, RunStatus, Store};
 use std::sync::{Arc, Mutex};
 use support::app::{Harness, MONTH, demo_settings, tenant};
@@ -48,7 +48,11 @@ impl Api {
     }
 
     async fn with_invoker(h: &Harness, invoker: Arc<dyn Invoker>) -> Api {
-        Api::start(h, Arc::new(build_app(h.env(), h.store.clone(), invoker))).await
+        Api::start(
+            h,
+            Arc::new(App::new(h.env(), h.store.clone(), invoker, None)),
+        )
+        .await
     }
 
     async fn raw(
@@ -1015,7 +1019,7 @@ async fn secrets_problems_answer_503_without_details() {
     let invoker = Arc::new(RecordingInvoker::default());
     let api = Api::start(
         &h,
-        Arc::new(build_app(env, h.store.clone(), invoker.clone())),
+        Arc::new(App::new(env, h.store.clone(), invoker.clone(), None)),
     )
     .await;
     for auth in [None, Some(format!("Bearer {TOKEN}"))] {
@@ -1038,7 +1042,7 @@ async fn secrets_problems_answer_503_without_details() {
     };
     let api = Api::start(
         &h,
-        Arc::new(build_app(env, h.store.clone(), invoker.clone())),
+        Arc::new(App::new(env, h.store.clone(), invoker.clone(), None)),
     )
     .await;
     let (status, answer) = api

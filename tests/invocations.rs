@@ -5,8 +5,8 @@
 mod support;
 
 use sophos_cw_sim::{Api, Latency, Scenario, generate};
-use sophos_cw_sync::app::{App, RunRequest, SecretsCache, StartOutcome};
-use sophos_cw_sync::config::Settings;
+use sophos_cw_sync::app::{App, RunRequest, StartOutcome};
+use sophos_cw_sync::config::{Environment, RunPolicy, Settings};
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::{MAX_PAGE, RunStatus, Store};
 use sophos_cw_sync::sync::report::CustomerReport;
@@ -29,14 +29,14 @@ async fn app_for(h: &Harness, invoker: Arc<QueueInvoker>) -> App {
 async fn app_on(h: &Harness, store: Arc<dyn Store>, invoker: Arc<QueueInvoker>) -> App {
     store.put_settings(&settings()).await.unwrap();
     let env = h.env();
-    App {
-        store,
-        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::from_secs(300)),
-        env,
-        invoker,
-        lease_ttl: Duration::from_secs(1200),
-        deadline_margin: Duration::ZERO,
-    }
+    let env = Environment {
+        run_policy: RunPolicy {
+            lease_ttl: Duration::from_secs(1200),
+            deadline_margin: Duration::ZERO,
+        },
+        ..env
+    };
+    App::new(env, store, invoker, None)
 }
 
 /// (agreement id, product identifier) -> quantities of active additions.
@@ -240,15 +240,20 @@ async fn a_scheduled_tick_runs_once_but_a_failed_one_runs_again_on_redelivery() 
     )
     .unwrap();
     let env = h.env();
-    let app = App {
-        store: h.store.clone(),
-        // Re-read on every use, so the repaired secret is seen by the retry.
-        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::ZERO),
-        env,
-        invoker: Arc::new(QueueInvoker::default()),
-        lease_ttl: Duration::from_secs(1200),
-        deadline_margin: Duration::ZERO,
-    };
+    let app = App::new(
+        Environment {
+            run_policy: RunPolicy {
+                lease_ttl: Duration::from_secs(1200),
+                deadline_margin: Duration::ZERO,
+            },
+            // Re-read on every use, so the repaired secret is seen by the retry.
+            secrets_refresh: Duration::ZERO,
+            ..env
+        },
+        h.store.clone(),
+        Arc::new(QueueInvoker::default()),
+        None,
+    );
     let tick = "2026-11-29T06:00:00Z";
     let failed = app.on_schedule(tick, None).await;
     assert!(

@@ -8,7 +8,6 @@ use sophos_cw_sync::config::ZeroUsage;
 use sophos_cw_sync::store::{MappingKind, RunStatus, Store};
 use sophos_cw_sync::sync::engine::RunOptions;
 use sophos_cw_sync::sync::report::{CustomerState, ErrorCode, ProductAction, RunReport};
-use std::time::Duration;
 use support::app::{Harness, customer, demo_settings, settings_with, tenant};
 
 fn qty(v: &Value) -> f64 {
@@ -491,10 +490,9 @@ async fn a_resumed_run_keeps_the_unmapped_codes_its_earlier_invocations_met() {
     let h = Harness::start().await;
     let settings = demo_settings();
     // A deadline already due: an invocation does its first customer, then stops
-    // taking new ones and ends incomplete (`deadline_margin`, no waiting).
+    // taking new ones and ends incomplete (no waiting).
     let one_customer = |mut opts: RunOptions| {
         opts.deadline = Some(tokio::time::Instant::now());
-        opts.deadline_margin = Duration::ZERO;
         opts.customers_in_progress = Some(1);
         opts
     };

@@ -8,7 +8,8 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use sophos_cw_sync::app::{App, SecretsCache};
+use sophos_cw_sync::app::App;
+use sophos_cw_sync::config::{Environment, RunPolicy};
 use sophos_cw_sync::console::ConsoleConfig;
 use sophos_cw_sync::store::{AuditEntry, AuditFilter, Store};
 use sophos_cw_sync::web::router;
@@ -133,14 +134,19 @@ async fn a_run_started_through_the_api_is_started_by_the_token_and_says_so_in_js
 async fn a_scheduled_run_is_started_by_the_schedule() {
     let h = synced().await;
     let env = h.env();
-    let app = App {
-        store: h.store.clone(),
-        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::from_secs(300)),
-        env,
-        invoker: Arc::new(QueueInvoker(Default::default())),
-        lease_ttl: Duration::from_secs(1200),
-        deadline_margin: Duration::ZERO,
-    };
+    let app = App::new(
+        Environment {
+            run_policy: RunPolicy {
+                lease_ttl: Duration::from_secs(1200),
+                deadline_margin: Duration::ZERO,
+            },
+            secrets_refresh: Duration::from_secs(300),
+            ..env
+        },
+        h.store.clone(),
+        Arc::new(QueueInvoker(Default::default())),
+        None,
+    );
     let report = app
         .on_schedule("2026-12-01T06:00", None)
         .await
@@ -345,7 +351,7 @@ async fn ten_wrong_passwords_lock_password_sign_in_in_every_container() {
 /// A console whose environment has OpenID Connect configured (the issuer is never
 /// asked: the session below is forged with the console's key).
 fn oidc_client(h: &Harness) -> Client {
-    let env = sophos_cw_sync::config::Environment {
+    let env = Environment {
         console_oidc: Some(sophos_cw_sync::config::OidcConfig {
             issuer: "http://127.0.0.1:9/issuer".into(),
             client_id: "console".into(),
@@ -353,14 +359,19 @@ fn oidc_client(h: &Harness) -> Client {
         }),
         ..h.env()
     };
-    let app = Arc::new(App {
-        store: h.store.clone(),
-        secrets: SecretsCache::new(env.secrets.clone(), None, Duration::ZERO),
-        env,
-        invoker: Arc::new(QueueInvoker(Default::default())),
-        lease_ttl: Duration::from_secs(900),
-        deadline_margin: Duration::from_secs(60),
-    });
+    let app = Arc::new(App::new(
+        Environment {
+            run_policy: RunPolicy {
+                lease_ttl: Duration::from_secs(900),
+                deadline_margin: Duration::from_secs(60),
+            },
+            secrets_refresh: Duration::ZERO,
+            ..env
+        },
+        h.store.clone(),
+        Arc::new(QueueInvoker(Default::default())),
+        None,
+    ));
     Client::new(router(app, test_config()))
 }
 

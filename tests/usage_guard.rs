@@ -386,7 +386,6 @@ async fn a_resumed_invocation_keeps_its_runs_decision() {
     let mut opts = h.options(false);
     opts.customers_in_progress = Some(1);
     opts.deadline = Some(tokio::time::Instant::now());
-    opts.deadline_margin = std::time::Duration::ZERO;
     let first = h.run_with(&settings, opts).await.unwrap();
     assert_eq!(first.status, RunStatus::Incomplete, "{first:#?}");
     assert!(first.usage_drop_guarded);

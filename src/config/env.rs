@@ -43,6 +43,59 @@ pub struct Environment {
     /// `CONSOLE_OIDC_ISSUER` and `CONSOLE_OIDC_CLIENT_ID` (both or neither), and
     /// `CONSOLE_OIDC_GROUPS_CLAIM`. None: the console password only.
     pub console_oidc: Option<OidcConfig>,
+    /// How a run holds the lease and meets an invocation's deadline, the same for
+    /// the CLI, `serve` and the Lambda.
+    pub run_policy: RunPolicy,
+    /// How long secrets read from Secrets Manager are reused before being read again
+    /// (`SECRETS_REFRESH_SECONDS`, default [`DEFAULT_SECRETS_REFRESH`]), so a
+    /// rotated secret is picked up without a restart.
+    pub secrets_refresh: Duration,
+    /// The Lambda function's own name, to continue a run in a new invocation
+    /// (`SYNC_FUNCTION_NAME`, else Lambda's `AWS_LAMBDA_FUNCTION_NAME`). None off
+    /// Lambda.
+    pub function_name: Option<String>,
+}
+
+/// One lease and deadline policy for every entry point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunPolicy {
+    /// How long the lease lasts unless renewed (`SYNC_LEASE_TTL_SECONDS`, default
+    /// [`DEFAULT_LEASE_TTL`]). A run renews it every third of this, so it never
+    /// lapses while the run lives; it covers the gap between the webhook taking it
+    /// and the run starting, and after a crash it is how long the next run waits.
+    pub lease_ttl: Duration,
+    /// How long before an invocation's deadline no new customer starts
+    /// (`SYNC_DEADLINE_MARGIN_SECONDS`, default [`DEFAULT_DEADLINE_MARGIN`]), so the
+    /// customers in progress finish and the summary is stored in time. Capped at a
+    /// quarter of the time left (see [`RunPolicy::last_start`]).
+    pub deadline_margin: Duration,
+}
+
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+pub const DEFAULT_SECRETS_REFRESH: Duration = Duration::from_secs(300);
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            deadline_margin: DEFAULT_DEADLINE_MARGIN,
+        }
+    }
+}
+
+impl RunPolicy {
+    /// When the last new customer may start in an invocation that must end by
+    /// `deadline`: the margin before it, capped at a quarter of the time left so
+    /// that a short timeout still leaves room to work.
+    pub fn last_start(
+        &self,
+        now: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        let left = deadline.saturating_duration_since(now);
+        now + left - self.deadline_margin.min(left / 4)
+    }
 }
 
 /// Where the console's OpenID Connect sign-in goes; the client secret is the
@@ -66,8 +119,11 @@ pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Environment {
     /// Reads `SYNC_STORE`, `SYNC_SECRETS`, `SOPHOS_ID_URL`, `SOPHOS_API_URL`,
-    /// `SYNC_SETTINGS`, `CONSOLE_URL`, `NOTIFY_TOPIC_ARN`, `NOTIFY_WEBHOOK_TIMEOUT_SECONDS`
-    /// through `var` (so tests need not touch the process env).
+    /// `SYNC_SETTINGS`, `CONSOLE_URL`, `NOTIFY_TOPIC_ARN`, `NOTIFY_WEBHOOK_TIMEOUT_SECONDS`,
+    /// the `CONSOLE_OIDC_*` variables, `SYNC_LEASE_TTL_SECONDS`,
+    /// `SYNC_DEADLINE_MARGIN_SECONDS`, `SECRETS_REFRESH_SECONDS` and
+    /// `SYNC_FUNCTION_NAME` (or `AWS_LAMBDA_FUNCTION_NAME`) through `var` (so tests
+    /// need not touch the process env). Every variable the program reads is here.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         Ok(Self {
@@ -96,6 +152,15 @@ impl Environment {
                 get("CONSOLE_OIDC_CLIENT_ID"),
                 get("CONSOLE_OIDC_GROUPS_CLAIM"),
             )?,
+            run_policy: RunPolicy {
+                lease_ttl: seconds(&get, LEASE_TTL_VAR)?.unwrap_or(DEFAULT_LEASE_TTL),
+                deadline_margin: seconds(&get, DEADLINE_MARGIN_VAR)?
+                    .unwrap_or(DEFAULT_DEADLINE_MARGIN),
+            },
+            secrets_refresh: seconds(&get, SECRETS_REFRESH_VAR)?.unwrap_or(DEFAULT_SECRETS_REFRESH),
+            function_name: get("SYNC_FUNCTION_NAME")
+                .or_else(|| get("AWS_LAMBDA_FUNCTION_NAME"))
+                .map(|v| v.trim().to_owned()),
         })
     }
 
@@ -199,6 +264,57 @@ fn parse_notify_timeout(value: &str) -> Result<Duration, ConfigError> {
         _ => Err(ConfigError(format!(
             "NOTIFY_WEBHOOK_TIMEOUT_SECONDS={value:?} is not understood: set it to how many seconds one attempt to post a notification to the webhook may take, from 0.05 to 60 (default {})",
             DEFAULT_WEBHOOK_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+const LEASE_TTL_VAR: Seconds = Seconds {
+    name: "SYNC_LEASE_TTL_SECONDS",
+    what: "how many seconds a run's lease lasts unless renewed (a run renews it every third of that; after a crash, the next run waits this long)",
+    min: 30,
+    max: 24 * 3600,
+    default: DEFAULT_LEASE_TTL,
+};
+const DEADLINE_MARGIN_VAR: Seconds = Seconds {
+    name: "SYNC_DEADLINE_MARGIN_SECONDS",
+    what: "how many seconds before an invocation's deadline no new customer starts",
+    min: 0,
+    max: 600,
+    default: DEFAULT_DEADLINE_MARGIN,
+};
+const SECRETS_REFRESH_VAR: Seconds = Seconds {
+    name: "SECRETS_REFRESH_SECONDS",
+    what: "how many seconds secrets read from Secrets Manager are reused before being read again",
+    min: 0,
+    max: 24 * 3600,
+    default: DEFAULT_SECRETS_REFRESH,
+};
+
+/// A whole number of seconds in a variable, within bounds.
+struct Seconds {
+    name: &'static str,
+    what: &'static str,
+    min: u64,
+    max: u64,
+    default: Duration,
+}
+
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    var: Seconds,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(value) = get(var.name) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(secs) if (var.min..=var.max).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
+        _ => Err(ConfigError(format!(
+            "{}={value:?} is not understood: set it to {}, a whole number from {} to {} (default {}), or unset it",
+            var.name,
+            var.what,
+            var.min,
+            var.max,
+            var.default.as_secs()
         ))),
     }
 }
@@ -388,6 +504,65 @@ mod tests {
         let e =
             Environment::from_vars(vars(&[("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", "0")])).unwrap_err();
         assert!(e.0.contains("from 0.05 to 60"), "{e}");
+    }
+
+    #[test]
+    fn the_run_policy_and_the_lambda_variables_are_read_and_bad_ones_say_how_to_fix() {
+        let env = Environment::from_vars(vars(&[])).unwrap();
+        assert_eq!(env.run_policy, RunPolicy::default());
+        assert_eq!(env.run_policy.lease_ttl, Duration::from_secs(900));
+        assert_eq!(env.secrets_refresh, DEFAULT_SECRETS_REFRESH);
+        assert_eq!(env.function_name, None);
+        let env = Environment::from_vars(vars(&[
+            ("SYNC_LEASE_TTL_SECONDS", "1200"),
+            ("SYNC_DEADLINE_MARGIN_SECONDS", "0"),
+            ("SECRETS_REFRESH_SECONDS", " 60 "),
+            ("AWS_LAMBDA_FUNCTION_NAME", "from-lambda"),
+        ]))
+        .unwrap();
+        assert_eq!(env.run_policy.lease_ttl, Duration::from_secs(1200));
+        assert_eq!(env.run_policy.deadline_margin, Duration::ZERO);
+        assert_eq!(env.secrets_refresh, Duration::from_secs(60));
+        assert_eq!(env.function_name.as_deref(), Some("from-lambda"));
+        let env = Environment::from_vars(vars(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "from-lambda"),
+            ("SYNC_FUNCTION_NAME", "ours"),
+        ]))
+        .unwrap();
+        assert_eq!(env.function_name.as_deref(), Some("ours"));
+        for (name, bad) in [
+            ("SYNC_LEASE_TTL_SECONDS", "10"),
+            ("SYNC_LEASE_TTL_SECONDS", "15m"),
+            ("SYNC_DEADLINE_MARGIN_SECONDS", "-1"),
+            ("SYNC_DEADLINE_MARGIN_SECONDS", "601"),
+            ("SECRETS_REFRESH_SECONDS", "soon"),
+        ] {
+            let e = Environment::from_vars(vars(&[(name, bad)])).unwrap_err();
+            assert!(
+                e.0.starts_with(&format!("{name}=")) && e.0.contains("whole number from"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_margin_is_capped_at_a_quarter_of_the_time_left() {
+        let policy = RunPolicy::default();
+        let now = tokio::time::Instant::now();
+        // 15 minutes left: the whole minute's margin.
+        let deadline = now + Duration::from_secs(900);
+        assert_eq!(
+            policy.last_start(now, deadline),
+            deadline - Duration::from_secs(60)
+        );
+        // 2 minutes left: a quarter of them, 30 s, not the minute.
+        let deadline = now + Duration::from_secs(120);
+        assert_eq!(
+            policy.last_start(now, deadline),
+            deadline - Duration::from_secs(30)
+        );
+        // Past the deadline: now.
+        assert_eq!(policy.last_start(now, now), now);
     }
 
     #[test]

@@ -5,6 +5,6 @@ pub mod operators;
 pub mod settings;
 pub mod webhook_target;
 
-pub use env::{ConfigError, Environment, OidcConfig, Secrets, SecretsSpec, StoreSpec};
+pub use env::{ConfigError, Environment, OidcConfig, RunPolicy, Secrets, SecretsSpec, StoreSpec};
 pub use settings::*;
 pub use webhook_target::WebhookTarget;

@@ -16,7 +16,6 @@ pub mod webhook;
 
 use crate::config::{Environment, Secrets};
 use crate::store::{RunStatus, Store};
-use crate::sync::engine::{CycleError, RunOptions};
 use crate::sync::report::{CustomerReport, ErrorCode, RunReport};
 use std::time::Duration;
 
@@ -520,38 +519,6 @@ pub async fn after_job(
     if let Some(notice) = notice {
         notifier.send_once(store, &notice).await;
     }
-}
-
-/// The one call at the end of the CLI's `sync`: the webhook of the secret, and
-/// SNS when `NOTIFY_TOPIC_ARN` is set. A dry run sends nothing.
-pub async fn after_cli_sync(
-    store: &dyn Store,
-    env: &Environment,
-    secrets: &Secrets,
-    opts: &RunOptions,
-    result: &Result<RunReport, CycleError>,
-) {
-    if opts.dry_run {
-        return;
-    }
-    let console = env.console_url.as_deref();
-    let notice = match result {
-        // The CLI's report keeps no customers either (they wait on disk for the
-        // printout): the codes come from the stored results, as for the service.
-        Ok(report) => with_codes(store, report, console).await,
-        Err(CycleError::Crashed(_)) => None,
-        Err(e) => Some(notice_for_error(
-            &opts.run_id,
-            &opts.month.to_string(),
-            &e.to_string(),
-            console,
-        )),
-    };
-    let Some(notice) = notice else { return };
-    Notifier::new(env, Some(secrets), None)
-        .await
-        .send_once(store, &notice)
-        .await;
 }
 
 /// [`notice_for_report`] with the error codes of the run's first stored customers

@@ -88,10 +88,10 @@ pub struct RunOptions {
     pub crash_after_writes: Option<u64>,
     /// Shifts "now" for the lease (tests of expired leases, without sleeping).
     pub clock_offset: chrono::Duration,
-    /// When the invocation must be over (Lambda's deadline). The cycle stops taking
-    /// new customers `deadline_margin` before it and ends `incomplete`.
+    /// When the last new customer may start (an invocation's deadline less the
+    /// margin of `RunPolicy::last_start`). After it the cycle takes no new customer,
+    /// lets those in progress finish and ends `incomplete`.
     pub deadline: Option<tokio::time::Instant>,
-    pub deadline_margin: Duration,
     /// The summary of this run's previous invocation: its counts carry on, and the
     /// customers it stored (`Store::list_run_customer_ids`) are done.
     pub resume: Option<RunReport>,
@@ -116,12 +116,11 @@ impl RunOptions {
             started_by: None,
             concurrency: 4,
             customers_in_progress: None,
-            lease_ttl: Duration::from_secs(15 * 60),
+            lease_ttl: crate::config::env::DEFAULT_LEASE_TTL,
             run_retention: Duration::from_secs(90 * 24 * 3600),
             crash_after_writes: None,
             clock_offset: chrono::Duration::zero(),
             deadline: None,
-            deadline_margin: Duration::from_secs(60),
             resume: None,
             keep_customers: KeepCustomers::InReport,
             record_dry_run: false,
@@ -725,14 +724,13 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Near the deadline no new customer starts, but every invocation makes
+    /// After the deadline no new customer starts, but every invocation makes
     /// progress with at least one customer.
     fn out_of_time(&self) -> bool {
         let Some(deadline) = self.opts.deadline else {
             return false;
         };
-        let near = tokio::time::Instant::now() + self.opts.deadline_margin >= deadline;
-        near && self.started.load(Ordering::SeqCst) > 0
+        tokio::time::Instant::now() >= deadline && self.started.load(Ordering::SeqCst) > 0
     }
 
     async fn read_sophos(&self, report: &mut RunReport) -> Result<Option<Reads>, CycleError> {

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, Sim, generate};
 use sophos_cw_sync::app::{Invoker, RunRequest};
 use sophos_cw_sync::config::env::OidcConfig;
-use sophos_cw_sync::config::{Environment, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage};
+use sophos_cw_sync::config::{
+    Environment, RunPolicy, Secrets, SecretsSpec, Settings, StoreSpec, ZeroUsage,
+};
 use sophos_cw_sync::domain::month::Month;
 use sophos_cw_sync::http::{ApiCounters, HttpPolicy};
 use sophos_cw_sync::store::Store;
@@ -147,6 +149,9 @@ impl Harness {
             notify_topic_arn: None,
             notify_webhook_timeout: sophos_cw_sync::config::env::DEFAULT_WEBHOOK_TIMEOUT,
             console_oidc: self.console_oidc.clone(),
+            run_policy: RunPolicy::default(),
+            secrets_refresh: sophos_cw_sync::config::env::DEFAULT_SECRETS_REFRESH,
+            function_name: None,
         }
     }
 
