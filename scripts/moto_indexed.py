@@ -123,7 +123,9 @@ def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_k
         candidates = None
         if index_name is None and hash_key is not None and self.range_key_attr is not None:
             partition = self.items.get(hash_key, {})
-            if all(_string_sort_key(self, rk) for rk in list(partition)[:1]):
+            # One key tells the partition's sort key type (a table has one).
+            first = next(iter(partition), None)
+            if first is None or _string_sort_key(self, first):
                 start = None
                 if exclusive_start_key:
                     start = exclusive_start_key.get(self.range_key_attr, {}).get("S")
