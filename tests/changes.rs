@@ -7,7 +7,6 @@ mod support;
 
 use serde_json::Value;
 use sophos_cw_sync::app::App;
-use sophos_cw_sync::config::{Environment, RunPolicy};
 use sophos_cw_sync::store::{AuditEntry, RunStatus, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,16 +173,8 @@ async fn a_paused_cli_sync_exits_3_with_the_reason_and_a_dry_run_still_plans() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scheduled_run_while_paused_is_recorded_skipped_and_writes_nothing() {
     let h = Harness::start().await;
-    let env = h.env();
     let app = App::new(
-        Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(1200),
-                deadline_margin: Duration::ZERO,
-            },
-            secrets_refresh: Duration::from_secs(300),
-            ..env
-        },
+        h.lambda_env(Duration::from_secs(300)),
         h.store.clone(),
         Arc::new(QueueInvoker(Default::default())),
         None,

@@ -6,7 +6,7 @@ mod support;
 
 use sophos_cw_sim::{Api, Latency, Scenario, generate};
 use sophos_cw_sync::app::{App, RunRequest, StartOutcome};
-use sophos_cw_sync::config::{Environment, RunPolicy, Settings};
+use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::{MAX_PAGE, RunStatus, Store};
 use sophos_cw_sync::sync::report::CustomerReport;
@@ -28,14 +28,7 @@ async fn app_for(h: &Harness, invoker: Arc<QueueInvoker>) -> App {
 /// The app over `store` (e.g. DynamoDB on moto) with the harness's simulators.
 async fn app_on(h: &Harness, store: Arc<dyn Store>, invoker: Arc<QueueInvoker>) -> App {
     store.put_settings(&settings()).await.unwrap();
-    let env = h.env();
-    let env = Environment {
-        run_policy: RunPolicy {
-            lease_ttl: Duration::from_secs(1200),
-            deadline_margin: Duration::ZERO,
-        },
-        ..env
-    };
+    let env = h.lambda_env(sophos_cw_sync::config::env::DEFAULT_SECRETS_REFRESH);
     App::new(env, store, invoker, None)
 }
 
@@ -239,17 +232,9 @@ async fn a_scheduled_tick_runs_once_but_a_failed_one_runs_again_on_redelivery() 
         good_secret.replace("sim-sophos-secret", "wrong-secret"),
     )
     .unwrap();
-    let env = h.env();
     let app = App::new(
-        Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(1200),
-                deadline_margin: Duration::ZERO,
-            },
-            // Re-read on every use, so the repaired secret is seen by the retry.
-            secrets_refresh: Duration::ZERO,
-            ..env
-        },
+        // Secrets re-read on every use, so the repaired secret is seen by the retry.
+        h.lambda_env(Duration::ZERO),
         h.store.clone(),
         Arc::new(QueueInvoker::default()),
         None,

@@ -17,7 +17,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use sophos_cw_sim::{Scenario, generate};
 use sophos_cw_sync::app::{App, RunRequest, StartOutcome};
-use sophos_cw_sync::config::{Environment, RunPolicy, Settings};
+use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::notify::{Notifier, notice_for_report, webhook};
 use sophos_cw_sync::store::{RunStatus, Store};
 use std::sync::{Arc, Mutex};
@@ -134,25 +134,13 @@ async fn app_for(
     queue: Arc<QueueInvoker>,
 ) -> App {
     h.store.put_settings(settings).await.unwrap();
-    let mut env = h.env();
+    // Secrets re-read on every use, so a test can change the secret between runs.
+    let mut env = h.lambda_env(Duration::ZERO);
     env.console_url = Some(CONSOLE.into());
     env.notify_webhook_timeout = Duration::from_millis(300);
     let aws = topic.as_ref().map(|(_, conf)| conf.clone());
     env.notify_topic_arn = topic.map(|(arn, _)| arn);
-    App::new(
-        Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(1200),
-                deadline_margin: Duration::ZERO,
-            },
-            // Re-read on every use, so a test can change the secret between runs.
-            secrets_refresh: Duration::ZERO,
-            ..env
-        },
-        h.store.clone(),
-        queue,
-        aws,
-    )
+    App::new(env, h.store.clone(), queue, aws)
 }
 
 fn use_webhook(h: &Harness, receiver: &Receiver) {

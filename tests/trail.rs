@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use sophos_cw_sync::app::App;
-use sophos_cw_sync::config::{Environment, RunPolicy};
+use sophos_cw_sync::config::Environment;
 use sophos_cw_sync::console::ConsoleConfig;
 use sophos_cw_sync::store::{AuditEntry, AuditFilter, Store};
 use sophos_cw_sync::web::router;
@@ -133,16 +133,8 @@ async fn a_run_started_through_the_api_is_started_by_the_token_and_says_so_in_js
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scheduled_run_is_started_by_the_schedule() {
     let h = synced().await;
-    let env = h.env();
     let app = App::new(
-        Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(1200),
-                deadline_margin: Duration::ZERO,
-            },
-            secrets_refresh: Duration::from_secs(300),
-            ..env
-        },
+        h.lambda_env(Duration::from_secs(300)),
         h.store.clone(),
         Arc::new(QueueInvoker(Default::default())),
         None,
@@ -357,17 +349,11 @@ fn oidc_client(h: &Harness) -> Client {
             client_id: "console".into(),
             groups_claim: "groups".into(),
         }),
+        secrets_refresh: Duration::ZERO,
         ..h.env()
     };
     let app = Arc::new(App::new(
-        Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(900),
-                deadline_margin: Duration::from_secs(60),
-            },
-            secrets_refresh: Duration::ZERO,
-            ..env
-        },
+        env,
         h.store.clone(),
         Arc::new(QueueInvoker(Default::default())),
         None,

@@ -540,7 +540,7 @@ fn retry_while_busy<T>(mut step: impl FnMut() -> FResult<T>) -> FResult<T> {
 fn read_bodies<T: DeserializeOwned>(
     c: &mut Connection,
     what: &'static str,
-    sql: &'static str,
+    sql: &str,
     params: &[String],
 ) -> FResult<Vec<T>> {
     let mut stmt = c.prepare_cached(sql)?;
@@ -1063,16 +1063,7 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let marks = vec!["?"; ids.len()].join(", ");
             let sql = format!("SELECT id, body FROM held_changes WHERE id IN ({marks})");
-            let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(ids.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (key, body) = row?;
-                out.push(decode("held change", &key, &body)?);
-            }
-            Ok(out)
+            read_bodies(c, "held change", &sql, &ids)
         })
         .await
     }

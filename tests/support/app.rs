@@ -18,6 +18,7 @@ use sophos_cw_sync::sync::report::RunReport;
 use sophos_cw_sync::wiring::build_clients_with_policy;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const MONTH: &str = "2026-11";
 /// The console password (`consoleToken`) of every harness's secret.
@@ -152,6 +153,20 @@ impl Harness {
             run_policy: RunPolicy::default(),
             secrets_refresh: sophos_cw_sync::config::env::DEFAULT_SECRETS_REFRESH,
             function_name: None,
+        }
+    }
+
+    /// [`Self::env`] with the policy the Lambda tests run under: a 20-minute lease and
+    /// no deadline margin (a test's deadline is the last start itself), secrets
+    /// reused for `secrets_refresh`.
+    pub fn lambda_env(&self, secrets_refresh: Duration) -> Environment {
+        Environment {
+            run_policy: RunPolicy {
+                lease_ttl: Duration::from_secs(1200),
+                deadline_margin: Duration::ZERO,
+            },
+            secrets_refresh,
+            ..self.env()
         }
     }
 

@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use secrecy::SecretString;
 use sophos_cw_sync::app::App;
+use sophos_cw_sync::config::Environment;
 use sophos_cw_sync::config::operators::Role;
-use sophos_cw_sync::config::{Environment, RunPolicy};
 use sophos_cw_sync::console::ConsoleConfig;
 use sophos_cw_sync::console::session::{self, Person, SessionKey, SignInWay};
 use sophos_cw_sync::serve::LocalInvoker;
@@ -30,15 +30,10 @@ pub fn test_config() -> ConsoleConfig {
 /// rotate the console token) and a local invoker for "Sync now".
 pub fn app(h: &Harness) -> (Arc<App>, Arc<LocalInvoker>) {
     let invoker = Arc::new(LocalInvoker::new());
-    let env = h.env();
     let app = Arc::new(App::new(
         Environment {
-            run_policy: RunPolicy {
-                lease_ttl: Duration::from_secs(900),
-                deadline_margin: Duration::from_secs(60),
-            },
             secrets_refresh: Duration::ZERO,
-            ..env
+            ..h.env()
         },
         h.store.clone(),
         invoker.clone(),
