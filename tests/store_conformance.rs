@@ -19,9 +19,9 @@ use sophos_cw_sync::config::Settings;
 use sophos_cw_sync::store::dynamodb::DynamoStore;
 use sophos_cw_sync::store::sqlite::SqliteStore;
 use sophos_cw_sync::store::{
-    AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus, HeldChange, HeldOp,
-    HeldStatus, HeldUsageLine, Lease, LeaseOutcome, MAX_PAGE, Mapping, MappingKind, Page,
-    ReviewRule, RunCustomer, RunRecord, RunStatus, Store, StoreError,
+    AdditionChange, AdditionRecord, AuditEntry, AuditFilter, CatalogRecord, CustomerStatus,
+    HeldChange, HeldOp, HeldStatus, HeldUsageLine, Lease, LeaseOutcome, MAX_PAGE, Mapping,
+    MappingKind, Page, ReviewRule, RunCustomer, RunRecord, RunStatus, Store, StoreError,
 };
 use sophos_cw_sync::sync::report::{
     CustomerReport, CustomerState, ErrorCode, ErrorReport, ProductAction, ProductReport,
@@ -127,6 +127,7 @@ conformance!(
     mappings_put_get_list_delete,
     catalog_items_put_replace_list,
     additions_put_replace_list_delete,
+    audited_addition_changes_land_with_their_entries,
     customer_statuses_replace_per_tenant,
     runs_put_get_replace,
     runs_list_latest_first_with_paging,
@@ -441,6 +442,83 @@ async fn additions_put_replace_list_delete(f: &Fixture) {
     s.delete_addition("t1", "CIXE").await.unwrap();
     s.delete_addition("t9", "CIXA").await.unwrap();
     assert_eq!(sorted(s.list_additions().await.unwrap()), vec![a2, c]);
+}
+
+/// `audit_addition` (one transaction on SQLite, one `TransactWriteItems` on
+/// DynamoDB): each change lands with its entry, and the entry is found by the
+/// trail's filters like an appended one.
+async fn audited_addition_changes_land_with_their_entries(f: &Fixture) {
+    let s = f.store();
+    let entry = |seq: u32, action: &str, new: Option<f64>| AuditEntry {
+        action: action.to_owned(),
+        tenant_id: Some("t1".to_owned()),
+        new_quantity: new,
+        ..audit("run-x", seq, t0() + secs(i64::from(seq)))
+    };
+    let a = addition("t1", "CIXA", 5.0);
+    let other = addition("t2", "CIXA", 1.0);
+    s.put_addition(&other).await.unwrap();
+
+    s.audit_addition(
+        &entry(0, "createAddition", Some(5.0)),
+        AdditionChange::Remember(&a),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_additions_of("t1").await.unwrap(), vec![a.clone()]);
+
+    // A put replaces the record.
+    let a8 = AdditionRecord {
+        quantity: 8.0,
+        ..a.clone()
+    };
+    s.audit_addition(
+        &entry(1, "updateAddition", Some(8.0)),
+        AdditionChange::Remember(&a8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_additions_of("t1").await.unwrap(), vec![a8]);
+
+    // Forgetting removes only that tenant's product, and forgetting what is gone
+    // still puts its entry on the trail.
+    let forget = AdditionChange::Forget {
+        tenant_id: "t1",
+        identifier: "CIXA",
+    };
+    s.audit_addition(&entry(2, "cancelAddition", None), forget)
+        .await
+        .unwrap();
+    s.audit_addition(&entry(3, "reconcileAddition", None), forget)
+        .await
+        .unwrap();
+    assert!(s.list_additions_of("t1").await.unwrap().is_empty());
+    assert_eq!(s.list_additions_of("t2").await.unwrap(), vec![other]);
+
+    let trail = s.list_audit(10, Some("run-x")).await.unwrap();
+    let actions: Vec<(&str, Option<f64>)> = trail
+        .iter()
+        .map(|e| (e.action.as_str(), e.new_quantity))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("reconcileAddition", None),
+            ("cancelAddition", None),
+            ("updateAddition", Some(8.0)),
+            ("createAddition", Some(5.0)),
+        ],
+        "latest first"
+    );
+    let cancels = walked(
+        &walk_audit(
+            s,
+            &audit_filter(Some("run-x"), Some("t1"), Some("cancelAddition")),
+            5,
+        )
+        .await,
+    );
+    assert_eq!(cancels, vec![trail[1].clone()]);
 }
 
 async fn customer_statuses_replace_per_tenant(f: &Fixture) {

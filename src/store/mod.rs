@@ -16,6 +16,19 @@ use std::time::Duration;
 
 pub use records::*;
 
+/// What an audited change does to the remembered additions
+/// ([`Store::audit_addition`]).
+#[derive(Debug, Clone, Copy)]
+pub enum AdditionChange<'a> {
+    /// Remember the addition as it now stands (a put replaces the previous record).
+    Remember(&'a AdditionRecord),
+    /// Forget the tenant's addition of this product.
+    Forget {
+        tenant_id: &'a str,
+        identifier: &'a str,
+    },
+}
+
 /// Why a store call failed. `Unavailable` is worth retrying; the others are not.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -93,6 +106,24 @@ pub trait Store: Send + Sync {
     /// Keyed by (tenant_id, identifier); a put replaces the previous record.
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()>;
     async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()>;
+    /// Puts `entry` on the audit trail and applies `change` to the remembered
+    /// additions. The trail is never behind the store's memory: the entry lands
+    /// first or both land at once (SQLite: one transaction; DynamoDB: one
+    /// `TransactWriteItems`), which also halves the writes a cycle makes.
+    async fn audit_addition(
+        &self,
+        entry: &AuditEntry,
+        change: AdditionChange<'_>,
+    ) -> StoreResult<()> {
+        self.append_audit(entry).await?;
+        match change {
+            AdditionChange::Remember(record) => self.put_addition(record).await,
+            AdditionChange::Forget {
+                tenant_id,
+                identifier,
+            } => self.delete_addition(tenant_id, identifier).await,
+        }
+    }
 
     // --- per-customer status of the latest (non-dry) run, keyed by tenant_id ---
     async fn put_customer_status(&self, status: &CustomerStatus) -> StoreResult<()>;

@@ -842,7 +842,12 @@ impl Ctx<'_> {
     /// behind ConnectWise, so the next run says it again (`adopt…`,
     /// `reconcileAddition`) rather than the write never reaching the trail.
     async fn audit(&self, d: AuditDraft<'_>) -> StoreResult<()> {
-        let entry = AuditEntry {
+        self.engine.store.append_audit(&self.audit_entry(d)).await
+    }
+
+    /// The trail's entry for a change this run makes, numbered in the run.
+    fn audit_entry(&self, d: AuditDraft<'_>) -> AuditEntry {
+        AuditEntry {
             run_id: self.opts.run_id.clone(),
             seq: self.audit_seq.fetch_add(1, Ordering::SeqCst),
             at: Utc::now(),
@@ -855,8 +860,7 @@ impl Ctx<'_> {
             old_quantity: d.old,
             new_quantity: d.new,
             detail: None,
-        };
-        self.engine.store.append_audit(&entry).await
+        }
     }
 }
 

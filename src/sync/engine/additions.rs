@@ -7,7 +7,7 @@ use super::{AuditDraft, Ctx, CycleError, write_error};
 use crate::connectwise::model::{Addition, Agreement, NewAddition, PatchOp, Reference};
 use crate::domain::products;
 use crate::http::ApiError;
-use crate::store::{AdditionRecord, StoreResult};
+use crate::store::{AdditionChange, AdditionRecord, StoreResult};
 use crate::sync::plan::{AdditionOp, ProductPlan};
 use crate::sync::report::*;
 use chrono::Utc;
@@ -393,8 +393,8 @@ impl Ctx<'_> {
         c.errors.push(write_error(e));
     }
 
-    /// Puts a change on the trail, then remembers the addition as it now stands
-    /// (in that order: see `audit`).
+    /// Puts a change on the trail and remembers the addition as it now stands,
+    /// never the memory before the trail (see `audit` and `Store::audit_addition`).
     async fn record_addition(
         &self,
         d: AuditDraft<'_>,
@@ -404,32 +404,35 @@ impl Ctx<'_> {
         product_id: i64,
         quantity: f64,
     ) -> StoreResult<()> {
-        let identifier = d.identifier;
-        self.audit(d).await?;
         let record = AdditionRecord {
             tenant_id: tenant.id.clone(),
-            identifier: identifier.to_owned(),
+            identifier: d.identifier.to_owned(),
             agreement_id: agreement.id,
             addition_id,
             product_id,
             quantity,
             updated_at: Utc::now(),
         };
-        self.engine.store.put_addition(&record).await
+        self.engine
+            .store
+            .audit_addition(&self.audit_entry(d), AdditionChange::Remember(&record))
+            .await
     }
 
-    /// Puts a change on the trail, then forgets the addition (in that order: see
-    /// `audit`).
+    /// Puts a change on the trail and forgets the addition, never the memory
+    /// before the trail (see `audit` and `Store::audit_addition`).
     async fn forget_addition(
         &self,
         d: AuditDraft<'_>,
         tenant: &crate::sophos::model::Tenant,
     ) -> StoreResult<()> {
-        let identifier = d.identifier;
-        self.audit(d).await?;
+        let forget = AdditionChange::Forget {
+            tenant_id: &tenant.id,
+            identifier: d.identifier,
+        };
         self.engine
             .store
-            .delete_addition(&tenant.id, identifier)
+            .audit_addition(&self.audit_entry(d), forget)
             .await
     }
 }
