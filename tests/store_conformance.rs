@@ -444,7 +444,7 @@ async fn additions_put_replace_list_delete(f: &Fixture) {
     assert_eq!(sorted(s.list_additions().await.unwrap()), vec![a2, c]);
 }
 
-/// `audit_addition` (one transaction on SQLite, one `TransactWriteItems` on
+/// `audit_addition` (one transaction on SQLite, the entry then the record on
 /// DynamoDB): each change lands with its entry, and the entry is found by the
 /// trail's filters like an appended one.
 async fn audited_addition_changes_land_with_their_entries(f: &Fixture) {

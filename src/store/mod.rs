@@ -108,8 +108,8 @@ pub trait Store: Send + Sync {
     async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()>;
     /// Puts `entry` on the audit trail and applies `change` to the remembered
     /// additions. The trail is never behind the store's memory: the entry lands
-    /// first or both land at once (SQLite: one transaction; DynamoDB: one
-    /// `TransactWriteItems`), which also halves the writes a cycle makes.
+    /// first (DynamoDB: two requests) or both land at once (SQLite: one
+    /// transaction, half the commits).
     async fn audit_addition(
         &self,
         entry: &AuditEntry,
