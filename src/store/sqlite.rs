@@ -61,6 +61,11 @@ pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a call waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Remembers one addition (?1 tenant, ?2 identifier, ?3 body), replacing the last.
+const PUT_ADDITION: &str = "INSERT INTO additions (tenant_id, identifier, body) VALUES (?1, ?2, ?3)
+     ON CONFLICT (tenant_id, identifier) DO UPDATE SET body = excluded.body";
+/// Forgets one addition (?1 tenant, ?2 identifier).
+const DELETE_ADDITION: &str = "DELETE FROM additions WHERE tenant_id = ?1 AND identifier = ?2";
 /// Pages of write-ahead log between automatic checkpoints (SQLite's default: 1,000).
 const WAL_CHECKPOINT_PAGES: i64 = 8_000;
 
@@ -756,8 +761,7 @@ impl Store for SqliteStore {
 
     async fn put_addition(&self, record: &AdditionRecord) -> StoreResult<()> {
         self.put_body(
-            "INSERT INTO additions (tenant_id, identifier, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant_id, identifier) DO UPDATE SET body = excluded.body",
+            PUT_ADDITION,
             vec![record.tenant_id.clone(), record.identifier.clone()],
             record,
         )
@@ -787,15 +791,10 @@ impl Store for SqliteStore {
             row.insert(&tx)?;
             match &body {
                 Some(body) => tx
-                    .prepare_cached(
-                        "INSERT INTO additions (tenant_id, identifier, body) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (tenant_id, identifier) DO UPDATE SET body = excluded.body",
-                    )?
+                    .prepare_cached(PUT_ADDITION)?
                     .execute(params![tenant_id, identifier, body])?,
                 None => tx
-                    .prepare_cached(
-                        "DELETE FROM additions WHERE tenant_id = ?1 AND identifier = ?2",
-                    )?
+                    .prepare_cached(DELETE_ADDITION)?
                     .execute(params![tenant_id, identifier])?,
             };
             tx.commit()?;
@@ -807,10 +806,7 @@ impl Store for SqliteStore {
     async fn delete_addition(&self, tenant_id: &str, identifier: &str) -> StoreResult<()> {
         let (tenant_id, identifier) = (tenant_id.to_owned(), identifier.to_owned());
         self.call_now(move |c| {
-            c.execute(
-                "DELETE FROM additions WHERE tenant_id = ?1 AND identifier = ?2",
-                [&tenant_id, &identifier],
-            )?;
+            c.execute(DELETE_ADDITION, [&tenant_id, &identifier])?;
             Ok(())
         })
         .await
